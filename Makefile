@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine with Python 3.11 and pip:
+#   make demo   -- creates the environment and runs the DINA loop on the embedded default
+#   make test   -- creates the environment if needed and runs the whole suite
+PYTHON ?= python3
+VENV := .venv
+UV := .tools/bin/uv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
+
+.PHONY: env demo test lint bench clean
+
+env: $(VENV)/.ready
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install -q uv
+
+$(VENV)/.ready: pyproject.toml | $(UV)
+	test -x $(PY) || $(UV) venv --seed --python $(PYTHON) $(VENV)
+	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"
+	$(UV) sync --inexact --extra generate --extra viz --extra jax --extra dev
+	touch $@
+
+demo: env
+	$(VENV)/bin/dina demo
+
+test: env
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: env
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .tools

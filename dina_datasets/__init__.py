@@ -1,0 +1,55 @@
+"""DINA (DEEL ImageNet Attributions) as a Hugging Face-style dataset, without TensorFlow.
+
+Reading needs numpy, pyarrow, fsspec and datasets only; generation imports TensorFlow,
+keras-cv-attention-models and xplique inside `dina_datasets.generation`.
+"""
+
+from __future__ import annotations
+
+from dina_datasets.catalog import (
+    EXPLAINERS,
+    METRICS,
+    MODELS,
+    DinaConfig,
+    cells,
+    config_names,
+    register_explainer,
+    register_model,
+)
+from dina_datasets.errors import (
+    AlignmentError,
+    ConfigError,
+    DinaError,
+    LayoutError,
+    RecordError,
+    RecordIndexError,
+)
+from dina_datasets.layout import DEFAULT_DATA_URL, Layout
+from dina_datasets.records import (
+    RecordWriter,
+    inspect,
+    read_explanation,
+    read_explanations,
+    read_record,
+    read_records,
+    write_explanations,
+    write_records,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_DATA_URL", "EXPLAINERS", "METRICS", "MODELS", "AlignmentError", "ConfigError",
+    "DinaConfig", "DinaError", "Layout", "LayoutError", "RecordError", "RecordIndexError",
+    "RecordWriter", "cells", "config_names", "inspect", "load_dataset", "read_explanation",
+    "read_explanations", "read_record", "read_records", "register_explainer", "register_model",
+    "write_explanations", "write_records",
+]
+
+
+def __getattr__(name: str):
+    if name == "load_dataset":
+        from dina_datasets.loading import load_dataset
+
+        return load_dataset
+    raise AttributeError(f"module 'dina_datasets' has no attribute {name!r}")

@@ -1,0 +1,59 @@
+"""The `dina` command line: one module per command, imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from dina_datasets.errors import DinaError
+
+# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "configs": ("dina_datasets.cli.configs", "list the DINA configs and their sizes"),
+    "demo": ("dina_datasets.cli.demo", "run the whole DINA loop offline on the embedded default"),
+    "export": ("dina_datasets.cli.export", "export configs as a Hub dataset repository (Parquet)"),
+    "push": ("dina_datasets.cli.push", "upload an exported folder to the Hugging Face Hub"),
+    "generate": ("dina_datasets.cli.generate", "compute attribution maps for new entries"),
+    "merge": ("dina_datasets.cli.merge", "join generated shards into explanations.tfrecord"),
+    "evaluate": ("dina_datasets.cli.evaluate", "compute metric scores of a config"),
+    "leaderboard": ("dina_datasets.cli.leaderboard", "table and plot of every score file"),
+    "show": ("dina_datasets.cli.show", "draw maps over their images"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dina` console command; exit code 2 on bad input."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="dina", description="DINA: DEEL ImageNet Attributions"
+                                     " without TensorFlow on the read path.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", metavar="FILE", action="append", default=[],
+                        help="a registry file of contributed models/explainers (repeatable)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    module = None
+    for name, (module_name, text) in COMMANDS.items():
+        command = sub.add_parser(name, help=text, description=text, parents=[common])
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command)
+    args = parser.parse_args(argv)
+    try:
+        if args.registry:
+            from dina_datasets.registry import load_registry
+
+            for path in args.registry:
+                load_registry(path)
+        return int(module.run(args) or 0)
+    except DinaError as err:
+        print(f"dina {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dina {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`dina configs`: the table of configs, derived from the catalog."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dina_datasets.catalog import NUM_IMAGES, cells
+from dina_datasets.records import explanation_record_size as record_size
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--model", help="only this model's configs")
+    parser.add_argument("--explainer", help="only this explainer's configs")
+
+
+def rows(model: str | None = None, explainer: str | None = None) -> list[dict]:
+    """One dict per available config, optionally filtered by model or explainer."""
+    from dina_datasets import catalog
+
+    model = catalog.model(model).name if model else None
+    explainer = catalog.explainer(explainer).name if explainer else None
+    out = []
+    for cell in cells():
+        if (model and cell.model != model) or (explainer and cell.explainer != explainer):
+            continue
+        size = record_size(cell.shape) * NUM_IMAGES
+        out.append({"config": cell.name, "model": cell.model, "explainer": cell.explainer,
+                    "shape": list(cell.shape), "dtype": "float32",
+                    "record_bytes": record_size(cell.shape), "num_records": NUM_IMAGES,
+                    "size_bytes": size, "published": cell.published})
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    table = rows(args.model, args.explainer)
+    if args.json:
+        print(json.dumps(table, indent=1))
+        return 0
+    width = max(len(r["config"]) for r in table) if table else 6
+    print(f"{'config':<{width}}  {'model':<14} {'explainer':<22} {'shape':<13} {'size':>8}")
+    for r in table:
+        shape = "x".join(map(str, r["shape"]))
+        note = "" if r["published"] else "  (contributed)"
+        print(f"{r['config']:<{width}}  {r['model']:<14} {r['explainer']:<22} {shape:<13} "
+              f"{r['size_bytes'] / 1e9:>6.1f}GB{note}")
+    total = sum(r["size_bytes"] for r in table)
+    print(f"{len(table)} configs, {sum(r['num_records'] for r in table):,} maps, "
+          f"{total / 1e12:.2f} TB")
+    return 0

@@ -1,0 +1,42 @@
+"""The package's exceptions: each says what was received and how to fix it."""
+
+from __future__ import annotations
+
+
+class DinaError(Exception):
+    """Base class of every error raised by dina_datasets."""
+
+
+class ConfigError(DinaError, ValueError):
+    """An unknown or unavailable model, explainer, metric or config name."""
+
+
+class RecordError(DinaError, ValueError):
+    """A TFRecord file, record or Example that cannot be read as DINA data.
+
+    Carries the file's URL, the record index and the byte offset where the problem starts.
+    """
+
+    def __init__(self, message: str, *, url: str, index: int | None = None,
+                 offset: int | None = None) -> None:
+        self.url = url
+        self.index = index
+        self.offset = offset
+        where = [f"in {url}"]
+        if index is not None:
+            where.append(f"record {index}")
+        if offset is not None:
+            where.append(f"byte offset {offset}")
+        super().__init__(f"{message} ({', '.join(where)})")
+
+
+class LayoutError(DinaError, FileNotFoundError):
+    """A data folder that is missing or not shaped like the DINA bucket."""
+
+
+class AlignmentError(DinaError, ValueError):
+    """Two sources that must be joined row by row have different lengths."""
+
+
+class RecordIndexError(DinaError, IndexError):
+    """A record index or range outside the file."""

@@ -1,0 +1,152 @@
+"""fsspec access for any URL (local, file://, gs://, memory://): ranged reads with retries,
+and atomic writes (temporary name, then rename)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import posixpath
+import time
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+# gcsfs >= 2026.3 probes the bucket type over gRPC before most calls: against an emulator or
+# without network every call then waits ~60 s. Off unless the user turned it on.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+import fsspec
+from fsspec.spec import AbstractFileSystem
+
+from dina_datasets.errors import DinaError, LayoutError
+
+RETRIES = 5
+BACKOFF = 0.2
+TMP_MARK = ".tmp-"
+
+
+class TransferError(DinaError, OSError):
+    """A read that kept failing after every retry."""
+
+
+def filesystem(url: str, storage_options: dict[str, Any] | None = None
+               ) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem and path of `url`; gs:// is anonymous unless a token is given.
+
+    The GCS endpoint comes from `endpoint_url` in `storage_options`, else from the
+    `STORAGE_EMULATOR_HOST` environment variable when set.
+    """
+    options = dict(storage_options or {})
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    if protocol in ("gs", "gcs"):
+        options.setdefault("token", "anon")
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator and "endpoint_url" not in options:
+            options["endpoint_url"] = emulator if "://" in emulator else f"http://{emulator}"
+    try:
+        return fsspec.core.url_to_fs(url, **options)
+    except (ImportError, ValueError) as err:
+        raise LayoutError(f"cannot open {url!r}: {err}. Use a local path or a file://, "
+                          "gs:// or memory:// URL (any fsspec protocol that is installed)"
+                          ) from err
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path parts onto a URL or local path."""
+    if "://" in url:
+        protocol, rest = url.split("://", 1)
+        return f"{protocol}://{posixpath.join(rest, *parts)}" if rest else \
+            f"{protocol}://{posixpath.join(*parts)}"
+    return os.path.join(url, *parts)
+
+
+def _transient(err: BaseException) -> bool:
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError,
+                        NotADirectoryError, DinaError)):
+        return False
+    if isinstance(err, (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return True
+    code = getattr(err, "code", None) or getattr(err, "status", None)
+    if isinstance(code, int):
+        return code >= 500 or code in (408, 429)
+    return type(err).__module__.split(".")[0] in ("aiohttp", "requests", "urllib3")
+
+
+def read_range(fs: AbstractFileSystem, path: str, start: int, end: int, *, url: str,
+               retries: int = RETRIES) -> bytes:
+    """Exactly the bytes [start, end) of a file, retrying transient failures.
+
+    A read that returns fewer bytes than asked is retried, and reported as a truncated file
+    when the file really is shorter.
+    """
+    delay = BACKOFF
+    for attempt in range(retries + 1):
+        try:
+            data = fs.cat_file(path, start=start, end=end)
+        except Exception as err:
+            if not _transient(err) or attempt == retries:
+                if isinstance(err, FileNotFoundError):
+                    raise LayoutError(f"no such file: {url}") from err
+                if _transient(err):
+                    raise TransferError(f"reading bytes {start}-{end} of {url} failed after "
+                                        f"{retries + 1} attempts: {err!r}") from err
+                raise
+        else:
+            if len(data) == end - start:
+                return data
+            if attempt == retries or fs.size(path) < end:
+                return data
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+        with contextlib.suppress(Exception):
+            fs.invalidate_cache(path)
+    raise AssertionError("unreachable")
+
+
+def size(fs: AbstractFileSystem, path: str, url: str) -> int:
+    """Size of a file in bytes; LayoutError when it does not exist."""
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise LayoutError(f"no such file: {url}") from None
+    if info.get("type") == "directory":
+        raise LayoutError(f"{url} is a folder, not a file")
+    return int(info["size"])
+
+
+@contextlib.contextmanager
+def atomic_write(url: str, mode: str = "wb", storage_options: dict[str, Any] | None = None,
+                 ) -> Iterator[IO[Any]]:
+    """Open `url` for writing under a temporary name; rename it into place on success.
+
+    On an exception the temporary file is removed and nothing appears under `url`; an
+    existing file at `url` is replaced only when the new one is complete.
+    """
+    fs, path = filesystem(url, storage_options)
+    parent = posixpath.dirname(path) if "://" in url or fs.protocol != "file" else \
+        os.path.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, mode) as handle:
+            yield handle
+        if _is_local(fs):
+            os.replace(tmp, path)
+        else:
+            fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp)
+        raise
+
+
+def _is_local(fs: AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
+    fs, path = filesystem(url, storage_options)
+    return fs.exists(path)

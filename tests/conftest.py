@@ -1,0 +1,64 @@
+"""Shared fixtures: small bucket-shaped folders written with the package's own writer."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+
+from dina_datasets import Layout, catalog, write_explanations
+
+
+def make_maps(n: int, channels: int, seed: int = 0, size: int = catalog.MAP_SIZE) -> np.ndarray:
+    """n deterministic float32 maps of shape (size, size, channels)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, size, size, channels)).astype(np.float32)
+
+
+def make_bucket(root: str, configs: list[str], n: int = 5, *, scores: bool = True,
+                keys: bool = False, size: int = catalog.MAP_SIZE) -> dict[str, np.ndarray]:
+    """Write a bucket-shaped folder (explanations + score JSONs) under `root`.
+
+    Returns the maps written per config. With `keys`, records carry index, image_id, label
+    and prediction as the generation pipeline writes them. Randomization metrics cover the
+    first min(n, 3) samples, mimicking the published 1,024-sample subset.
+    """
+    layout = Layout(root)
+    written = {}
+    for k, name in enumerate(configs):
+        cell = catalog.DinaConfig.from_name(name)
+        maps = make_maps(n, cell.explainer_spec.channels, seed=k, size=size)
+        extra = {}
+        if keys:
+            extra = dict(index=range(n), image_id=[f"img_{i:03d}" for i in range(n)],
+                         label=[i % 7 for i in range(n)], prediction=[(i * 3) % 7
+                                                                      for i in range(n)])
+        write_explanations(layout.explanations(cell.model, cell.explainer), maps, **extra)
+        if scores:
+            for spec in catalog.METRICS.values():
+                count = min(n, 3) if spec.subset else n
+                values = np.random.default_rng(k).random(count).round(6).tolist()
+                url = layout.scores(cell.model, cell.explainer, spec.name)
+                from dina_datasets.storage import atomic_write
+
+                with atomic_write(url, "w") as handle:
+                    json.dump(values, handle)
+        written[cell.name] = maps
+    return written
+
+
+@pytest.fixture
+def bucket(tmp_path):
+    """A local bucket with two configs (3-channel and 1-channel maps), 5 records each."""
+    root = str(tmp_path / "bucket")
+    maps = make_bucket(root, ["ResNet50-Saliency", "DinoV2-Rise"])
+    return root, maps
