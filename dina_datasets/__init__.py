@@ -10,7 +10,7 @@ from dina_datasets.catalog import (
     EXPLAINERS,
     METRICS,
     MODELS,
-    DinaConfig,
+    Cell,
     cells,
     config_names,
     register_explainer,
@@ -39,11 +39,32 @@ from dina_datasets.records import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_DATA_URL", "EXPLAINERS", "METRICS", "MODELS", "AlignmentError", "ConfigError",
-    "DinaConfig", "DinaError", "Layout", "LayoutError", "RecordError", "RecordIndexError",
-    "RecordWriter", "cells", "config_names", "inspect", "load_dataset", "read_explanation",
-    "read_explanations", "read_record", "read_records", "register_explainer", "register_model",
-    "write_explanations", "write_records",
+    "DEFAULT_DATA_URL",
+    "EXPLAINERS",
+    "METRICS",
+    "MODELS",
+    "AlignmentError",
+    "Cell",
+    "ConfigError",
+    "DinaConfig",
+    "DinaError",
+    "Layout",
+    "LayoutError",
+    "RecordError",
+    "RecordIndexError",
+    "RecordWriter",
+    "cells",
+    "config_names",
+    "inspect",
+    "load_dataset",
+    "read_explanation",
+    "read_explanations",
+    "read_record",
+    "read_records",
+    "register_explainer",
+    "register_model",
+    "write_explanations",
+    "write_records",
 ]
 
 
@@ -52,4 +73,8 @@ def __getattr__(name: str):
         from dina_datasets.loading import load_dataset
 
         return load_dataset
+    if name in ("DinaConfig", "DinaBuilder"):
+        from dina_datasets import builder
+
+        return getattr(builder, name)
     raise AttributeError(f"module 'dina_datasets' has no attribute {name!r}")

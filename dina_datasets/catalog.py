@@ -181,8 +181,9 @@ def missing_reason(model_name: str, explainer_name: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class DinaConfig:
-    """One model/explainer cell; its name, e.g. `"DinoV2-Rise"`, derives from the fields.
+class Cell:
+    """One model/explainer cell of the grid; its name, e.g. `"DinoV2-Rise"`, derives from the
+    fields. (`dina_datasets.DinaConfig` is the `datasets` builder config built on it.)
 
     Names are resolved case-insensitively to their canonical spelling. A cell that DINA
     does not publish raises a ConfigError saying why, unless `allow_missing=True`
@@ -228,7 +229,7 @@ class DinaConfig:
         return (self.model, self.explainer)
 
     @classmethod
-    def from_name(cls, name: str, allow_missing: bool = False) -> DinaConfig:
+    def from_name(cls, name: str, allow_missing: bool = False) -> Cell:
         """Parse `"{Model}-{Explainer}"`, case-insensitively, with suggestions when unknown."""
         if not isinstance(name, str) or "-" not in name:
             raise ConfigError(f"config name must look like 'Model-Explainer', got {name!r}; "
@@ -244,13 +245,13 @@ class DinaConfig:
                               f"{_suggest(name, config_names())}") from None
 
 
-def cells() -> list[DinaConfig]:
+def cells() -> list[Cell]:
     """Every available config: the 117 published cells, then contributed ones."""
-    every = [DinaConfig(m, e) for m in MODELS for e in EXPLAINERS if not missing_reason(m, e)]
+    every = [Cell(m, e) for m in MODELS for e in EXPLAINERS if not missing_reason(m, e)]
     return sorted(every, key=lambda c: not c.published)
 
 
-def published_cells() -> list[DinaConfig]:
+def published_cells() -> list[Cell]:
     """The 117 cells of the published DINA bucket."""
     return [c for c in cells() if c.published]
 

@@ -35,7 +35,7 @@ def make_bucket(root: str, configs: list[str], n: int = 5, *, scores: bool = Tru
     layout = Layout(root)
     written = {}
     for k, name in enumerate(configs):
-        cell = catalog.DinaConfig.from_name(name)
+        cell = catalog.Cell.from_name(name)
         maps = make_maps(n, cell.explainer_spec.channels, seed=k, size=size)
         extra = {}
         if keys:
