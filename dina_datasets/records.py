@@ -8,110 +8,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dina_datasets import proto, storage, tfrecord
+from dina_datasets import proto, reader, storage, tfrecord
 from dina_datasets.errors import RecordError, RecordIndexError
+from dina_datasets.reader import RecordFile, inspect
+
+__all__ = ["RecordFile", "RecordWriter", "decode_record", "explanation_record_size", "inspect",
+           "read_explanation", "read_explanations", "read_record", "read_records",
+           "write_explanations", "write_records"]
 
 EXPLANATIONS = "explanations"
 TENSOR_FEATURES = frozenset({"explanations", "preprocess_input", "one_hot_prediction"})
-CHUNK_BYTES = 64 << 20
-
-_INDEX_CACHE: dict[tuple[str, int, str], np.ndarray] = {}
-
-
-@dataclass(frozen=True)
-class RecordFile:
-    """Where the records of one TFRecord file lie."""
-
-    url: str
-    size: int
-    num_records: int
-    record_size: int | None
-    offsets: np.ndarray | None = None
-
-    def span(self, start: int, stop: int) -> tuple[int, int]:
-        """Byte range [begin, end) of records [start, stop)."""
-        if self.record_size is not None:
-            return start * self.record_size, stop * self.record_size
-        assert self.offsets is not None
-        return int(self.offsets[start]), int(self.offsets[stop]) if stop < self.num_records \
-            else self.size
-
-
-def inspect(url: str, storage_options: dict[str, Any] | None = None) -> RecordFile:
-    """Size, record count and record size of a TFRecord file.
-
-    A file whose first and last records have the same length, and whose size is a multiple
-    of it, has fixed-size records; any other file is scanned once (headers only, CRC
-    checked) and its record offsets cached.
-    """
-    fs, path = storage.filesystem(url, storage_options)
-    size = storage.size(fs, path, url)
-    if size == 0:
-        return RecordFile(url, 0, 0, 0)
-    head = storage.read_range(fs, path, 0, min(size, tfrecord.HEADER), url=url)
-    length = _header(head, 0, url, 0, size)
-    record_size = length + tfrecord.OVERHEAD
-    if size % record_size == 0:
-        last = size - record_size
-        tail = head if last == 0 else storage.read_range(fs, path, last, last + tfrecord.HEADER,
-                                                         url=url)
-        try:
-            same = tfrecord.parse_header(tail, 0) == length
-        except tfrecord.FrameError:
-            same = False
-        if same:
-            return RecordFile(url, size, size // record_size, record_size)
-    key = (url, size, str(fs.ukey(path)) if hasattr(fs, "ukey") else "")
-    if key not in _INDEX_CACHE:
-        _INDEX_CACHE[key] = _scan(fs, path, url, size)
-    offsets = _INDEX_CACHE[key]
-    return RecordFile(url, size, len(offsets), None, offsets)
-
-
-def _header(buf: bytes | memoryview, pos: int, url: str, index: int, at: int) -> int:
-    if len(buf) - pos < tfrecord.HEADER:
-        raise RecordError(f"truncated record header ({len(buf) - pos} of {tfrecord.HEADER} "
-                          "bytes)", url=url, index=index, offset=at)
-    try:
-        return tfrecord.parse_header(buf, pos)
-    except tfrecord.FrameError as err:
-        what = "not a TFRecord file: " if index == 0 else ""
-        raise RecordError(f"{what}{err}", url=url, index=index, offset=at) from None
-
-
-def _scan(fs: Any, path: str, url: str, size: int) -> np.ndarray:
-    offsets, pos, index = [], 0, 0
-    while pos < size:
-        head = storage.read_range(fs, path, pos, min(size, pos + tfrecord.HEADER), url=url)
-        length = _header(head, 0, url, index, pos)
-        end = pos + length + tfrecord.OVERHEAD
-        if end > size:
-            raise RecordError(f"truncated record: {length} data bytes announced, file ends "
-                              f"{size - pos - tfrecord.HEADER} bytes later",
-                              url=url, index=index, offset=pos)
-        offsets.append(pos)
-        pos, index = end, index + 1
-    return np.asarray(offsets, dtype=np.int64)
-
-
-def _check_range(info: RecordFile, start: int | None, stop: int | None) -> tuple[int, int]:
-    n = info.num_records
-    start = 0 if start is None else start
-    stop = n if stop is None else stop
-    for name, value in (("start", start), ("stop", stop)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise RecordIndexError(f"{name} must be an integer, got {value!r}")
-        if value < 0 or value > n:
-            raise RecordIndexError(f"{name}={value} is outside {info.url}, which holds {n} "
-                                   f"records: use 0 <= start <= stop <= {n}")
-    if start > stop:
-        raise RecordIndexError(f"start={start} is after stop={stop}")
-    return int(start), int(stop)
 
 
 def decode_record(data: bytes | memoryview, tensors: frozenset[str] = TENSOR_FEATURES
@@ -132,63 +42,26 @@ def decode_record(data: bytes | memoryview, tensors: frozenset[str] = TENSOR_FEA
     return out
 
 
+def _decoded(url: str, index: int, data: memoryview, offset: int,
+             tensors: frozenset[str]) -> dict[str, Any]:
+    try:
+        return decode_record(data, tensors)
+    except proto.ProtoError as err:
+        raise RecordError(f"undecodable Example: {err}", url=url, index=index,
+                          offset=offset + tfrecord.HEADER + err.offset) from None
+
+
 def read_records(url: str, start: int | None = None, stop: int | None = None, *,
                  tensors: frozenset[str] = TENSOR_FEATURES, check_crc: bool = True,
                  storage_options: dict[str, Any] | None = None,
-                 chunk_bytes: int = CHUNK_BYTES) -> Iterator[dict[str, Any]]:
+                 chunk_bytes: int = reader.CHUNK_BYTES) -> Iterator[dict[str, Any]]:
     """Decoded records [start, stop) of a TFRecord file of Examples, in order."""
-    info = inspect(url, storage_options)
-    start, stop = _check_range(info, start, stop)
-    for index, data, offset in _iter_data(info, start, stop, check_crc, storage_options,
-                                          chunk_bytes):
-        try:
-            yield decode_record(data, tensors)
-        except proto.ProtoError as err:
-            raise RecordError(f"undecodable Example: {err}", url=url, index=index,
-                              offset=offset + tfrecord.HEADER + err.offset) from None
-
-
-def _iter_data(info: RecordFile, start: int, stop: int, check_crc: bool,
-               storage_options: dict[str, Any] | None, chunk_bytes: int
-               ) -> Iterator[tuple[int, memoryview, int]]:
-    """(index, data, frame offset) of records [start, stop), read in large ranged chunks."""
-    if start >= stop:
-        return
-    fs, path = storage.filesystem(info.url, storage_options)
-    pos, end = info.span(start, stop)
-    index = start
-    if info.record_size:
-        chunk_bytes = max(1, chunk_bytes // info.record_size) * info.record_size
-    while index < stop:
-        want = min(end, pos + chunk_bytes)
-        buf = memoryview(storage.read_range(fs, path, pos, want, url=info.url))
-        complete = len(buf) == end - pos
-        short = len(buf) < want - pos
-        local = 0
-        while index < stop:
-            at = pos + local
-            if len(buf) - local < tfrecord.HEADER and not (complete or short):
-                break
-            length = _header(buf, local, info.url, index, at)
-            frame_end = local + length + tfrecord.OVERHEAD
-            if frame_end > len(buf):
-                if complete or short:
-                    raise RecordError(f"truncated record: {length} data bytes announced, "
-                                      f"{max(0, len(buf) - local - tfrecord.HEADER)} present",
-                                      url=info.url, index=index, offset=at)
-                break
-            if check_crc:
-                try:
-                    tfrecord.check_data(buf, local + tfrecord.HEADER, length)
-                except tfrecord.FrameError as err:
-                    raise RecordError(str(err), url=info.url, index=index,
-                                      offset=pos + err.offset) from None
-            yield index, buf[local + tfrecord.HEADER:local + tfrecord.HEADER + length], at
-            local, index = frame_end, index + 1
-        if local == 0:
-            chunk_bytes = max(2 * chunk_bytes, tfrecord.OVERHEAD + (
-                length if len(buf) >= tfrecord.HEADER else 0))
-        pos += local
+    info = reader.inspect(url, storage_options, scan=start not in (None, 0) or stop is not None)
+    start, stop = reader.check_range(info, start, stop)
+    for index, data, offset in reader.iter_frames(info, start, stop, check_crc=check_crc,
+                                                  storage_options=storage_options,
+                                                  chunk_bytes=chunk_bytes):
+        yield _decoded(url, index, data, offset, tensors)
 
 
 @functools.lru_cache(maxsize=16)
@@ -199,13 +72,39 @@ def explanation_record_size(shape: tuple[int, ...], dtype: str = "float32") -> i
 
 
 def read_explanations(url: str, start: int | None = None, stop: int | None = None, *,
-                      check_crc: bool = True, storage_options: dict[str, Any] | None = None
-                      ) -> Iterator[np.ndarray]:
-    """The explanation maps of records [start, stop), as read-only float arrays."""
-    for index, record in enumerate(read_records(url, start, stop, tensors=frozenset(
-            {EXPLANATIONS}), check_crc=check_crc, storage_options=storage_options),
-            start or 0):
-        yield _explanation(record, url, index)
+                      check_crc: bool = True, storage_options: dict[str, Any] | None = None,
+                      chunk_bytes: int = reader.CHUNK_BYTES) -> Iterator[np.ndarray]:
+    """The explanation maps of records [start, stop), as read-only arrays.
+
+    Records whose bytes before the map equal the previous record's (DINA's files: same
+    shape, same features first) are sliced at the same place without re-parsing.
+    """
+    info = reader.inspect(url, storage_options, scan=start not in (None, 0) or stop is not None)
+    start, stop = reader.check_range(info, start, stop)
+    fast = None
+    for index, data, offset in reader.iter_frames(info, start, stop, check_crc=check_crc,
+                                                  storage_options=storage_options,
+                                                  chunk_bytes=chunk_bytes):
+        if fast is not None and len(data) == fast[0] and data[:fast[1]] == fast[2]:
+            yield np.frombuffer(data[fast[1]:fast[3]], fast[4]).reshape(fast[5])
+            continue
+        array = _explanation(_decoded(url, index, data, offset, frozenset({EXPLANATIONS})),
+                             url, index)
+        fast = _slice_of(data, array)
+        yield array
+
+
+def _slice_of(data: memoryview, array: np.ndarray) -> tuple | None:
+    """(record length, content start, prefix bytes, content end, dtype, shape) of `array`
+    when it is a view of `data`, else None."""
+    if array.size == 0 or array.base is None:
+        return None
+    base = np.frombuffer(data, np.uint8).__array_interface__["data"][0]
+    begin = array.__array_interface__["data"][0] - base
+    end = begin + array.nbytes
+    if not 0 < begin <= end <= len(data):
+        return None
+    return len(data), begin, bytes(data[:begin]), end, array.dtype, array.shape
 
 
 def _explanation(record: Mapping[str, Any], url: str, index: int) -> np.ndarray:
@@ -219,15 +118,19 @@ def _explanation(record: Mapping[str, Any], url: str, index: int) -> np.ndarray:
 def read_record(url: str, index: int, *, storage_options: dict[str, Any] | None = None,
                 tensors: frozenset[str] = TENSOR_FEATURES) -> dict[str, Any]:
     """One decoded record, fetched with one ranged read when records have a fixed size."""
-    info = inspect(url, storage_options)
     if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
         raise RecordIndexError(f"index must be an integer, got {index!r}")
+    info = reader.inspect(url, storage_options)
     if not 0 <= index < info.num_records:
         raise RecordIndexError(f"index {index} is outside {url}, which holds "
                                f"{info.num_records} records: use 0 <= index < "
                                f"{info.num_records}")
-    return next(read_records(url, index, index + 1, tensors=tensors,
-                             storage_options=storage_options))
+    frames = reader.iter_frames(info, index, index + 1, storage_options=storage_options)
+    try:
+        _, data, offset = next(frames)
+    finally:
+        frames.close()
+    return _decoded(url, index, data, offset, tensors)
 
 
 def read_explanation(url: str, index: int, *,

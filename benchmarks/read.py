@@ -1,0 +1,99 @@
+"""Read throughput on one ~500 MB file of (224,224,3) DINA records.
+
+(a) dina_datasets.read_explanations, CRC checked on every record;
+(b) the original loader: TFRecordDataset.map(parse_single_example + parse_tensor), .numpy();
+(c) a raw sequential read of the same bytes.
+Prints the median MB/s of each and the ratios a/b (target >= 20) and a/c (target >= 0.5).
+
+    python benchmarks/read.py [--mb 500] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
+import numpy as np
+
+import dina_datasets as dd
+from dina_datasets.records import explanation_record_size
+
+SHAPE = (224, 224, 3)
+
+
+def make_file(path: str, megabytes: int) -> int:
+    n = max(1, megabytes * 10**6 // explanation_record_size(SHAPE))
+    rng = np.random.default_rng(0)
+    dd.write_explanations(path, (rng.standard_normal(SHAPE, dtype=np.float32) for _ in range(n)))
+    return n
+
+
+def ours(path: str) -> int:
+    count = 0
+    for array in dd.read_explanations(path):
+        count += array.shape[0] > 0
+    return count
+
+
+def original(path: str) -> int:
+    import tensorflow as tf
+
+    spec = {"explanations": tf.io.FixedLenFeature([], tf.string)}
+    ds = tf.data.TFRecordDataset(path).map(
+        lambda r: tf.io.parse_tensor(tf.io.parse_single_example(r, spec)["explanations"],
+                                     tf.float32))
+    count = 0
+    for tensor in ds:
+        count += tensor.numpy().shape[0] > 0
+    return count
+
+
+def raw(path: str) -> int:
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(64 << 20):
+            total += len(chunk)
+    return total
+
+
+def median_seconds(fn, path: str, repeats: int) -> float:
+    fn(path)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(path)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "explanations.tfrecord")
+        n = make_file(path, args.mb)
+        size_mb = os.path.getsize(path) / 1e6
+        print(f"file: {n} records of {SHAPE}, {size_mb:.0f} MB (page cache warm after one pass)")
+        results = {}
+        runs = (("a ours (CRC on)", ours, args.repeats),
+                ("b original tf.data loader", original, max(1, args.repeats // 2)),
+                ("c raw sequential read", raw, args.repeats))
+        for name, fn, repeats in runs:
+            seconds = median_seconds(fn, path, repeats)
+            results[name[0]] = size_mb / seconds
+            print(f"{name:<28} median {seconds:7.3f} s  {size_mb / seconds:9.1f} MB/s "
+                  f"({repeats} runs)")
+        print(f"ratio a/b = {results['a'] / results['b']:.1f}  (target >= 20)")
+        print(f"ratio a/c = {results['a'] / results['c']:.2f}  (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

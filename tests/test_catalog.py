@@ -1,0 +1,132 @@
+"""The catalog: one table of truth for models, explainers, metrics and cells."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dina_datasets import catalog
+from dina_datasets.cli import main
+from dina_datasets.errors import ConfigError
+
+MISSING = {"BeitV2-GradCAM", "BeitV2-GradCAMPP", "DinoV2-GradCAM", "DinoV2-GradCAMPP",
+           "MaxVIT-GradCAM", "MaxVIT-GradCAMPP", "MLPMixer-GradCAM", "MLPMixer-GradCAMPP",
+           "MaxVIT-Occlusion"}
+THREE_CHANNELS = {"Saliency", "GradientInput", "IntegratedGradients", "SmoothGrad", "VarGrad",
+                  "SquareGrad"}
+
+
+def test_grid_has_the_published_coverage():
+    names = {c.name for c in catalog.cells()}
+    assert len(catalog.MODELS) == 9 and len(catalog.EXPLAINERS) == 14
+    assert len(names) == 117 == len(catalog.published_cells())
+    every = {f"{m}-{e}" for m in catalog.MODELS for e in catalog.EXPLAINERS}
+    assert every - names == MISSING
+
+
+@pytest.mark.parametrize("name", catalog.config_names())
+def test_every_config_round_trips_by_name(name):
+    cell = catalog.Cell.from_name(name)
+    assert cell.name == name
+    assert catalog.Cell.from_name(name.lower()) == cell
+    assert catalog.Cell.from_name(name.upper()).name == name
+    channels = 3 if cell.explainer in THREE_CHANNELS else 1
+    assert cell.shape == (224, 224, channels)
+
+
+def test_unknown_config_lists_closest_valid_names():
+    with pytest.raises(ConfigError, match="did you mean 'DinoV2-Rise'") as info:
+        catalog.Cell.from_name("DinoV2-Rize")
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(ConfigError, match="did you mean 'ResNet50-Saliency'"):
+        catalog.Cell.from_name("Resnet5-Saliency")
+    with pytest.raises(ConfigError, match="must look like 'Model-Explainer'"):
+        catalog.Cell.from_name("DinoV2")
+
+
+@pytest.mark.parametrize("name", sorted(MISSING))
+def test_missing_cells_say_they_are_not_in_dina_and_why(name):
+    with pytest.raises(ConfigError, match=f"'{name}' is not in DINA: .*(convolutional|publish)"):
+        catalog.Cell.from_name(name)
+    assert catalog.Cell.from_name(name, allow_missing=True).published is False
+
+
+def test_unknown_model_and_explainer_list_the_valid_values():
+    with pytest.raises(ConfigError, match="unknown model 'Dino'.*did you mean 'DinoV2'.*valid"):
+        catalog.model("Dino")
+    with pytest.raises(ConfigError, match="unknown explainer 'Sobol'.*SobolAttributionMethod"):
+        catalog.explainer("Sobol")
+    with pytest.raises(ConfigError, match="unknown metric 'Insert'.*Insertion"):
+        catalog.metric("Insert")
+    assert catalog.model("dinov2").name == "DinoV2"
+
+
+def test_metrics_table():
+    assert list(catalog.METRICS) == ["Insertion", "Deletion", "MuFidelity", "Sparseness",
+                                     "Complexity", "RandomLogitMetric",
+                                     "ModelRandomizationMetric01",
+                                     "ModelRandomizationMetric05"]
+    assert {m.name for m in catalog.iter_metrics("randomization")} == {
+        n for n, m in catalog.METRICS.items() if m.subset == 1024}
+    assert catalog.metric("Deletion").score_file == "Deletion_scores.json"
+    assert catalog.metric("Deletion").params["nb_steps"] == 200
+
+
+def test_registering_a_model_adds_its_configs_everywhere():
+    try:
+        catalog.register_model("TinyNet", "my_package.models:tiny", input_size=32,
+                               rescale_mode="tf", has_conv=False)
+        names = catalog.config_names()
+        assert names[:117] == [c.name for c in catalog.published_cells()]
+        assert "TinyNet-Rise" in names and "TinyNet-GradCAM" not in names
+        cell = catalog.Cell.from_name("tinynet-rise")
+        assert cell.name == "TinyNet-Rise" and not cell.published
+        with pytest.raises(ConfigError, match="already exists"):
+            catalog.register_model("tinynet", "x:y")
+        with pytest.raises(ConfigError, match="without '-'"):
+            catalog.register_model("Tiny-Net", "x:y")
+        with pytest.raises(ConfigError, match="built-in entries cannot be replaced"):
+            catalog.register_model("ResNet50", "x:y", replace=True)
+    finally:
+        catalog.unregister("TinyNet")
+    assert "TinyNet-Rise" not in catalog.config_names()
+
+
+def test_registering_an_explainer_checks_channels():
+    with pytest.raises(ConfigError, match="channels must be 1 or 3"):
+        catalog.register_explainer("Mine", "Saliency", channels=2)
+    try:
+        catalog.register_explainer("Mine", "Saliency", channels=3, params={"reducer": None})
+        assert len([c for c in catalog.cells() if c.explainer == "Mine"]) == 9
+    finally:
+        catalog.unregister("Mine")
+
+
+def test_dina_configs_json(capsys):
+    assert main(["configs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 117
+    row = next(r for r in rows if r["config"] == "DinoV2-Rise")
+    assert row["shape"] == [224, 224, 1] and row["record_bytes"] == 200_776
+    assert row["size_bytes"] == 200_776 * 50_000
+    assert main(["configs", "--model", "maxvit", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 11
+
+
+def test_dina_configs_table_and_bad_input(capsys):
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    assert "DinoV2-Rise" in out and "117 configs, 5,850,000 maps" in out
+    assert main(["configs", "--explainer", "Rize"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown explainer 'Rize'" in err and "did you mean 'Rise'" in err
+
+
+def test_reading_needs_no_tensorflow():
+    code = ("import sys, dina_datasets, dina_datasets.records, dina_datasets.cli.configs; "
+            "heavy = [m for m in ('tensorflow', 'keras', 'xplique', 'keras_cv_attention_models',"
+            " 'torch', 'jax') if m in sys.modules]; print(heavy); assert not heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
