@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import posixpath
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -115,36 +116,54 @@ def size(fs: AbstractFileSystem, path: str, url: str) -> int:
     return int(info["size"])
 
 
+# Object stores publish an object only when its upload completes: a single upload is atomic.
+OBJECT_STORES = frozenset({"gs", "gcs", "s3", "s3a", "az", "abfs", "memory"})
+
+
 @contextlib.contextmanager
 def atomic_write(url: str, mode: str = "wb", storage_options: dict[str, Any] | None = None,
                  ) -> Iterator[IO[Any]]:
-    """Open `url` for writing under a temporary name; rename it into place on success.
+    """Open `url` for writing; the file appears under `url` only complete.
 
-    On an exception the temporary file is removed and nothing appears under `url`; an
-    existing file at `url` is replaced only when the new one is complete.
+    Local files are written under a temporary name and renamed; objects of an object store
+    are spooled to a local temporary file and uploaded once (an upload is atomic there);
+    other filesystems get a temporary name and a move. On an exception nothing appears
+    under `url`, and an existing file there is left as it was.
     """
     fs, path = filesystem(url, storage_options)
-    parent = posixpath.dirname(path) if "://" in url or fs.protocol != "file" else \
-        os.path.dirname(path)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
-    try:
-        with fs.open(tmp, mode) as handle:
-            yield handle
-        if _is_local(fs):
+    if _protocol(fs) in ("file", "local"):
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, mode) as handle:
+                yield handle
             os.replace(tmp, path)
-        else:
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+    elif _protocol(fs) in OBJECT_STORES:
+        with tempfile.TemporaryDirectory(prefix="dina-upload-") as spool:
+            local = os.path.join(spool, posixpath.basename(path) or "object")
+            with open(local, mode) as handle:
+                yield handle
+            fs.put_file(local, path)
+    else:
+        tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+        try:
+            with fs.open(tmp, mode) as handle:
+                yield handle
             fs.mv(tmp, path)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            fs.rm(tmp)
-        raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.rm(tmp)
+            raise
 
 
-def _is_local(fs: AbstractFileSystem) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
+def _protocol(fs: AbstractFileSystem) -> str:
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
 
 
 def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
