@@ -7,6 +7,7 @@ cases DINA uses (one Example per record, tensors serialized with `tf.io.serializ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -179,8 +180,10 @@ def decode_tensor(data: bytes | memoryview) -> np.ndarray:
             typed.setdefault(num, []).append((wire, val))
     if any(d < 0 for d in shape):
         raise ProtoError(f"negative dimension in shape {shape}", 0)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if dtype_code == DT_STRING:
+        if count > MAX_BROADCAST:
+            raise ProtoError(f"string tensor of shape {shape} is too large", 0)
         return _broadcast(np.array(strings, dtype=object), count, shape)
     if dtype_code not in DTYPES:
         raise ProtoError(f"undecodable dtype code {dtype_code}; supported: DT_STRING and "
@@ -190,9 +193,18 @@ def decode_tensor(data: bytes | memoryview) -> np.ndarray:
         if len(content) != count * dtype.itemsize:
             raise ProtoError(f"tensor_content has {len(content)} bytes, shape {shape} of "
                              f"{dtype} needs {count * dtype.itemsize}", 0)
-        return np.frombuffer(content, dtype).reshape(shape)
-    values = _typed_values(buf, typed, dtype)
+        return _reshape(np.frombuffer(content, dtype), shape)
+    if count > MAX_BROADCAST:
+        raise ProtoError(f"tensor of shape {shape} without tensor_content is too large to "
+                         f"expand (more than {MAX_BROADCAST} values)", 0)
+    try:
+        values = _typed_values(buf, typed, dtype)
+    except (OverflowError, ValueError) as err:
+        raise ProtoError(f"typed values do not fit {dtype}: {err}", 0) from None
     return _broadcast(values, count, shape)
+
+
+MAX_BROADCAST = 1 << 24
 
 
 def _typed_values(buf: memoryview, typed: dict[int, list[Any]], dtype: np.dtype) -> np.ndarray:
@@ -217,14 +229,21 @@ def _typed_values(buf: memoryview, typed: dict[int, list[Any]], dtype: np.dtype)
 
 
 def _broadcast(values: np.ndarray, count: int, shape: list[int]) -> np.ndarray:
-    if len(values) == count:
-        return values.reshape(shape)
-    if len(values) >= 1 and count > 0:
-        return np.concatenate([values, np.repeat(values[-1:], count - len(values))]).reshape(
-            shape) if len(values) < count else values[:count].reshape(shape)
+    """TensorProto semantics: fewer values than elements repeat the last one."""
     if count == 0:
-        return values[:0].reshape(shape)
-    raise ProtoError(f"tensor of shape {shape} has no values", 0)
+        return _reshape(values[:0], shape)
+    if len(values) == 0:
+        raise ProtoError(f"tensor of shape {shape} has no values", 0)
+    if len(values) < count:
+        values = np.concatenate([values, np.repeat(values[-1:], count - len(values))])
+    return _reshape(values[:count], shape)
+
+
+def _reshape(values: np.ndarray, shape: list[int]) -> np.ndarray:
+    try:
+        return values.reshape(shape)
+    except ValueError:
+        raise ProtoError(f"shape {shape} cannot be represented by numpy", 0) from None
 
 
 # ---------------------------------------------------------------------------- encoding
@@ -255,7 +274,7 @@ def tensor_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
                          f"{sorted(str(d) for d in DTYPES.values())}")
     dims = b"".join(_ld(2, len(d)) + d for d in
                     (b"\x08" + _enc_varint(int(s)) if s else b"" for s in shape))
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
     out = b"\x08" + _enc_varint(_DTYPE_CODES[key]) + _ld(2, len(dims)) + dims
     return out + (_ld(4, nbytes) if nbytes else b"")
 

@@ -127,7 +127,7 @@ def test_stream_fails_clearly_when_retries_run_out(emulator, proxy, fast_retries
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_corruption_in_the_bucket_names_object_record_and_offset(emulator, damage):
-    server, local, _ = emulator
+    server = emulator[0]
     fs, _ = storage.filesystem(BUCKET, opts(server))
     data = bytearray(fs.cat_file("xai-deel/ResNet50/Saliency/explanations.tfrecord"))
     if damage == "flip":
