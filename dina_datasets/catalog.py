@@ -127,7 +127,7 @@ _METRICS = (
 
 # Cells that DINA does not publish, and why (FACTS.md §1).
 _MISSING = {
-    **{(m, e): f"{m} has no convolutional layer for {e}"
+    **{(m, e): f"{m} has no convolutional feature map for {e} (the original skipped it)"
        for m in ("BeitV2", "DinoV2", "MaxVIT", "MLPMixer") for e in ("GradCAM", "GradCAMPP")},
     ("MaxVIT", "Occlusion"): "the original authors did not publish Occlusion maps for MaxVIT",
 }
@@ -176,7 +176,7 @@ def missing_reason(model_name: str, explainer_name: str) -> str | None:
         return _MISSING[model_name, explainer_name]
     spec_m, spec_e = MODELS.get(model_name), EXPLAINERS.get(explainer_name)
     if spec_m and spec_e and spec_e.needs_conv and not spec_m.has_conv:
-        return f"{model_name} has no convolutional layer for {explainer_name}"
+        return f"{model_name} has no convolutional feature map for {explainer_name}"
     return None
 
 
