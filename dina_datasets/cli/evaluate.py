@@ -1,0 +1,85 @@
+"""`dina evaluate`: per-sample metric scores of a config, written as `{Metric}_scores.json`.
+
+The original scripts' option names (`--model_name`, `--explainer_name`, `--metric_name`,
+`--batch_size`, `--output_dir`, `--imagenet_json`) are accepted as aliases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from dina_datasets import catalog
+from dina_datasets.layout import DEFAULT_DATA_URL
+from dina_datasets.metrics.base import VARIANTS
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str] = ()
+                  ) -> None:
+    names = ", ".join(catalog.METRICS)
+    parser.add_argument("--model", "--model_name", required=True,
+                        help="model name (see `dina configs`)")
+    parser.add_argument("--explainer", "--explainer_name", required=True,
+                        help="explainer name")
+    parser.add_argument("--metrics", "--metric_name", nargs="+", metavar="METRIC",
+                        required=not default_metrics, default=list(default_metrics) or None,
+                        help=f"metrics to compute: {names}"
+                        + (f" (default: {' '.join(default_metrics)})" if default_metrics else ""))
+    parser.add_argument("--data-url", "--output_dir", default=DEFAULT_DATA_URL, metavar="URL",
+                        help="root of the bucket layout holding the maps (folder or fsspec "
+                        f"URL; default {DEFAULT_DATA_URL})")
+    parser.add_argument("--out", metavar="URL",
+                        help="root where the score files are written (default: --data-url)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--images", "--imagenet_json", metavar="SRC",
+                        help="the images the maps explain (folder, class folders or kecam "
+                        "json): preprocessed here, targets = the model's own prediction")
+    source.add_argument("--preprocess-url", metavar="URL",
+                        help="a preprocess_dataset.tfrecord (preprocess_input, "
+                        "one_hot_prediction); default: the layout's, when it exists")
+    parser.add_argument("--weights", default="pretrained", metavar="pretrained|none|FILE",
+                        help="model weights for the metrics that run the model (pretrained)")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N maps")
+    parser.add_argument("--subsample", type=int, metavar="N",
+                        help="randomization metrics on the first N maps (default "
+                        f"{catalog.RANDOMIZATION_SUBSET}, as published)")
+    parser.add_argument("--batch-size", "--batch_size", type=int, default=32,
+                        help="samples per batch; also perturbed images per forward pass (32)")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="seed of MuFidelity's masks and the randomization metrics (42)")
+    parser.add_argument("--variant", choices=VARIANTS, default="dina",
+                        help="dina: the published definitions (default); xplique: xplique "
+                        ">= 1.5's definitions where they differ (Insertion, Deletion, "
+                        "MuFidelity, Sparseness, Complexity, ModelRandomization)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dina_datasets.metrics.evaluation import evaluate
+
+    result = evaluate(args.model, args.explainer, args.metrics, data_url=args.data_url,
+                      out=args.out, images=args.images, preprocess_url=args.preprocess_url,
+                      weights=args.weights, limit=args.limit, subsample=args.subsample,
+                      batch_size=args.batch_size, seed=args.seed, variant=args.variant,
+                      progress=not args.no_progress and sys.stderr.isatty())
+    print(result.summary())
+    return 0
+
+
+def script(family: str, argv: Sequence[str] | None = None) -> int:
+    """`scripts/compute_{family}.py`: `dina evaluate` whose metrics default to one family."""
+    from dina_datasets.errors import DinaError
+
+    defaults = [m.name for m in catalog.iter_metrics(family)]
+    parser = argparse.ArgumentParser(
+        prog=f"compute_{family}.py",
+        description=f"{family} metrics ({', '.join(defaults)}) of a DINA config; the same as "
+        f"`dina evaluate --metrics {' '.join(defaults)}`.")
+    add_arguments(parser, defaults)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except DinaError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2

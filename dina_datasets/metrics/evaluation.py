@@ -1,0 +1,247 @@
+"""Score a cell's stored maps with DINA's metrics and write `{Metric}_scores.json`.
+
+One pass over the data serves every metric asked for; the randomization metrics stop after
+their subset (the first 1,024 samples by default, as published). Each score file is
+written atomically as soon as its metric is done.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dina_datasets import catalog, records, storage
+from dina_datasets.errors import ConfigError, LayoutError
+from dina_datasets.layout import DEFAULT_DATA_URL, Layout
+from dina_datasets.metrics import build, metric_class
+from dina_datasets.metrics.base import Forward
+from dina_datasets.metrics.sources import (
+    explanation_batches,
+    join_images,
+    join_preprocess,
+    prefetch,
+)
+
+
+@dataclass
+class Written:
+    """One score file: where, how many samples, their mean."""
+
+    metric: str
+    url: str
+    count: int
+    mean: float
+
+
+@dataclass
+class EvaluateResult:
+    config: str
+    written: list[Written] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"{w.metric}: {w.count} scores, mean {w.mean:.6g} -> {w.url}"
+                 for w in self.written]
+        return "\n".join([*lines, *self.notes])
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or
+                              value < 1):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _finite(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def write_scores(url: str, scores: np.ndarray,
+                 storage_options: dict[str, Any] | None = None) -> None:
+    """A JSON list of per-sample floats (null where a score is not finite), atomically."""
+    with storage.atomic_write(url, "w", storage_options) as handle:
+        json.dump(_finite(np.asarray(scores, np.float64)), handle)
+
+
+def _model_input_source(layout: Layout, model: str, images: str | None,
+                        preprocess_url: str | None, options: dict | None) -> tuple[str, str]:
+    if images and preprocess_url:
+        raise ConfigError("give --images or --preprocess-url, not both")
+    if images:
+        return "images", images
+    url = preprocess_url or layout.preprocess(model)
+    if not storage.exists(url, options):
+        raise LayoutError(f"no preprocess file at {url}: give --preprocess-url URL (a "
+                          "preprocess_dataset.tfrecord) or --images SRC (the images, "
+                          "preprocessed here and predicted by the model)")
+    return "preprocess", url
+
+
+def _explainer_factory(cell: catalog.Cell, batch_size: int, baseline: np.ndarray | None
+                       ) -> Callable[[Any], Any]:
+    from dina_datasets.generation.explainers import make_explainer
+
+    def factory(model: Any) -> Any:
+        return make_explainer(cell.explainer, model, model_name=cell.model,
+                              batch_size=batch_size, baseline=baseline)
+
+    return factory
+
+
+def _needs_dataset_mean(cell: catalog.Cell) -> bool:
+    from dina_datasets.generation.explainers import DATASET_MEAN
+
+    return any(isinstance(v, str) and v == DATASET_MEAN
+               for v in cell.explainer_spec.params.values())
+
+
+def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
+             data_url: str = DEFAULT_DATA_URL, out: str | None = None,
+             images: str | None = None, preprocess_url: str | None = None,
+             weights: str = "pretrained", limit: int | None = None,
+             subsample: int | None = None, batch_size: int = 32, seed: int = 42,
+             variant: str = "dina", progress: bool = True,
+             storage_options: dict[str, Any] | None = None) -> EvaluateResult:
+    """Score the maps of `model`/`explainer` under `data_url`; write the score files under
+    `out` (default: `data_url`) in the bucket layout.
+
+    Inputs and targets come from `images` (preprocessed here, targets = the model's own
+    one-hot prediction) or from a preprocess file (`preprocess_url`, default the layout's).
+    `limit` keeps the first N maps; `subsample` replaces the randomization metrics' subset
+    (1,024). Metrics without a model read the maps alone.
+    """
+    cell = catalog.Cell(model, explainer, allow_missing=True)
+    specs = list({spec.name: spec for spec in map(catalog.metric, metrics)}.values())
+    if not specs:
+        raise ConfigError(f"no metric given; valid: {', '.join(catalog.METRICS)}")
+    for name, value in (("limit", limit), ("subsample", subsample),
+                        ("batch size", batch_size)):
+        _positive(name, value)
+    layout, out_layout = Layout(data_url), Layout(out or data_url)
+    url = layout.explanations(cell.model, cell.explainer)
+    num_records = records.inspect(url, storage_options).num_records
+    total = min(num_records, limit or num_records)
+    stops = {s.name: min(total, subsample or s.subset) if s.subset else total for s in specs}
+    result = EvaluateResult(cell.name)
+    if total == 0:
+        raise LayoutError(f"{url} holds no records")
+
+    net = None
+    batches = explanation_batches(url, max(stops.values()), batch_size,
+                                  storage_options=storage_options)
+    if any(s.needs_model for s in specs):
+        from dina_datasets.generation.models import build_model
+
+        kind, source = _model_input_source(layout, cell.model, images, preprocess_url,
+                                           storage_options)
+        net = build_model(cell.model, weights)
+        if kind == "images":
+            batches = _with_images(batches, cell, source, net, num_records)
+        else:
+            batches = join_preprocess(batches, source, num_records,
+                                      storage_options=storage_options)
+    factory = None
+    if any(s.family == "randomization" for s in specs):
+        import tensorflow as tf
+
+        baseline = None
+        if _needs_dataset_mean(cell):
+            baseline = _dataset_mean(cell, images, preprocess_url, layout, total, batch_size,
+                                     storage_options)
+            result.notes.append(f"{cell.explainer} baseline: per-channel mean of the "
+                                f"{total} evaluated inputs {np.round(baseline, 4).tolist()}")
+        factory = _explainer_factory(cell, batch_size, baseline)
+        tf.keras.utils.set_random_seed(seed)
+    scorers = {s.name: _metric(s, net, factory, batch_size, seed, variant) for s in specs}
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
+    mismatched = 0
+    from tqdm import tqdm
+
+    with tqdm(total=max(stops.values()), unit="map", desc=cell.name,
+              disable=not progress) as bar:
+        for batch in prefetch(batches):
+            if batch.prediction is not None and batch.targets is not None:
+                mismatched += int(np.sum(np.asarray(batch.prediction) !=
+                                         batch.targets.argmax(axis=-1)))
+            for name, metric in scorers.items():
+                n = min(len(batch), stops[name] - batch.start)
+                if n <= 0:
+                    continue
+                part = slice(0, n)
+                scores[name].append(np.asarray(metric.scores(
+                    None if batch.inputs is None else batch.inputs[part],
+                    None if batch.targets is None else batch.targets[part],
+                    batch.explanations[part], start=batch.start), np.float64))
+                if batch.start + n == stops[name]:
+                    result.written.append(_write(name, scores[name], out_layout, cell,
+                                                 storage_options))
+            bar.update(len(batch))
+    if mismatched:
+        result.notes.append(f"{mismatched} targets differ from the predictions recorded with "
+                            "the maps: were they made with other weights?")
+    return result
+
+
+def _metric(spec: catalog.MetricSpec, net: Any, factory: Any, batch_size: int, seed: int,
+            variant: str) -> Any:
+    accepted = inspect.signature(metric_class(spec.name)).parameters
+    extra = {k: v for k, v in (("seed", seed), ("variant", variant)) if k in accepted}
+    if spec.family == "randomization":
+        return build(spec.name, net, factory, batch_size=batch_size, **extra)
+    return build(spec.name, net if spec.needs_model else None, batch_size=batch_size, **extra)
+
+
+def _write(name: str, parts: list[np.ndarray], layout: Layout, cell: catalog.Cell,
+           options: dict | None) -> Written:
+    values = np.concatenate(parts)
+    url = layout.scores(cell.model, cell.explainer, name)
+    write_scores(url, values, options)
+    finite = values[np.isfinite(values)]
+    return Written(name, url, len(values), float(finite.mean()) if len(finite) else math.nan)
+
+
+def _with_images(batches: Any, cell: catalog.Cell, source: str, net: Any, num_records: int
+                 ) -> Any:
+    from dina_datasets.generation.images import list_images
+    from dina_datasets.generation.models import input_size
+    from dina_datasets.generation.preprocessing import preprocess_images
+
+    entries = list_images(source)
+    size = input_size(net)
+    forward = Forward(net)
+
+    def load(paths: list[str]) -> np.ndarray:
+        return preprocess_images(paths, cell.model, input_size=size)
+
+    return join_images(batches, entries, num_records, load, forward)
+
+
+def _dataset_mean(cell: catalog.Cell, images: str | None, preprocess_url: str | None,
+                  layout: Layout, total: int, batch_size: int, options: dict | None
+                  ) -> np.ndarray:
+    """Per-channel mean of the preprocessed inputs of the first `total` samples (the
+    explainer's "dataset_mean" baseline)."""
+    acc, count = np.zeros(3, np.float64), 0
+    if images:
+        from dina_datasets.generation.images import list_images
+        from dina_datasets.generation.preprocessing import preprocess_images
+
+        entries = list_images(images)[:total]
+        for start in range(0, len(entries), batch_size):
+            x = preprocess_images([e.path for e in entries[start:start + batch_size]],
+                                  cell.model)
+            acc += x.sum(axis=(0, 1, 2), dtype=np.float64)
+            count += x.shape[0] * x.shape[1] * x.shape[2]
+    else:
+        url = preprocess_url or layout.preprocess(cell.model)
+        for record in records.read_records(url, 0, total, tensors=frozenset(
+                {"preprocess_input"}), storage_options=options):
+            x = record["preprocess_input"]
+            acc += x.reshape(-1, x.shape[-1]).sum(axis=0, dtype=np.float64)
+            count += x.shape[0] * x.shape[1]
+    return (acc / max(count, 1)).astype(np.float32)

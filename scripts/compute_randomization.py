@@ -1,0 +1,12 @@
+"""Compute DINA's randomization metrics of a config: `dina evaluate` with those metrics by default.
+
+    python scripts/compute_randomization.py --model ResNet50 --explainer Saliency \
+        --data-url gs://xai-deel --out scores/ --preprocess-url preprocess_dataset.tfrecord
+"""
+
+import sys
+
+from dina_datasets.cli.evaluate import script
+
+if __name__ == "__main__":
+    sys.exit(script("randomization"))
