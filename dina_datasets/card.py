@@ -1,0 +1,127 @@
+"""The dataset card: its YAML `configs:` block generated from the catalog, and the README.md
+of an export rendered from `dataset_card.md`.
+
+`python -m dina_datasets.card` rewrites the generated blocks of `dataset_card.md` and
+`builders/dina/README.md` after the catalog changed (a test checks they are in sync).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+import yaml
+
+from dina_datasets import catalog
+from dina_datasets.errors import LayoutError
+
+SPLIT = "validation"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO_ROOT / "dataset_card.md"
+HUB_README = REPO_ROOT / "builders" / "dina" / "README.md"
+_KEY = re.compile(r"^[A-Za-z_][\w-]*:")
+
+
+def data_files_pattern(config: str) -> str:
+    """Where a config's Parquet shards lie in an export (relative to its root)."""
+    return f"{config}/{SPLIT}-*.parquet"
+
+
+def shard_name(config: str, index: int, count: int) -> str:
+    """The path of one Parquet shard of a config in an export."""
+    return f"{config}/{SPLIT}-{index:05d}-of-{count:05d}.parquet"
+
+
+def configs_block(names: Iterable[str]) -> str:
+    """The YAML `configs:` block for these config names (Hub-native Parquet layout)."""
+    lines = ["configs:"]
+    for name in names:
+        lines += [f"- config_name: {name}", "  data_files:", f"  - split: {SPLIT}",
+                  f"    path: {data_files_pattern(name)}"]
+    return "\n".join(lines) + "\n"
+
+
+def dataset_info_block(infos: Mapping[str, datasets.DatasetInfo]) -> str:
+    """The YAML `dataset_info:` block (features, split sizes) of exported configs."""
+    entries = []
+    for name, info in infos.items():
+        entry: dict[str, Any] = {"config_name": name}
+        entry.update(info._to_yaml_dict())
+        entries.append(entry)
+    return yaml.safe_dump({"dataset_info": entries}, sort_keys=False, width=100)
+
+
+def split_front_matter(text: str) -> tuple[str, str]:
+    """(YAML front matter, body) of a card; LayoutError when it has no front matter."""
+    if not text.startswith("---\n"):
+        raise LayoutError("the dataset card must start with a '---' YAML front matter line")
+    end = text.find("\n---\n", 3)
+    if end < 0:
+        raise LayoutError("the dataset card's YAML front matter has no closing '---' line")
+    return text[4:end + 1], text[end + 5:]
+
+
+def metadata(text: str) -> dict[str, Any]:
+    """The card's YAML metadata as a dict."""
+    front, _ = split_front_matter(text)
+    try:
+        data = yaml.safe_load(front) or {}
+    except yaml.YAMLError as err:
+        raise LayoutError(f"the dataset card's YAML front matter does not parse: {err}") from None
+    if not isinstance(data, dict):
+        raise LayoutError("the dataset card's YAML front matter is not a mapping")
+    return data
+
+
+def replace_key(front: str, key: str, block: str) -> str:
+    """Front matter with the top-level `key` block replaced by `block` (appended if absent)."""
+    lines = front.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"{key}:")), None)
+    if start is None:
+        return front + block
+    end = next((j for j in range(start + 1, len(lines)) if _KEY.match(lines[j])), len(lines))
+    return "".join(lines[:start]) + block + "".join(lines[end:])
+
+
+def render(template: str, names: Iterable[str],
+           infos: Mapping[str, datasets.DatasetInfo] | None = None) -> str:
+    """A card: the template with its `configs:` (and, given infos, `dataset_info:`) blocks
+    generated."""
+    front, body = split_front_matter(template)
+    front = replace_key(front, "configs", configs_block(names))
+    if infos is not None:
+        front = replace_key(front, "dataset_info", dataset_info_block(infos))
+    return f"---\n{front}---\n{body}"
+
+
+def read_template(path: str | Path | None = None) -> str:
+    """The card template: `path`, else the project's `dataset_card.md`."""
+    path = Path(path) if path else TEMPLATE
+    if not path.is_file():
+        raise LayoutError(f"dataset card template not found at {path}; pass the path of a "
+                          "dataset_card.md (e.g. `dina export --card dataset_card.md`)")
+    return path.read_text(encoding="utf-8")
+
+
+def published_card(template: str | None = None) -> str:
+    """The card of the whole dataset: the published configs of the catalog."""
+    return render(template if template is not None else read_template(),
+                  [cell.name for cell in catalog.published_cells()])
+
+
+def main() -> None:
+    """Regenerate dataset_card.md and builders/dina/README.md from the catalog."""
+    from dina_datasets.storage import atomic_write
+
+    text = published_card()
+    for path in (TEMPLATE, HUB_README):
+        with atomic_write(str(path), "w") as handle:
+            handle.write(text)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""`dina export`: configs as a Hub dataset repository (Parquet shards + README.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dina_datasets.export import MAX_SHARD_BYTES
+from dina_datasets.features import ENCODINGS
+from dina_datasets.layout import DEFAULT_DATA_URL
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("configs", nargs="+", metavar="CONFIG",
+                        help="config names (e.g. DinoV2-Rise), patterns (DinoV2-*) or 'all'")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="the folder to write (a Hub dataset repository)")
+    parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
+                        help=f"bucket-shaped folder to read (default {DEFAULT_DATA_URL})")
+    parser.add_argument("--imagenet-json", metavar="FILE",
+                        help="kecam's imagenet_data.json: fills image_id and label")
+    parser.add_argument("--preprocess-url", metavar="URL",
+                        help="preprocess_dataset.tfrecord, or a bucket holding them: fills "
+                             "prediction")
+    parser.add_argument("--encoding", choices=ENCODINGS, default="array",
+                        help="explanation column: typed Array3D (default) or float32 bytes "
+                             "(faster to stream, decode with np.frombuffer)")
+    parser.add_argument("--compression", default="none",
+                        choices=("none", "snappy", "zstd", "lz4", "gzip", "brotli"),
+                        help="Parquet codec of the maps (default none: float maps compress "
+                             "little and decode faster without)")
+    parser.add_argument("--max-shard-bytes", type=int, default=MAX_SHARD_BYTES, metavar="N",
+                        help="largest Parquet file (default 500 MB)")
+    parser.add_argument("--card", metavar="FILE",
+                        help="dataset card template (default: the project's dataset_card.md)")
+    parser.add_argument("--no-crc", action="store_true", help="skip the records' CRC checks")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from dina_datasets.export import export
+
+    bars = []
+
+    def progress(config: str, total: int):
+        bar = tqdm(total=total, desc=config, unit=" rows", dynamic_ncols=True)
+        bars.append(bar)
+        return bar.update
+
+    try:
+        found = export(args.configs, args.out, data_url=args.data_url,
+                       imagenet_json=args.imagenet_json, preprocess_url=args.preprocess_url,
+                       encoding=args.encoding, compression=args.compression,
+                       max_shard_bytes=args.max_shard_bytes, card_template=args.card,
+                       check_crc=not args.no_crc, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    rows = sum(c.num_examples for c in found)
+    print(f"{args.out}: {len(found)} configs, {rows:,} rows, "
+          f"{sum(len(c.files) for c in found)} Parquet files, README.md")
+    return 0

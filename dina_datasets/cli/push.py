@@ -1,0 +1,72 @@
+"""`dina push`: upload an exported folder to the Hugging Face Hub (after local checks)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from dina_datasets.errors import ConfigError
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", metavar="DIR", help="a folder written by `dina export`")
+    parser.add_argument("--repo-id", required=True, metavar="ORG/NAME",
+                        help="the dataset repository on the Hub (created if missing)")
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument("--revision", metavar="BRANCH", help="branch to push to")
+    parser.add_argument("--token", help="Hub token (default: the logged-in one)")
+    parser.add_argument("--commit-message", default="Upload DINA export")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the folder and the repository id, upload nothing")
+
+
+def check_repo_id(repo_id: str) -> str:
+    """A well-formed `ORG/NAME` Hub repository id; ConfigError otherwise."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id or \
+            "--" in repo_id or repo_id.endswith((".git", ".")):
+        raise ConfigError(f"--repo-id must look like ORG/NAME (letters, digits, '-', '_', '.'), "
+                          f"got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ConfigError(f"invalid --repo-id {repo_id!r}: {err}") from None
+    return repo_id
+
+
+def run(args: argparse.Namespace) -> int:
+    from dina_datasets.card import data_files_pattern
+    from dina_datasets.export import check_export
+
+    repo_id = check_repo_id(args.repo_id)
+    found = check_export(args.folder)
+    print(f"{args.folder}: {len(found)} configs, {sum(c.num_examples for c in found):,} rows, "
+          f"{sum(len(c.files) for c in found)} Parquet files")
+    if args.dry_run:
+        print(f"dry run: would upload to https://huggingface.co/datasets/{repo_id}")
+        return 0
+    patterns = [data_files_pattern(c.name) for c in found]
+    upload(args.folder, repo_id, patterns, private=args.private, revision=args.revision,
+           token=args.token, commit_message=args.commit_message)
+    print(f"uploaded to https://huggingface.co/datasets/{repo_id}")
+    return 0
+
+
+README = "README.md"
+
+
+def upload(folder: str, repo_id: str, patterns: list[str], *, private: bool = False,
+           revision: str | None = None, token: str | None = None,
+           commit_message: str = "Upload DINA export") -> None:
+    """Create the dataset repository if needed and upload README.md and the shards matching
+    `patterns` in one commit; older shards of these configs on the Hub are deleted in it."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset",
+                      revision=revision, commit_message=commit_message,
+                      allow_patterns=[README, *patterns], delete_patterns=patterns)

@@ -1,0 +1,223 @@
+"""The Hub-native export: a folder that is a complete Hugging Face dataset repository.
+
+`{config}/validation-XXXXX-of-NNNNN.parquet` shards (at most 500 MB each, each written under
+a temporary name and renamed) and a README.md whose YAML `configs:` block lets stock
+`datasets.load_dataset(folder_or_repo, "DinoV2-Rise")` load any config, streaming too.
+Exporting more configs into the same folder adds them; the README always lists every
+config present.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import pyarrow.parquet as pq
+
+from dina_datasets import card, catalog, storage
+from dina_datasets.errors import ConfigError, LayoutError
+from dina_datasets.features import ENCODINGS
+from dina_datasets.layout import DEFAULT_DATA_URL
+from dina_datasets.source import Source
+
+MAX_SHARD_BYTES = 500 * 10**6
+ROW_OVERHEAD = 1024
+README = "README.md"
+
+Progress = Callable[[int], Any]
+
+
+@dataclass(frozen=True)
+class ExportedConfig:
+    """One config of an export folder, as found on disk."""
+
+    name: str
+    files: tuple[str, ...]
+    num_examples: int
+    num_bytes: int
+    features: datasets.Features
+
+
+def resolve_configs(patterns: Iterable[str]) -> list[str]:
+    """Config names from names (case-insensitive), shell patterns ("DinoV2-*") or "all"."""
+    import fnmatch
+
+    names = catalog.config_names()
+    out: list[str] = []
+    for pattern in patterns:
+        if pattern.lower() == "all":
+            chosen = names
+        elif any(ch in pattern for ch in "*?["):
+            chosen = [n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower())]
+            if not chosen:
+                raise ConfigError(f"no config matches {pattern!r}; valid: {', '.join(names)}")
+        else:
+            chosen = [catalog.Cell.from_name(pattern).name]
+        out += [n for n in chosen if n not in out]
+    if not out:
+        raise ConfigError("name at least one config (or 'all')")
+    return out
+
+
+def rows_per_shard(cell: catalog.Cell, max_shard_bytes: int = MAX_SHARD_BYTES) -> int:
+    """Rows in one Parquet shard so that it stays under `max_shard_bytes` (2 % kept for
+    Parquet's own metadata)."""
+    row = 4 * math.prod(cell.shape) + ROW_OVERHEAD
+    return max(1, (max_shard_bytes - max_shard_bytes // 50) // row)
+
+
+def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL,
+           imagenet_json: str | None = None, preprocess_url: str | None = None,
+           storage_options: dict[str, Any] | None = None, encoding: str = "array",
+           compression: str = "none", max_shard_bytes: int = MAX_SHARD_BYTES,
+           card_template: str | None = None, check_crc: bool = True,
+           progress: Callable[[str, int], Progress] | None = None) -> list[ExportedConfig]:
+    """Export configs as Parquet shards plus README.md under `out`; returns every config
+    now in `out`.
+
+    All inputs are opened (and their lengths checked) before anything is written.
+    `progress(config, total_rows)` may return a callable fed the rows written.
+    """
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    names = resolve_configs(configs)
+    template = card.read_template(card_template)
+    sources = [Source.open(catalog.Cell.from_name(name), data_url, imagenet_json=imagenet_json,
+                           preprocess_url=preprocess_url, storage_options=storage_options,
+                           check_crc=check_crc) for name in names]
+    for source in sources:
+        update = progress(source.cell.name, source.num_records) if progress else None
+        write_config(source, out, encoding=encoding, compression=compression,
+                     max_shard_bytes=max_shard_bytes, update=update)
+    found = scan(out)
+    write_readme(out, found, template)
+    return found
+
+
+def write_config(source: Source, out: str, *, encoding: str = "array",
+                 compression: str = "none", max_shard_bytes: int = MAX_SHARD_BYTES,
+                 update: Progress | None = None) -> list[str]:
+    """Write one config's Parquet shards (atomically, one by one); drop stale ones."""
+    name = source.cell.name
+    per = rows_per_shard(source.cell, max_shard_bytes)
+    count = max(1, math.ceil(source.num_records / per))
+    schema = source.schema(encoding)
+    written = []
+    for i in range(count):
+        start, stop = i * per, min(source.num_records, (i + 1) * per)
+        url = storage.join(out, card.shard_name(name, i, count))
+        with storage.atomic_write(url, "wb") as handle, pq.ParquetWriter(
+                handle, schema, compression={c: compression if c == "explanation" else
+                                             "zstd" for c in schema.names},
+                use_dictionary=[c for c in schema.names if c != "explanation"],
+                write_statistics=[c for c in schema.names if c != "explanation"],
+                ) as writer:
+            for table in source.tables(start, stop, encoding):
+                writer.write_table(table, row_group_size=max(1, len(table)))
+                if update:
+                    update(len(table))
+        written.append(url)
+    _remove_stale(storage.join(out, name), {posixpath.basename(u) for u in written})
+    return written
+
+
+def _remove_stale(folder: str, keep: set[str]) -> None:
+    fs, path = storage.filesystem(folder)
+    for entry in fs.ls(path, detail=False):
+        base = posixpath.basename(entry.rstrip("/"))
+        if base.startswith(f"{card.SPLIT}-") and ".parquet" in base and base not in keep:
+            fs.rm(entry)
+
+
+def scan(out: str) -> list[ExportedConfig]:
+    """The configs of an export folder: every `{config}/validation-*.parquet` set, in
+    catalog order (folders that are not configs are ignored)."""
+    fs, root = storage.filesystem(out)
+    if not fs.isdir(root):
+        raise LayoutError(f"{out} is not a folder")
+    present = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)
+               if fs.isdir(p)}
+    found = []
+    for name in catalog.config_names():
+        if name not in present:
+            continue
+        files = sorted(fs.glob(posixpath.join(root, card.data_files_pattern(name))))
+        files = [f for f in files if f.endswith(".parquet")]
+        if not files:
+            continue
+        rows, size, features = 0, 0, None
+        for file in files:
+            with fs.open(file, "rb") as handle:
+                meta = pq.ParquetFile(handle).metadata
+                rows += meta.num_rows
+                size += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+                features = features or datasets.Features.from_arrow_schema(
+                    meta.schema.to_arrow_schema())
+        rel = tuple(posixpath.relpath(f, root) for f in files)
+        found.append(ExportedConfig(name, rel, rows, size, features))
+    return found
+
+
+def write_readme(out: str, found: list[ExportedConfig], template: str) -> str:
+    """README.md of an export: the card with the `configs:` and `dataset_info:` of `found`."""
+    infos = {}
+    for config in found:
+        split = datasets.SplitInfo(name=card.SPLIT, num_bytes=config.num_bytes,
+                                   num_examples=config.num_examples)
+        splits = datasets.SplitDict()
+        splits.add(split)
+        infos[config.name] = datasets.DatasetInfo(features=config.features, splits=splits)
+    text = card.render(template, [c.name for c in found], infos)
+    url = storage.join(out, README)
+    with storage.atomic_write(url, "w") as handle:
+        handle.write(text)
+    return url
+
+
+def check_export(folder: str) -> list[ExportedConfig]:
+    """Check that a local folder is a complete export before an upload; its configs.
+
+    README.md with a `configs:` block whose every `data_files` pattern matches Parquet
+    files, every config present listed there, and no temporary (half-written) file.
+    """
+    import glob
+    import os
+
+    if not os.path.isdir(folder):
+        raise LayoutError(f"{folder} is not a folder; give the --out folder of `dina export`")
+    readme = os.path.join(folder, README)
+    if not os.path.isfile(readme):
+        raise LayoutError(f"{folder} has no {README}: is it the output of `dina export`?")
+    with open(readme, encoding="utf-8") as handle:
+        meta = card.metadata(handle.read())
+    configs = meta.get("configs")
+    if not isinstance(configs, list) or not configs:
+        raise LayoutError(f"{readme} has no YAML `configs:` block: run `dina export` again")
+    temporary = [p for p in glob.glob(os.path.join(folder, "**", f"*{storage.TMP_MARK}*"),
+                                      recursive=True)]
+    if temporary:
+        raise LayoutError(f"{folder} holds half-written files ({', '.join(temporary[:3])}): "
+                          "finish or rerun the export first")
+    listed = set()
+    for entry in configs:
+        name = entry.get("config_name") if isinstance(entry, dict) else None
+        files = entry.get("data_files") if isinstance(entry, dict) else None
+        if not name or not isinstance(files, list):
+            raise LayoutError(f"{readme}: configs entry {entry!r} lacks config_name or "
+                              "data_files")
+        for spec in files:
+            pattern = spec.get("path") if isinstance(spec, dict) else None
+            if not isinstance(pattern, str) or not glob.glob(os.path.join(folder, pattern)):
+                raise LayoutError(f"{readme}: config {name!r} lists {pattern!r}, which matches "
+                                  f"no file in {folder}")
+        listed.add(name)
+    found = scan(folder)
+    missing = [c.name for c in found if c.name not in listed]
+    if missing:
+        raise LayoutError(f"{readme} does not list the configs {', '.join(missing)} present in "
+                          f"{folder}: run `dina export` again to rewrite it")
+    return found

@@ -1,0 +1,262 @@
+"""Everything the rows of one config come from, resolved and checked once: the explanations
+file, its score files, and the optional ImageNet json and preprocess file.
+
+`Source.open` reads the small files (scores, json) and checks every length against the
+explanations file (AlignmentError); `Source.tables(start, stop)` then yields the Arrow
+tables of any record range, in the schema of `dina_datasets.features`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import posixpath
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dina_datasets import arrow, catalog, shards, storage
+from dina_datasets.errors import AlignmentError, LayoutError, RecordError
+from dina_datasets.features import UNKNOWN_LABEL, features, metric_columns
+from dina_datasets.layout import Layout
+from dina_datasets.records import RecordFile, inspect, read_records
+
+PREDICTION_TENSOR = "one_hot_prediction"
+DECODE_THREADS = 2
+
+
+@dataclass
+class Source:
+    """The inputs of one config's rows (picklable: it travels to DataLoader workers)."""
+
+    cell: catalog.Cell
+    info: RecordFile
+    scores: dict[str, pa.Array | None]
+    image_ids: pa.Array | None = None
+    labels: np.ndarray | None = None
+    preprocess: RecordFile | None = None
+    storage_options: dict[str, Any] | None = None
+    check_crc: bool = True
+    chunk_bytes: int = shards.CHUNK_BYTES
+    _schemas: dict[str, pa.Schema] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, cell: catalog.Cell, data_url: str, *, imagenet_json: str | None = None,
+             preprocess_url: str | None = None, storage_options: dict[str, Any] | None = None,
+             check_crc: bool = True, chunk_bytes: int = shards.CHUNK_BYTES) -> Source:
+        """Resolve a config under a bucket-shaped `data_url`; lengths are checked here."""
+        layout = Layout(data_url)
+        url = layout.explanations(cell.model, cell.explainer)
+        try:
+            info = inspect(url, storage_options)
+        except LayoutError as err:
+            raise LayoutError(f"no explanations for {cell.name} under {data_url}: {err}. "
+                              "data_url must be a bucket-shaped folder "
+                              "({Model}/{Explainer}/explanations.tfrecord)") from None
+        n = info.num_records
+        scores = {name: _scores(layout.scores(cell.model, cell.explainer, name), n, url,
+                                storage_options) for name in metric_columns()}
+        source = cls(cell, info, scores, storage_options=storage_options, check_crc=check_crc,
+                     chunk_bytes=chunk_bytes)
+        if imagenet_json:
+            source.image_ids, source.labels = _imagenet(imagenet_json, n, url, storage_options)
+        if preprocess_url:
+            pre = preprocess_url if preprocess_url.endswith(".tfrecord") else \
+                Layout(preprocess_url).preprocess(cell.model)
+            source.preprocess = inspect(pre, storage_options)
+            if source.preprocess.num_records != n:
+                raise AlignmentError(f"{pre} holds {source.preprocess.num_records} records but "
+                                     f"{url} holds {n}: they must describe the same images in "
+                                     "the same order")
+        return source
+
+    @property
+    def num_records(self) -> int:
+        return self.info.num_records
+
+    def schema(self, encoding: str = "array") -> pa.Schema:
+        """The Arrow schema of the tables (`encoding="binary"`: maps as float32 bytes)."""
+        if encoding not in self._schemas:
+            self._schemas[encoding] = features(self.cell, encoding).arrow_schema
+        return self._schemas[encoding]
+
+    def tables(self, start: int = 0, stop: int | None = None, encoding: str = "array"
+               ) -> Iterator[pa.Table]:
+        """Arrow tables of records [start, stop), one per ranged read (~chunk_bytes).
+
+        The next tables are read and decoded in background threads while the caller works
+        on the current one (see `range_tables`).
+        """
+        stop = self.num_records if stop is None else stop
+        return (table for _, _, table in self.range_tables([(start, stop)], encoding))
+
+    def range_tables(self, ranges: list[tuple[int, int]], encoding: str = "array"
+                     ) -> Iterator[tuple[int, int, pa.Table]]:
+        """(range number, table number, table) over several record ranges, in order.
+
+        Chunks are read and decoded ahead by DECODE_THREADS threads, across range
+        boundaries, while the caller works on the current table.
+        """
+        schema = self.schema(encoding)
+        tasks = [(k, i, a, b) for k, (start, stop) in enumerate(ranges) if stop > start
+                 for i, (a, b) in enumerate(shards.split(self.info, start, stop,
+                                                         self.chunk_bytes))]
+
+        def run(task: tuple[int, int, int, int]) -> tuple[int, int, pa.Table]:
+            k, i, a, b = task
+            return k, i, self.chunk_table(a, b, schema, encoding)
+
+        return ordered_map(run, tasks, DECODE_THREADS)
+
+    def chunk_table(self, a: int, b: int, schema: pa.Schema, encoding: str) -> pa.Table:
+        """The table of records [a, b), read in one ranged read."""
+        chunk = shards.read_chunk(self.info, a, b, self.storage_options)
+        maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc)
+        return self._table(a, b, maps, keys, schema, encoding)
+
+    def _table(self, start: int, stop: int, maps: np.ndarray, keys: dict[str, list[Any]],
+               schema: pa.Schema, encoding: str) -> pa.Table:
+        k = stop - start
+        positions = np.arange(start, stop, dtype=np.int64)
+        columns: dict[str, pa.Array] = {
+            "index": pa.array(_ints(keys.get("index"), positions)),
+            "model": pa.array([self.cell.model] * k, pa.string()),
+            "explainer": pa.array([self.cell.explainer] * k, pa.string()),
+            "explanation": arrow.array3d(maps) if encoding == "array" else
+            arrow.binary_maps(maps),
+        }
+        if "image_id" in keys:
+            columns["image_id"] = pa.array(keys["image_id"], pa.string())
+        elif self.image_ids is not None:
+            columns["image_id"] = self.image_ids.slice(start, k)
+        else:
+            columns["image_id"] = pa.nulls(k, pa.string())
+        unknown = np.full(k, UNKNOWN_LABEL, np.int64)
+        labels = self.labels[start:stop] if self.labels is not None else unknown
+        columns["label"] = pa.array(_ints(keys.get("label"), labels))
+        predictions = self._predictions(start, stop) if "prediction" not in keys and \
+            self.preprocess is not None else unknown
+        columns["prediction"] = pa.array(_ints(keys.get("prediction"), predictions))
+        for name in metric_columns():
+            columns[name] = _window(self.scores.get(name), start, stop)
+        return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+    def _predictions(self, start: int, stop: int) -> np.ndarray:
+        assert self.preprocess is not None
+        out = np.empty(stop - start, np.int64)
+        records = read_records(self.preprocess.url, start, stop, check_crc=self.check_crc,
+                               tensors=frozenset({PREDICTION_TENSOR}),
+                               storage_options=self.storage_options)
+        for i, record in enumerate(records):
+            if "prediction" in record:
+                out[i] = int(record["prediction"])
+            elif PREDICTION_TENSOR in record:
+                out[i] = int(np.argmax(record[PREDICTION_TENSOR]))
+            else:
+                raise RecordError(f"preprocess record has neither {PREDICTION_TENSOR!r} nor "
+                                  f"'prediction' (features: {sorted(record)})",
+                                  url=self.preprocess.url, index=start + i)
+        return out
+
+
+def ordered_map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> Iterator[Any]:
+    """fn(item) for each item, in order, computed `threads` at a time ahead of the caller
+    (file reads, CRCs and numpy copies release the GIL)."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="dina-read")
+    pending: deque[Future[Any]] = deque()
+    ahead = iter(items)
+    try:
+        for item in itertools.islice(ahead, threads + 1):
+            pending.append(pool.submit(fn, item))
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(ahead, 1):
+                pending.append(pool.submit(fn, item))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ints(values: list[Any] | None, default: np.ndarray) -> np.ndarray:
+    """Per-record ints where records carry them, `default` elsewhere."""
+    if values is None:
+        return default
+    out = default.copy()
+    for i, value in enumerate(values):
+        if value is not None:
+            out[i] = int(value)
+    return out
+
+
+def _window(values: pa.Array | None, start: int, stop: int) -> pa.Array:
+    """values[start:stop], null-padded where the array is shorter (or missing)."""
+    k = stop - start
+    if values is None or start >= len(values):
+        return pa.nulls(k, pa.float64())
+    part = values.slice(start, k)
+    if len(part) == k:
+        return part
+    return pa.concat_arrays([part, pa.nulls(k - len(part), pa.float64())])
+
+
+def _read_json(url: str, storage_options: dict[str, Any] | None) -> Any:
+    fs, path = storage.filesystem(url, storage_options)
+    with fs.open(path, "rb") as handle:
+        return json.load(handle)
+
+
+def _scores(url: str, n: int, explanations: str, storage_options: dict[str, Any] | None
+            ) -> pa.Array | None:
+    """A score file as float64 (None entries -> null); None when the file is missing."""
+    try:
+        values = _read_json(url, storage_options)
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as err:
+        raise LayoutError(f"{url} is not JSON ({err}); expected a list of per-image "
+                          "scores") from None
+    try:
+        if not isinstance(values, list):
+            raise TypeError(type(values).__name__)
+        array = pa.array(values, pa.float64())
+    except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise LayoutError(f"{url} must hold a JSON list of numbers (one per image), "
+                          f"got {err}") from None
+    if len(array) > n:
+        raise AlignmentError(f"{url} holds {len(array)} scores but {explanations} holds only "
+                             f"{n} explanations: the score file does not belong to this file")
+    return array
+
+
+def _imagenet(url: str, n: int, explanations: str, storage_options: dict[str, Any] | None
+              ) -> tuple[pa.Array, np.ndarray]:
+    """Image ids and true labels, in record order, from kecam's imagenet_data.json."""
+    try:
+        data = _read_json(url, storage_options)
+    except FileNotFoundError:
+        raise LayoutError(f"no such file: {url} (imagenet_json)") from None
+    except json.JSONDecodeError as err:
+        raise LayoutError(f"{url} is not JSON: {err}") from None
+    key = "validation" if isinstance(data, dict) and "validation" in data else "test"
+    entries = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise LayoutError(f"{url} is not kecam's imagenet_data.json: expected an object with a "
+                          "'test' (or 'validation') list of {'image': path, 'label': int}")
+    if len(entries) != n:
+        raise AlignmentError(f"{url} lists {len(entries)} {key} images but {explanations} holds "
+                             f"{n} records: use the imagenet_data.json that produced this data")
+    ids, labels = [], np.empty(n, np.int64)
+    for i, entry in enumerate(entries):
+        try:
+            image, label = entry["image"], int(entry["label"])
+        except (TypeError, KeyError, ValueError):
+            raise LayoutError(f"{url}: {key}[{i}] = {entry!r} is not {{'image': path, "
+                              "'label': int}") from None
+        ids.append(posixpath.splitext(posixpath.basename(str(image).replace("\\", "/")))[0])
+        labels[i] = label
+    return pa.array(ids, pa.string()), labels

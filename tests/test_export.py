@@ -1,0 +1,229 @@
+"""The Hub-native export, its card, `dina export` and the checks of `dina push`."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from conftest import make_bucket
+
+from dina_datasets import Layout, RecordError, catalog
+from dina_datasets.builder import DinaBuilder
+from dina_datasets.card import HUB_README, TEMPLATE, metadata, published_card, render
+from dina_datasets.cli import main
+from dina_datasets.export import check_export, export, resolve_configs, scan
+
+CONFIGS = ["ResNet50-Saliency", "DinoV2-Rise"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    base = tmp_path_factory.mktemp("export")
+    root = str(base / "bucket")
+    maps = make_bucket(root, CONFIGS, n=5, keys=True)
+    out = str(base / "out")
+    export(CONFIGS, out, data_url=root, max_shard_bytes=1_300_000)
+    return root, out, maps
+
+
+def builder_rows(root, name, cache):
+    builder = DinaBuilder(config_name=name, data_url=root, cache_dir=str(cache))
+    builder.download_and_prepare()
+    return builder.as_dataset("validation").with_format("numpy")[:]
+
+
+def assert_same_rows(got, want):
+    assert list(got) == list(want)
+    for column in want:
+        if want[column].dtype == object:
+            assert list(got[column]) == list(want[column]), column
+        else:
+            np.testing.assert_array_equal(got[column], want[column], err_msg=column)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_stock_load_dataset_gives_the_builder_rows(exported, tmp_path, name):
+    root, out, maps = exported
+    want = builder_rows(root, name, tmp_path / "ours")
+    ds = datasets.load_dataset(out, name, split="validation", cache_dir=str(tmp_path / "stock"))
+    assert ds.features == DinaBuilder(config_name=name, cache_dir=str(tmp_path)).info.features
+    assert_same_rows(ds.with_format("numpy")[:], want)
+    stream = datasets.load_dataset(out, name, split="validation", streaming=True)
+    rows = list(stream.with_format("numpy"))
+    got = {c: np.stack([r[c] for r in rows]) if c == "explanation" else
+           np.array([r[c] for r in rows], dtype=want[c].dtype) for c in want}
+    assert_same_rows(got, want)
+    np.testing.assert_array_equal(got["explanation"], maps[name])
+
+
+def test_shards_stay_under_the_limit(exported):
+    _, out, _ = exported
+    files = sorted(glob.glob(os.path.join(out, "ResNet50-Saliency", "*.parquet")))
+    assert [os.path.basename(f) for f in files] == [
+        f"validation-{i:05d}-of-00003.parquet" for i in range(3)]
+    assert all(os.path.getsize(f) <= 1_300_000 for f in files)
+    assert [pq.read_metadata(f).num_rows for f in files] == [2, 2, 1]
+    assert not glob.glob(os.path.join(out, "**", "*.tmp-*"), recursive=True)
+
+
+def test_readme_lists_configs_and_infos(exported):
+    _, out, _ = exported
+    with open(os.path.join(out, "README.md")) as handle:
+        meta = metadata(handle.read())
+    assert [c["config_name"] for c in meta["configs"]] == ["DinoV2-Rise", "ResNet50-Saliency"]
+    assert meta["configs"][0]["data_files"] == [
+        {"split": "validation", "path": "DinoV2-Rise/validation-*.parquet"}]
+    infos = {i["config_name"]: i for i in meta["dataset_info"]}
+    assert infos["DinoV2-Rise"]["splits"][0]["num_examples"] == 5
+    explanation = next(f for f in infos["DinoV2-Rise"]["features"] if f["name"] == "explanation")
+    assert explanation["dtype"] == {"array3_d": {"shape": [224, 224, 1], "dtype": "float32"}}
+    assert meta["pretty_name"].startswith("DINA")
+    assert [c.name for c in check_export(out)] == ["DinoV2-Rise", "ResNet50-Saliency"]
+
+
+def test_binary_encoding(tmp_path):
+    root = str(tmp_path / "bucket")
+    maps = make_bucket(root, ["DinoV2-Rise"], n=4)
+    out = str(tmp_path / "out")
+    export(["DinoV2-Rise"], out, data_url=root, encoding="binary")
+    ds = datasets.load_dataset(out, "DinoV2-Rise", split="validation",
+                               cache_dir=str(tmp_path / "c"))
+    assert ds.features["explanation"] == datasets.Value("binary")
+    decoded = np.stack([np.frombuffer(v, "<f4").reshape(224, 224, 1)
+                        for v in ds["explanation"]])
+    np.testing.assert_array_equal(decoded, maps["DinoV2-Rise"])
+    assert ds["index"] == [0, 1, 2, 3]
+
+
+def test_reexport_replaces_stale_shards_and_keeps_other_configs(tmp_path):
+    root = str(tmp_path / "bucket")
+    make_bucket(root, CONFIGS, n=5)
+    out = str(tmp_path / "out")
+    export(["ResNet50-Saliency"], out, data_url=root, max_shard_bytes=700_000)
+    assert len(glob.glob(os.path.join(out, "ResNet50-Saliency", "*.parquet"))) == 5
+    found = export(["DinoV2-Ri*"], out, data_url=root)
+    assert [c.name for c in found] == ["DinoV2-Rise", "ResNet50-Saliency"]
+    export(["resnet50-saliency"], out, data_url=root)
+    assert [os.path.basename(f) for f in glob.glob(os.path.join(out, "ResNet50-Saliency", "*"))
+            ] == ["validation-00000-of-00001.parquet"]
+    ds = datasets.load_dataset(out, "ResNet50-Saliency", split="validation",
+                               cache_dir=str(tmp_path / "c"))
+    assert ds["index"] == [0, 1, 2, 3, 4]
+    assert [c.num_examples for c in scan(out)] == [5, 5]
+
+
+def files_and_times(folder):
+    return {f: os.path.getmtime(f) for f in glob.glob(os.path.join(folder, "**"), recursive=True)
+            if os.path.isfile(f)}
+
+
+def test_failed_export_leaves_no_partial_file(tmp_path):
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["ResNet50-Rise"], n=5)
+    out = str(tmp_path / "out")
+    export(["ResNet50-Rise"], out, data_url=root)
+    before = files_and_times(out)
+    url = Layout(root).explanations("ResNet50", "Rise")
+    with open(url, "r+b") as handle:
+        handle.seek(os.path.getsize(url) - 100)
+        handle.write(b"\x00" * 8)
+    with pytest.raises(RecordError, match="CRC"):
+        export(["ResNet50-Rise"], out, data_url=root)
+    assert files_and_times(out) == before
+
+
+def test_resolve_configs():
+    assert resolve_configs(["all"]) == catalog.config_names()
+    assert resolve_configs(["dinov2-rise", "DinoV2-R*"]) == ["DinoV2-Rise"]
+    assert len(resolve_configs(["*-GradCAM"])) == 5
+    with pytest.raises(ValueError, match="did you mean"):
+        resolve_configs(["DinoV2-Rize"])
+    with pytest.raises(ValueError, match="no config matches"):
+        resolve_configs(["Nope-*"])
+
+
+def test_cli_export(tmp_path, capsys):
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=3)
+    out = str(tmp_path / "out")
+    assert main(["export", "DinoV2-Rise", "--data-url", root, "--out", out]) == 0
+    captured = capsys.readouterr()
+    assert "1 configs, 3 rows, 1 Parquet files" in captured.out
+    assert "DinoV2-Rise" in captured.err  # the progress bar
+    assert main(["export", "DinoV2-Rize", "--data-url", root, "--out", out]) == 2
+    assert "did you mean 'DinoV2-Rise'" in capsys.readouterr().err
+    assert main(["export", "ResNet50-Rise", "--data-url", root, "--out", out]) == 2
+    assert "no explanations for ResNet50-Rise" in capsys.readouterr().err
+
+
+def test_push_checks_before_uploading(exported, tmp_path, capsys):
+    _, out, _ = exported
+    assert main(["push", out, "--repo-id", "someone/dina", "--dry-run"]) == 0
+    assert "2 configs, 10 rows" in capsys.readouterr().out
+    for repo_id in ("dina", "a/b/c", "-x/dina", "x/di na", "x/dina.git", "x/a--b"):
+        assert main(["push", out, f"--repo-id={repo_id}", "--dry-run"]) == 2, repo_id
+        assert "--repo-id" in capsys.readouterr().err
+    assert main(["push", str(tmp_path / "nothing"), "--repo-id", "a/b", "--dry-run"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+    broken = tmp_path / "broken"
+    os.makedirs(broken / "DinoV2-Rise")
+    assert main(["push", str(broken), "--repo-id", "a/b", "--dry-run"]) == 2
+    assert "has no README.md" in capsys.readouterr().err
+    (broken / "README.md").write_text("---\npretty_name: x\n---\nbody\n")
+    assert main(["push", str(broken), "--repo-id", "a/b", "--dry-run"]) == 2
+    assert "no YAML `configs:` block" in capsys.readouterr().err
+    (broken / "README.md").write_text(render("---\n---\n", ["DinoV2-Rise"]))
+    assert main(["push", str(broken), "--repo-id", "a/b", "--dry-run"]) == 2
+    assert "matches no file" in capsys.readouterr().err
+    (broken / "DinoV2-Rise" / "validation-00000-of-00001.parquet.tmp-1234").write_bytes(b"x")
+    assert main(["push", str(broken), "--repo-id", "a/b", "--dry-run"]) == 2
+    assert "half-written" in capsys.readouterr().err
+
+
+def test_readme_must_list_every_config_present(exported, tmp_path):
+    _, out, _ = exported
+    partial = tmp_path / "partial"
+    import shutil
+
+    shutil.copytree(out, partial)
+    (partial / "README.md").write_text(render("---\n---\n", ["DinoV2-Rise"]))
+    with pytest.raises(FileNotFoundError, match="does not list the configs ResNet50-Saliency"):
+        check_export(str(partial))
+
+
+def test_push_uploads_with_huggingface_hub(exported, monkeypatch, capsys):
+    from huggingface_hub import HfApi
+
+    _, out, _ = exported
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(
+        ("create_repo", repo_id, kw)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(
+        ("upload_folder", kw)))
+    assert main(["push", out, "--repo-id", "someone/dina", "--private"]) == 0
+    assert calls[0] == ("create_repo", "someone/dina",
+                        {"repo_type": "dataset", "private": True, "exist_ok": True})
+    upload = calls[1][1]
+    assert upload["folder_path"] == out and upload["repo_type"] == "dataset"
+    assert upload["allow_patterns"] == ["README.md", "DinoV2-Rise/validation-*.parquet",
+                                        "ResNet50-Saliency/validation-*.parquet"]
+    assert upload["delete_patterns"] == upload["allow_patterns"][1:]
+    assert "uploaded to https://huggingface.co/datasets/someone/dina" in capsys.readouterr().out
+
+
+def test_cards_are_in_sync_with_the_catalog():
+    template = TEMPLATE.read_text()
+    assert template == published_card(template), "run `python -m dina_datasets.card`"
+    assert HUB_README.read_text() == template
+    meta = yaml.safe_load(template.split("---\n")[1])
+    names = [c["config_name"] for c in meta["configs"]]
+    assert names == [cell.name for cell in catalog.published_cells()] and len(names) == 117
+    for entry in meta["configs"]:
+        assert entry["data_files"] == [{"split": "validation",
+                                        "path": f"{entry['config_name']}/validation-*.parquet"}]

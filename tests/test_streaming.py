@@ -1,0 +1,216 @@
+"""Streaming: virtual shards, DataLoader workers, nodes, shuffling, resuming, formats."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import make_bucket, make_maps
+from datasets.distributed import split_dataset_by_node
+
+from dina_datasets import Layout, inspect, write_explanations
+from dina_datasets.arrow import maps_from_array3d
+from dina_datasets.builder import DinaBuilder
+from dina_datasets.shards import SHARD_MULTIPLE, plan, split
+from dina_datasets.source import Source
+
+N = 12
+CONFIG = "ResNet50-Saliency"
+
+
+@pytest.fixture(scope="module")
+def stream_bucket(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("stream") / "bucket")
+    maps = make_bucket(root, [CONFIG, "DinoV2-Rise"], n=N)
+    return root, maps
+
+
+def streaming(root, name=CONFIG, **config):
+    builder = DinaBuilder(config_name=name, data_url=root, **config)
+    return builder.as_streaming_dataset("validation")
+
+
+def indices(rows):
+    return [int(row["index"]) for row in rows]
+
+
+def test_plan_covers_every_record_once(tmp_path):
+    url = str(tmp_path / "fixed.tfrecord")
+    write_explanations(url, make_maps(37, 1, size=8))
+    info = inspect(url)
+    assert info.record_size is not None
+    for num_shards in (None, 1, 2, 5, 16, 37, 100):
+        ranges = plan(info, num_shards)
+        assert ranges[0][0] == 0 and ranges[-1][1] == 37
+        assert all(a < b for a, b in ranges)
+        assert all(b == c for (_, b), (c, _) in itertools.pairwise(ranges))
+        assert len(ranges) == min(37, num_shards or SHARD_MULTIPLE)
+        sizes = [b - a for a, b in ranges]
+        assert max(sizes) - min(sizes) <= 1
+    assert split(info, 0, 37, chunk_bytes=info.record_size * 10) == \
+        [(0, 10), (10, 20), (20, 30), (30, 37)]
+
+
+def test_plan_of_records_of_varying_size(tmp_path):
+    url = str(tmp_path / "varying.tfrecord")
+    write_explanations(url, make_maps(20, 1, size=8), image_id=["x" * i for i in range(20)])
+    info = inspect(url)
+    assert info.record_size is None
+    ranges = plan(info, 4)
+    assert [r for pair in ranges for r in pair][::2] == [a for a, _ in ranges]
+    covered = [i for a, b in ranges for i in range(a, b)]
+    assert covered == list(range(20)) and len(ranges) == 4
+    parts = split(info, 3, 17, chunk_bytes=int(info.offsets[5]))
+    assert [i for a, b in parts for i in range(a, b)] == list(range(3, 17)) and len(parts) > 2
+
+
+def test_streaming_rows_match_the_files(stream_bucket):
+    root, maps = stream_bucket
+    ds = streaming(root, num_shards=5)
+    assert ds.num_shards == 5
+    rows = list(ds.with_format("numpy"))
+    assert indices(rows) == list(range(N))
+    np.testing.assert_array_equal(np.stack([r["explanation"] for r in rows]), maps[CONFIG])
+    plain = next(iter(streaming(root, "DinoV2-Rise")))
+    assert np.asarray(plain["explanation"], np.float32).shape == (224, 224, 1)
+    np.testing.assert_array_equal(np.asarray(plain["explanation"], np.float32),
+                                  maps["DinoV2-Rise"][0])
+
+
+def test_streaming_through_memory_filesystem():
+    root = "memory://dina-stream-test"
+    maps = make_bucket(root, ["DinoV2-Rise"], n=5)
+    rows = list(streaming(root, "DinoV2-Rise", num_shards=2).with_format("numpy"))
+    assert indices(rows) == list(range(5))
+    np.testing.assert_array_equal(np.stack([r["explanation"] for r in rows]),
+                                  maps["DinoV2-Rise"])
+
+
+@pytest.mark.parametrize(("num_shards", "world_size"), [(4, 2), (6, 3), (5, 2), (12, 4)])
+def test_split_dataset_by_node(stream_bucket, num_shards, world_size):
+    root, _ = stream_bucket
+    ds = streaming(root, num_shards=num_shards).select_columns(["index"])
+    seen = [indices(split_dataset_by_node(ds, rank=rank, world_size=world_size))
+            for rank in range(world_size)]
+    flat = sorted(i for part in seen for i in part)
+    assert flat == list(range(N)), seen
+    assert all(part for part in seen)
+
+
+def test_torch_dataloader_with_two_workers(stream_bucket):
+    torch = pytest.importorskip("torch")
+    root, maps = stream_bucket
+    ds = streaming(root, num_shards=4).select_columns(["index", "explanation", "label",
+                                                       "Insertion"])
+    loader = torch.utils.data.DataLoader(ds.with_format("torch"), batch_size=2, num_workers=2)
+    got_index, got_maps, got_scores = [], [], []
+    for batch in loader:
+        assert batch["explanation"].dtype == torch.float32
+        assert batch["explanation"].shape[1:] == (224, 224, 3)
+        got_index += batch["index"].tolist()
+        got_maps.append(batch["explanation"].numpy())
+        got_scores += batch["Insertion"].tolist()
+    assert sorted(got_index) == list(range(N))
+    # shards 0, 2 (records 0-2, 6-8) go to worker 0, shards 1, 3 to worker 1; batches alternate
+    assert got_index[:4] == [0, 1, 3, 4]
+    order = np.argsort(got_index)
+    np.testing.assert_array_equal(np.concatenate(got_maps)[order], maps[CONFIG])
+    assert all(np.isfinite(got_scores))
+
+
+def test_buffered_shuffle(stream_bucket):
+    root, _ = stream_bucket
+    ds = streaming(root, num_shards=4).select_columns(["index"])
+    first = indices(ds.shuffle(seed=1, buffer_size=5))
+    again = indices(ds.shuffle(seed=1, buffer_size=5))
+    other = indices(ds.shuffle(seed=2, buffer_size=5))
+    assert sorted(first) == list(range(N)) and first == again
+    assert first != list(range(N)) and other != first
+
+
+@pytest.mark.parametrize("stop", [1, 2, 4, 7, 11])
+def test_state_dict_resumes_at_the_next_record(stream_bucket, stop):
+    root, maps = stream_bucket
+    ds = streaming(root, num_shards=3).with_format("numpy")
+    it = iter(ds)
+    head = [next(it) for _ in range(stop)]
+    state = ds.state_dict()
+    resumed = streaming(root, num_shards=3).with_format("numpy")
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert indices(head) + indices(rest) == list(range(N))
+    np.testing.assert_array_equal(rest[0]["explanation"], maps[CONFIG][stop])
+
+
+def test_reshard_splits_ranges_into_chunks(stream_bucket):
+    root, _ = stream_bucket
+    builder = DinaBuilder(config_name=CONFIG, data_url=root, num_shards=2)
+    source = Source.open(builder.config.cell, root, chunk_bytes=3 * 602_184)
+    parts = list(builder._generate_more_gen_kwargs([(0, 6)], source))
+    assert [p["ranges"] for p in parts] == [[(0, 3)], [(3, 6)]]
+    tables = list(builder._generate_tables([(0, 6), (6, N)], source))
+    assert [len(t) for _, t in tables] == [3, 3, 3, 3]
+    assert [str(k) for k, _ in tables] == ["(0, 0)", "(0, 1)", "(1, 0)", "(1, 1)"]
+
+
+def test_default_shards_split_a_file_for_workers(stream_bucket):
+    root, _ = stream_bucket
+    ds = streaming(root)
+    assert ds.num_shards == N  # 16 by default, at most one per record
+    url = Layout(root).explanations("ResNet50", "Saliency")
+    assert len(plan(inspect(url))) == N
+
+
+@pytest.mark.parametrize("chunk_records", [1, 5])
+def test_tables_kept_by_the_caller_stay_intact(stream_bucket, chunk_records):
+    """Read buffers are reused across chunks: the tables must own their maps."""
+    root, maps = stream_bucket
+    builder = DinaBuilder(config_name=CONFIG, data_url=root)
+    source = Source.open(builder.config.cell, root, chunk_bytes=chunk_records * 602_184)
+    tables = list(source.tables())
+    assert [len(t) for t in tables][:2] == [chunk_records] * 2
+    got = np.concatenate([maps_from_array3d(t.column("explanation")) for t in tables])
+    np.testing.assert_array_equal(got, maps[CONFIG])
+
+
+def test_torch_batches_with_two_workers(stream_bucket):
+    torch = pytest.importorskip("torch")
+    from dina_datasets.batches import TorchBatches
+
+    root, maps = stream_bucket
+    ds = streaming(root, num_shards=4).select_columns(["index", "explanation"])
+    loader = torch.utils.data.DataLoader(TorchBatches(ds, 2), batch_size=None, num_workers=2)
+    batches = list(loader)
+    assert all(isinstance(b["explanation"], torch.Tensor) for b in batches)
+    index = torch.cat([b["index"] for b in batches]).tolist()
+    assert sorted(index) == list(range(N)) and index != list(range(N))
+    got = torch.cat([b["explanation"] for b in batches]).numpy()[np.argsort(index)]
+    np.testing.assert_array_equal(got, maps[CONFIG])
+    assert [len(b["index"]) for b in TorchBatches(ds, 5)] == [5, 5, 2]
+    with pytest.raises(ValueError, match="batch_size"):
+        TorchBatches(ds, 0)
+
+
+# Formats that import JAX or TensorFlow last: DataLoader workers fork, which multithreaded
+# JAX warns about.
+def test_jax_format(stream_bucket):
+    jnp = pytest.importorskip("jax.numpy")
+    root, maps = stream_bucket
+    ds = streaming(root, "DinoV2-Rise", num_shards=3).with_format("jax")
+    rows = list(ds)
+    assert len(rows) == N
+    assert all(r["explanation"].dtype == jnp.float32 for r in rows)
+    np.testing.assert_array_equal(np.stack([np.asarray(r["explanation"]) for r in rows]),
+                                  maps["DinoV2-Rise"])
+    batch = next(ds.iter(batch_size=5))
+    assert batch["explanation"].shape == (5, 224, 224, 1)
+    assert np.isnan(np.asarray(batch["RandomLogitMetric"][3:])).all()
+
+
+def test_tf_format(stream_bucket):
+    tf = pytest.importorskip("tensorflow")
+    root, maps = stream_bucket
+    batch = next(streaming(root, "DinoV2-Rise").with_format("tf").iter(batch_size=4))
+    assert isinstance(batch["explanation"], tf.Tensor)
+    np.testing.assert_array_equal(batch["explanation"].numpy(), maps["DinoV2-Rise"][:4])
