@@ -5,7 +5,7 @@
 - `model`, `explainer` (string): e.g. `"DinoV2"`, `"Rise"`.
 - `explanation` (Array3D((224, 224, C), float32)): the attribution map; C = 3 for the six
   gradient explainers run with `reducer=None`, else 1.
-- `image_id` (string, null when unknown): the ImageNet image id (file name without
+- `image_id` (string, `""` when unknown): the ImageNet image id (file name without
   extension, e.g. `ILSVRC2012_val_00000293`), from the record's own `image_id` feature or
   from `imagenet_json`.
 - `label` (int64, -1 when unknown): the true ImageNet class, from the record's own `label`
@@ -19,7 +19,8 @@
 
 Every config has every metric column, so all configs share one schema except for the
 channel count of `explanation`; a missing score file gives an all-null column, never an
-error. Unknown labels are -1 (not null) so that they stay integers in numpy/torch batches.
+error. Unknown labels are -1 and unknown image ids `""` (not null) so that batches of every
+column collate in numpy, torch and jax.
 
 A Parquet export made with `encoding="binary"` stores `explanation` as `binary` instead: the
 map's float32 bytes in C order, decoded by
@@ -33,6 +34,7 @@ import datasets
 from dina_datasets import catalog
 
 UNKNOWN_LABEL = -1
+UNKNOWN_IMAGE_ID = ""
 ENCODINGS = ("array", "binary")
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from dina_datasets import arrow, catalog, shards, storage
 from dina_datasets.errors import AlignmentError, LayoutError, RecordError
-from dina_datasets.features import UNKNOWN_LABEL, features, metric_columns
+from dina_datasets.features import UNKNOWN_IMAGE_ID, UNKNOWN_LABEL, features, metric_columns
 from dina_datasets.layout import Layout
 from dina_datasets.records import RecordFile, inspect, read_records
 
@@ -135,7 +135,7 @@ class Source:
         elif self.image_ids is not None:
             columns["image_id"] = self.image_ids.slice(start, k)
         else:
-            columns["image_id"] = pa.nulls(k, pa.string())
+            columns["image_id"] = pa.array([UNKNOWN_IMAGE_ID] * k, pa.string())
         unknown = np.full(k, UNKNOWN_LABEL, np.int64)
         labels = self.labels[start:stop] if self.labels is not None else unknown
         columns["label"] = pa.array(_ints(keys.get("label"), labels))

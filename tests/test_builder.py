@@ -93,7 +93,7 @@ def test_prepared_rows(bucket, tmp_path):
         np.testing.assert_array_equal(rows["explanation"], expected)
         np.testing.assert_array_equal(rows["index"], np.arange(5))
         assert set(rows["model"]) == {cell.model} and set(rows["explainer"]) == {cell.explainer}
-        assert list(rows["image_id"]) == [None] * 5
+        assert list(rows["image_id"]) == [""] * 5
         np.testing.assert_array_equal(rows["label"], -1)
         np.testing.assert_array_equal(rows["prediction"], -1)
         layout = Layout(root)
