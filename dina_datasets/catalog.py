@@ -217,7 +217,8 @@ class Cell:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.explainer_spec.shape
+        size = self.model_spec.input_size  # maps have the model's input size (224 in DINA)
+        return (size, size, self.explainer_spec.channels)
 
     @property
     def published(self) -> bool:
@@ -233,7 +234,7 @@ class Cell:
         """Parse `"{Model}-{Explainer}"`, case-insensitively, with suggestions when unknown."""
         if not isinstance(name, str) or "-" not in name:
             raise ConfigError(f"config name must look like 'Model-Explainer', got {name!r}; "
-                              f"{_suggest(str(name), config_names())}")
+                              f"{_suggest_config(str(name))}")
         model_name, explainer_name = name.split("-", 1)
         try:
             return cls(model_name, explainer_name, allow_missing=allow_missing)
@@ -241,8 +242,17 @@ class Cell:
             if model_name.lower() in {m.lower() for m in MODELS} and \
                     explainer_name.lower() in {e.lower() for e in EXPLAINERS}:
                 raise
-            raise ConfigError(f"unknown config {name!r} ({err}); "
-                              f"{_suggest(name, config_names())}") from None
+            what = str(err).split(";")[0]
+            raise ConfigError(f"unknown config {name!r} ({what}); {_suggest_config(name)}"
+                              ) from None
+
+
+def _suggest_config(name: str) -> str:
+    names = config_names()
+    lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(repr(lower[c]) for c in close)}? " if close else ""
+    return f"{hint}`dina configs` lists the {len(names)} valid configs"
 
 
 def cells() -> list[Cell]:

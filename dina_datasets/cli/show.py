@@ -1,0 +1,33 @@
+"""`dina show`: maps over their images, one config or a grid of several."""
+
+from __future__ import annotations
+
+import argparse
+
+from dina_datasets.layout import DEFAULT_DATA_URL
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("configs", nargs="+", metavar="CONFIG",
+                        help="configs to show as columns, e.g. DinoV2-Rise ResNet50-Saliency")
+    parser.add_argument("--index", type=int, nargs="+", required=True, metavar="I",
+                        help="record indices to show as rows")
+    parser.add_argument("--data-url", default=DEFAULT_DATA_URL,
+                        help="bucket-shaped folder or URL (default: %(default)s)")
+    parser.add_argument("--images", metavar="SRC",
+                        help="the images (folder or kecam imagenet_data.json) to draw under "
+                        "the maps; without it the maps are drawn alone")
+    parser.add_argument("--out", default="dina-show.png", metavar="FILE.png",
+                        help="PNG to write (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dina_datasets import figures
+
+    rows = figures.load_panels(args.configs, args.index, data_url=args.data_url,
+                               images=args.images)
+    out = figures.draw(rows, args.out)
+    known = sum(p.image is not None for row in rows for p in row)
+    print(f"wrote {out}: {len(rows)} image(s) x {len(rows[0])} config(s)"
+          + ("" if known else " (maps alone: pass --images to draw them over their images)"))
+    return 0

@@ -1,0 +1,157 @@
+"""Pictures of attribution maps: a map over its image with a colour bar, or a grid of them
+(rows: images, columns: configs) like the figures of attribution papers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dina_datasets import catalog, storage
+from dina_datasets.errors import ConfigError, LayoutError
+from dina_datasets.layout import Layout
+from dina_datasets.records import read_record
+
+CENTRAL_CROP = 0.95  # kecam's evaluation crop, so that the picture lines up with the map
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One map of one config, with the image it explains when known."""
+
+    config: str
+    index: int
+    explanation: np.ndarray
+    image_id: str = ""
+    image: np.ndarray | None = None
+
+
+def display_image(path: str, size: int) -> np.ndarray:
+    """The image as the model saw it: central crop of 0.95 of the shorter side, resized to
+    `size` x `size` (bicubic); uint8 RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise LayoutError(f"cannot read image {path!r}: {err}") from None
+    width, height = rgb.size
+    side = CENTRAL_CROP * min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    crop = rgb.crop((round(left), round(top), round(left + side), round(top + side)))
+    return np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC))
+
+
+def heatmap(explanation: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A 2-D map to draw and whether it is signed: 3-channel maps become the mean of |E|
+    over channels; 1-channel maps keep their sign."""
+    array = np.asarray(explanation, dtype=np.float64)
+    if array.ndim == 3 and array.shape[-1] > 1:
+        return np.abs(array).mean(axis=-1), False
+    flat = array.reshape(array.shape[:2]) if array.ndim == 3 else array
+    signed = bool(np.nanmin(flat) < 0 < np.nanmax(flat))
+    return flat, signed
+
+
+def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str,
+                images: str | None = None,
+                storage_options: dict[str, Any] | None = None) -> list[list[Panel]]:
+    """Panels[row][column] for `indices` (rows) of `configs` (columns).
+
+    The image of a record is found in `images` (a folder or a kecam json) by the record's
+    own `image_id`, or, for records without one (the published files), by position in
+    the list, which is right for the `imagenet_data.json` that produced them.
+    """
+    cells = [catalog.Cell.from_name(name, allow_missing=True) for name in configs]
+    layout = Layout(data_url)
+    entries = _image_entries(images)
+    rows = []
+    for index in indices:
+        row = []
+        for cell in cells:
+            url = layout.explanations(cell.model, cell.explainer)
+            if not storage.exists(url, storage_options):
+                raise LayoutError(f"{cell.name}: no explanations at {url}; check --data-url "
+                                  "(a bucket-shaped folder: Model/Explainer/explanations."
+                                  "tfrecord)")
+            record = read_record(url, index, storage_options=storage_options,
+                                 tensors=frozenset({"explanations"}))
+            image_id = record.get("image_id", b"")
+            image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
+            explanation = record["explanations"]
+            image = None
+            if entries is not None:
+                path = _find(entries, image_id, index, images)
+                image = display_image(path, explanation.shape[0])
+            row.append(Panel(cell.name, index, explanation, image_id, image))
+        rows.append(row)
+    return rows
+
+
+def _image_entries(images: str | None) -> list[Any] | None:
+    if images is None:
+        return None
+    from dina_datasets.generation.images import list_images
+
+    return list_images(images)
+
+
+def _find(entries: list[Any], image_id: str, index: int, images: str | None) -> str:
+    if image_id:
+        for entry in entries:
+            if entry.image_id == image_id:
+                return entry.path
+        raise LayoutError(f"image {image_id!r} of record {index} is not in {images!r}")
+    if index >= len(entries):
+        raise LayoutError(f"record {index} has no image_id and {images!r} lists only "
+                          f"{len(entries)} images")
+    return entries[index].path
+
+
+def draw(rows: list[list[Panel]], out: str, *, alpha: float = 0.8) -> str:
+    """Draw panels (rows x columns) with a colour bar each into a PNG; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows or not rows[0]:
+        raise ConfigError("nothing to draw: give at least one config and one index")
+    models = {p.config.split("-", 1)[0] for row in rows for p in row}
+    n_rows, n_cols = len(rows), len(rows[0])
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 3.0 * n_rows),
+                             squeeze=False, constrained_layout=True)
+    for r, row in enumerate(rows):
+        for c, panel in enumerate(row):
+            ax = axes[r][c]
+            values, signed = heatmap(panel.explanation)
+            bound = float(np.nanpercentile(np.abs(values), 99.5)) or 1.0
+            low = -bound if signed else (0.0 if np.nanmin(values) >= 0 else None)
+            norm = matplotlib.colors.Normalize(vmin=low, vmax=bound)
+            cmap = "RdBu_r" if signed else "inferno"
+            weight = None
+            if panel.image is not None:
+                ax.imshow(panel.image)
+                weight = alpha * np.sqrt(np.clip(np.abs(np.nan_to_num(values)) / bound, 0, 1))
+            ax.imshow(values, cmap=cmap, norm=norm, alpha=weight)
+            fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
+                         fraction=0.046, pad=0.02)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                title = panel.config if len(models) > 1 else panel.config.split("-", 1)[1]
+                ax.set_title(title, fontsize=10)
+            if c == 0:
+                ax.set_ylabel(panel.image_id or f"record {panel.index}", fontsize=9)
+    if len(models) == 1:
+        fig.suptitle(f"{models.pop()}: attribution maps", fontsize=12)
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    with storage.atomic_write(os.path.abspath(out), "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,106 @@
+"""`dina show`: maps over their images, alone, in a grid; bad input exits 2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dina_datasets as dd
+from dina_datasets import figures
+from dina_datasets.cli import main
+
+
+@pytest.fixture
+def shown(tmp_path):
+    """A bucket with two 224x224 configs whose records name their images, and the images."""
+    root, images = str(tmp_path / "bucket"), tmp_path / "images"
+    images.mkdir()
+    names = ["wide", "tall"]
+    Image.new("RGB", (400, 300), (200, 30, 30)).save(images / "wide.png")
+    Image.new("RGB", (300, 500), (30, 200, 30)).save(images / "tall.jpg")
+    yy, xx = np.mgrid[:224, :224]
+    maps = [np.exp(-((yy - 60 - 100 * k) ** 2 + (xx - 112) ** 2) / 500.0) for k in range(2)]
+    layout = dd.Layout(root)
+    dd.write_explanations(layout.explanations("ResNet50", "Saliency"),
+                          [np.stack([m, -m, m], -1).astype(np.float32) for m in maps],
+                          image_id=names)
+    dd.write_explanations(layout.explanations("ResNet50", "Rise"),
+                          [(m[..., None] - 0.2).astype(np.float32) for m in maps],
+                          image_id=names)
+    return root, str(images)
+
+
+def test_display_image_is_the_central_crop_the_model_saw(tmp_path):
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, 100:] = 255  # right half white
+    Image.fromarray(img).save(tmp_path / "half.png")
+    shown = figures.display_image(str(tmp_path / "half.png"), 50)
+    assert shown.shape == (50, 50, 3)
+    # the 95-pixel central square spans columns 52..147: half black, half white
+    assert shown[:, :20].max() < 10 and shown[:, -20:].min() > 245
+
+
+def test_heatmap_reduces_three_channels_and_keeps_sign_of_one():
+    three = np.stack([np.ones((4, 4)), -np.ones((4, 4)), 3 * np.ones((4, 4))], -1)
+    values, signed = figures.heatmap(three)
+    assert values.shape == (4, 4) and not signed and np.allclose(values, 5 / 3)
+    one = np.linspace(-1, 1, 16).reshape(4, 4, 1)
+    values, signed = figures.heatmap(one)
+    assert signed and values.shape == (4, 4) and values.min() == -1
+
+
+def test_grid_over_images(shown, tmp_path, capsys):
+    root, images = shown
+    out = tmp_path / "grid.png"
+    assert main(["show", "ResNet50-Saliency", "resnet50-rise", "--index", "0", "1",
+                 "--data-url", root, "--images", images, "--out", str(out)]) == 0
+    assert "2 image(s) x 2 config(s)" in capsys.readouterr().out
+    with Image.open(out) as png:
+        width, height = png.size
+        pixels = np.asarray(png.convert("RGB"))
+    assert width > 600 and height > 500
+    # the red and green photos show through the overlays
+    reds = ((pixels[..., 0] > 150) & (pixels[..., 1] < 90)).sum()
+    greens = ((pixels[..., 1] > 150) & (pixels[..., 0] < 90)).sum()
+    assert reds > 2000 and greens > 2000
+
+
+def test_panels_find_images_by_id(shown):
+    root, images = shown
+    rows = figures.load_panels(["ResNet50-Rise"], [1, 0], data_url=root, images=images)
+    assert [row[0].image_id for row in rows] == ["tall", "wide"]
+    assert rows[0][0].image.shape == (224, 224, 3)
+    assert tuple(rows[1][0].image[112, 112]) == (200, 30, 30)
+
+
+def test_maps_alone_without_images(shown, tmp_path, capsys):
+    root, _ = shown
+    out = tmp_path / "alone.png"
+    assert main(["show", "ResNet50-Saliency", "--index", "1", "--data-url", root,
+                 "--out", str(out)]) == 0
+    assert "maps alone" in capsys.readouterr().out and out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ResNet50-Salency", "--index", "0"], "did you mean 'ResNet50-Saliency'"),
+    (["ResNet50-Saliency", "--index", "5"], "index 5 is outside"),
+    (["ResNet50-Saliency", "--index", "-1"], "index -1 is outside"),
+    (["ResNet50-GradCAM", "--index", "0"], "no explanations at"),
+])
+def test_bad_input_exits_2_and_writes_nothing(shown, tmp_path, capsys, argv, message):
+    root, _ = shown
+    out = tmp_path / "never.png"
+    assert main(["show", *argv, "--data-url", root, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_image_missing_from_source(shown, tmp_path, capsys):
+    root, _ = shown
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.new("RGB", (32, 32)).save(other / "unrelated.png")
+    assert main(["show", "ResNet50-Rise", "--index", "0", "--data-url", root,
+                 "--images", str(other), "--out", str(tmp_path / "x.png")]) == 2
+    assert "image 'wide' of record 0 is not in" in capsys.readouterr().err
