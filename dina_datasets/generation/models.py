@@ -1,0 +1,162 @@
+"""The classifiers DINA explains, built from the catalog: kecam constructors or contributed
+factories, with pretrained, random (`none`) or file weights."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dina_datasets.generation  # noqa: F401  (legacy Keras before TensorFlow)
+from dina_datasets import catalog
+from dina_datasets.errors import ConfigError, DinaError
+
+PRETRAINED = "pretrained"
+NONE = "none"
+WEIGHT_SUFFIXES = (".h5", ".keras", ".hdf5")
+INIT_SEED = 0
+
+
+class WeightsError(DinaError):
+    """Weights that cannot be had (no network) or loaded (wrong file)."""
+
+
+def resolve_callable(ref: str | Callable[..., Any], what: str) -> Callable[..., Any]:
+    """A callable, or the one a `"package.module:function"` string names."""
+    if callable(ref):
+        return ref
+    if not isinstance(ref, str) or ":" not in ref:
+        raise ConfigError(f"{what}: expected a callable or 'package.module:function', got {ref!r}")
+    module_name, _, attr = ref.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"{what}: cannot import {ref!r}: {err}") from None
+    if not callable(target):
+        raise ConfigError(f"{what}: {ref!r} is not callable")
+    return target
+
+
+def check_weights(weights: str) -> str:
+    """`pretrained`, `none`, or the path of an existing weights file; ConfigError otherwise."""
+    if not isinstance(weights, str) or not weights:
+        raise ConfigError(f"weights must be 'pretrained', 'none' or a weights file, got "
+                          f"{weights!r}")
+    if weights.lower() in (PRETRAINED, NONE):
+        return weights.lower()
+    if not os.path.isfile(weights):
+        raise ConfigError(f"weights {weights!r} is neither 'pretrained', 'none' nor an existing "
+                          f"file; give a Keras weights file ({', '.join(WEIGHT_SUFFIXES)})")
+    return weights
+
+
+def build_model(name: str, weights: str = PRETRAINED) -> Any:
+    """The Keras classifier `name` (catalog, case-insensitive), softmax head.
+
+    `weights`: "pretrained" (kecam downloads them; without network a WeightsError says so),
+    "none" (random initialisation with a fixed seed, offline) or a weights file (.h5/.keras).
+    Contributed models call their factory as `factory(weights=weights)`.
+    """
+    spec = catalog.model(name)
+    weights = check_weights(weights)
+    import tensorflow as tf
+
+    if str(getattr(tf.keras, "__version__", "2")).startswith("3"):
+        raise DinaError("TensorFlow was imported before TF_USE_LEGACY_KERAS=1 was set, so "
+                        "tf.keras is Keras 3, which kecam and xplique cannot use: export "
+                        "TF_USE_LEGACY_KERAS=1, or import dina_datasets.generation before "
+                        "tensorflow")
+    tf.keras.utils.set_random_seed(INIT_SEED)
+    if spec.contributed:
+        factory = resolve_callable(spec.constructor, f"model {spec.name!r} factory")
+        model = factory(weights=weights)
+        if not isinstance(model, tf.keras.Model):
+            raise ConfigError(f"model {spec.name!r}: its factory returned "
+                              f"{type(model).__name__}, expected a Keras model")
+        return model
+    constructor = _kecam_constructor(spec)
+    kwargs = dict(spec.kwargs, classifier_activation="softmax")
+    if weights != PRETRAINED:
+        model = _quiet(lambda: constructor(**kwargs, pretrained=None))
+        if weights != NONE:
+            load_weights(model, weights, spec.name)
+        return model
+    with _recording_downloads() as downloads:
+        log = io.StringIO()
+        with contextlib.redirect_stdout(log):
+            model = constructor(**kwargs)
+    failed = [err for ok, err in downloads if not ok]
+    if failed or not downloads:
+        why = (f"the download failed ({failed[0]})" if failed else
+               f"kecam has no pretrained weights for {spec.constructor}{dict(spec.kwargs)}")
+        raise WeightsError(
+            f"cannot get the pretrained weights of {spec.name}: {why}. There is probably no "
+            "network here: run with --weights none (random weights, offline) or --weights FILE "
+            "(a weights file you downloaded elsewhere, e.g. kecam's .h5 for this model)")
+    return model
+
+
+def _kecam_constructor(spec: catalog.ModelSpec) -> Callable[..., Any]:
+    if callable(spec.constructor):
+        return spec.constructor
+    module_name, _, attr = spec.constructor.rpartition(".")
+    module = importlib.import_module(f"keras_cv_attention_models.{module_name}")
+    return getattr(module, attr)
+
+
+def _quiet(build: Callable[[], Any]) -> Any:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return build()
+
+
+@contextlib.contextmanager
+def _recording_downloads() -> Iterator[list[tuple[bool, str]]]:
+    """Record kecam's weight downloads (kecam prints a failure and goes on with random
+    weights; we must not)."""
+    from keras_cv_attention_models import backend
+
+    original = backend.get_file
+    calls: list[tuple[bool, str]] = []
+
+    def get_file(*args: Any, **kwargs: Any) -> Any:
+        try:
+            path = original(*args, **kwargs)
+        except Exception as err:
+            calls.append((False, f"{type(err).__name__}: {err}"))
+            raise
+        calls.append((True, str(path)))
+        return path
+
+    backend.get_file = get_file
+    try:
+        yield calls
+    finally:
+        backend.get_file = original
+
+
+def load_weights(model: Any, path: str, name: str) -> None:
+    """Load a weights file into `model`; WeightsError naming the file when it does not fit."""
+    try:
+        model.load_weights(path)
+    except Exception as err:
+        if not path.endswith((".h5", ".hdf5")):
+            raise WeightsError(f"cannot load weights {path!r} into {name}: {err}") from None
+        try:
+            model.load_weights(path, by_name=True)
+        except Exception as err2:
+            raise WeightsError(f"cannot load weights {path!r} into {name}: {err2}") from None
+
+
+def input_size(model: Any) -> int:
+    """The square input size of a Keras image model (channels last)."""
+    shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
+    height, width = shape[1], shape[2]
+    if height is None or height != width:
+        raise ConfigError(f"model {model.name!r} must take square images of a fixed size, "
+                          f"its input shape is {shape}")
+    return int(height)

@@ -1,0 +1,100 @@
+"""kecam's evaluation preprocessing, as DINA used it (FACTS.md §3).
+
+Decode (`tf.image.decode_image`, 3 channels, float 0..255), central crop of 0.95 of the
+shorter side, bicubic resize with antialias to the model's input size, then the model's
+`rescale_mode` (`(x - mean) / std`), exactly as `keras_cv_attention_models.imagenet.tf_data`
+(kecam 1.4.3) does with `eval_central_crop=0.95, resize_method="bicubic",
+resize_antialias=True`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import dina_datasets.generation  # noqa: F401  (legacy Keras before TensorFlow)
+from dina_datasets import catalog
+from dina_datasets.errors import ConfigError, DinaError
+
+CENTRAL_CROP = 0.95
+RESIZE_METHOD = "bicubic"
+ANTIALIAS = True
+
+
+class ImageReadError(DinaError, OSError):
+    """An image file that cannot be read or decoded."""
+
+
+def rescale_constants(rescale_mode: str) -> tuple[Any, Any]:
+    """kecam's (mean, std) for a rescale mode ("torch", "tf", "tf128", "raw01", "raw", ...)."""
+    from keras_cv_attention_models.common_layers import init_mean_std_by_rescale_mode
+
+    return init_mean_std_by_rescale_mode(rescale_mode)
+
+
+@functools.lru_cache(maxsize=8)
+def _crop_resize(size: int) -> Any:
+    import tensorflow as tf
+    from keras_cv_attention_models.imagenet.tf_data import evaluation_process_crop_resize
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    def crop_resize(image: Any) -> Any:
+        return evaluation_process_crop_resize(image, (size, size), CENTRAL_CROP, RESIZE_METHOD,
+                                              ANTIALIAS)
+
+    return crop_resize
+
+
+def read_image(path: str) -> np.ndarray:
+    """An image file decoded as kecam does: float32 (H, W, 3) in 0..255."""
+    import tensorflow as tf
+
+    try:
+        data = tf.io.read_file(path)
+        image = tf.image.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.OpError, ValueError) as err:
+        message = getattr(err, "message", None) or str(err)
+        raise ImageReadError(f"cannot read image {path!r}: {message.strip().splitlines()[0]}"
+                             ) from None
+    return tf.cast(image, tf.float32).numpy()
+
+
+def _as_image(image: str | np.ndarray, position: int) -> np.ndarray:
+    if isinstance(image, str):
+        return read_image(image)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4) or min(array.shape[:2]) < 1:
+        raise ConfigError(f"image {position} has shape {array.shape}; expected (H, W, 3) "
+                          "pixels in 0..255 (or (H, W) grey)")
+    return array[..., :3].astype(np.float32)
+
+
+def preprocess_images(images: Sequence[str | np.ndarray], model_name: str, *,
+                      input_size: int | None = None, rescale_mode: str | None = None
+                      ) -> np.ndarray:
+    """Images (files, or pixel arrays in 0..255) preprocessed for `model_name`: float32
+    (N, S, S, 3) with S the model's input size, exactly kecam's evaluation pipeline.
+
+    `input_size` / `rescale_mode` override the catalog's values.
+    """
+    spec = catalog.model(model_name)
+    size = int(input_size or spec.input_size)
+    mean, std = rescale_constants(rescale_mode or spec.rescale_mode)
+    if isinstance(images, (str, np.ndarray)) and (isinstance(images, str) or images.ndim < 4):
+        raise ConfigError("preprocess_images takes a sequence of images (file paths or "
+                          "arrays), not a single one")
+    crop_resize = _crop_resize(size)
+    import tensorflow as tf
+
+    out = np.empty((len(images), size, size, 3), np.float32)
+    for i, image in enumerate(images):
+        resized = crop_resize(tf.constant(_as_image(image, i)))
+        out[i] = ((resized - mean) / std).numpy()
+    return out

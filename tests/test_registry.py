@@ -1,0 +1,159 @@
+"""Contributed models and explainers from a registry file: clear errors, and the new config
+working everywhere (configs, generate, the builder)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dina_datasets import catalog
+from dina_datasets.errors import ConfigError
+from dina_datasets.registry import load_registry
+
+TOY_MODULE = '''
+import numpy as np
+
+
+def tiny(weights="none"):
+    import tensorflow as tf
+    inputs = tf.keras.Input((16, 16, 3))
+    x = tf.keras.layers.Conv2D(2, 3, padding="same", activation="relu")(inputs)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(5, activation="softmax")(x))
+
+
+def brightness(model, inputs, targets, scale=1.0):
+    """A contributed explainer: the mean pixel value times the target's score."""
+    scores = (np.asarray(model(inputs)) * targets).sum(-1)
+    return scale * inputs.mean(-1, keepdims=True) * scores[:, None, None, None]
+'''
+REGISTRY = '''
+[models.Mini]
+factory = "dina_registry_toys:tiny"
+input_size = 16
+rescale_mode = "tf"
+
+[explainers.Brightness]
+method = "dina_registry_toys:brightness"
+channels = 1
+params = { scale = 2.0 }
+
+[explainers.PlainSaliency]
+method = "Saliency"
+channels = 1
+'''
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    (tmp_path / "dina_registry_toys.py").write_text(TOY_MODULE)
+    path = tmp_path / "registry.toml"
+    path.write_text(REGISTRY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield str(path)
+    for name in ("Mini", "Brightness", "PlainSaliency"):
+        if name in catalog.MODELS or name in catalog.EXPLAINERS:
+            catalog.unregister(name)
+
+
+def test_registry_entries_become_configs(registry):
+    assert load_registry(registry) == ["Mini", "Brightness", "PlainSaliency"]
+    assert load_registry(registry) == ["Mini", "Brightness", "PlainSaliency"]  # idempotent
+    spec = catalog.model("mini")
+    assert (spec.input_size, spec.rescale_mode, spec.contributed) == (16, "tf", True)
+    assert catalog.explainer("Brightness").params["scale"] == 2.0
+    cell = catalog.Cell.from_name("Mini-Brightness")
+    assert not cell.published and cell.shape[-1] == 1
+    assert "Mini-Brightness" in catalog.config_names()
+    assert "ResNet50-Brightness" in catalog.config_names()
+
+
+def test_registry_does_not_import_tensorflow(registry):
+    code = ("import sys; from dina_datasets.registry import load_registry; "
+            f"load_registry({registry!r}); "
+            "assert 'tensorflow' not in sys.modules and 'dina_registry_toys' not in "
+            "sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:3]")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("text, match", [
+    ("[models.X]\nfactory = 'a:b'\ninput_size = 8", "missing 'rescale_mode'"),
+    ("[models.X]\nfactory = 'nocolon'\ninput_size = 8\nrescale_mode = 'tf'",
+     "package.module:function"),
+    ("[models.X]\nfactory = 'a:b'\ninput_size = 'big'\nrescale_mode = 'tf'",
+     "'input_size' must be a int"),
+    ("[models.X]\nfactory = 'a:b'\ninput_size = 8\nrescale_mode = 'weird'",
+     "rescale_mode 'weird' is not one of"),
+    ("[models.X]\nfactory = 'a:b'\ninput_size = 8\nrescale_mode = 'tf'\ncolour = 1",
+     "unknown key"),
+    ("[models.ResNet50]\nfactory = 'a:b'\ninput_size = 8\nrescale_mode = 'tf'",
+     "already exists"),
+    ("[models.Bad-Name]\nfactory = 'a:b'\ninput_size = 8\nrescale_mode = 'tf'", "without '-'"),
+    ("[explainers.E]\nmethod = 'Saliency'\nchannels = 2", "channels must be 1 or 3"),
+    ("[explainers.E]\nmethod = 'not a name!'\nchannels = 1", "xplique class name"),
+    ("[explainers.E]\nchannels = 1", "missing 'method'"),
+    ("[widgets.W]\nx = 1", "unknown section"),
+    ("[models\nbroken", "not valid TOML"),
+])
+def test_bad_registry_names_file_entry_and_problem(tmp_path, text, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as err:
+        load_registry(str(path))
+    assert "bad.toml" in str(err.value)
+    if "[models." in text and "ResNet50" not in text and "TOML" not in match:
+        assert "entry [models." in str(err.value)
+    for name in ("X", "E"):
+        assert name not in catalog.MODELS and name not in catalog.EXPLAINERS
+
+
+def test_missing_registry_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read registry file"):
+        load_registry(str(tmp_path / "nope.toml"))
+
+
+def test_cli_configs_lists_contributed_configs(registry, capsys):
+    from dina_datasets.cli import main
+
+    assert main(["configs", "--registry", registry, "--model", "Mini"]) == 0
+    out = capsys.readouterr().out
+    assert "Mini-Brightness" in out and "Mini-Saliency" in out and "(contributed)" in out
+
+
+def test_contributed_config_generates_and_builds(registry, tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    from PIL import Image
+
+    from dina_datasets import Layout, read_records
+    from dina_datasets.cli import main
+
+    src = tmp_path / "images"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 24, 3), 40 * i, np.uint8)).save(src / f"im{i}.png")
+    out = str(tmp_path / "bucket")
+    args = ["--registry", registry, "--model", "Mini", "--images", str(src), "--out", out,
+            "--weights", "none", "--batch-size", "2"]
+    assert main(["generate", "--explainer", "Brightness", *args]) == 0
+    assert main(["generate", "--explainer", "PlainSaliency", *args]) == 0
+    rows = list(read_records(Layout(out).explanations("Mini", "Brightness")))
+    assert [r["image_id"] for r in rows] == [b"im0", b"im1", b"im2"]
+    assert all(r["explanations"].shape == (16, 16, 1) for r in rows)
+    # im0 is black: after the "tf" rescale its pixels are -1, so its map is -2 * score.
+    assert np.all(rows[0]["explanations"] < 0)
+    saliency = list(read_records(Layout(out).explanations("Mini", "PlainSaliency")))
+    assert saliency[0]["explanations"].shape == (16, 16, 1)  # xplique's default reducer
+    tf.keras.backend.clear_session()
+
+    from dina_datasets.builder import DinaBuilder
+
+    builder = DinaBuilder(config_name="Mini-Brightness", data_url=out,
+                          cache_dir=str(tmp_path / "cache"))
+    builder.download_and_prepare()
+    table = builder.as_dataset(split="validation").with_format("numpy")
+    assert len(table) == 3
+    assert list(table["image_id"]) == ["im0", "im1", "im2"]
+    np.testing.assert_array_equal(table[0]["explanation"], rows[0]["explanations"])
