@@ -15,7 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
-from dina_datasets import Layout, catalog, write_explanations
+from dina_datasets import Layout, catalog, inspect, storage, write_explanations
+from dina_datasets.records import explanation_record_size
 
 
 def make_maps(n: int, channels: int, seed: int = 0, size: int = catalog.MAP_SIZE) -> np.ndarray:
@@ -62,3 +63,25 @@ def bucket(tmp_path):
     root = str(tmp_path / "bucket")
     maps = make_bucket(root, ["ResNet50-Saliency", "DinoV2-Rise"])
     return root, maps
+
+
+BUCKET = "gs://xai-deel"
+# Records of `make_bucket(keys=True)` carry index, image_id, label and prediction: 78 bytes.
+RECORD = explanation_record_size((224, 224, 3)) + 78
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """The emulator holding a bucket-shaped `xai-deel` with two configs, and the local copy."""
+    from gcs_server import Emulator
+
+    server = Emulator()
+    local = str(tmp_path_factory.mktemp("local"))
+    maps = make_bucket(local, ["ResNet50-Saliency", "DinoV2-Rise"], n=6, keys=True)
+    fs, _ = storage.filesystem(BUCKET, {"endpoint_url": server.endpoint})
+    fs.put(local + "/", "xai-deel/", recursive=True)
+    assert inspect(Layout(local).explanations("ResNet50", "Saliency")).record_size == RECORD
+    yield server, local, maps
+    server.stop()
+
+

@@ -11,30 +11,14 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_bucket
-from gcs_server import Emulator, FaultProxy
+from conftest import BUCKET, RECORD
+from gcs_server import FaultProxy
 
 import dina_datasets as dd
 from dina_datasets import Layout, storage
 
-BUCKET = "gs://xai-deel"
 SALIENCY = f"{BUCKET}/ResNet50/Saliency/explanations.tfrecord"
 RISE = f"{BUCKET}/DinoV2/Rise/explanations.tfrecord"
-# Records carry join keys (index, image_id, label, prediction) beside the map.
-RECORD = dd.records.explanation_record_size((224, 224, 3)) + 78
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    """The emulator holding a bucket-shaped `xai-deel` with two configs, and the local copy."""
-    server = Emulator()
-    local = str(tmp_path_factory.mktemp("local"))
-    maps = make_bucket(local, ["ResNet50-Saliency", "DinoV2-Rise"], n=6, keys=True)
-    fs, _ = storage.filesystem(BUCKET, {"endpoint_url": server.endpoint})
-    fs.put(local + "/", "xai-deel/", recursive=True)
-    assert dd.inspect(Layout(local).explanations("ResNet50", "Saliency")).record_size == RECORD
-    yield server, local, maps
-    server.stop()
 
 
 @pytest.fixture
