@@ -10,6 +10,7 @@ resize_antialias=True`.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,8 +58,9 @@ def read_image(path: str) -> np.ndarray:
         image = tf.image.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.OpError, ValueError) as err:
         message = getattr(err, "message", None) or str(err)
-        raise ImageReadError(f"cannot read image {path!r}: {message.strip().splitlines()[0]}"
-                             ) from None
+        message = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]|name:.*$", "",
+                         message.strip().splitlines()[0]).strip()
+        raise ImageReadError(f"cannot read image {path!r}: {message}") from None
     return tf.cast(image, tf.float32).numpy()
 
 
