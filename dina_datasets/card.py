@@ -1,5 +1,6 @@
-"""The dataset card: its YAML `configs:` block generated from the catalog, and the README.md
-of an export rendered from `dataset_card.md`.
+"""The dataset card: its YAML `configs:` block and its tables of models, explainers and
+metrics generated from the catalog, and the README.md of an export rendered from
+`dataset_card.md`.
 
 `python -m dina_datasets.card` rewrites the generated blocks of `dataset_card.md` and
 `builders/dina/README.md` after the catalog changed (a test checks they are in sync).
@@ -86,6 +87,50 @@ def replace_key(front: str, key: str, block: str) -> str:
     return "".join(lines[:start]) + block + "".join(lines[end:])
 
 
+GENERATED_START = "<!-- generated from dina_datasets.catalog: start -->"
+GENERATED_END = "<!-- generated from dina_datasets.catalog: end -->"
+
+
+def _value(value: Any) -> str:
+    return "dataset mean" if value == "dataset_mean" else repr(value)
+
+
+def catalog_tables() -> str:
+    """Markdown tables of the models, explainers and metrics with DINA's settings."""
+    lines = ["| model | keras-cv-attention-models constructor | input | rescale mode |",
+             "|---|---|---|---|"]
+    for m in catalog.MODELS.values():
+        if m.contributed:
+            continue
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in
+                           {**m.kwargs, "classifier_activation": "softmax"}.items())
+        note = " (explained through `sum(model(x) * targets, -1)`)" if m.operator else ""
+        lines.append(f"| {m.name} | `{m.constructor}({kwargs})`{note} | {m.input_size} | "
+                     f"{m.rescale_mode} |")
+    lines += ["", "| explainer | xplique class | hyperparameters | map channels |",
+              "|---|---|---|---|"]
+    for e in catalog.EXPLAINERS.values():
+        if e.contributed:
+            continue
+        params = ", ".join(f"{k}={_value(v)}" for k, v in e.params.items()) or "defaults"
+        lines.append(f"| {e.name} | `{e.method}` | {params} | {e.channels} |")
+    lines += ["", "| metric | family | better | images scored | parameters |",
+              "|---|---|---|---|---|"]
+    for spec in catalog.METRICS.values():
+        params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items()) or "-"
+        images = f"first {spec.subset:,}" if spec.subset else f"all {catalog.NUM_IMAGES:,}"
+        lines.append(f"| {spec.name} | {spec.family} | "
+                     f"{'higher' if spec.higher_is_better else 'lower'} | {images} | {params} |")
+    return "\n".join(lines) + "\n"
+
+
+def _with_tables(body: str) -> str:
+    start, end = body.find(GENERATED_START), body.find(GENERATED_END)
+    if start < 0 or end < start:
+        return body
+    return (body[:start + len(GENERATED_START)] + "\n" + catalog_tables() + body[end:])
+
+
 def render(template: str, names: Iterable[str],
            infos: Mapping[str, datasets.DatasetInfo] | None = None) -> str:
     """A card: the template with its `configs:` (and, given infos, `dataset_info:`) blocks
@@ -94,7 +139,7 @@ def render(template: str, names: Iterable[str],
     front = replace_key(front, "configs", configs_block(names))
     if infos is not None:
         front = replace_key(front, "dataset_info", dataset_info_block(infos))
-    return f"---\n{front}---\n{body}"
+    return f"---\n{front}---\n{_with_tables(body)}"
 
 
 def read_template(path: str | Path | None = None) -> str:

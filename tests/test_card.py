@@ -1,0 +1,47 @@
+"""The dataset card: huggingface_hub and datasets read it, and its facts match the catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard
+
+from dina_datasets import catalog
+from dina_datasets.card import catalog_tables
+
+CARD = Path(__file__).resolve().parent.parent / "dataset_card.md"
+SECTIONS = ["## Configurations", "## How the data was made", "### Metric definitions",
+            "## Data fields", "## How to load", "## Known limitations", "## Citation"]
+
+
+@pytest.fixture(scope="module")
+def card() -> DatasetCard:
+    return DatasetCard.load(CARD)
+
+
+def test_metadata_loads_with_huggingface_hub(card):
+    data = card.data.to_dict()
+    assert data["pretty_name"].startswith("DINA")
+    assert data["license"] == "unknown"
+    assert data["task_categories"] == ["image-classification"]
+    assert data["size_categories"] == ["1M<n<10M"]
+    assert len(data["configs"]) == 117
+
+
+def test_configs_block_is_what_datasets_uses(card):
+    configs = MetadataConfigs.from_dataset_card_data(card.data)
+    assert sorted(configs) == sorted(c.name for c in catalog.published_cells())
+    assert configs["DinoV2-Rise"]["data_files"] == [
+        {"split": "validation", "path": "DinoV2-Rise/validation-*.parquet"}]
+
+
+def test_body_has_every_section_and_the_catalog_tables(card):
+    positions = [card.text.find(title) for title in SECTIONS]
+    assert -1 not in positions and positions == sorted(positions), positions
+    assert catalog_tables() in card.text
+    for spec in [*catalog.EXPLAINERS.values(), *catalog.METRICS.values()]:
+        assert f"| {spec.name} |" in card.text
+    for word in ("JAX", "TensorFlow", "PyTorch", "1,024", "MuFidelity", "random.shuffle"):
+        assert word in card.text
