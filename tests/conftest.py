@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -85,3 +88,56 @@ def emulator(tmp_path_factory):
     server.stop()
 
 
+
+
+TOY_MODEL = '''
+def tiny(weights="none"):
+    import tensorflow as tf
+    inputs = tf.keras.Input((32, 32, 3))
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(10, activation="softmax")(x))
+'''
+TOY_REGISTRY = ('[models.Tiny]\nfactory = "dina_toy_models:tiny"\ninput_size = 32\n'
+                'rescale_mode = "torch"\n')
+# A cheap but real Rise run of the toy model, in parts of 2 images.
+TOY_RISE = ["--model", "Tiny", "--explainer", "Rise", "--weights", "none", "--batch-size", "64",
+            "--part-size", "2", "--param", "nb_samples=2000", "--param", "grid_size=4"]
+
+
+@dataclass
+class ToyRun:
+    """A registered 32x32 toy model (`Tiny`), its registry file and 12 small photos."""
+
+    root: Path
+    images: str
+    registry: str
+
+    def command(self, *argv: str) -> list[str]:
+        """`dina ARGV` in a subprocess, with the toy registry."""
+        return [sys.executable, "-c", "import sys; from dina_datasets.cli import main; "
+                "sys.exit(main())", argv[0], "--registry", self.registry, *argv[1:]]
+
+    def env(self, **extra: str) -> dict:
+        return dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(self.root), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="3",
+            **extra)
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    from PIL import Image
+
+    (tmp_path / "dina_toy_models.py").write_text(TOY_MODEL)
+    (tmp_path / "registry.toml").write_text(TOY_REGISTRY)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
+            images / f"photo_{i:02d}.png")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield ToyRun(tmp_path, str(images), str(tmp_path / "registry.toml"))
+    if "Tiny" in catalog.MODELS:
+        catalog.unregister("Tiny")

@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import BUCKET
+from conftest import BUCKET, TOY_RISE
 
-from dina_datasets import Layout, catalog, load_dataset, storage
+from dina_datasets import Layout, load_dataset, storage
 from dina_datasets.cli import main
 
 pytest.importorskip("tensorflow")
 
-TOY_MODULE = '''
-def tiny(weights="none"):
-    import tensorflow as tf
-    inputs = tf.keras.Input((32, 32, 3))
-    x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    return tf.keras.Model(inputs, tf.keras.layers.Dense(10, activation="softmax")(x))
-'''
-REGISTRY = '[models.Tiny]\nfactory = "dina_gcs_toy:tiny"\ninput_size = 32\nrescale_mode = "torch"\n'
-GENERATE = ["--model", "Tiny", "--explainer", "Rise", "--weights", "none", "--batch-size", "64",
-            "--part-size", "2", "--param", "nb_samples=2000", "--param", "grid_size=4"]
-NUM_IMAGES = 10
+NUM_IMAGES = 12
 
 
 def opts(server) -> dict:
@@ -55,37 +42,6 @@ def test_builder_over_gs_equals_local(emulator, tmp_path, config):
     assert rows_of(streamed) == rows_of(here)
 
 
-@pytest.fixture
-def toy(tmp_path, monkeypatch):
-    from PIL import Image
-
-    (tmp_path / "dina_gcs_toy.py").write_text(TOY_MODULE)
-    (tmp_path / "registry.toml").write_text(REGISTRY)
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(NUM_IMAGES):
-        Image.fromarray(rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)).save(
-            images / f"pic_{i:02d}.png")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path, str(images)
-    if "Tiny" in catalog.MODELS:
-        catalog.unregister("Tiny")
-
-
-def dina(tmp_path, server, *argv: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from dina_datasets.cli import main; "
-            "sys.exit(main())", argv[0], "--registry", str(tmp_path / "registry.toml"),
-            *argv[1:]]
-
-
-def env_for(tmp_path, server) -> dict:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        STORAGE_EMULATOR_HOST=f"127.0.0.1:{server.port}", TF_USE_LEGACY_KERAS="1",
-        CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="3")
-
-
 def wait_for(predicate, proc, seconds: float = 240) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
@@ -96,37 +52,35 @@ def wait_for(predicate, proc, seconds: float = 240) -> None:
 
 def test_generate_and_evaluate_killed_on_gs_leave_nothing_half_written(emulator, toy):
     server = emulator[0]
-    tmp_path, images = toy
+    tmp_path, images = toy.root, toy.images
     fs, _ = storage.filesystem(BUCKET, opts(server))
     out = f"{BUCKET}/contrib"
     url = Layout(out).explanations("Tiny", "Rise")
-    env = env_for(tmp_path, server)
+    env = toy.env(STORAGE_EMULATOR_HOST=f"127.0.0.1:{server.port}")
 
     def listing() -> list[str]:
         fs.invalidate_cache()
         return fs.find("xai-deel/contrib")
 
-    proc = subprocess.Popen(dina(tmp_path, server, "generate", "--images", images, "--out",
-                                 out, *GENERATE), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    generate = toy.command("generate", "--images", images, "--out", out, *TOY_RISE)
+    proc = subprocess.Popen(generate, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: any(".parts/" in p and p.endswith(".tfrecord") for p in listing()), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert url.removeprefix("gs://") not in listing()
     assert not any(storage.TMP_MARK in p for p in listing())
-    done = subprocess.run(dina(tmp_path, server, "generate", "--images", images, "--out", out,
-                               *GENERATE), env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(generate, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "already complete" in done.stdout or "part(s) written" in done.stdout
 
     reference = str(tmp_path / "reference")
-    assert main(["generate", "--registry", str(tmp_path / "registry.toml"), "--images", images,
-                 "--out", reference, "--no-progress", *GENERATE]) == 0
+    assert main(["generate", "--registry", toy.registry, "--images", images,
+                 "--out", reference, "--no-progress", *TOY_RISE]) == 0
     with open(Layout(reference).explanations("Tiny", "Rise"), "rb") as handle:
         assert fs.cat_file(url.removeprefix("gs://")) == handle.read()
 
     metrics = ["Sparseness", "Complexity", "Deletion", "Insertion"]
-    evaluate = dina(tmp_path, server, "evaluate", "--model", "Tiny", "--explainer", "Rise",
+    evaluate = toy.command("evaluate", "--model", "Tiny", "--explainer", "Rise",
                     "--data-url", out, "--images", images, "--weights", "none",
                     "--batch-size", "4", "--metrics", *metrics)
     proc = subprocess.Popen(evaluate, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
