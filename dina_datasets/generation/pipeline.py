@@ -222,7 +222,8 @@ def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_m
         baseline = _baseline(cell, entries, size, url, batch_size, source, progress, options)
     explain = make_explainer(cell.explainer, net, model_name=cell.model, batch_size=batch_size,
                              baseline=baseline, **params)
-    predict = tf.function(lambda x: net(x, training=False))
+    predict = tf.function(lambda x: net(x, training=False), input_signature=[
+        tf.TensorSpec([None, size, size, 3], tf.float32)])  # one trace, any batch size
     num_classes = int(net.output_shape[-1])
 
     def load(start: int, batch: list[ImageEntry]) -> tuple[np.ndarray, np.ndarray]:

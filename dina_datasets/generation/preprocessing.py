@@ -49,6 +49,24 @@ def _crop_resize(size: int) -> Any:
     return crop_resize
 
 
+@functools.lru_cache(maxsize=8)
+def _load_crop_resize(size: int) -> Any:
+    """One graph from a file path to the cropped, resized float image (no eager steps)."""
+    import tensorflow as tf
+
+    crop_resize = _crop_resize(size)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def load(path: Any) -> Any:
+        image = tf.image.decode_image(tf.io.read_file(path), channels=3,
+                                      expand_animations=False)
+        image = tf.cast(image, tf.float32)
+        image.set_shape([None, None, 3])
+        return crop_resize(image)
+
+    return load
+
+
 def read_image(path: str) -> np.ndarray:
     """An image file decoded as kecam does: float32 (H, W, 3) in 0..255."""
     import tensorflow as tf
@@ -92,11 +110,22 @@ def preprocess_images(images: Sequence[str | np.ndarray], model_name: str, *,
     if isinstance(images, (str, np.ndarray)) and (isinstance(images, str) or images.ndim < 4):
         raise ConfigError("preprocess_images takes a sequence of images (file paths or "
                           "arrays), not a single one")
-    crop_resize = _crop_resize(size)
-    import tensorflow as tf
-
     out = np.empty((len(images), size, size, 3), np.float32)
     for i, image in enumerate(images):
-        resized = crop_resize(tf.constant(_as_image(image, i)))
-        out[i] = ((resized - mean) / std).numpy()
+        out[i] = _resized(image, i, size)
+    out -= np.asarray(mean, np.float32)
+    out /= np.asarray(std, np.float32)
     return out
+
+
+def _resized(image: str | np.ndarray, position: int, size: int) -> np.ndarray:
+    """One image (file path or pixels) cropped and resized, before the rescaling."""
+    import tensorflow as tf
+
+    if not isinstance(image, str):
+        return _crop_resize(size)(tf.constant(_as_image(image, position))).numpy()
+    try:
+        return _load_crop_resize(size)(tf.constant(image)).numpy()
+    except tf.errors.OpError:
+        read_image(image)  # raises ImageReadError with the reason
+        raise
