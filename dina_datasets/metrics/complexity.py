@@ -27,7 +27,16 @@ def _magnitudes(explanations: np.ndarray, variant: str) -> np.ndarray:
     return flat.reshape(len(flat), -1)
 
 
-class Sparseness(Metric):
+class _MapMetric(Metric):
+    """A metric of the map alone: no model needed (`model=None` is accepted)."""
+
+    def __init__(self, model: Any = None, *, batch_size: int = 32, variant: str = "dina"
+                 ) -> None:
+        super().__init__(model, batch_size=batch_size)
+        self.variant = check_variant(variant)
+
+
+class Sparseness(_MapMetric):
     """Gini index of |map|: 0 for a uniform map, towards 1 when one pixel holds everything.
 
     dina: a = |mean_c E| / (sum + 1e-8), sorted ascending, + 1e-7;
@@ -35,11 +44,6 @@ class Sparseness(Metric):
     """
 
     name = "Sparseness"
-
-    def __init__(self, model: Any = None, *, batch_size: int = 32, variant: str = "dina"
-                 ) -> None:
-        super().__init__(model, batch_size=batch_size)
-        self.variant = check_variant(variant)
 
     def scores(self, inputs: np.ndarray | None, targets: np.ndarray | None,
                explanations: np.ndarray, *, start: int = 0) -> np.ndarray:
@@ -54,18 +58,13 @@ class Sparseness(Metric):
         return ((2.0 * k - n - 1.0) * a).sum(axis=1) / (n * a.sum(axis=1))
 
 
-class Complexity(Metric):
+class Complexity(_MapMetric):
     """Shannon entropy of the normalised |map|: 0 for one pixel, ln(H*W) for a uniform map.
 
     p = a / (sum a + 1e-8); score = -sum p ln(p + 1e-8). Lower is better.
     """
 
     name = "Complexity"
-
-    def __init__(self, model: Any = None, *, batch_size: int = 32, variant: str = "dina"
-                 ) -> None:
-        super().__init__(model, batch_size=batch_size)
-        self.variant = check_variant(variant)
 
     def scores(self, inputs: np.ndarray | None, targets: np.ndarray | None,
                explanations: np.ndarray, *, start: int = 0) -> np.ndarray:
