@@ -79,11 +79,6 @@ def shard(parts: Sequence[Part], k: int, n: int) -> list[Part]:
     return [parts[i] for i in _block(len(parts), k, n)]
 
 
-def shard_of(part: Part, n: int) -> int:
-    """The shard (1-based, of n) that writes `part`."""
-    return next(k for k in range(1, n + 1) if part.index in _block(part.total, k, n))
-
-
 def parts_folder(url: str) -> str:
     """Where the parts of the file `url` are written before the merge."""
     return url + PARTS_SUFFIX
