@@ -8,12 +8,9 @@ tables of any record range, in the schema of `dina_datasets.features`.
 
 from __future__ import annotations
 
-import itertools
 import json
 import posixpath
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +21,7 @@ from dina_datasets import arrow, catalog, shards, storage
 from dina_datasets.errors import AlignmentError, LayoutError, RecordError
 from dina_datasets.features import UNKNOWN_IMAGE_ID, UNKNOWN_LABEL, features, metric_columns
 from dina_datasets.layout import Layout
+from dina_datasets.readahead import ReadAhead
 from dina_datasets.records import RecordFile, inspect, read_records
 
 PREDICTION_TENSOR = "one_hot_prediction"
@@ -44,6 +42,8 @@ class Source:
     check_crc: bool = True
     chunk_bytes: int = shards.CHUNK_BYTES
     _schemas: dict[str, pa.Schema] = field(default_factory=dict, repr=False)
+    _ahead: ReadAhead = field(default_factory=lambda: ReadAhead(DECODE_THREADS), repr=False,
+                              compare=False)
 
     @classmethod
     def open(cls, cell: catalog.Cell, data_url: str, *, imagenet_json: str | None = None,
@@ -99,19 +99,38 @@ class Source:
                      ) -> Iterator[tuple[int, int, pa.Table]]:
         """(range number, table number, table) over several record ranges, in order.
 
-        Chunks are read and decoded ahead by DECODE_THREADS threads, across range
-        boundaries, while the caller works on the current table.
+        Chunks are read and decoded ahead by DECODE_THREADS threads, across range boundaries
+        and, when calls follow each other through the file, across calls (`ReadAhead`).
         """
         schema = self.schema(encoding)
         tasks = [(k, i, a, b) for k, (start, stop) in enumerate(ranges) if stop > start
                  for i, (a, b) in enumerate(shards.split(self.info, start, stop,
                                                          self.chunk_bytes))]
+        if not tasks:
+            return iter(())
+        first, end = tasks[0][2], tasks[-1][3]
+        following = None
+        if end < self.num_records:  # a next shard about as long as this call's records
+            guess_stop = min(self.num_records, 2 * end - first + 1)
+            following = shards.split(self.info, end, guess_stop, self.chunk_bytes)[0]
 
-        def run(task: tuple[int, int, int, int]) -> tuple[int, int, pa.Table]:
-            k, i, a, b = task
-            return k, i, self.chunk_table(a, b, schema, encoding)
+        def run(key: tuple[int, int, str]) -> pa.Table:
+            a, b, _ = key
+            return self.chunk_table(a, b, schema, encoding)
 
-        return ordered_map(run, tasks, DECODE_THREADS)
+        def part(guess: tuple[int, int, str], key: tuple[int, int, str]
+                 ) -> Callable[[pa.Table], pa.Table] | None:
+            """The guessed chunk holds the first chunk of a next shard that starts where it
+            does and is no longer (shards differ by a record)."""
+            (a, b, kind), (c, d, wanted) = guess, key
+            if a != c or d > b or kind != wanted:
+                return None
+            return lambda table: table.slice(0, d - c)
+
+        tables = self._ahead.map(run, [(a, b, encoding) for _, _, a, b in tasks],
+                                 start=first, stop=end, part=part,
+                                 following=following and (*following, encoding))
+        return ((k, i, table) for (k, i, _, _), table in zip(tasks, tables, strict=True))
 
     def chunk_table(self, a: int, b: int, schema: pa.Schema, encoding: str) -> pa.Table:
         """The table of records [a, b), read in one ranged read."""
@@ -162,24 +181,6 @@ class Source:
                                   f"'prediction' (features: {sorted(record)})",
                                   url=self.preprocess.url, index=start + i)
         return out
-
-
-def ordered_map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> Iterator[Any]:
-    """fn(item) for each item, in order, computed `threads` at a time ahead of the caller
-    (file reads, CRCs and numpy copies release the GIL)."""
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="dina-read")
-    pending: deque[Future[Any]] = deque()
-    ahead = iter(items)
-    try:
-        for item in itertools.islice(ahead, threads + 1):
-            pending.append(pool.submit(fn, item))
-        while pending:
-            result = pending.popleft().result()
-            for item in itertools.islice(ahead, 1):
-                pending.append(pool.submit(fn, item))
-            yield result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ints(values: list[Any] | None, default: np.ndarray) -> np.ndarray:

@@ -60,6 +60,24 @@ def make_bucket(root: str, configs: list[str], n: int = 5, *, scores: bool = Tru
     return written
 
 
+STREAM_RECORDS = 12
+
+
+@pytest.fixture(scope="module")
+def stream_bucket(tmp_path_factory):
+    """A bucket of two configs, 12 records each, shared by a test module: (root, maps)."""
+    root = str(tmp_path_factory.mktemp("stream") / "bucket")
+    return root, make_bucket(root, ["ResNet50-Saliency", "DinoV2-Rise"], n=STREAM_RECORDS)
+
+
+def streaming(root: str, name: str = "ResNet50-Saliency", **config):
+    """The streaming validation split of a config of a bucket-shaped folder."""
+    from dina_datasets.builder import DinaBuilder
+
+    return DinaBuilder(config_name=name, data_url=root, **config).as_streaming_dataset(
+        "validation")
+
+
 @pytest.fixture
 def bucket(tmp_path):
     """A local bucket with two configs (3-channel and 1-channel maps), 5 records each."""

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import make_bucket, make_maps
+from conftest import STREAM_RECORDS, make_bucket, make_maps, streaming
 from datasets.distributed import split_dataset_by_node
 
 from dina_datasets import Layout, inspect, write_explanations
@@ -15,20 +15,8 @@ from dina_datasets.builder import DinaBuilder
 from dina_datasets.shards import SHARD_MULTIPLE, plan, split
 from dina_datasets.source import Source
 
-N = 12
+N = STREAM_RECORDS
 CONFIG = "ResNet50-Saliency"
-
-
-@pytest.fixture(scope="module")
-def stream_bucket(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("stream") / "bucket")
-    maps = make_bucket(root, [CONFIG, "DinoV2-Rise"], n=N)
-    return root, maps
-
-
-def streaming(root, name=CONFIG, **config):
-    builder = DinaBuilder(config_name=name, data_url=root, **config)
-    return builder.as_streaming_dataset("validation")
 
 
 def indices(rows):
@@ -117,6 +105,30 @@ def test_torch_dataloader_with_two_workers(stream_bucket):
     order = np.argsort(got_index)
     np.testing.assert_array_equal(np.concatenate(got_maps)[order], maps[CONFIG])
     assert all(np.isfinite(got_scores))
+
+
+def test_shard_after_shard_each_chunk_is_read_once(stream_bucket, monkeypatch):
+    """datasets streams one shard per call; the read-ahead guesses the next shard's first
+    chunk, which the next call takes instead of reading it again."""
+    from dina_datasets import shards
+
+    root, maps = stream_bucket
+    reads = []
+    real = shards.read_chunk
+
+    def counted(info, a, b, storage_options=None):
+        reads.append((a, b))
+        return real(info, a, b, storage_options)
+
+    monkeypatch.setattr(shards, "read_chunk", counted)
+    rows = list(streaming(root, num_shards=4).with_format("numpy"))
+    assert indices(rows) == list(range(N))
+    np.testing.assert_array_equal(np.stack([r["explanation"] for r in rows]), maps[CONFIG])
+    # N = 12: shard 3 takes its 3 records from the guess (6, 10), shard 4 all of (9, 12)
+    assert sorted(reads) == [(0, 3), (3, 6), (6, 10), (9, 12)]
+    reads.clear()
+    shuffled = indices(streaming(root, num_shards=4).shuffle(seed=3, buffer_size=2))
+    assert sorted(shuffled) == list(range(N)) and len(reads) <= 4 + 3
 
 
 def test_buffered_shuffle(stream_bucket):
