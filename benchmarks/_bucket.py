@@ -32,5 +32,14 @@ def bucket(config: str, records: int, root: str = ROOT) -> tuple[str, str, int]:
     return data_url, url, os.path.getsize(url)
 
 
+def raw_read(path: str, block: int = 16 << 20) -> int:
+    """Bytes of a sequential read of a local file, unbuffered, `block` bytes at a time."""
+    count = 0
+    with open(path, "rb", buffering=0) as handle:
+        while chunk := handle.read(block):
+            count += len(chunk)
+    return count
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bucket import ROOT, bucket, median
+from _bucket import ROOT, bucket, median, raw_read
 
 from dina_datasets import catalog
 from dina_datasets.batches import TorchBatches
@@ -35,14 +35,6 @@ from dina_datasets.export import export
 
 COLUMNS = ["index", "explanation", "label", "Insertion"]
 BATCH = 32
-
-
-def raw_read(url: str) -> int:
-    count = 0
-    with open(url, "rb", buffering=0) as handle:
-        while chunk := handle.read(16 << 20):
-            count += len(chunk)
-    return count
 
 
 def cell_bytes(cell: catalog.Cell) -> int:

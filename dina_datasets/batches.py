@@ -29,8 +29,9 @@ from dina_datasets.ring import Ring
 
 try:
     from torch.utils.data import IterableDataset as _TorchIterable
-except ImportError:  # torch is optional: the class then works as a plain iterable
+except ImportError:  # torch is optional to import this module; iterating needs it
     _TorchIterable = object  # type: ignore[assignment, misc]
+
 
 class TorchBatches(_TorchIterable):  # type: ignore[misc, valid-type]
     """Batches of `batch_size` rows (dicts of tensors) of a streaming dataset; DataLoader
