@@ -50,7 +50,7 @@ class TorchBatches(_TorchIterable):  # type: ignore[misc, valid-type]
         self.dataset = dataset
         self.batch_size = batch_size
         self.drop_last_batch = drop_last_batch
-        self.binary_shapes = {name: tuple(int(d) for d in shape)
+        self.binary_shapes = {name: _shape(name, shape)
                               for name, shape in (binary_shapes or {}).items()}
         features = dataset.features
         if features is not None:
@@ -111,6 +111,19 @@ class TorchBatches(_TorchIterable):  # type: ignore[misc, valid-type]
                 return None
             parts.append(part)
         return parts if parts else None
+
+
+def _shape(name: str, shape: Any) -> tuple[int, ...]:
+    """A binary_shapes entry as a tuple of positive ints, or a ValueError saying why not."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = ()
+    if not dims or not all(isinstance(d, int | np.integer) and not isinstance(d, bool)
+                           and d > 0 for d in dims):
+        raise ValueError(f"binary_shapes[{name!r}] must be a shape of positive integers, "
+                         f"e.g. (224, 224, 3); got {shape!r}")
+    return tuple(int(d) for d in dims)
 
 
 def _fixed_shape(chunk: pa.Array) -> np.ndarray | None:

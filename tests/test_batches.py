@@ -135,6 +135,9 @@ def test_binary_export_as_tensors(tmp_path):
         list(TorchBatches(ds, 4, binary_shapes={"explanation": (224, 224, 3)}))
     with pytest.raises(ValueError, match="'maps', which is not a column"):
         TorchBatches(ds, 4, binary_shapes={"maps": (224, 224, 1)})
+    for bad in ("224x224", (224, 0, 1), (224.0, 224, 1), 3, ()):
+        with pytest.raises(ValueError, match="must be a shape of positive integers"):
+            TorchBatches(ds, 4, binary_shapes={"explanation": bad})
     with pytest.raises(ValueError, match="not binary"):
         list(TorchBatches(ds, 4, binary_shapes={"index": (1,)}))
 
