@@ -40,3 +40,8 @@ class AlignmentError(DinaError, ValueError):
 
 class RecordIndexError(DinaError, IndexError):
     """A record index or range outside the file."""
+
+
+class FormatError(DinaError, ValueError):
+    """A small bucket file (score JSON, kecam json, registry TOML, card YAML) that exists but
+    cannot be parsed: names the file and the format expected."""

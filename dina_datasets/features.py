@@ -33,7 +33,6 @@ import datasets
 
 from dina_datasets import catalog
 
-UNKNOWN_LABEL = -1
 UNKNOWN_IMAGE_ID = ""
 ENCODINGS = ("array", "binary")
 

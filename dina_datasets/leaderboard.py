@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import posixpath
 import re
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, storage
+from dina_datasets import catalog, formats, storage
 from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.layout import Layout
 
@@ -255,17 +254,6 @@ def collect(data_url: str, *, storage_options: dict[str, Any] | None = None,
             for (model, explainer, metric, url), path in zip(chunk, paths, strict=True):
                 blob = blobs[path] if path in blobs else fs.cat_file(path)
                 entries.append(Entry(model, explainer, metric,
-                                     *summarize(_values(blob, url))))
+                                     *summarize(formats.parse_scores(blob, url))))
             bar.update(len(chunk))
     return Leaderboard(entries)
-
-
-def _values(blob: bytes, url: str) -> list[Any]:
-    try:
-        values = json.loads(blob)
-    except ValueError as err:
-        raise LayoutError(f"{url} is not a JSON score file: {err}") from None
-    if not isinstance(values, list) or not all(
-            v is None or isinstance(v, (int, float)) for v in values):
-        raise LayoutError(f"{url} is not a JSON list of numbers")
-    return values

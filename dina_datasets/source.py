@@ -8,8 +8,6 @@ tables of any record range, in the schema of `dina_datasets.features`.
 
 from __future__ import annotations
 
-import json
-import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +15,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dina_datasets import arrow, catalog, shards, storage
+from dina_datasets import arrow, catalog, formats, shards
 from dina_datasets.errors import AlignmentError, LayoutError, RecordError
-from dina_datasets.features import UNKNOWN_IMAGE_ID, UNKNOWN_LABEL, features, metric_columns
+from dina_datasets.features import UNKNOWN_IMAGE_ID, features, metric_columns
+from dina_datasets.formats import UNKNOWN_LABEL
 from dina_datasets.layout import Layout
 from dina_datasets.readahead import ReadAhead
 from dina_datasets.records import RecordFile, inspect, read_records
@@ -205,59 +204,24 @@ def _window(values: pa.Array | None, start: int, stop: int) -> pa.Array:
     return pa.concat_arrays([part, pa.nulls(k - len(part), pa.float64())])
 
 
-def _read_json(url: str, storage_options: dict[str, Any] | None) -> Any:
-    fs, path = storage.filesystem(url, storage_options)
-    with fs.open(path, "rb") as handle:
-        return json.load(handle)
-
-
 def _scores(url: str, n: int, explanations: str, storage_options: dict[str, Any] | None
             ) -> pa.Array | None:
-    """A score file as float64 (None entries -> null); None when the file is missing."""
-    try:
-        values = _read_json(url, storage_options)
-    except FileNotFoundError:
+    """A score file as float64 (null where undefined); None when the file is missing."""
+    values = formats.read_scores(url, storage_options)
+    if values is None:
         return None
-    except json.JSONDecodeError as err:
-        raise LayoutError(f"{url} is not JSON ({err}); expected a list of per-image "
-                          "scores") from None
-    try:
-        if not isinstance(values, list):
-            raise TypeError(type(values).__name__)
-        array = pa.array(values, pa.float64())
-    except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        raise LayoutError(f"{url} must hold a JSON list of numbers (one per image), "
-                          f"got {err}") from None
-    if len(array) > n:
-        raise AlignmentError(f"{url} holds {len(array)} scores but {explanations} holds only "
+    if len(values) > n:
+        raise AlignmentError(f"{url} holds {len(values)} scores but {explanations} holds only "
                              f"{n} explanations: the score file does not belong to this file")
-    return array
+    return pa.array(values, pa.float64(), from_pandas=True)
 
 
 def _imagenet(url: str, n: int, explanations: str, storage_options: dict[str, Any] | None
               ) -> tuple[pa.Array, np.ndarray]:
     """Image ids and true labels, in record order, from kecam's imagenet_data.json."""
-    try:
-        data = _read_json(url, storage_options)
-    except FileNotFoundError:
-        raise LayoutError(f"no such file: {url} (imagenet_json)") from None
-    except json.JSONDecodeError as err:
-        raise LayoutError(f"{url} is not JSON: {err}") from None
-    key = "validation" if isinstance(data, dict) and "validation" in data else "test"
-    entries = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise LayoutError(f"{url} is not kecam's imagenet_data.json: expected an object with a "
-                          "'test' (or 'validation') list of {'image': path, 'label': int}")
-    if len(entries) != n:
-        raise AlignmentError(f"{url} lists {len(entries)} {key} images but {explanations} holds "
+    refs = formats.read_imagenet_json(url, storage_options)
+    if len(refs) != n:
+        raise AlignmentError(f"{url} lists {len(refs)} images but {explanations} holds "
                              f"{n} records: use the imagenet_data.json that produced this data")
-    ids, labels = [], np.empty(n, np.int64)
-    for i, entry in enumerate(entries):
-        try:
-            image, label = entry["image"], int(entry["label"])
-        except (TypeError, KeyError, ValueError):
-            raise LayoutError(f"{url}: {key}[{i}] = {entry!r} is not {{'image': path, "
-                              "'label': int}") from None
-        ids.append(posixpath.splitext(posixpath.basename(str(image).replace("\\", "/")))[0])
-        labels[i] = label
-    return pa.array(ids, pa.string()), labels
+    return (pa.array([r.image_id for r in refs], pa.string()),
+            np.array([r.label for r in refs], np.int64))

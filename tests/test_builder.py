@@ -15,8 +15,8 @@ from conftest import make_bucket, make_maps
 from dina_datasets import (
     AlignmentError,
     ConfigError,
+    FormatError,
     Layout,
-    LayoutError,
     RecordError,
     catalog,
     inspect,
@@ -143,7 +143,7 @@ def test_malformed_score_file(tmp_path):
     url = Layout(root).scores("DinoV2", "Rise", "Deletion")
     with atomic_write(url, "w") as handle:
         json.dump({"scores": [1.0]}, handle)
-    with pytest.raises(LayoutError, match="Deletion_scores.json must hold a JSON list"):
+    with pytest.raises(FormatError, match="Deletion_scores.json must hold a JSON list"):
         prepare(root, "DinoV2-Rise", tmp_path / "c")
 
 
@@ -171,7 +171,7 @@ def test_imagenet_json_length_mismatch(bucket, tmp_path):
     with pytest.raises(AlignmentError) as err:
         prepare(root, "DinoV2-Rise", tmp_path / "c", imagenet_json=str(path))
     message = str(err.value)
-    assert "lists 4 test images" in message and "holds 5 records" in message
+    assert "lists 4 images" in message and "holds 5 records" in message
     assert "imagenet_data.json" in message and "explanations.tfrecord" in message
 
 

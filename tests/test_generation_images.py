@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from dina_datasets.errors import ConfigError, DinaError, LayoutError
+from dina_datasets.errors import ConfigError, DinaError, FormatError, LayoutError
 from dina_datasets.generation.images import ImageEntry, list_images
 
 PIL = pytest.importorskip("PIL.Image")
@@ -64,13 +64,14 @@ def test_flat_folder_and_kecam_json(tmp_path):
 
 
 @pytest.mark.parametrize("content, match", [
-    ("{not json", "cannot read kecam json"), ("[1, 2]", "not a kecam dataset json"),
-    ('{"test": []}', "no 'test' list"), ('{"test": [{"label": 1}]}', "no 'image' path"),
-    ('{"test": [{"image": "a.png", "label": "cat"}]}', "non-integer label")])
+    ("{not json", "is not JSON"), ("[1, 2]", "is not kecam's imagenet_data.json"),
+    ('{"test": []}', "'test' \\(or 'validation'\\) list"),
+    ('{"test": [{"label": 1}]}', r"test\[0\] = .* is not"),
+    ('{"test": [{"image": "a.png", "label": "cat"}]}', r"'label': int")])
 def test_bad_json_is_named(tmp_path, content, match):
     path = tmp_path / "data.json"
     path.write_text(content)
-    with pytest.raises(ConfigError, match=match) as err:
+    with pytest.raises(FormatError, match=match) as err:
         list_images(str(path))
     assert "data.json" in str(err.value)
 

@@ -13,7 +13,7 @@ import pytest
 
 from dina_datasets import Layout, catalog, leaderboard
 from dina_datasets.cli import main
-from dina_datasets.errors import LayoutError
+from dina_datasets.errors import FormatError
 from dina_datasets.storage import atomic_write
 
 
@@ -111,7 +111,7 @@ def test_errors_exit_2(tmp_path, capsys):
     assert "no score files under" in capsys.readouterr().err
     root = str(tmp_path / "bad")
     write(root, "ResNet50", "Saliency", "Deletion", {"mean": 1})
-    with pytest.raises(LayoutError, match="not a JSON list of numbers"):
+    with pytest.raises(FormatError, match="must hold a JSON list of numbers"):
         leaderboard.collect(root)
     assert not (tmp_path / "o").exists()
     assert main(["leaderboard", "--data-url", str(tmp_path / "missing")]) == 2

@@ -6,14 +6,14 @@ A source is a folder of class sub-folders (ImageNet validation once structured),
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
+from dina_datasets import formats
 from dina_datasets.errors import ConfigError, LayoutError
+from dina_datasets.formats import UNKNOWN_LABEL
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-UNKNOWN_LABEL = -1
 
 
 @dataclass(frozen=True)
@@ -82,28 +82,5 @@ def _from_folder(src: str) -> list[ImageEntry]:
 
 
 def _from_json(src: str) -> list[ImageEntry]:
-    try:
-        with open(src, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read kecam json {src!r}: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{src!r} is not a kecam dataset json (expected an object with "
-                          "'test' or 'validation')")
-    key = "validation" if "validation" in data else "test"
-    items = data.get(key)
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{src!r} has no '{key}' list of images: kecam's dataset json holds "
-                          "{'info': ..., 'train': [...], 'test': [{'image': ..., 'label': ...}]}")
-    base = os.path.expanduser(str((data.get("info") or {}).get("base_path") or ""))
-    entries = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("image"), str):
-            raise ConfigError(f"{src!r}: entry {i} of '{key}' has no 'image' path: {item!r}")
-        label = item.get("label", UNKNOWN_LABEL)
-        if isinstance(label, bool) or not isinstance(label, int):
-            raise ConfigError(f"{src!r}: entry {i} of '{key}' has a non-integer label "
-                              f"{label!r}")
-        entries.append(_entry(os.path.join(base, item["image"]) if base else item["image"],
-                              label))
-    return entries
+    return [ImageEntry(os.path.expanduser(r.path), r.image_id, r.label)
+            for r in formats.read_imagenet_json(src)]

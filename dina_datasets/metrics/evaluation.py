@@ -8,7 +8,6 @@ written atomically as soon as its metric is done.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, records, storage
+from dina_datasets import catalog, formats, records, storage
 from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.layout import DEFAULT_DATA_URL, Layout
 from dina_datasets.metrics import build, metric_class
@@ -55,17 +54,6 @@ def _positive(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or
                               value < 1):
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _finite(values: np.ndarray) -> list[float | None]:
-    return [float(v) if math.isfinite(v) else None for v in values]
-
-
-def write_scores(url: str, scores: np.ndarray,
-                 storage_options: dict[str, Any] | None = None) -> None:
-    """A JSON list of per-sample floats (null where a score is not finite), atomically."""
-    with storage.atomic_write(url, "w", storage_options) as handle:
-        json.dump(_finite(np.asarray(scores, np.float64)), handle)
 
 
 def _model_input_source(layout: Layout, model: str, images: str | None,
@@ -200,7 +188,7 @@ def _write(name: str, parts: list[np.ndarray], layout: Layout, cell: catalog.Cel
            options: dict | None) -> Written:
     values = np.concatenate(parts)
     url = layout.scores(cell.model, cell.explainer, name)
-    write_scores(url, values, options)
+    formats.write_scores(url, values, options)
     finite = values[np.isfinite(values)]
     return Written(name, url, len(values), float(finite.mean()) if len(finite) else math.nan)
 
