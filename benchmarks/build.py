@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bucket import ROOT, bucket, median
 
 from dina_datasets import Layout, catalog, read_explanations
-from dina_datasets.builder import DinaBuilder
-from dina_datasets.features import features, metric_columns
-from dina_datasets.source import Source
+from dina_datasets.hf.builder import DinaBuilder
+from dina_datasets.hf.features import features, metric_columns
+from dina_datasets.hf.source import Source
 
 
 class NaiveConfig(datasets.BuilderConfig):

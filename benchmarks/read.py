@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bucket import raw_read
 
 import dina_datasets as dd
-from dina_datasets.records import explanation_record_size
+from dina_datasets.recordio.records import explanation_record_size
 
 SHAPE = (224, 224, 3)
 

@@ -29,9 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bucket import ROOT, bucket, median, raw_read
 
 from dina_datasets import catalog
-from dina_datasets.batches import TorchBatches
-from dina_datasets.builder import DinaBuilder
-from dina_datasets.export import export
+from dina_datasets.hf.batches import TorchBatches
+from dina_datasets.hf.builder import DinaBuilder
+from dina_datasets.hf.export import export
 
 COLUMNS = ["index", "explanation", "label", "Insertion"]
 BATCH = 32

@@ -26,7 +26,7 @@ from dina_datasets.errors import (
     RecordIndexError,
 )
 from dina_datasets.layout import DEFAULT_DATA_URL, Layout
-from dina_datasets.records import (
+from dina_datasets.recordio.records import (
     RecordWriter,
     inspect,
     read_explanation,
@@ -72,11 +72,11 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "load_dataset":
-        from dina_datasets.loading import load_dataset
+        from dina_datasets.hf.loading import load_dataset
 
         return load_dataset
     if name in ("DinaConfig", "DinaBuilder"):
-        from dina_datasets import builder
+        from dina_datasets.hf import builder
 
         return getattr(builder, name)
     raise AttributeError(f"module 'dina_datasets' has no attribute {name!r}")

@@ -144,7 +144,7 @@ def _export(config: str, bucket: str, hub: str, say: Callable[[str], None]) -> N
     import datasets
 
     from dina_datasets import load_dataset
-    from dina_datasets.export import export
+    from dina_datasets.hf.export import export
 
     say(f"  $ dina export {config} --data-url {bucket} --out {hub}")
     export([config], hub, data_url=bucket)
@@ -159,8 +159,8 @@ def _export(config: str, bucket: str, hub: str, say: Callable[[str], None]) -> N
 
 
 def _leaderboard(bucket: str, out: str, say: Callable[[str], None]) -> list[str]:
-    from dina_datasets import storage
     from dina_datasets.leaderboard import collect
+    from dina_datasets.recordio import storage
 
     board = collect(bucket)
     say(board.text())

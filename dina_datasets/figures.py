@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, storage
+from dina_datasets import catalog
 from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.layout import Layout
-from dina_datasets.records import read_record
+from dina_datasets.recordio import storage
+from dina_datasets.recordio.records import read_record
 
 CENTRAL_CROP = 0.95  # kecam's evaluation crop, so that the picture lines up with the map
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from dina_datasets.storage import join
+from dina_datasets.recordio.storage import join
 
 DEFAULT_DATA_URL = os.environ.get("DINA_DATA_URL", "gs://xai-deel")
 EXPLANATIONS = "{model}/{explainer}/explanations.tfrecord"

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, formats, storage
+from dina_datasets import catalog, formats
 from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.layout import Layout
+from dina_datasets.recordio import storage
 
 Z95 = 1.959963984540054
 READ_CHUNK = 32

@@ -18,8 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
-from dina_datasets import Layout, catalog, inspect, storage, write_explanations
-from dina_datasets.records import explanation_record_size
+from dina_datasets import Layout, catalog, inspect, write_explanations
+from dina_datasets.recordio import storage
+from dina_datasets.recordio.records import explanation_record_size
 
 
 def make_maps(n: int, channels: int, seed: int = 0, size: int = catalog.MAP_SIZE) -> np.ndarray:
@@ -52,7 +53,7 @@ def make_bucket(root: str, configs: list[str], n: int = 5, *, scores: bool = Tru
                 count = min(n, 3) if spec.subset else n
                 values = np.random.default_rng(k).random(count).round(6).tolist()
                 url = layout.scores(cell.model, cell.explainer, spec.name)
-                from dina_datasets.storage import atomic_write
+                from dina_datasets.recordio.storage import atomic_write
 
                 with atomic_write(url, "w") as handle:
                     json.dump(values, handle)
@@ -72,7 +73,7 @@ def stream_bucket(tmp_path_factory):
 
 def streaming(root: str, name: str = "ResNet50-Saliency", **config):
     """The streaming validation split of a config of a bucket-shaped folder."""
-    from dina_datasets.builder import DinaBuilder
+    from dina_datasets.hf.builder import DinaBuilder
 
     return DinaBuilder(config_name=name, data_url=root, **config).as_streaming_dataset(
         "validation")

@@ -11,7 +11,7 @@ from conftest import make_bucket
 
 import dina_datasets as dd
 from dina_datasets.cli import main
-from dina_datasets.storage import TMP_MARK
+from dina_datasets.recordio.storage import TMP_MARK
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import STREAM_RECORDS, make_bucket, streaming
 
-from dina_datasets import ring
-from dina_datasets.batches import TorchBatches
-from dina_datasets.export import export
+from dina_datasets.hf import ring
+from dina_datasets.hf.batches import TorchBatches
+from dina_datasets.hf.export import export
 
 torch = pytest.importorskip("torch")
 DataLoader = torch.utils.data.DataLoader

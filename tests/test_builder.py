@@ -23,10 +23,10 @@ from dina_datasets import (
     write_explanations,
     write_records,
 )
-from dina_datasets.builder import DinaBuilder, DinaConfig
-from dina_datasets.features import features, metric_columns
-from dina_datasets.loading import load_dataset
-from dina_datasets.storage import atomic_write
+from dina_datasets.hf.builder import DinaBuilder, DinaConfig
+from dina_datasets.hf.features import features, metric_columns
+from dina_datasets.hf.loading import load_dataset
+from dina_datasets.recordio.storage import atomic_write
 
 PUBLISHED = [cell.name for cell in catalog.published_cells()]
 
@@ -309,7 +309,8 @@ def test_load_dataset_passes_other_paths_through(tmp_path):
 
 
 def test_read_path_does_not_import_tensorflow():
-    code = ("import sys, dina_datasets.builder, dina_datasets.loading, dina_datasets.export, "
+    code = ("import sys, dina_datasets.hf.builder, dina_datasets.hf.loading, "
+            "dina_datasets.hf.export, "
             "dina_datasets.cli.export, dina_datasets.cli.push; "
             "from dina_datasets import load_dataset, DinaBuilder; "
             "bad = [m for m in ('tensorflow', 'keras', 'xplique', 'keras_cv_attention_models') "

@@ -9,7 +9,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard
 
 from dina_datasets import catalog
-from dina_datasets.card import catalog_tables
+from dina_datasets.hf.card import catalog_tables
 
 CARD = Path(__file__).resolve().parent.parent / "dataset_card.md"
 SECTIONS = ["## Configurations", "## How the data was made", "### Metric definitions",

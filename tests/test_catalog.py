@@ -126,7 +126,7 @@ def test_dina_configs_table_and_bad_input(capsys):
 
 
 def test_reading_needs_no_tensorflow():
-    code = ("import sys, dina_datasets, dina_datasets.records, dina_datasets.cli.configs; "
+    code = ("import sys, dina_datasets, dina_datasets.recordio.records, dina_datasets.cli.configs; "
             "heavy = [m for m in ('tensorflow', 'keras', 'xplique', 'keras_cv_attention_models',"
             " 'torch', 'jax') if m in sys.modules]; print(heavy); assert not heavy")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dina_datasets as dd
-from dina_datasets import tfrecord
+from dina_datasets.recordio import framing as tfrecord
 
 tf = pytest.importorskip("tensorflow")
 
@@ -103,7 +103,7 @@ def test_undecodable_dtype(tmp_path):
 
 
 def test_content_length_disagreeing_with_shape(tmp_path):
-    from dina_datasets import proto
+    from dina_datasets.recordio import proto
 
     header = proto.tensor_header((4, 4), np.float32)
     assert header.endswith(proto._ld(4, 64))

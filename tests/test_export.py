@@ -13,10 +13,10 @@ import yaml
 from conftest import make_bucket
 
 from dina_datasets import Layout, RecordError, catalog
-from dina_datasets.builder import DinaBuilder
-from dina_datasets.card import HUB_README, TEMPLATE, metadata, published_card, render
 from dina_datasets.cli import main
-from dina_datasets.export import check_export, export, resolve_configs, scan
+from dina_datasets.hf.builder import DinaBuilder
+from dina_datasets.hf.card import HUB_README, TEMPLATE, metadata, published_card, render
+from dina_datasets.hf.export import check_export, export, resolve_configs, scan
 
 CONFIGS = ["ResNet50-Saliency", "DinoV2-Rise"]
 
@@ -219,7 +219,7 @@ def test_push_uploads_with_huggingface_hub(exported, monkeypatch, capsys):
 
 def test_cards_are_in_sync_with_the_catalog():
     template = TEMPLATE.read_text()
-    assert template == published_card(template), "run `python -m dina_datasets.card`"
+    assert template == published_card(template), "run `python -m dina_datasets.hf.card`"
     assert HUB_README.read_text() == template
     meta = yaml.safe_load(template.split("---\n")[1])
     names = [c["config_name"] for c in meta["configs"]]

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dina_datasets as dd
-from dina_datasets import proto, records, storage, tfrecord
+from dina_datasets.recordio import framing as tfrecord
+from dina_datasets.recordio import proto, records, storage
 
 FUZZ = settings(max_examples=150, deadline=2000, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -15,7 +15,8 @@ from conftest import BUCKET, RECORD
 from gcs_server import FaultProxy
 
 import dina_datasets as dd
-from dina_datasets import Layout, storage
+from dina_datasets import Layout
+from dina_datasets.recordio import storage
 
 SALIENCY = f"{BUCKET}/ResNet50/Saliency/explanations.tfrecord"
 RISE = f"{BUCKET}/DinoV2/Rise/explanations.tfrecord"

@@ -288,7 +288,7 @@ def test_limit_and_changed_settings(toy, images, tmp_path):
 
 def test_unreadable_image_stops_the_run_cleanly(toy, images, tmp_path):
     from dina_datasets.errors import DinaError
-    from dina_datasets.storage import TMP_MARK
+    from dina_datasets.recordio.storage import TMP_MARK
 
     src, _ = images
     (tmp_path / "images" / "n01_cat" / "img_002x.png").write_bytes(b"not a png")

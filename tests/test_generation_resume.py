@@ -11,8 +11,9 @@ import time
 import pytest
 from conftest import TOY_RISE
 
-from dina_datasets import Layout, inspect, storage
+from dina_datasets import Layout, inspect
 from dina_datasets.generation import parts
+from dina_datasets.recordio import storage
 
 pytest.importorskip("tensorflow")
 

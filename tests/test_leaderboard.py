@@ -14,7 +14,7 @@ import pytest
 from dina_datasets import Layout, catalog, leaderboard
 from dina_datasets.cli import main
 from dina_datasets.errors import FormatError
-from dina_datasets.storage import atomic_write
+from dina_datasets.recordio.storage import atomic_write
 
 
 def write(root: str, model: str, explainer: str, metric: str, values) -> None:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from dina_datasets.readahead import ReadAhead
+from dina_datasets.hf.readahead import ReadAhead
 
 
 class Calls:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dina_datasets as dd
-from dina_datasets import reader, records
+from dina_datasets.recordio import reader, records
 
 tf = pytest.importorskip("tensorflow")
 

@@ -148,7 +148,7 @@ def test_contributed_config_generates_and_builds(registry, tmp_path):
     assert saliency[0]["explanations"].shape == (16, 16, 1)  # xplique's default reducer
     tf.keras.backend.clear_session()
 
-    from dina_datasets.builder import DinaBuilder
+    from dina_datasets.hf.builder import DinaBuilder
 
     builder = DinaBuilder(config_name="Mini-Brightness", data_url=out,
                           cache_dir=str(tmp_path / "cache"))

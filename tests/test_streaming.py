@@ -10,10 +10,10 @@ from conftest import STREAM_RECORDS, make_bucket, make_maps, streaming
 from datasets.distributed import split_dataset_by_node
 
 from dina_datasets import Layout, inspect, write_explanations
-from dina_datasets.arrow import maps_from_array3d
-from dina_datasets.builder import DinaBuilder
-from dina_datasets.shards import SHARD_MULTIPLE, plan, split
-from dina_datasets.source import Source
+from dina_datasets.hf.arrow import maps_from_array3d
+from dina_datasets.hf.builder import DinaBuilder
+from dina_datasets.hf.source import Source
+from dina_datasets.recordio.planner import SHARD_MULTIPLE, plan, split
 
 N = STREAM_RECORDS
 CONFIG = "ResNet50-Saliency"
@@ -110,7 +110,7 @@ def test_torch_dataloader_with_two_workers(stream_bucket):
 def test_shard_after_shard_each_chunk_is_read_once(stream_bucket, monkeypatch):
     """datasets streams one shard per call; the read-ahead guesses the next shard's first
     chunk, which the next call takes instead of reading it again."""
-    from dina_datasets import shards
+    from dina_datasets.recordio import planner as shards
 
     root, maps = stream_bucket
     reads = []
@@ -188,7 +188,7 @@ def test_tables_kept_by_the_caller_stay_intact(stream_bucket, chunk_records):
 
 def test_torch_batches_with_two_workers(stream_bucket):
     torch = pytest.importorskip("torch")
-    from dina_datasets.batches import TorchBatches
+    from dina_datasets.hf.batches import TorchBatches
 
     root, maps = stream_bucket
     ds = streaming(root, num_shards=4).select_columns(["index", "explanation"])

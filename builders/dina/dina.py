@@ -9,10 +9,10 @@ files through the `configs:` block of README.md, or use `dina_datasets.load_data
     load_dataset("ORG/dina", "DinoV2-Rise", trust_remote_code=True)
 """
 
-from dina_datasets.builder import DinaBuilder, DinaConfig
+from dina_datasets.hf.builder import DinaBuilder, DinaConfig
 
 __all__ = ["Dina", "DinaConfig"]
 
 
 class Dina(DinaBuilder):
-    """The `dina_datasets.builder.DinaBuilder`, under the script's name."""
+    """The `dina_datasets.hf.builder.DinaBuilder`, under the script's name."""

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from dina_datasets.catalog import NUM_IMAGES, cells
-from dina_datasets.records import explanation_record_size as record_size
+from dina_datasets.recordio.records import explanation_record_size as record_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from dina_datasets.export import MAX_SHARD_BYTES
-from dina_datasets.features import ENCODINGS
+from dina_datasets.hf.export import MAX_SHARD_BYTES
+from dina_datasets.hf.features import ENCODINGS
 from dina_datasets.layout import DEFAULT_DATA_URL
 
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from dina_datasets.export import export
+    from dina_datasets.hf.export import export
 
     bars = []
 

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dina_datasets import leaderboard, storage
+    from dina_datasets import leaderboard
+    from dina_datasets.recordio import storage
 
     board = leaderboard.collect(args.data_url,
                                 progress=not args.no_progress and sys.stderr.isatty())

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dina_datasets import records, storage
 from dina_datasets.errors import LayoutError, RecordError
 from dina_datasets.generation import parts as parts_mod
 from dina_datasets.layout import Layout
+from dina_datasets.recordio import records, storage
 
 CHUNK = 64 << 20
 PREPROCESS = "preprocess"

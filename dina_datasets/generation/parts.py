@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dina_datasets import storage
 from dina_datasets.errors import ConfigError, LayoutError
+from dina_datasets.recordio import storage
 
 PART_SIZE = 256
 MANIFEST_FORMAT = "dina-generation/1"
@@ -222,7 +222,7 @@ def describes(preprocess_url: str, manifest: dict,
     if (old.get("model"), old.get("weights"), old.get("num_images")) != (
             manifest["model"], manifest["weights"], manifest["num_images"]):
         return False
-    from dina_datasets.records import inspect
+    from dina_datasets.recordio.records import inspect
 
     return _same_images(old, manifest) and \
         inspect(preprocess_url, storage_options).num_records == manifest["num_images"]

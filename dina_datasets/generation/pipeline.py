@@ -19,14 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, storage
+from dina_datasets import catalog
 from dina_datasets.errors import ConfigError
 from dina_datasets.generation import parts as parts_mod
 from dina_datasets.generation.explainers import DATASET_MEAN, explainer_params
 from dina_datasets.generation.images import ImageEntry, list_images
 from dina_datasets.generation.merge import PREPROCESS, MergeResult, merge
 from dina_datasets.layout import Layout
-from dina_datasets.records import RecordWriter, read_records
+from dina_datasets.recordio import storage
+from dina_datasets.recordio.records import RecordWriter, read_records
 
 SEED = 0
 BASELINE_FILE = "baseline.json"
@@ -111,7 +112,7 @@ def generate(model: str, explainer: str, images: str, out: str, *,
     kinds = [""] + ([PREPROCESS] if write_preprocess else [])
     done = parts_mod.complete_parts(url, plan, kinds, storage_options)
     if not done and storage.exists(url, storage_options) and not overwrite:
-        from dina_datasets.records import inspect
+        from dina_datasets.recordio.records import inspect
 
         if inspect(url, storage_options).num_records == len(entries):
             result.complete = True

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, formats, records, storage
+from dina_datasets import catalog, formats
 from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.layout import DEFAULT_DATA_URL, Layout
 from dina_datasets.metrics import build, metric_class
@@ -26,6 +26,7 @@ from dina_datasets.metrics.sources import (
     join_preprocess,
     prefetch,
 )
+from dina_datasets.recordio import records, storage
 
 
 @dataclass

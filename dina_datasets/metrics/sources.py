@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import records
 from dina_datasets.errors import AlignmentError
+from dina_datasets.recordio import records
 
 PREPROCESS_FEATURES = frozenset({"preprocess_input", "one_hot_prediction"})
 

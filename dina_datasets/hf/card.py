@@ -2,7 +2,7 @@
 metrics generated from the catalog, and the README.md of an export rendered from
 `dataset_card.md`.
 
-`python -m dina_datasets.card` rewrites the generated blocks of `dataset_card.md` and
+`python -m dina_datasets.hf.card` rewrites the generated blocks of `dataset_card.md` and
 `builders/dina/README.md` after the catalog changed (a test checks they are in sync).
 """
 
@@ -20,9 +20,8 @@ from dina_datasets import catalog
 from dina_datasets.errors import LayoutError
 
 SPLIT = "validation"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO_ROOT / "dataset_card.md"
-HUB_README = REPO_ROOT / "builders" / "dina" / "README.md"
+TEMPLATE = Path(__file__).resolve().with_name("dataset_card.md")  # package data
+HUB_README = Path(__file__).resolve().parents[2] / "builders" / "dina" / "README.md"
 _KEY = re.compile(r"^[A-Za-z_][\w-]*:")
 
 
@@ -159,10 +158,10 @@ def published_card(template: str | None = None) -> str:
 
 def main() -> None:
     """Regenerate dataset_card.md and builders/dina/README.md from the catalog."""
-    from dina_datasets.storage import atomic_write
+    from dina_datasets.recordio.storage import atomic_write
 
     text = published_card()
-    for path in (TEMPLATE, HUB_README):
+    for path in (TEMPLATE, HUB_README):  # the second exists in a checkout only
         with atomic_write(str(path), "w") as handle:
             handle.write(text)
         print(f"wrote {path}")

@@ -33,7 +33,7 @@ def load_dataset(path: str, name: str | None = None, **kwargs: Any) -> Any:
         raise ConfigError(f"load_dataset('dina', ...) got unexpected keyword arguments "
                           f"{', '.join(unknown)}; valid: "
                           f"{', '.join(sorted(LOAD_KWARGS | CONFIG_KWARGS))}")
-    from dina_datasets.builder import DinaBuilder
+    from dina_datasets.hf.builder import DinaBuilder
 
     config = {k: v for k, v in kwargs.items() if k in CONFIG_KWARGS and v is not None}
     builder = DinaBuilder(config_name=name, cache_dir=kwargs.get("cache_dir"),

@@ -18,11 +18,13 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 
-from dina_datasets import card, catalog, storage
+from dina_datasets import catalog
 from dina_datasets.errors import ConfigError, LayoutError
-from dina_datasets.features import ENCODINGS
+from dina_datasets.hf import card
+from dina_datasets.hf.features import ENCODINGS
+from dina_datasets.hf.source import Source
 from dina_datasets.layout import DEFAULT_DATA_URL
-from dina_datasets.source import Source
+from dina_datasets.recordio import storage
 
 MAX_SHARD_BYTES = 500 * 10**6
 ROW_OVERHEAD = 1024

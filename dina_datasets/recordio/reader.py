@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import storage, tfrecord
 from dina_datasets.errors import RecordError, RecordIndexError
+from dina_datasets.recordio import framing as tfrecord
+from dina_datasets.recordio import storage
 
 CHUNK_BYTES = 32 << 20
 _INDEX_CACHE: dict[tuple[str, int, str], np.ndarray] = {}

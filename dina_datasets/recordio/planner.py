@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import storage, tfrecord
 from dina_datasets.errors import RecordError
-from dina_datasets.records import RecordFile
+from dina_datasets.recordio import framing as tfrecord
+from dina_datasets.recordio import storage
+from dina_datasets.recordio.records import RecordFile
 
 SHARD_BYTES = 128 << 20
 SHARD_MULTIPLE = 16

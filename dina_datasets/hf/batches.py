@@ -9,7 +9,7 @@ take whole Arrow batches of its share of the virtual shards instead:
 
 Fixed-shape array columns (`Array2D`...`Array5D`, and binary columns of float32 maps named in
 `binary_shapes`) skip `datasets`' formatting: a worker copies them from the Arrow buffers into
-its ring of shared-memory slots (`dina_datasets.ring`), out of which the main process copies
+its ring of shared-memory slots (`dina_datasets.hf.ring`), out of which the main process copies
 them as it receives the batch. Every other column is formatted by `datasets`' own torch
 formatter, so batches equal those of `ds.with_format("torch").iter(batch_size)`.
 """
@@ -25,7 +25,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from dina_datasets.ring import Ring
+from dina_datasets.hf.ring import Ring
 
 try:
     from torch.utils.data import IterableDataset as _TorchIterable

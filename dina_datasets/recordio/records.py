@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import proto, reader, storage, tfrecord
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.reader import RecordFile, inspect
+from dina_datasets.recordio import framing as tfrecord
+from dina_datasets.recordio import proto, reader, storage
+from dina_datasets.recordio.reader import RecordFile, inspect
 
 __all__ = ["RecordFile", "RecordWriter", "decode_record", "explanation_record_size", "inspect",
            "read_explanation", "read_explanations", "read_record", "read_records",

@@ -3,7 +3,7 @@ file, its score files, and the optional ImageNet json and preprocess file.
 
 `Source.open` reads the small files (scores, json) and checks every length against the
 explanations file (AlignmentError); `Source.tables(start, stop)` then yields the Arrow
-tables of any record range, in the schema of `dina_datasets.features`.
+tables of any record range, in the schema of `dina_datasets.hf.features`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dina_datasets import arrow, catalog, formats, shards
+from dina_datasets import catalog, formats
 from dina_datasets.errors import AlignmentError, LayoutError, RecordError
-from dina_datasets.features import UNKNOWN_IMAGE_ID, features, metric_columns
 from dina_datasets.formats import UNKNOWN_LABEL
+from dina_datasets.hf import arrow
+from dina_datasets.hf.features import UNKNOWN_IMAGE_ID, features, metric_columns
+from dina_datasets.hf.readahead import ReadAhead
 from dina_datasets.layout import Layout
-from dina_datasets.readahead import ReadAhead
-from dina_datasets.records import RecordFile, inspect, read_records
+from dina_datasets.recordio import planner as shards
+from dina_datasets.recordio.records import RecordFile, inspect, read_records
 
 PREDICTION_TENSOR = "one_hot_prediction"
 DECODE_THREADS = 2

@@ -15,10 +15,11 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from dina_datasets import proto, tfrecord
 from dina_datasets.errors import RecordError
-from dina_datasets.records import EXPLANATIONS, decode_record
-from dina_datasets.shards import Chunk, check_frame
+from dina_datasets.recordio import framing as tfrecord
+from dina_datasets.recordio import proto
+from dina_datasets.recordio.planner import Chunk, check_frame
+from dina_datasets.recordio.records import EXPLANATIONS, decode_record
 
 KEY_FEATURES = ("index", "image_id", "label", "prediction")
 

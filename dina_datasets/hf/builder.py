@@ -2,9 +2,9 @@
 
 Works in process with datasets 5.x (`download_and_prepare`, `as_dataset`,
 `as_streaming_dataset`) and, through `builders/dina/dina.py`, as a loading script for
-datasets < 4. Arrow tables are built straight from the record buffers (`dina_datasets.arrow`);
+datasets < 4. Arrow tables are built straight from the record buffers (`dina_datasets.hf.arrow`);
 streaming reads the explanations file in record ranges ("virtual shards",
-`dina_datasets.shards`) that DataLoader workers and `split_dataset_by_node` share out.
+`dina_datasets.recordio.planner`) that DataLoader workers and `split_dataset_by_node` share out.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from datasets.builder import Key
 from datasets.exceptions import DatasetGenerationError
 from datasets.utils.py_utils import classproperty
 
-from dina_datasets import catalog, shards
+from dina_datasets import catalog
 from dina_datasets.errors import ConfigError, DinaError
-from dina_datasets.features import features
+from dina_datasets.hf.features import features
+from dina_datasets.hf.source import Source
 from dina_datasets.layout import DEFAULT_DATA_URL
-from dina_datasets.source import Source
+from dina_datasets.recordio import planner as shards
 
 BUILDER_NAME = "dina"
 HOMEPAGE = "https://github.com/deel-ai/dina"

@@ -1,0 +1,14 @@
+"""TF-free record I/O: DINA's TFRecord files on numpy and fsspec, nothing else.
+
+One owner per concept:
+- `framing`: the TFRecord frame (length, masked CRC-32C) and the one frame checker;
+- `proto`: `tf.train.Example` / `TensorProto` wire format;
+- `storage`: fsspec access (credentials, ranged reads with retries, atomic writes and
+  streamed uploads);
+- `index`: the sidecar offset index written beside the files we write;
+- `planner`: the one chunk planner (record ranges -> byte spans) and record spans;
+- `reader`: where records lie in a file (index, fixed size, scan) and their bytes in order;
+- `records`: the public read/write API.
+
+Imports neither `datasets` nor torch nor TensorFlow.
+"""
