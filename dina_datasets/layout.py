@@ -1,6 +1,13 @@
 """The bucket layout: where a cell's explanations, scores and preprocessed inputs live.
 
-One template per kind of file, configurable, never hard-wired twice (FACTS.md §1).
+One template per kind of file, configurable, never hard-wired twice (FACTS.md §1):
+
+- `{model}/{explainer}/explanations.tfrecord` (and its sidecar index `....index.json`);
+- `{model}/{explainer}/{metric}_scores.json`: scores with the published softmax head;
+- `{model}/{explainer}/{metric}_scores.{activation}.json`: the same metric computed with
+  another output activation (`sigmoid`, `logits`); such a name never matches the published
+  pattern, since it does not end in `_scores.json`;
+- `{model}/preprocess_dataset.tfrecord`.
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ from dina_datasets.recordio.storage import join
 DEFAULT_DATA_URL = os.environ.get("DINA_DATA_URL", "gs://xai-deel")
 EXPLANATIONS = "{model}/{explainer}/explanations.tfrecord"
 SCORES = "{model}/{explainer}/{metric}_scores.json"
+SCORES_ACTIVATION = "{model}/{explainer}/{metric}_scores.{activation}.json"
+DEFAULT_ACTIVATION = "softmax"
+ACTIVATIONS = ("softmax", "sigmoid", "logits")
 PREPROCESS = "{model}/preprocess_dataset.tfrecord"
 
 
@@ -23,15 +33,19 @@ class Layout:
     root: str = DEFAULT_DATA_URL
     explanations_template: str = EXPLANATIONS
     scores_template: str = SCORES
+    scores_activation_template: str = SCORES_ACTIVATION
     preprocess_template: str = PREPROCESS
 
     def explanations(self, model: str, explainer: str) -> str:
         return join(self.root, self.explanations_template.format(model=model,
                                                                  explainer=explainer))
 
-    def scores(self, model: str, explainer: str, metric: str) -> str:
-        return join(self.root, self.scores_template.format(model=model, explainer=explainer,
-                                                           metric=metric))
+    def scores(self, model: str, explainer: str, metric: str,
+               activation: str = DEFAULT_ACTIVATION) -> str:
+        template = (self.scores_template if activation == DEFAULT_ACTIVATION
+                    else self.scores_activation_template)
+        return join(self.root, template.format(model=model, explainer=explainer,
+                                               metric=metric, activation=activation))
 
     def preprocess(self, model: str) -> str:
         return join(self.root, self.preprocess_template.format(model=model))

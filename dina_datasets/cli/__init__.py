@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from dina_datasets.errors import DinaError
 
@@ -23,6 +25,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def storage_option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE of `--storage-option`; VALUE is JSON when it parses, else the string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. token=anon), got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dina` console command; exit code 2 on bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -31,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--registry", metavar="FILE", action="append", default=[],
                         help="a registry file of contributed models/explainers (repeatable)")
+    common.add_argument("--storage-option", metavar="KEY=VALUE", action="append", default=[],
+                        type=storage_option, dest="storage_option_pairs",
+                        help="an fsspec storage option for every URL of the command, e.g. "
+                        "token=/path/key.json or project=my-project (repeatable; a VALUE that "
+                        "parses as JSON is taken as such)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if a in COMMANDS), None)
     module = None
@@ -40,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             module = importlib.import_module(module_name)
             module.add_arguments(command)
     args = parser.parse_args(argv)
+    args.storage_options = dict(args.storage_option_pairs) or None
     try:
         if args.registry:
             from dina_datasets.registry import load_registry

@@ -31,22 +31,35 @@ class TransferError(DinaError, OSError):
     """A read that kept failing after every retry."""
 
 
-def filesystem(url: str, storage_options: dict[str, Any] | None = None
-               ) -> tuple[AbstractFileSystem, str]:
-    """The fsspec filesystem and path of `url`; gs:// is anonymous unless a token is given.
+PUBLIC_BUCKETS = frozenset({"xai-deel"})  # read anonymously unless a token is given
 
-    The GCS endpoint comes from `endpoint_url` in `storage_options`, else from the
-    `STORAGE_EMULATOR_HOST` environment variable when set.
+
+def resolve_options(url: str, storage_options: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """The fsspec options used for `url`.
+
+    gs:// reads of the public DINA bucket, and any gs:// URL served by an emulator
+    (`endpoint_url` or `STORAGE_EMULATOR_HOST`), are anonymous unless a `token` is given;
+    every other gs:// URL keeps gcsfs's own credential resolution (google default
+    credentials, `GOOGLE_APPLICATION_CREDENTIALS`, `token=` in the options).
     """
     options = dict(storage_options or {})
     protocol = url.split("://", 1)[0] if "://" in url else "file"
     if protocol in ("gs", "gcs"):
-        options.setdefault("token", "anon")
+        bucket = url.split("://", 1)[1].split("/", 1)[0]
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
         if emulator and "endpoint_url" not in options:
             options["endpoint_url"] = emulator if "://" in emulator else f"http://{emulator}"
+        if bucket in PUBLIC_BUCKETS or "endpoint_url" in options:
+            options.setdefault("token", "anon")
+    return options
+
+
+def filesystem(url: str, storage_options: dict[str, Any] | None = None
+               ) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem and path of `url`, with `resolve_options`' credentials."""
     try:
-        return fsspec.core.url_to_fs(url, **options)
+        return fsspec.core.url_to_fs(url, **resolve_options(url, storage_options))
     except (ImportError, ValueError) as err:
         raise LayoutError(f"cannot open {url!r}: {err}. Use a local path or a file://, "
                           "gs:// or memory:// URL (any fsspec protocol that is installed)"
