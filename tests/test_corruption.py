@@ -121,8 +121,13 @@ def test_out_of_range_index(small_file, index):
 
 
 def test_bad_ranges(small_file):
-    with pytest.raises(dd.RecordIndexError, match="stop=4 is outside"):
-        list(dd.read_explanations(str(small_file), 0, 4))
+    # a stop past the end clamps, as Python slices do; a start past the end or a negative
+    # bound is an error
+    assert len(list(dd.read_explanations(str(small_file), 1, 99))) == 2
+    with pytest.raises(dd.RecordIndexError, match="start=4 is outside.*holds 3 records"):
+        list(dd.read_explanations(str(small_file), 4, 5))
+    with pytest.raises(dd.RecordIndexError, match="stop=-1 is negative"):
+        list(dd.read_explanations(str(small_file), 0, -1))
     with pytest.raises(dd.RecordIndexError, match="start=2 is after stop=1"):
         list(dd.read_explanations(str(small_file), 2, 1))
     with pytest.raises(dd.RecordIndexError, match="must be an integer"):

@@ -143,14 +143,14 @@ def test_ranges_and_random_access(tmp_path):
 def test_variable_size_records_are_scanned_once_and_cached(tmp_path):
     arrays = [special_values((i + 1, 3), np.float32, i) for i in range(6)]
     path = str(tmp_path / "var.tfrecord")
-    tf_write(path, arrays)
-    reader._INDEX_CACHE.clear()
+    tf_write(path, arrays)  # TensorFlow's writer: no index
+    reader._SCANS.clear()
     info = dd.inspect(path)
     assert info.record_size is None and info.num_records == 6
-    assert len(reader._INDEX_CACHE) == 1
+    assert len(reader._SCANS) == 1
     for i in (5, 0, 3):
         assert same_bits(dd.read_explanation(path, i), arrays[i])
-    assert len(reader._INDEX_CACHE) == 1
+    assert len(reader._SCANS) == 1
     got = list(records.read_explanations(path, 2, 5))
     assert all(same_bits(a, b) for a, b in zip(arrays[2:5], got, strict=True))
     got = list(records.read_records(path, chunk_bytes=7))
@@ -185,8 +185,8 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
     with pytest.raises(RuntimeError, match="mid-way"):
         dd.write_explanations(path, broken())
     assert pathlib.Path(path).read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["f.tfrecord"]
+    assert sorted(os.listdir(tmp_path)) == ["f.tfrecord", "f.tfrecord.index.json"]
     with pytest.raises(ValueError, match="one value per array"):
         dd.write_explanations(str(tmp_path / "g.tfrecord"), np.ones((2, 4, 4, 1), np.float32),
                               index=[0])
-    assert sorted(os.listdir(tmp_path)) == ["f.tfrecord"]
+    assert sorted(os.listdir(tmp_path)) == ["f.tfrecord", "f.tfrecord.index.json"]

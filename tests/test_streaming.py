@@ -13,7 +13,8 @@ from dina_datasets import Layout, inspect, write_explanations
 from dina_datasets.hf.arrow import maps_from_array3d
 from dina_datasets.hf.builder import DinaBuilder
 from dina_datasets.hf.source import Source
-from dina_datasets.recordio.planner import SHARD_MULTIPLE, plan, split
+from dina_datasets.recordio import planner
+from dina_datasets.recordio.planner import SPAN_MULTIPLE, chunks, spans
 
 N = STREAM_RECORDS
 CONFIG = "ResNet50-Saliency"
@@ -29,14 +30,14 @@ def test_plan_covers_every_record_once(tmp_path):
     info = inspect(url)
     assert info.record_size is not None
     for num_shards in (None, 1, 2, 5, 16, 37, 100):
-        ranges = plan(info, num_shards)
+        ranges = spans(info, num_shards)
         assert ranges[0][0] == 0 and ranges[-1][1] == 37
         assert all(a < b for a, b in ranges)
         assert all(b == c for (_, b), (c, _) in itertools.pairwise(ranges))
-        assert len(ranges) == min(37, num_shards or SHARD_MULTIPLE)
+        assert len(ranges) == min(37, num_shards or SPAN_MULTIPLE)
         sizes = [b - a for a, b in ranges]
         assert max(sizes) - min(sizes) <= 1
-    assert split(info, 0, 37, chunk_bytes=info.record_size * 10) == \
+    assert chunks(info, 0, 37, chunk_bytes=info.record_size * 10) == \
         [(0, 10), (10, 20), (20, 30), (30, 37)]
 
 
@@ -45,11 +46,11 @@ def test_plan_of_records_of_varying_size(tmp_path):
     write_explanations(url, make_maps(20, 1, size=8), image_id=["x" * i for i in range(20)])
     info = inspect(url)
     assert info.record_size is None
-    ranges = plan(info, 4)
+    ranges = spans(info, 4)
     assert [r for pair in ranges for r in pair][::2] == [a for a, _ in ranges]
     covered = [i for a, b in ranges for i in range(a, b)]
     assert covered == list(range(20)) and len(ranges) == 4
-    parts = split(info, 3, 17, chunk_bytes=int(info.offsets[5]))
+    parts = chunks(info, 3, 17, chunk_bytes=int(info.offsets[5]))
     assert [i for a, b in parts for i in range(a, b)] == list(range(3, 17)) and len(parts) > 2
 
 
@@ -114,13 +115,13 @@ def test_shard_after_shard_each_chunk_is_read_once(stream_bucket, monkeypatch):
 
     root, maps = stream_bucket
     reads = []
-    real = shards.read_chunk
+    real = planner.read_chunk
 
     def counted(info, a, b, storage_options=None):
         reads.append((a, b))
         return real(info, a, b, storage_options)
 
-    monkeypatch.setattr(shards, "read_chunk", counted)
+    monkeypatch.setattr(planner, "read_chunk", counted)
     rows = list(streaming(root, num_shards=4).with_format("numpy"))
     assert indices(rows) == list(range(N))
     np.testing.assert_array_equal(np.stack([r["explanation"] for r in rows]), maps[CONFIG])
@@ -171,7 +172,7 @@ def test_default_shards_split_a_file_for_workers(stream_bucket):
     ds = streaming(root)
     assert ds.num_shards == N  # 16 by default, at most one per record
     url = Layout(root).explanations("ResNet50", "Saliency")
-    assert len(plan(inspect(url))) == N
+    assert len(spans(inspect(url))) == N
 
 
 @pytest.mark.parametrize("chunk_records", [1, 5])

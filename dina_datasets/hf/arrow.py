@@ -1,9 +1,9 @@
 """Arrow arrays straight from record buffers: the maps of a chunk in one copy, no Python lists.
 
 Files whose records are all explanation-only Examples with the same header (the published
-bucket) take the fast path: the maps sit at one fixed offset in every record, so a strided
-numpy view of the whole chunk gives them all at once. Other files (records carrying keys, or
-records of varying size) are decoded record by record, then stacked once.
+bucket) take the fast path (`recordio.fastpath`): the maps sit at one fixed offset in every
+record, so a strided numpy view of the whole chunk gives them all at once. Other files
+(records carrying keys, or records of varying size) are decoded record by record.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from dina_datasets.errors import RecordError
-from dina_datasets.recordio import framing as tfrecord
-from dina_datasets.recordio import proto
-from dina_datasets.recordio.planner import Chunk, check_frame
+from dina_datasets.errors import ProtoError, RecordError
+from dina_datasets.recordio import framing
+from dina_datasets.recordio.fastpath import Template
+from dina_datasets.recordio.planner import Chunk
 from dina_datasets.recordio.records import EXPLANATIONS, decode_record
 
 KEY_FEATURES = ("index", "image_id", "label", "prediction")
@@ -29,24 +29,28 @@ def decode_chunk(chunk: Chunk, shape: tuple[int, ...], *, check_crc: bool = True
     """The maps of a chunk as one float32 array (n, *shape), and the keys its records carry.
 
     Keys: {feature: one value per record, None where a record lacks it}, only for the
-    features of KEY_FEATURES that at least one record carries.
+    features of KEY_FEATURES that at least one record carries. Chunks whose records hold
+    nothing but the map take the fast path (`recordio.fastpath`): one strided copy.
     """
     if len(chunk) == 0:
         return np.zeros((0, *shape), np.float32), {}
-    fast = _fast_maps(chunk, shape, check_crc)
-    if fast is not None:
-        return fast, {}
     maps = np.empty((len(chunk), *shape), np.float32)
     keys: dict[str, list[Any]] = {}
     for i in range(len(chunk)):
-        data = check_frame(chunk, i, check_crc)
+        data = chunk.frame(i, check_crc)
         try:
             record = decode_record(data, frozenset({EXPLANATIONS}))
-        except proto.ProtoError as err:
+        except ProtoError as err:
             raise RecordError(f"undecodable Example: {err}", url=chunk.url,
                               index=chunk.start + i, offset=chunk.offset + int(chunk.frames[i])
-                              + tfrecord.HEADER + err.offset) from None
+                              + framing.HEADER + err.offset) from None
         maps[i] = _map(record, shape, chunk, i)
+        if i == 0 and len(record) == 1:
+            template = Template.learn(data, record[EXPLANATIONS])
+            fast = template.maps(chunk, check_crc) if template is not None else None
+            if fast is not None:
+                np.copyto(maps, fast, casting="same_kind")  # a copy: the buffer is reused
+                return maps, {}
         for name in KEY_FEATURES:
             if name in record:
                 keys.setdefault(name, [None] * len(chunk))[i] = _scalar(record[name])
@@ -69,36 +73,6 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return value
-
-
-def _fast_maps(chunk: Chunk, shape: tuple[int, ...], check_crc: bool) -> np.ndarray | None:
-    """All maps at once when every record is the same explanation-only Example, else None."""
-    size = int(chunk.ends[0] - chunk.frames[0])
-    if not np.all(chunk.ends - chunk.frames == size):
-        return None
-    data = check_frame(chunk, 0, check_crc)
-    try:
-        record = decode_record(data, frozenset({EXPLANATIONS}))
-    except proto.ProtoError:
-        return None
-    array = _map(record, shape, chunk, 0)
-    base = np.frombuffer(chunk.buf, np.uint8)
-    begin = array.__array_interface__["data"][0] - base.__array_interface__["data"][0]
-    begin -= int(chunk.frames[0])
-    end = begin + array.nbytes
-    if len(record) != 1 or end != size - tfrecord.FOOTER:
-        return None
-    first = int(chunk.frames[0])
-    if not np.all(np.diff(chunk.frames) == size):
-        return None
-    rows = base[first:first + size * len(chunk)].reshape(len(chunk), size)
-    if not np.array_equal(rows[:, :begin], np.broadcast_to(rows[0, :begin], (len(chunk), begin))):
-        return None
-    if check_crc:
-        for i in range(1, len(chunk)):
-            check_frame(chunk, i, True)
-    maps = rows[:, begin:end].copy().view(array.dtype)  # a copy: the buffer is reused
-    return maps.reshape(len(chunk), *shape).astype(np.float32, copy=False)
 
 
 @functools.lru_cache(maxsize=8)

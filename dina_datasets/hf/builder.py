@@ -23,7 +23,7 @@ from dina_datasets.errors import ConfigError, DinaError
 from dina_datasets.hf.features import features
 from dina_datasets.hf.source import Source
 from dina_datasets.layout import DEFAULT_DATA_URL
-from dina_datasets.recordio import planner as shards
+from dina_datasets.recordio import planner
 
 BUILDER_NAME = "dina"
 HOMEPAGE = "https://github.com/deel-ai/dina"
@@ -164,23 +164,23 @@ class DinaBuilder(datasets.ArrowBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         source = self.source()
-        ranges = shards.plan(source.info, self.config.num_shards)
+        ranges = planner.spans(source.info, self.config.num_shards)
         return [datasets.SplitGenerator(name=datasets.Split.VALIDATION,
                                         gen_kwargs={"ranges": ranges, "source": source})]
 
-    def _generate_tables(self, ranges: list[shards.Range], source: Source
+    def _generate_tables(self, ranges: list[planner.Range], source: Source
                          ) -> Iterator[tuple[Key, Any]]:
         for shard, i, table in source.range_tables(ranges):
             yield Key(shard, i), table
 
-    def _generate_shards(self, ranges: list[shards.Range], source: Source
+    def _generate_shards(self, ranges: list[planner.Range], source: Source
                          ) -> Iterator[dict[str, Any]]:
         for start, stop in ranges:
             yield {"url": source.info.url, "start": start, "stop": stop}
 
-    def _generate_more_gen_kwargs(self, ranges: list[shards.Range], source: Source
+    def _generate_more_gen_kwargs(self, ranges: list[planner.Range], source: Source
                                   ) -> Iterator[dict[str, Any]]:
         """Split each range into ~chunk-sized ranges (`IterableDataset.reshard()`)."""
         for start, stop in ranges:
-            for part in shards.split(source.info, start, stop, source.chunk_bytes):
+            for part in planner.chunks(source.info, start, stop, source.chunk_bytes):
                 yield {"ranges": [part], "source": source}

@@ -16,14 +16,15 @@ import numpy as np
 import pyarrow as pa
 
 from dina_datasets import catalog, formats
-from dina_datasets.errors import AlignmentError, LayoutError, RecordError
+from dina_datasets.errors import AlignmentError, LayoutError, ProtoError, RecordError
 from dina_datasets.formats import UNKNOWN_LABEL
 from dina_datasets.hf import arrow
 from dina_datasets.hf.features import UNKNOWN_IMAGE_ID, features, metric_columns
 from dina_datasets.hf.readahead import ReadAhead
 from dina_datasets.layout import Layout
-from dina_datasets.recordio import planner as shards
-from dina_datasets.recordio.records import RecordFile, inspect, read_records
+from dina_datasets.recordio import planner, proto, reader
+from dina_datasets.recordio.planner import RecordFile
+from dina_datasets.recordio.reader import inspect
 
 PREDICTION_TENSOR = "one_hot_prediction"
 DECODE_THREADS = 2
@@ -41,7 +42,7 @@ class Source:
     preprocess: RecordFile | None = None
     storage_options: dict[str, Any] | None = None
     check_crc: bool = True
-    chunk_bytes: int = shards.CHUNK_BYTES
+    chunk_bytes: int = planner.CHUNK_BYTES
     _schemas: dict[str, pa.Schema] = field(default_factory=dict, repr=False)
     _ahead: ReadAhead = field(default_factory=lambda: ReadAhead(DECODE_THREADS), repr=False,
                               compare=False)
@@ -49,7 +50,7 @@ class Source:
     @classmethod
     def open(cls, cell: catalog.Cell, data_url: str, *, imagenet_json: str | None = None,
              preprocess_url: str | None = None, storage_options: dict[str, Any] | None = None,
-             check_crc: bool = True, chunk_bytes: int = shards.CHUNK_BYTES) -> Source:
+             check_crc: bool = True, chunk_bytes: int = planner.CHUNK_BYTES) -> Source:
         """Resolve a config under a bucket-shaped `data_url`; lengths are checked here."""
         layout = Layout(data_url)
         url = layout.explanations(cell.model, cell.explainer)
@@ -105,7 +106,7 @@ class Source:
         """
         schema = self.schema(encoding)
         tasks = [(k, i, a, b) for k, (start, stop) in enumerate(ranges) if stop > start
-                 for i, (a, b) in enumerate(shards.split(self.info, start, stop,
+                 for i, (a, b) in enumerate(planner.chunks(self.info, start, stop,
                                                          self.chunk_bytes))]
         if not tasks:
             return iter(())
@@ -113,7 +114,7 @@ class Source:
         following = None
         if end < self.num_records:  # a next shard about as long as this call's records
             guess_stop = min(self.num_records, 2 * end - first + 1)
-            following = shards.split(self.info, end, guess_stop, self.chunk_bytes)[0]
+            following = planner.chunks(self.info, end, guess_stop, self.chunk_bytes)[0]
 
         def run(key: tuple[int, int, str]) -> pa.Table:
             a, b, _ = key
@@ -135,7 +136,7 @@ class Source:
 
     def chunk_table(self, a: int, b: int, schema: pa.Schema, encoding: str) -> pa.Table:
         """The table of records [a, b), read in one ranged read."""
-        chunk = shards.read_chunk(self.info, a, b, self.storage_options)
+        chunk = planner.read_chunk(self.info, a, b, self.storage_options)
         maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc)
         return self._table(a, b, maps, keys, schema, encoding)
 
@@ -150,12 +151,14 @@ class Source:
             "explanation": arrow.array3d(maps) if encoding == "array" else
             arrow.binary_maps(maps),
         }
-        if "image_id" in keys:
-            columns["image_id"] = pa.array(keys["image_id"], pa.string())
-        elif self.image_ids is not None:
-            columns["image_id"] = self.image_ids.slice(start, k)
+        if self.image_ids is not None:
+            ids = self.image_ids.slice(start, k)
         else:
-            columns["image_id"] = pa.array([UNKNOWN_IMAGE_ID] * k, pa.string())
+            ids = pa.array([UNKNOWN_IMAGE_ID] * k, pa.string())
+        if "image_id" in keys:  # the record's own id wins; never null
+            ids = pa.array([v if v is not None else ids[i].as_py()
+                            for i, v in enumerate(keys["image_id"])], pa.string())
+        columns["image_id"] = ids
         unknown = np.full(k, UNKNOWN_LABEL, np.int64)
         labels = self.labels[start:stop] if self.labels is not None else unknown
         columns["label"] = pa.array(_ints(keys.get("label"), labels))
@@ -167,20 +170,29 @@ class Source:
         return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
     def _predictions(self, start: int, stop: int) -> np.ndarray:
+        """The model's predicted classes of records [start, stop) of the preprocess file:
+        its `prediction` feature, else the argmax of `one_hot_prediction` (the 602 KB input
+        beside it is neither decoded nor copied)."""
         assert self.preprocess is not None
+        url = self.preprocess.url
         out = np.empty(stop - start, np.int64)
-        records = read_records(self.preprocess.url, start, stop, check_crc=self.check_crc,
-                               tensors=frozenset({PREDICTION_TENSOR}),
-                               storage_options=self.storage_options)
-        for i, record in enumerate(records):
-            if "prediction" in record:
-                out[i] = int(record["prediction"])
-            elif PREDICTION_TENSOR in record:
-                out[i] = int(np.argmax(record[PREDICTION_TENSOR]))
-            else:
-                raise RecordError(f"preprocess record has neither {PREDICTION_TENSOR!r} nor "
-                                  f"'prediction' (features: {sorted(record)})",
-                                  url=self.preprocess.url, index=start + i)
+        frames = reader.iter_frames(self.preprocess, start, stop, check_crc=self.check_crc,
+                                    storage_options=self.storage_options)
+        for i, (index, data, offset) in enumerate(frames):
+            try:
+                features = proto.decode_example(data)
+                if "prediction" in features:
+                    out[i] = int(features["prediction"][1][0])
+                elif PREDICTION_TENSOR in features:
+                    out[i] = int(np.argmax(proto.decode_tensor(
+                        features[PREDICTION_TENSOR][1][0])))
+                else:
+                    raise RecordError(f"preprocess record has neither {PREDICTION_TENSOR!r} "
+                                      f"nor 'prediction' (features: {sorted(features)})",
+                                      url=url, index=index)
+            except ProtoError as err:
+                raise RecordError(f"undecodable Example: {err}", url=url, index=index,
+                                  offset=offset) from None
         return out
 
 

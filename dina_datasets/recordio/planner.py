@@ -1,69 +1,101 @@
-"""Virtual shards: record ranges of one TFRecord file, read in large ranged chunks.
+"""The one chunk planner: which records are read together, and where their bytes lie.
 
-One 30 GB file becomes many `(start, stop)` record ranges whose byte spans follow from the
-fixed record size (or from the scanned offsets of a file with records of varying size), so
-DataLoader workers and distributed nodes split one file with no overlap and no loss.
+Two sizes of record range, both whole records:
+- a *span* (`spans`): a virtual record range of one file, about `SPAN_BYTES`, the unit that
+  DataLoader workers, distributed nodes and Ray read tasks share out with no overlap and no
+  loss (`datasets` calls the gen_kwargs lists built from them "shards");
+- a *chunk* (`chunks`): the records fetched by one ranged read, about `CHUNK_BYTES`.
+
+Byte positions follow from the fixed record size, or from the offsets of a scanned or
+indexed file (`RecordFile.span`). `read_chunk` fetches one chunk; `Chunk.frame(i)` checks
+its i-th frame through the one frame checker (`framing.check_frame`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dina_datasets.errors import RecordError
-from dina_datasets.recordio import framing as tfrecord
-from dina_datasets.recordio import storage
-from dina_datasets.recordio.records import RecordFile
+from dina_datasets.errors import RecordError, check_positive_int
+from dina_datasets.recordio import framing, storage
 
-SHARD_BYTES = 128 << 20
-SHARD_MULTIPLE = 16
-CHUNK_BYTES = 16 << 20
+SPAN_BYTES = 128 << 20
+SPAN_MULTIPLE = 16
+CHUNK_BYTES = 32 << 20
 CHUNK_MULTIPLE = 32
 
 Range = tuple[int, int]
 
 
-def plan(info: RecordFile, num_shards: int | None = None,
-         shard_bytes: int = SHARD_BYTES) -> list[Range]:
-    """Split the records of a file into contiguous, near-equal ranges.
+@dataclass(frozen=True)
+class RecordFile:
+    """Where the records of one TFRecord file lie.
 
-    By default about `shard_bytes` per range, rounded up to a multiple of 16 ranges (so 2, 4,
-    8 or 16 workers or nodes split them evenly), and at most one range per record.
+    `record_size` is set for fixed-size files, `offsets` (one frame offset per record) for
+    variable-size ones; `num_records` is None only for a variable-size file that was not
+    scanned. `exact` is False when the fixed size is a guess from the first and last records
+    (a remote file without an index): a reader that finds it contradicted rescans the file.
+    `keys` are the join keys of an index (see `recordio.index`), when it has them.
+    """
+
+    url: str
+    size: int
+    num_records: int | None
+    record_size: int | None
+    offsets: np.ndarray | None = None
+    exact: bool = True
+    keys: dict[str, np.ndarray] | None = None
+
+    def span(self, start: int, stop: int) -> tuple[int, int]:
+        """Byte range [begin, end) of records [start, stop)."""
+        if self.record_size is not None:
+            return start * self.record_size, stop * self.record_size
+        if self.offsets is None:
+            raise ValueError(f"{self.url} was not scanned: record offsets are unknown")
+        n = len(self.offsets)
+        begin = int(self.offsets[start]) if start < n else self.size
+        return begin, int(self.offsets[stop]) if stop < n else self.size
+
+
+def spans(info: RecordFile, num_spans: int | None = None,
+          span_bytes: int = SPAN_BYTES) -> list[Range]:
+    """Contiguous, near-equal record ranges covering the file.
+
+    By default about `span_bytes` each, rounded up to a multiple of 16 ranges (so 2, 4, 8 or
+    16 workers or nodes split them evenly), and at most one range per record.
     """
     n = info.num_records
-    if n == 0:
+    if not n:
         return [(0, 0)]
-    if num_shards is None:
-        wanted = max(1, math.ceil(info.size / shard_bytes))
-        num_shards = SHARD_MULTIPLE * math.ceil(wanted / SHARD_MULTIPLE)
-    if not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 1:
-        raise ValueError(f"num_shards must be a positive integer, got {num_shards!r}")
-    num_shards = min(num_shards, n)
+    if num_spans is None:
+        wanted = max(1, math.ceil(info.size / span_bytes))
+        num_spans = SPAN_MULTIPLE * math.ceil(wanted / SPAN_MULTIPLE)
+    num_spans = min(check_positive_int("num_spans", num_spans), n)
     if info.record_size:
-        bounds = np.linspace(0, n, num_shards + 1).round().astype(np.int64)
+        bounds = np.linspace(0, n, num_spans + 1).round().astype(np.int64)
     else:
         assert info.offsets is not None
-        targets = np.linspace(0, info.size, num_shards + 1)[1:-1]
+        targets = np.linspace(0, info.size, num_spans + 1)[1:-1]
         inner = np.searchsorted(info.offsets, targets)
         bounds = np.unique(np.concatenate([[0], inner, [n]]))
     return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def split(info: RecordFile, start: int, stop: int, chunk_bytes: int = CHUNK_BYTES
-          ) -> list[Range]:
-    """Consecutive sub-ranges of [start, stop) spanning about `chunk_bytes` each.
+def chunks(info: RecordFile, start: int, stop: int, chunk_bytes: int = CHUNK_BYTES
+           ) -> list[Range]:
+    """Consecutive sub-ranges of [start, stop) of about `chunk_bytes` each (at least one
+    record each).
 
-    With fixed-size records a sub-range holds a multiple of CHUNK_MULTIPLE records when it
-    holds more than half as many, so that batches of 8, 16 or 32 rows rarely straddle two
-    tables (which costs a copy when they are formatted).
+    With fixed-size records a chunk holds a multiple of CHUNK_MULTIPLE records when it holds
+    more than half as many, so that batches of 8, 16 or 32 rows rarely straddle two tables
+    (which costs a copy when they are formatted).
     """
     if stop <= start:
-        return [(start, stop)]
+        return []
     if info.record_size:
         per = max(1, chunk_bytes // info.record_size)
         if per * 2 > CHUNK_MULTIPLE:
@@ -84,12 +116,12 @@ def split(info: RecordFile, start: int, stop: int, chunk_bytes: int = CHUNK_BYTE
 class Chunk:
     """The frames of records [start, start + len(frames)) held in one buffer.
 
-    `frames[i]` is the byte position of record `start + i` in `buf`; `ends[i]` its end.
-    The buffer may be reused for the next chunk: copy what must outlive it.
+    `frames[i]` is the byte position of record `start + i` in `buf`; `ends[i]` its end;
+    `offset` the position of `buf[0]` in the file.
     """
 
     start: int
-    buf: bytes | memoryview
+    buf: memoryview
     frames: np.ndarray
     ends: np.ndarray
     url: str
@@ -102,27 +134,31 @@ class Chunk:
     def stop(self) -> int:
         return self.start + len(self.frames)
 
-
-_LOCAL = threading.local()
+    def frame(self, i: int, check_crc: bool = True) -> memoryview:
+        """The Example bytes of the i-th record, its frame (and CRC) checked."""
+        pos = int(self.frames[i])
+        return framing.check_frame(self.buf, pos, int(self.ends[i]), url=self.url,
+                                   index=self.start + i, offset=self.offset + pos,
+                                   check_crc=check_crc)
 
 
 def read_chunk(info: RecordFile, a: int, b: int,
-               storage_options: dict[str, Any] | None = None) -> Chunk:
-    """Records [a, b) in one ranged read. Local files are read into a buffer that the same
-    thread reuses for its next chunk (no fresh pages to fault in)."""
+               storage_options: dict[str, Any] | None = None, *,
+               into: bytearray | np.ndarray | None = None) -> Chunk:
+    """Records [a, b) in one ranged read. Local files are read straight into `into` when it
+    is given and large enough (a buffer the caller reuses), else into a fresh buffer."""
     begin, end = info.span(a, b)
     fs, path = storage.filesystem(info.url, storage_options)
-    if _is_local(fs):
-        scratch = getattr(_LOCAL, "scratch", None)
-        if scratch is None or len(scratch) < end - begin:
-            scratch = _LOCAL.scratch = bytearray(end - begin)
-        buf = memoryview(scratch)[:end - begin]
+    if storage.is_local(fs):
+        if into is None or len(into) < end - begin:
+            into = np.empty(end - begin, np.uint8)  # numpy asks for huge pages: few faults
+        buf = memoryview(into).cast("B")[:end - begin]
         with open(path, "rb", buffering=0) as handle:
             handle.seek(begin)
             got = handle.readinto(buf)
-        buf = buf[:got]
+        buf = buf[:got].toreadonly()
     else:
-        buf = storage.read_range(fs, path, begin, end, url=info.url)
+        buf = memoryview(storage.read_range(fs, path, begin, end, url=info.url))
     if len(buf) != end - begin:
         raise RecordError(f"truncated file: records {a}-{b} need bytes {begin}-{end}, "
                           f"only {len(buf)} bytes read", url=info.url, index=a, offset=begin)
@@ -134,30 +170,3 @@ def read_chunk(info: RecordFile, a: int, b: int,
         frames = info.offsets[a:b] - begin
         ends = np.append(frames[1:], end - begin)
     return Chunk(a, buf, frames, ends, info.url, begin)
-
-
-def _is_local(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
-
-
-def check_frame(chunk: Chunk, i: int, check_crc: bool = True) -> memoryview:
-    """The Example bytes of the chunk's i-th record, its framing (and CRCs) checked."""
-    view = memoryview(chunk.buf)
-    pos, end = int(chunk.frames[i]), int(chunk.ends[i])
-    index, at = chunk.start + i, chunk.offset + pos
-    try:
-        length = tfrecord.parse_header(view, pos)
-    except tfrecord.FrameError as err:
-        raise RecordError(str(err), url=chunk.url, index=index, offset=at) from None
-    if pos + length + tfrecord.OVERHEAD != end:
-        raise RecordError(f"record announces {length} data bytes but its frame holds "
-                          f"{end - pos - tfrecord.OVERHEAD}", url=chunk.url, index=index,
-                          offset=at)
-    if check_crc:
-        try:
-            tfrecord.check_data(view, pos + tfrecord.HEADER, length)
-        except tfrecord.FrameError as err:
-            raise RecordError(str(err), url=chunk.url, index=index,
-                              offset=chunk.offset + err.offset) from None
-    return view[pos + tfrecord.HEADER:pos + tfrecord.HEADER + length]

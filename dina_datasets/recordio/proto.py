@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from dina_datasets.errors import ProtoError
+
 # tensorflow/core/framework/types.proto
 DTYPES: dict[int, np.dtype] = {
     1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 4: np.dtype("u1"),
@@ -26,14 +28,6 @@ _DTYPE_CODES = {dt.newbyteorder("<") if dt.byteorder in "<>=" else dt: code
 # TensorProto typed value fields (used when tensor_content is absent).
 _VALUE_FIELDS = {5: "<f4", 6: "<f8", 7: "varint", 10: "varint", 11: "varint",
                  13: "varint", 16: "varint", 17: "varint"}
-
-
-class ProtoError(ValueError):
-    """Bytes that are not the expected protobuf message; `offset` is relative to the message."""
-
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(message)
-        self.offset = offset
 
 
 def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:

@@ -1,106 +1,113 @@
-"""Framed-record streams of one TFRecord file: where records lie, and their bytes in order.
+"""Framed-record streams of one TFRecord file: where its records lie, and their bytes in order.
 
-Fixed-size files (DINA's) are read in large ranged chunks planned in advance, the next one
-prefetched by a thread while the current one is checked and decoded. Other files are
-scanned once (headers only) for random access, or streamed frame by frame.
+`inspect` finds where the records lie, cheapest first: the file's sidecar index when it is
+valid (`recordio.index`); else a fixed record size (first and last records the same size,
+the file size a multiple of it), checked against every record header for local files and
+taken as a guess for remote ones; else a scan of the headers (cached, bounded).
+`iter_frames` then reads the planned chunks, the next one prefetched by a thread while the
+current one is checked, and falls back to a scan when a guessed fixed size is contradicted.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.recordio import framing as tfrecord
-from dina_datasets.recordio import storage
+from dina_datasets.recordio import framing, index, planner, storage
+from dina_datasets.recordio.planner import RecordFile
 
-CHUNK_BYTES = 32 << 20
-_INDEX_CACHE: dict[tuple[str, int, str], np.ndarray] = {}
-
-
-@dataclass(frozen=True)
-class RecordFile:
-    """Where the records of one TFRecord file lie.
-
-    `record_size` is set for fixed-size files; `offsets` for scanned variable-size files;
-    `num_records` is None only for a variable-size file that was not scanned.
-    """
-
-    url: str
-    size: int
-    num_records: int | None
-    record_size: int | None
-    offsets: np.ndarray | None = None
-
-    def span(self, start: int, stop: int) -> tuple[int, int]:
-        """Byte range [begin, end) of records [start, stop)."""
-        if self.record_size is not None:
-            return start * self.record_size, stop * self.record_size
-        if self.offsets is None:
-            raise ValueError(f"{self.url} was not scanned: record offsets are unknown")
-        end = int(self.offsets[stop]) if stop < len(self.offsets) else self.size
-        return int(self.offsets[start]) if start < len(self.offsets) else self.size, end
-
-
-def header(buf: bytes | memoryview, pos: int, url: str, index: int, at: int) -> int:
-    """Data length of the frame at buf[pos], or RecordError naming url, index and offset."""
-    if len(buf) - pos < tfrecord.HEADER:
-        raise RecordError(f"truncated record header ({len(buf) - pos} of {tfrecord.HEADER} "
-                          "bytes)", url=url, index=index, offset=at)
-    try:
-        return tfrecord.parse_header(buf, pos)
-    except tfrecord.FrameError as err:
-        what = "not a TFRecord file: " if index == 0 and at == 0 else ""
-        raise RecordError(f"{what}{err}", url=url, index=index, offset=at) from None
+SCAN_CACHE_SIZE = 32
+SAMPLE_HEADERS = 16
+_SCANS: collections.OrderedDict[tuple[str, int, str | None], np.ndarray] = \
+    collections.OrderedDict()
+_SCANS_LOCK = threading.Lock()
 
 
 def inspect(url: str, storage_options: dict[str, Any] | None = None, *,
-            scan: bool = True) -> RecordFile:
-    """Size, record count and record size of a TFRecord file.
+            scan: bool = True, use_index: bool = True) -> RecordFile:
+    """Size, record count and record layout of a TFRecord file (see the module docstring).
 
-    A file whose first and last records have the same length, and whose size is a multiple
-    of it, has fixed-size records; any other file is scanned once (headers only, CRC
-    checked) and its offsets cached, unless `scan=False`.
+    With `scan=False` a variable-size file without an index is not scanned: its
+    `num_records` is None and it can only be streamed from the start.
     """
     fs, path = storage.filesystem(url, storage_options)
-    size = storage.size(fs, path, url)
+    meta = storage.info(fs, path, url)
+    size = int(meta["size"])
+    if use_index and (found := index.load(url, fs, path, meta)) is not None:
+        return RecordFile(url, size, found.num_records, found.record_size, found.offsets,
+                          keys=found.keys)
     if size == 0:
         return RecordFile(url, 0, 0, None, np.zeros(0, np.int64))
-    head = storage.read_range(fs, path, 0, min(size, tfrecord.HEADER), url=url)
-    length = header(head, 0, url, 0, 0)
-    record_size = length + tfrecord.OVERHEAD
+    head = memoryview(storage.read_range(fs, path, 0, min(size, framing.HEADER), url=url))
+    record_size = _length_at(head, 0, url, 0, 0) + framing.OVERHEAD
     if size % record_size == 0:
-        last = size - record_size
-        tail = head if last == 0 else storage.read_range(fs, path, last, last + tfrecord.HEADER,
-                                                         url=url)
-        try:
-            same = len(tail) == tfrecord.HEADER and tfrecord.parse_header(tail, 0) == length
-        except tfrecord.FrameError:
-            same = False
-        if same:
-            return RecordFile(url, size, size // record_size, record_size)
-    key = (url, size, str(fs.ukey(path)) if hasattr(fs, "ukey") else "")
-    if key not in _INDEX_CACHE:
+        fixed = _fixed(fs, path, url, size, record_size)
+        if fixed is not None:
+            return fixed
+    key = (url, size, storage.signature(meta))
+    with _SCANS_LOCK:
+        offsets = _SCANS.get(key)
+        if offsets is not None:
+            _SCANS.move_to_end(key)
+    if offsets is None:
         if not scan:
             return RecordFile(url, size, None, None)
-        _INDEX_CACHE[key] = _scan(fs, path, url, size)
-    offsets = _INDEX_CACHE[key]
+        offsets = _scan(fs, path, url, size)
+        with _SCANS_LOCK:
+            _SCANS[key] = offsets
+            while len(_SCANS) > SCAN_CACHE_SIZE:
+                _SCANS.popitem(last=False)
     return RecordFile(url, size, len(offsets), None, offsets)
 
 
+def _fixed(fs: Any, path: str, url: str, size: int, record_size: int) -> RecordFile | None:
+    """A fixed-size layout when the headers agree: every header for local files (cheap,
+    exact); up to SAMPLE_HEADERS of them, spread over the file and the last one included,
+    fetched in one concurrent call, for remote files (a guess unless that is all of them)."""
+    n = size // record_size
+    if storage.is_local(fs):
+        mapped = np.memmap(path, np.uint8, mode="r", shape=(size,))
+        lengths = mapped.reshape(n, record_size)[:, :8].copy().view("<u8").ravel()
+        del mapped
+        if np.all(lengths == record_size - framing.OVERHEAD):
+            return RecordFile(url, size, n, record_size)
+        return None
+    picks = np.unique(np.linspace(1, n - 1, min(n - 1, SAMPLE_HEADERS)).round()
+                      .astype(np.int64)) if n > 1 else np.zeros(0, np.int64)
+    starts = [int(k) * record_size for k in picks]
+    heads = fs.cat_ranges([path] * len(starts), starts,
+                          [a + framing.HEADER for a in starts]) if starts else []
+    for head in heads:
+        try:
+            if isinstance(head, BaseException) or \
+                    framing.parse_header(head, 0) != record_size - framing.OVERHEAD:
+                return None
+        except Exception:
+            return None
+    return RecordFile(url, size, n, record_size, exact=n <= SAMPLE_HEADERS + 1)
+
+
 def _scan(fs: Any, path: str, url: str, size: int) -> np.ndarray:
-    offsets: list[int] = []
-    for _, _, at in _stream(fs, path, url, size, 0, False, CHUNK_BYTES):
-        offsets.append(at)
+    offsets = [at for _, _, at in _stream(fs, path, url, size, False, planner.CHUNK_BYTES)]
     return np.asarray(offsets, dtype=np.int64)
 
 
+def rescan(info: RecordFile, storage_options: dict[str, Any] | None = None) -> RecordFile:
+    """The layout of a file whose guessed fixed size was contradicted: scanned."""
+    fs, path = storage.filesystem(info.url, storage_options)
+    offsets = _scan(fs, path, info.url, info.size)
+    return RecordFile(info.url, info.size, len(offsets), None, offsets)
+
+
 def check_range(info: RecordFile, start: Any, stop: Any) -> tuple[int, int | None]:
-    """Validated [start, stop); stop is None for an unscanned full read."""
+    """Validated [start, stop) (a stop past the end is clamped, as Python slices do); stop is
+    None for an unscanned full read."""
     n = info.num_records
     start = 0 if start is None else start
     for name, value in (("start", start), ("stop", stop)):
@@ -108,10 +115,13 @@ def check_range(info: RecordFile, start: Any, stop: Any) -> tuple[int, int | Non
             continue
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
             raise RecordIndexError(f"{name} must be an integer, got {value!r}")
-        if value < 0 or (n is not None and value > n):
-            raise RecordIndexError(f"{name}={value} is outside {info.url}, which holds {n} "
-                                   f"records: use 0 <= start <= stop <= {n}")
-    stop = n if stop is None else stop
+        if value < 0:
+            raise RecordIndexError(f"{name}={value} is negative: use 0 <= start <= stop "
+                                   f"(the file {info.url} holds {n} records)")
+    if n is not None and start > n:
+        raise RecordIndexError(f"start={start} is outside {info.url}, which holds {n} "
+                               f"records: use 0 <= start <= {n}")
+    stop = n if stop is None else (min(stop, n) if n is not None else stop)
     if stop is not None and start > stop:
         raise RecordIndexError(f"start={start} is after stop={stop}")
     return int(start), None if stop is None else int(stop)
@@ -119,100 +129,82 @@ def check_range(info: RecordFile, start: Any, stop: Any) -> tuple[int, int | Non
 
 def iter_frames(info: RecordFile, start: int, stop: int | None, *, check_crc: bool = True,
                 storage_options: dict[str, Any] | None = None,
-                chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, memoryview, int]]:
-    """(index, data, frame offset) of records [start, stop), CRC-checked, in order."""
+                chunk_bytes: int = planner.CHUNK_BYTES) -> Iterator[tuple[int, memoryview, int]]:
+    """(index, data, frame offset) of records [start, stop), checked, in order. Each chunk
+    is read into a fresh buffer, so the data views stay valid after the next record."""
     fs, path = storage.filesystem(info.url, storage_options)
     if info.record_size is None and info.offsets is None:
-        yield from _stream(fs, path, info.url, info.size, 0, check_crc, chunk_bytes)
+        yield from _stream(fs, path, info.url, info.size, check_crc, chunk_bytes)
         return
     if stop is None or start >= stop:
         return
-    plan = list(_plan(info, start, stop, chunk_bytes))
+    plan = planner.chunks(info, start, stop, chunk_bytes)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dina-read") as pool:
-        fetch = lambda c: pool.submit(storage.read_range, fs, path, c[2], c[3],  # noqa: E731
-                                      url=info.url)
+        fetch = lambda ab: pool.submit(planner.read_chunk, info, *ab,  # noqa: E731
+                                       storage_options)
         pending = fetch(plan[0])
         try:
-            for k, (first, last, begin, _) in enumerate(plan):
-                data = pending.result()
+            for k in range(len(plan)):
+                chunk = pending.result()
                 if k + 1 < len(plan):
                     pending = fetch(plan[k + 1])
-                yield from _frames(info, memoryview(data), first, last, begin, check_crc)
+                for i in range(len(chunk)):
+                    try:
+                        data = chunk.frame(i, check_crc)
+                    except RecordError:
+                        if info.exact:
+                            raise
+                        again = rescan(info, storage_options)
+                        if again.num_records == info.num_records and \
+                                np.array_equal(again.offsets, np.arange(info.num_records)
+                                               * info.record_size):
+                            raise
+                        pending.cancel()
+                        end = again.num_records if stop == info.num_records else stop
+                        yield from iter_frames(again, chunk.start + i, end,
+                                               check_crc=check_crc,
+                                               storage_options=storage_options,
+                                               chunk_bytes=chunk_bytes)
+                        return
+                    yield chunk.start + i, data, chunk.offset + int(chunk.frames[i])
         finally:
             pending.cancel()
 
 
-def _plan(info: RecordFile, start: int, stop: int, chunk_bytes: int
-          ) -> Iterator[tuple[int, int, int, int]]:
-    """Chunks (first record, stop record, begin byte, end byte) of whole records."""
-    if info.record_size:
-        per = max(1, chunk_bytes // info.record_size)
-        for first in range(start, stop, per):
-            last = min(stop, first + per)
-            yield first, last, *info.span(first, last)
-        return
-    first = start
-    while first < stop:
-        begin = info.span(first, first + 1)[0]
-        last = first + 1
-        while last < stop and info.span(first, last + 1)[1] - begin <= chunk_bytes:
-            last += 1
-        yield first, last, *info.span(first, last)
-        first = last
-
-
-def _frames(info: RecordFile, buf: memoryview, first: int, last: int, begin: int,
-            check_crc: bool) -> Iterator[tuple[int, memoryview, int]]:
-    local = 0
-    for index in range(first, last):
-        at = begin + local
-        length = header(buf, local, info.url, index, at)
-        expected = info.span(index, index + 1)
-        if length + tfrecord.OVERHEAD != expected[1] - expected[0]:
-            raise RecordError(f"record length {length} differs from the "
-                              f"{expected[1] - expected[0] - tfrecord.OVERHEAD} bytes of the "
-                              "file's other records: corrupted or changed while reading",
-                              url=info.url, index=index, offset=at)
-        yield _checked(buf, local, length, info.url, index, at, check_crc)
-        local += length + tfrecord.OVERHEAD
-
-
-def _checked(buf: memoryview, local: int, length: int, url: str, index: int, at: int,
-             check_crc: bool) -> tuple[int, memoryview, int]:
-    end = local + tfrecord.HEADER + length
-    if end + tfrecord.FOOTER > len(buf):
-        raise RecordError(f"truncated record: {length} data bytes announced, "
-                          f"{max(0, len(buf) - local - tfrecord.HEADER)} present",
-                          url=url, index=index, offset=at)
-    if check_crc:
-        try:
-            tfrecord.check_data(buf, local + tfrecord.HEADER, length)
-        except tfrecord.FrameError as err:
-            raise RecordError(str(err), url=url, index=index,
-                              offset=at - local + err.offset) from None
-    return index, buf[local + tfrecord.HEADER:end], at
-
-
-def _stream(fs: Any, path: str, url: str, size: int, pos: int, check_crc: bool,
+def _stream(fs: Any, path: str, url: str, size: int, check_crc: bool,
             chunk_bytes: int) -> Iterator[tuple[int, memoryview, int]]:
-    """Frames from `pos` to the end of a file whose record offsets are unknown."""
-    index = length = 0
+    """Frames from the start to the end of a file whose record offsets are unknown."""
+    pos = index = length = 0
     while pos < size:
         want = min(size, pos + chunk_bytes)
         buf = memoryview(storage.read_range(fs, path, pos, want, url=url))
         final = len(buf) < want - pos or want == size
         local = 0
         while local < len(buf):
-            if len(buf) - local < tfrecord.HEADER and not final:
+            if len(buf) - local < framing.HEADER and not final:
                 break
-            length = header(buf, local, url, index, pos + local)
-            if local + length + tfrecord.OVERHEAD > len(buf) and not final:
-                break
-            yield _checked(buf, local, length, url, index, pos + local, check_crc)
-            local += length + tfrecord.OVERHEAD
+            if len(buf) - local >= framing.HEADER:
+                length = _length_at(buf, local, url, index, pos + local)
+                if local + length + framing.OVERHEAD > len(buf) and not final:
+                    break
+            data = framing.check_frame(buf, local, None, url=url, index=index,
+                                       offset=pos + local, check_crc=check_crc)
+            yield index, data, pos + local
+            local += len(data) + framing.OVERHEAD
             index += 1
         if local == 0:
-            chunk_bytes = 2 * max(chunk_bytes, length + tfrecord.OVERHEAD)
+            chunk_bytes = 2 * max(chunk_bytes, length + framing.OVERHEAD)
         pos += local
         if final and local == len(buf):
             return
+
+
+def _length_at(buf: memoryview, pos: int, url: str, index: int, offset: int) -> int:
+    if len(buf) - pos < framing.HEADER:
+        raise RecordError(f"truncated record header ({len(buf) - pos} of {framing.HEADER} "
+                          "bytes)", url=url, index=index, offset=offset)
+    try:
+        return framing.parse_header(buf, pos)
+    except Exception as err:
+        what = "not a TFRecord file: " if index == 0 and offset == 0 else ""
+        raise RecordError(f"{what}{err}", url=url, index=index, offset=offset) from None

@@ -10,12 +10,15 @@ import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import crc32c
 import numpy as np
 
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.recordio import framing as tfrecord
-from dina_datasets.recordio import proto, reader, storage
-from dina_datasets.recordio.reader import RecordFile, inspect
+from dina_datasets.recordio import framing, planner, proto, reader, storage
+from dina_datasets.recordio import index as sidecar
+from dina_datasets.recordio.fastpath import Template
+from dina_datasets.recordio.planner import RecordFile
+from dina_datasets.recordio.reader import inspect
 
 __all__ = ["RecordFile", "RecordWriter", "decode_record", "explanation_record_size", "inspect",
            "read_explanation", "read_explanations", "read_record", "read_records",
@@ -49,13 +52,13 @@ def _decoded(url: str, index: int, data: memoryview, offset: int,
         return decode_record(data, tensors)
     except proto.ProtoError as err:
         raise RecordError(f"undecodable Example: {err}", url=url, index=index,
-                          offset=offset + tfrecord.HEADER + err.offset) from None
+                          offset=offset + framing.HEADER + err.offset) from None
 
 
 def read_records(url: str, start: int | None = None, stop: int | None = None, *,
                  tensors: frozenset[str] = TENSOR_FEATURES, check_crc: bool = True,
                  storage_options: dict[str, Any] | None = None,
-                 chunk_bytes: int = reader.CHUNK_BYTES) -> Iterator[dict[str, Any]]:
+                 chunk_bytes: int = planner.CHUNK_BYTES) -> Iterator[dict[str, Any]]:
     """Decoded records [start, stop) of a TFRecord file of Examples, in order."""
     info = reader.inspect(url, storage_options, scan=start not in (None, 0) or stop is not None)
     start, stop = reader.check_range(info, start, stop)
@@ -69,43 +72,31 @@ def read_records(url: str, start: int | None = None, stop: int | None = None, *,
 def explanation_record_size(shape: tuple[int, ...], dtype: str = "float32") -> int:
     """Bytes of one explanations record (framing included) holding a map of `shape`."""
     example = proto.encode_example({EXPLANATIONS: np.zeros(shape, dtype)})
-    return len(example) + tfrecord.OVERHEAD
+    return len(example) + framing.OVERHEAD
 
 
 def read_explanations(url: str, start: int | None = None, stop: int | None = None, *,
                       check_crc: bool = True, storage_options: dict[str, Any] | None = None,
-                      chunk_bytes: int = reader.CHUNK_BYTES) -> Iterator[np.ndarray]:
-    """The explanation maps of records [start, stop), as read-only arrays.
+                      chunk_bytes: int = planner.CHUNK_BYTES) -> Iterator[np.ndarray]:
+    """The explanation maps of records [start, stop), as read-only arrays (a stop past the
+    end is clamped, as Python slices do).
 
-    Records whose bytes before the map equal the previous record's (DINA's files: same
-    shape, same features first) are sliced at the same place without re-parsing.
+    Records laid out like the previous one (DINA's files: same shape, same features first)
+    are sliced at the same place without parsing them again (`fastpath.Template`).
     """
     info = reader.inspect(url, storage_options, scan=start not in (None, 0) or stop is not None)
     start, stop = reader.check_range(info, start, stop)
-    fast = None
+    template = None
     for index, data, offset in reader.iter_frames(info, start, stop, check_crc=check_crc,
                                                   storage_options=storage_options,
                                                   chunk_bytes=chunk_bytes):
-        if fast is not None and len(data) == fast[0] and data[:fast[1]] == fast[2]:
-            yield np.frombuffer(data[fast[1]:fast[3]], fast[4]).reshape(fast[5])
+        if template is not None and template.matches(data):
+            yield template.view(data)
             continue
         array = _explanation(_decoded(url, index, data, offset, frozenset({EXPLANATIONS})),
                              url, index)
-        fast = _slice_of(data, array)
+        template = Template.learn(data, array)
         yield array
-
-
-def _slice_of(data: memoryview, array: np.ndarray) -> tuple | None:
-    """(record length, content start, prefix bytes, content end, dtype, shape) of `array`
-    when it is a view of `data`, else None."""
-    if array.size == 0 or array.base is None:
-        return None
-    base = np.frombuffer(data, np.uint8).__array_interface__["data"][0]
-    begin = array.__array_interface__["data"][0] - base
-    end = begin + array.nbytes
-    if not 0 < begin <= end <= len(data):
-        return None
-    return len(data), begin, bytes(data[:begin]), end, array.dtype, array.shape
 
 
 def _explanation(record: Mapping[str, Any], url: str, index: int) -> np.ndarray:
@@ -144,23 +135,55 @@ def read_explanation(url: str, index: int, *,
 
 class RecordWriter:
     """Writes Examples to a TFRecord file atomically: nothing appears under `url` until
-    `close()` (or the end of a `with` block) succeeds; an exception leaves no file."""
+    `close()` (or the end of a `with` block) succeeds; an exception leaves no file. With
+    `index=True` the sidecar index (`recordio.index`) is written beside the file once it is
+    published."""
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None, *,
+                 index: bool = False) -> None:
         self.url = url
         self.count = 0
+        self._options = storage_options
+        self._index = index
+        self._offsets: list[int] = []
+        self._keys: dict[str, list[Any]] = {}
+        self._position = 0
+        self._crc = 0
         self._ctx = storage.atomic_write(url, "wb", storage_options)
         self._handle = self._ctx.__enter__()
 
     def write(self, features: Mapping[str, Any]) -> None:
         """Append one record; numpy arrays become serialized tensors."""
-        self._handle.write(tfrecord.frame(proto.encode_example(features)))
+        data = framing.frame(proto.encode_example(features))
+        self._handle.write(data)
+        if self._index:
+            self._offsets.append(self._position)
+            self._position += len(data)
+            self._crc = crc32c.crc32c(data, self._crc)
+            for name in sidecar.KEY_COLUMNS:
+                if name in features:
+                    self._keys.setdefault(name, [None] * self.count).append(
+                        _key_value(features[name]))
+            for column in self._keys.values():
+                if len(column) == self.count:
+                    column.append(None)
         self.count += 1
 
     def close(self) -> None:
         if self._ctx is not None:
             ctx, self._ctx = self._ctx, None
             ctx.__exit__(None, None, None)
+            if self._index:
+                sidecar.write(self.url, self._layout(), self._options)
+
+    def _layout(self) -> sidecar.Index:
+        offsets = np.asarray(self._offsets, np.int64)
+        sizes = np.diff(np.append(offsets, self._position))
+        fixed = len(sizes) > 0 and bool(np.all(sizes == sizes[0]))
+        complete = {k: v for k, v in self._keys.items() if None not in v}
+        return sidecar.Index(self.count, self._position, int(sizes[0]) if fixed else None,
+                             None if fixed else offsets, f"{self._crc:08x}", None,
+                             complete or None)
 
     def abort(self, exc: BaseException | None = None) -> None:
         """Drop everything written; nothing appears under `url`."""
@@ -183,10 +206,19 @@ class RecordWriter:
             self.abort(exc)
 
 
+def _key_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.item()
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def write_records(url: str, records: Iterable[Mapping[str, Any]], *,
-                  storage_options: dict[str, Any] | None = None) -> int:
-    """Write Examples atomically; returns the number of records."""
-    with RecordWriter(url, storage_options) as writer:
+                  storage_options: dict[str, Any] | None = None, index: bool = False) -> int:
+    """Write Examples atomically (and their sidecar index with `index=True`); returns the
+    number of records."""
+    with RecordWriter(url, storage_options, index=index) as writer:
         for record in records:
             writer.write(record)
     return writer.count
@@ -197,7 +229,8 @@ def write_explanations(url: str, arrays: Iterable[np.ndarray], *,
                        **extra_features: Iterable[Any]) -> int:
     """Write DINA explanation records (readable by the original TensorFlow loader).
 
-    Each keyword is an extra per-record feature, one value per array (e.g. `index=`,
+    The sidecar index (`recordio.index`) is written beside the file. Each keyword is an
+    extra per-record feature, one value per array (e.g. `index=`,
     `image_id=`, `label=`, `prediction=`); ints, floats, str/bytes or numpy arrays.
     """
     extras = {name: iter(values) for name, values in extra_features.items()}
@@ -217,7 +250,7 @@ def write_explanations(url: str, arrays: Iterable[np.ndarray], *,
                 raise ValueError(f"extra feature {name!r} has more values than there are "
                                  "arrays: give one value per array")
 
-    return write_records(url, records(), storage_options=storage_options)
+    return write_records(url, records(), storage_options=storage_options, index=True)
 
 
 _END = object()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import posixpath
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,15 +20,11 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import fsspec
 from fsspec.spec import AbstractFileSystem
 
-from dina_datasets.errors import DinaError, LayoutError
+from dina_datasets.errors import DinaError, LayoutError, TransferError
 
 RETRIES = 5
 BACKOFF = 0.2
 TMP_MARK = ".tmp-"
-
-
-class TransferError(DinaError, OSError):
-    """A read that kept failing after every retry."""
 
 
 PUBLIC_BUCKETS = frozenset({"xai-deel"})  # read anonymously unless a token is given
@@ -118,18 +114,18 @@ def read_range(fs: AbstractFileSystem, path: str, start: int, end: int, *, url: 
     raise AssertionError("unreachable")
 
 
-def size(fs: AbstractFileSystem, path: str, url: str) -> int:
-    """Size of a file in bytes; LayoutError when it does not exist."""
+def info(fs: AbstractFileSystem, path: str, url: str) -> dict[str, Any]:
+    """fsspec info of a file (size, version stamps); LayoutError when it does not exist."""
     try:
-        info = fs.info(path)
+        found = fs.info(path)
     except FileNotFoundError:
         raise LayoutError(f"no such file: {url}") from None
-    if info.get("type") == "directory":
+    if found.get("type") == "directory":
         raise LayoutError(f"{url} is a folder, not a file")
-    return int(info["size"])
+    return found
 
 
-# Object stores publish an object only when its upload completes: a single upload is atomic.
+# Object stores publish an object only when its upload is finalised: an upload is atomic.
 OBJECT_STORES = frozenset({"gs", "gcs", "s3", "s3a", "az", "abfs", "memory"})
 
 
@@ -138,13 +134,17 @@ def atomic_write(url: str, mode: str = "wb", storage_options: dict[str, Any] | N
                  ) -> Iterator[IO[Any]]:
     """Open `url` for writing; the file appears under `url` only complete.
 
-    Local files are written under a temporary name and renamed; objects of an object store
-    are spooled to a local temporary file and uploaded once (an upload is atomic there);
-    other filesystems get a temporary name and a move. On an exception nothing appears
-    under `url`, and an existing file there is left as it was.
+    Local files are written under a temporary name and renamed. Objects of an object store
+    are streamed through fsspec's resumable upload opened with `autocommit=False`: blocks go
+    up as they are written (no local spool of the whole file), and the object is published
+    only by the final `commit()`; on an exception the upload is discarded. Other filesystems
+    get a temporary name and a move. On an exception nothing appears under `url`, and an
+    existing file there is left as it was.
     """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_write opens files for writing: mode 'wb' or 'w', got {mode!r}")
     fs, path = filesystem(url, storage_options)
-    if _protocol(fs) in ("file", "local"):
+    if is_local(fs):
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
@@ -158,11 +158,19 @@ def atomic_write(url: str, mode: str = "wb", storage_options: dict[str, Any] | N
                 os.remove(tmp)
             raise
     elif _protocol(fs) in OBJECT_STORES:
-        with tempfile.TemporaryDirectory(prefix="dina-upload-") as spool:
-            local = os.path.join(spool, posixpath.basename(path) or "object")
-            with open(local, mode) as handle:
-                yield handle
-            fs.put_file(local, path)
+        raw = fs.open(path, "wb", autocommit=False)
+        handle = raw if mode == "wb" else io.TextIOWrapper(raw, encoding="utf-8",
+                                                           write_through=True)
+        try:
+            yield handle
+            if handle is not raw:
+                handle.flush()
+            raw.close()
+            raw.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                raw.discard()
+            raise
     else:
         tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
         try:
@@ -175,8 +183,23 @@ def atomic_write(url: str, mode: str = "wb", storage_options: dict[str, Any] | N
             raise
 
 
+def signature(info: dict[str, Any]) -> str | None:
+    """A version stamp of a file from its fsspec info: the object generation or etag on
+    object stores, the modification time elsewhere; None when the filesystem gives none."""
+    for key in ("generation", "etag", "ETag", "mtime", "LastModified", "updated", "created"):
+        value = info.get(key)
+        if value not in (None, ""):
+            return f"{key}={value}"
+    return None
+
+
 def _protocol(fs: AbstractFileSystem) -> str:
     return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+
+def is_local(fs: AbstractFileSystem) -> bool:
+    """Whether `fs` is the local filesystem (plain paths, file://)."""
+    return _protocol(fs) in ("file", "local")
 
 
 def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:

@@ -1,0 +1,143 @@
+"""The sidecar index of a record file we write: `{file}.index.json` beside it.
+
+Like mosaicml streaming's `index.json`, it says where every record lies without a scan:
+
+    {"format": "dina-record-index", "version": 1,
+     "file": "explanations.tfrecord", "file_size": 1204368, "signature": "...",
+     "num_records": 2, "record_size": 602184,      # fixed-size files
+     "offsets": null,                              # else the frame offsets, one per record
+     "crc32c": "1c2f...",                          # CRC-32C of the whole file (hex)
+     "keys": {"index": [...], "image_id": [...], "label": [...], "prediction": [...]}}
+
+`keys` (present when the records carry them) lets small readers (the scores table, the
+explorer) join scores to images without reading a map. Readers use an index only when its
+`file_size` and `signature` (the file's mtime, generation or etag, compared when the file is
+on the same kind of store: a folder copied to a bucket keeps a valid index) match the file;
+any other index is ignored with a warning, and the file is inspected as if it had none.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dina_datasets.recordio import storage
+
+FORMAT = "dina-record-index"
+VERSION = 1
+SUFFIX = ".index.json"
+KEY_COLUMNS = ("index", "image_id", "label", "prediction")
+
+
+class StaleIndexWarning(UserWarning):
+    """An index that does not describe its file; it is ignored."""
+
+
+def index_url(url: str) -> str:
+    """Where the index of the record file `url` lives."""
+    return url + SUFFIX
+
+
+@dataclass(frozen=True)
+class Index:
+    """Where the records of one file lie, and the join keys they carry."""
+
+    num_records: int
+    file_size: int
+    record_size: int | None
+    offsets: np.ndarray | None
+    crc32c: str | None = None
+    signature: str | None = None
+    keys: dict[str, np.ndarray] | None = None
+
+    def to_json(self, file: str) -> str:
+        doc = {"format": FORMAT, "version": VERSION, "file": file,
+               "file_size": self.file_size, "signature": self.signature,
+               "num_records": self.num_records, "record_size": self.record_size,
+               "offsets": None if self.offsets is None else self.offsets.tolist(),
+               "crc32c": self.crc32c,
+               "keys": None if self.keys is None else
+               {k: np.asarray(v).tolist() for k, v in self.keys.items()}}
+        return json.dumps(doc, separators=(",", ":"))
+
+
+def parse(blob: bytes | str, url: str) -> Index:
+    """An index from its JSON; ValueError naming what is wrong."""
+    doc = json.loads(blob)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{url} is not a {FORMAT} file")
+    if doc.get("version") != VERSION:
+        raise ValueError(f"{url} has version {doc.get('version')!r}; this reader knows "
+                         f"{VERSION}")
+    n, size, record_size = doc["num_records"], doc["file_size"], doc.get("record_size")
+    offsets = doc.get("offsets")
+    if not all(isinstance(v, int) and v >= 0 for v in (n, size)):
+        raise ValueError(f"{url}: num_records and file_size must be integers >= 0")
+    if record_size is not None:
+        if not isinstance(record_size, int) or record_size * n != size:
+            raise ValueError(f"{url}: {n} records of {record_size} bytes do not make "
+                             f"{size} bytes")
+        offsets_array = None
+    else:
+        offsets_array = np.asarray(offsets, np.int64)
+        if offsets_array.shape != (n,) or (n and (offsets_array[0] != 0 or np.any(
+                np.diff(offsets_array) <= 0) or offsets_array[-1] >= size)):
+            raise ValueError(f"{url}: offsets are not {n} increasing positions in the file")
+    keys = doc.get("keys")
+    if keys is not None:
+        if not isinstance(keys, dict) or any(len(v) != n for v in keys.values()):
+            raise ValueError(f"{url}: keys must hold one value per record")
+        keys = {k: np.asarray(v, object if k == "image_id" else np.int64)
+                for k, v in keys.items()}
+    return Index(n, size, record_size, offsets_array, doc.get("crc32c"), doc.get("signature"),
+                 keys)
+
+
+def load(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> Index | None:
+    """The index of `url` when it exists and matches the file (`info`: fsspec info of the
+    file); None when there is none; None with a StaleIndexWarning when it does not match."""
+    where = index_url(url)
+    try:
+        blob = fs.cat_file(path + SUFFIX)
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # an unreadable index is no index: the file is still readable
+        warnings.warn(f"ignoring the index {where}: {err!r}", StaleIndexWarning, stacklevel=3)
+        return None
+    try:
+        found = parse(blob, where)
+    except (ValueError, KeyError, TypeError) as err:
+        warnings.warn(f"ignoring the corrupt index {where}: {err}", StaleIndexWarning,
+                      stacklevel=3)
+        return None
+    signature = storage.signature(info)
+    comparable = found.signature and signature and \
+        found.signature.split("=", 1)[0] == signature.split("=", 1)[0]
+    if found.file_size != int(info["size"]) or (comparable and found.signature != signature):
+        warnings.warn(f"ignoring the index {where}: it describes a file of "
+                      f"{found.file_size} bytes (signature {found.signature}), but "
+                      f"{url} has {info['size']} bytes (signature {signature}); the file "
+                      "changed after the index was written", StaleIndexWarning, stacklevel=3)
+        return None
+    return found
+
+
+def write(url: str, found: Index, storage_options: dict[str, Any] | None = None) -> None:
+    """Write the index of `url` (atomically), with the file's current signature."""
+    fs, path = storage.filesystem(url, storage_options)
+    info = fs.info(path)
+    stamped = Index(found.num_records, int(info["size"]), found.record_size, found.offsets,
+                    found.crc32c, storage.signature(info), found.keys)
+    with storage.atomic_write(index_url(url), "w", storage_options) as handle:
+        handle.write(stamped.to_json(url.replace("\\", "/").rsplit("/", 1)[-1]))
+
+
+def read_index(url: str, storage_options: dict[str, Any] | None = None) -> Index | None:
+    """The valid index of `url`, or None (see `load`)."""
+    fs, path = storage.filesystem(url, storage_options)
+    return load(url, fs, path, fs.info(path))
