@@ -214,3 +214,18 @@ def test_missing_object_and_bucket(emulator):
         list(dd.read_explanations("gs://no-such-bucket/a.tfrecord",
                                   storage_options=opts(server)))
     assert time.monotonic() - start < 30
+
+
+def test_storage_options_reach_the_bucket_from_the_command_line(emulator, tmp_path, capsys,
+                                                                monkeypatch):
+    from dina_datasets.cli import main
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    server = emulator[0]
+    out = f"{BUCKET}/boards/run1"
+    assert main(["leaderboard", "--data-url", BUCKET, "--out", out, "--no-plot",
+                 "--storage-option", f"endpoint_url={server.endpoint}"]) == 0
+    assert "ResNet50-Saliency" in capsys.readouterr().out
+    fs, _ = storage.filesystem(BUCKET, opts(server))
+    fs.invalidate_cache()
+    assert fs.exists("xai-deel/boards/run1/leaderboard.csv")

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                       out=args.out, images=args.images, preprocess_url=args.preprocess_url,
                       weights=args.weights, limit=args.limit, subsample=args.subsample,
                       batch_size=args.batch_size, seed=args.seed, variant=args.variant,
-                      progress=not args.no_progress and sys.stderr.isatty())
+                      progress=not args.no_progress and sys.stderr.isatty(),
+                      storage_options=args.storage_options)
     print(result.summary())
     return 0
 

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
                       part_size=args.part_size, write_preprocess=args.write_preprocess,
                       params=parse_params(args.param), seed=args.seed,
                       overwrite=args.overwrite, keep_parts=args.keep_parts,
-                      progress=not args.no_progress and sys.stderr.isatty())
+                      progress=not args.no_progress and sys.stderr.isatty(),
+                      storage_options=args.storage_options)
     print(result.summary())
     return 0

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from dina_datasets import leaderboard
     from dina_datasets.recordio import storage
 
-    board = leaderboard.collect(args.data_url,
+    board = leaderboard.collect(args.data_url, storage_options=args.storage_options,
                                 progress=not args.no_progress and sys.stderr.isatty())
     print(board.text())
     outputs = {"leaderboard.csv": board.csv().encode(),
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         outputs["leaderboard.png"] = board.png()
     for name, data in outputs.items():
         url = storage.join(args.out, name)
-        with storage.atomic_write(url, "wb") as handle:
+        with storage.atomic_write(url, "wb", args.storage_options) as handle:
             handle.write(data)
         print(f"wrote {url}")
     return 0

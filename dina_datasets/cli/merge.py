@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
     from dina_datasets.generation.merge import merge
 
     cell = catalog.Cell(args.model, args.explainer, allow_missing=True)
-    result = merge(args.out, cell.model, cell.explainer, keep_parts=args.keep_parts)
+    result = merge(args.out, cell.model, cell.explainer, keep_parts=args.keep_parts,
+                   storage_options=args.storage_options)
     if result.already_merged:
         print(f"{result.url} is already merged ({result.num_records} records)")
         return 0

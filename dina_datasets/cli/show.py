@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from dina_datasets import figures
 
     rows = figures.load_panels(args.configs, args.index, data_url=args.data_url,
-                               images=args.images)
+                               images=args.images, storage_options=args.storage_options)
     out = figures.draw(rows, args.out)
     known = sum(p.image is not None for row in rows for p in row)
     print(f"wrote {out}: {len(rows)} image(s) x {len(rows[0])} config(s)"

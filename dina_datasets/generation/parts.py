@@ -17,6 +17,7 @@ from typing import Any
 
 from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.recordio import storage
+from dina_datasets.recordio.index import SUFFIX
 
 PART_SIZE = 256
 MANIFEST_FORMAT = "dina-generation/1"
@@ -135,8 +136,8 @@ def remove_partial(url: str, part: Part, kinds: Sequence[str] = ("",),
         names = fs.ls(folder, detail=False)
     except FileNotFoundError:
         return
-    prefixes = tuple((f"{kind}-{part.name}" if kind else part.name) + storage.TMP_MARK
-                     for kind in kinds)
+    names_of = [f"{kind}-{part.name}" if kind else part.name for kind in kinds]
+    prefixes = tuple(n + tail + storage.TMP_MARK for n in names_of for tail in ("", SUFFIX))
     for name in names:
         if name.rstrip("/").rsplit("/", 1)[-1].startswith(prefixes):
             with contextlib.suppress(FileNotFoundError):

@@ -248,8 +248,8 @@ def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_m
                     pending = pool.submit(load, *batches[i + 1][1:])
                 if start == part.start:
                     parts_mod.remove_partial(url, part, kinds, options)
-                    writers = {kind: RecordWriter(parts_mod.part_url(url, part, kind), options)
-                               for kind in kinds}
+                    writers = {kind: RecordWriter(parts_mod.part_url(url, part, kind),
+                                                  options, index=True) for kind in kinds}
                     tf.keras.utils.set_random_seed(seed)
                 _write_batch(writers, batch, start, x, probs, explain, num_classes)
                 if start + len(batch) == part.stop:

@@ -21,11 +21,12 @@ from datasets.utils.py_utils import classproperty
 from dina_datasets import catalog
 from dina_datasets.errors import ConfigError, DinaError
 from dina_datasets.hf.features import features
-from dina_datasets.hf.source import Source
+from dina_datasets.hf.source import Source, input_fingerprint
 from dina_datasets.layout import DEFAULT_DATA_URL
 from dina_datasets.recordio import planner
 
 BUILDER_NAME = "dina"
+VERSION = "1.1.0"  # of the prepared rows: a new version gives a new cache
 HOMEPAGE = "https://github.com/deel-ai/dina"
 DESCRIPTION = ("DINA (DEEL ImageNet Attributions): attribution maps of 14 explanation methods "
                "for 9 ImageNet classifiers on the 50,000 ImageNet validation images, with "
@@ -47,9 +48,11 @@ class DinaConfig(datasets.BuilderConfig):
             and `label`.
         preprocess_url: a `preprocess_dataset.tfrecord`, or a bucket-shaped folder holding
             `{Model}/preprocess_dataset.tfrecord`: adds `prediction`.
-        num_shards: record ranges the file is split into (default: ~128 MB each, a
-            multiple of 16).
+        num_shards: record spans the file is split into, the shards `datasets` shares
+            out (default: ~128 MB each, a multiple of 16).
         check_crc: check every record's CRCs while reading.
+        fingerprint: a digest of the inputs' sizes and version stamps, set by the builder
+            (`source.input_fingerprint`): a changed input gives a new cache.
     """
 
     name: str = "default"
@@ -60,6 +63,7 @@ class DinaConfig(datasets.BuilderConfig):
     preprocess_url: str | None = None
     num_shards: int | None = None
     check_crc: bool = True
+    fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         cell = self.cell
@@ -105,6 +109,7 @@ class DinaBuilder(datasets.ArrowBasedBuilder):
 
     BUILDER_CONFIG_CLASS = DinaConfig
     DEFAULT_WRITER_BATCH_SIZE = 256
+    VERSION = datasets.Version(VERSION)
 
     @classproperty
     @classmethod
@@ -139,6 +144,13 @@ class DinaBuilder(datasets.ArrowBasedBuilder):
             if model is not None or explainer is not None:
                 DinaConfig(name=config_name, model=model or config_name.split("-", 1)[0],
                            explainer=explainer or config_name.split("-", 1)[1])
+        if config_kwargs.get("fingerprint") is None:
+            cell = catalog.Cell.from_name(config_name)
+            config_kwargs["fingerprint"] = input_fingerprint(
+                cell, config_kwargs.get("data_url") or DEFAULT_DATA_URL,
+                imagenet_json=config_kwargs.get("imagenet_json"),
+                preprocess_url=config_kwargs.get("preprocess_url"),
+                storage_options=self.data_storage_options)
         return super()._create_builder_config(config_name, custom_features, config_id,
                                               **config_kwargs)
 

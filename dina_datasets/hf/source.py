@@ -8,6 +8,8 @@ tables of any record range, in the schema of `dina_datasets.hf.features`.
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +18,13 @@ import numpy as np
 import pyarrow as pa
 
 from dina_datasets import catalog, formats
-from dina_datasets.errors import AlignmentError, LayoutError, ProtoError, RecordError
+from dina_datasets.errors import AlignmentError, DinaError, LayoutError, ProtoError, RecordError
 from dina_datasets.formats import UNKNOWN_LABEL
 from dina_datasets.hf import arrow
 from dina_datasets.hf.features import UNKNOWN_IMAGE_ID, features, metric_columns
 from dina_datasets.hf.readahead import ReadAhead
 from dina_datasets.layout import Layout
-from dina_datasets.recordio import planner, proto, reader
+from dina_datasets.recordio import planner, proto, reader, storage
 from dina_datasets.recordio.planner import RecordFile
 from dina_datasets.recordio.reader import inspect
 
@@ -194,6 +196,38 @@ class Source:
                 raise RecordError(f"undecodable Example: {err}", url=url, index=index,
                                   offset=offset) from None
         return out
+
+
+def input_fingerprint(cell: catalog.Cell, data_url: str, *, imagenet_json: str | None = None,
+                      preprocess_url: str | None = None,
+                      storage_options: dict[str, Any] | None = None) -> str | None:
+    """A digest of the size and version stamp (mtime, generation or etag) of every file a
+    config's rows come from: the cell's folder (explanations, index, score files), the
+    ImageNet json and the preprocess file. None when the cell's folder cannot be listed (the
+    error is then raised, with its explanation, when the rows are read)."""
+    layout = Layout(data_url)
+    folder = posixpath.dirname(layout.explanations(cell.model, cell.explainer).replace(
+        "\\", "/"))
+    stamps = []
+    try:
+        fs, path = storage.filesystem(folder, storage_options)
+        entries = fs.ls(path, detail=True)
+    except (FileNotFoundError, NotADirectoryError, DinaError):
+        return None
+    for entry in sorted(entries, key=lambda e: e["name"]):
+        stamps.append((posixpath.basename(entry["name"]), entry.get("size"),
+                       storage.signature(entry)))
+    if preprocess_url and not preprocess_url.endswith(".tfrecord"):
+        preprocess_url = Layout(preprocess_url).preprocess(cell.model)
+    for url in (imagenet_json, preprocess_url):
+        if url:
+            try:
+                fs, path = storage.filesystem(url, storage_options)
+                found = fs.info(path)
+                stamps.append((url, found.get("size"), storage.signature(found)))
+            except (FileNotFoundError, DinaError):
+                stamps.append((url, None, None))
+    return hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]
 
 
 def _ints(values: list[Any] | None, default: np.ndarray) -> np.ndarray:

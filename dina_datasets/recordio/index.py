@@ -141,3 +141,35 @@ def read_index(url: str, storage_options: dict[str, Any] | None = None) -> Index
     """The valid index of `url`, or None (see `load`)."""
     fs, path = storage.filesystem(url, storage_options)
     return load(url, fs, path, fs.info(path))
+
+
+def of_file(url: str, storage_options: dict[str, Any] | None = None) -> Index:
+    """The index of a record file: its valid sidecar, else what `reader.inspect` finds
+    (a scan for variable-size files), without keys or checksum."""
+    found = read_index(url, storage_options)
+    if found is not None:
+        return found
+    from dina_datasets.recordio.reader import inspect
+
+    info = inspect(url, storage_options)
+    return Index(info.num_records or 0, info.size, info.record_size, info.offsets)
+
+
+def concat(parts: list[Index]) -> Index:
+    """The index of the byte-wise concatenation of files with these indexes (checksum left
+    to the caller, who streams the bytes)."""
+    sizes = {p.record_size for p in parts if p.num_records}
+    total = sum(p.file_size for p in parts)
+    count = sum(p.num_records for p in parts)
+    if len(sizes) == 1 and None not in sizes:
+        offsets, record_size = None, sizes.pop()
+    else:
+        record_size = None
+        starts = np.cumsum([0] + [p.file_size for p in parts[:-1]])
+        offsets = np.concatenate([np.zeros(0, np.int64)] + [
+            (p.offsets if p.record_size is None else
+             np.arange(p.num_records, dtype=np.int64) * p.record_size) + start
+            for p, start in zip(parts, starts, strict=True)])
+    names = set.intersection(*(set(p.keys or ()) for p in parts)) if parts else set()
+    keys = {k: np.concatenate([p.keys[k] for p in parts]) for k in sorted(names)} or None
+    return Index(count, total, record_size, offsets, keys=keys)
