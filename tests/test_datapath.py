@@ -54,7 +54,8 @@ def test_index_written_beside_our_files_and_used_without_a_scan(tmp_path, monkey
 def test_a_stale_index_is_ignored_with_a_warning(tmp_path):
     url = str(tmp_path / "e.tfrecord")
     dd.write_explanations(url, [np.zeros((4, 4, 1), np.float32)] * 3, label=[1, 200, 3])
-    stale = open(url + index.SUFFIX).read()
+    with open(url + index.SUFFIX) as handle:
+        stale = handle.read()
     dd.write_explanations(url, [np.ones((4, 4, 1), np.float32)] * 4, label=[1, 200, 3, 4000])
     with open(url + index.SUFFIX, "w") as handle:
         handle.write(stale)
@@ -173,7 +174,8 @@ def test_check_crc_false_skips_data_crcs_on_every_path(tmp_path):
     root = str(tmp_path / "bucket")
     maps = make_bucket(root, ["DinoV2-Rise"], n=3, scores=False)["DinoV2-Rise"]
     url = Layout(root).explanations("DinoV2", "Rise")
-    data = bytearray(open(url, "rb").read())
+    with open(url, "rb") as handle:
+        data = bytearray(handle.read())
     record = len(data) // 3
     data[record + 100] ^= 0x01  # inside the map bytes of record 1
     with open(url, "wb") as handle:

@@ -111,7 +111,6 @@ def test_torch_dataloader_with_two_workers(stream_bucket):
 def test_shard_after_shard_each_chunk_is_read_once(stream_bucket, monkeypatch):
     """datasets streams one shard per call; the read-ahead guesses the next shard's first
     chunk, which the next call takes instead of reading it again."""
-    from dina_datasets.recordio import planner as shards
 
     root, maps = stream_bucket
     reads = []
