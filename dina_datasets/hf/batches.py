@@ -8,16 +8,15 @@ take whole Arrow batches of its share of the virtual shards instead:
     loader = DataLoader(TorchBatches(stream, 32), batch_size=None, num_workers=2)
 
 Fixed-shape array columns (`Array2D`...`Array5D`, and binary columns of float32 maps named in
-`binary_shapes`) skip `datasets`' formatting: a worker copies them from the Arrow buffers into
-its ring of shared-memory slots (`dina_datasets.hf.ring`), out of which the main process copies
-them as it receives the batch. Every other column is formatted by `datasets`' own torch
-formatter, so batches equal those of `ds.with_format("torch").iter(batch_size)`.
+`binary_shapes`) skip `datasets`' formatting: a worker copies them from the Arrow buffers
+straight into the batch's tensors, which the DataLoader hands over in shared memory. Every
+other column is formatted by `datasets`' own torch formatter, so batches equal those of
+`ds.with_format("torch").iter(batch_size)`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,7 +24,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from dina_datasets.hf.ring import Ring
+from dina_datasets.errors import check_positive_int
 
 try:
     from torch.utils.data import IterableDataset as _TorchIterable
@@ -45,10 +44,8 @@ class TorchBatches(_TorchIterable):  # type: ignore[misc, valid-type]
     def __init__(self, dataset: datasets.IterableDataset, batch_size: int, *,
                  drop_last_batch: bool = False,
                  binary_shapes: Mapping[str, tuple[int, ...]] | None = None) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.dataset = dataset
-        self.batch_size = batch_size
+        self.batch_size = check_positive_int("batch_size", batch_size)
         self.drop_last_batch = drop_last_batch
         self.binary_shapes = {name: _shape(name, shape)
                               for name, shape in (binary_shapes or {}).items()}
@@ -63,41 +60,22 @@ class TorchBatches(_TorchIterable):  # type: ignore[misc, valid-type]
         from torch.utils.data import get_worker_info
 
         dataset, info = self.dataset, get_worker_info()
-        if info is not None:
-            import fsspec.asyn
-
-            fsspec.asyn.reset_lock()  # a forked worker must not reuse the parent's event loop
         if info is not None and info.num_workers > 1:
             if info.id >= dataset.num_shards:
                 return
             dataset = dataset.shard(num_shards=min(info.num_workers, dataset.num_shards),
                                     index=info.id)
-        ring = None
-        if info is not None:  # one ring per worker, kept across epochs
-            if getattr(self, "_ring", None) is None or self._ring.pid != os.getpid():
-                self._ring = Ring()
-            ring = self._ring
         formatter = None
         tables = dataset.with_format("arrow").iter(batch_size=self.batch_size,
                                                    drop_last_batch=self.drop_last_batch)
-        table = next(tables, None)
-        while table is not None:
-            following = next(tables, None)
+        for table in tables:
             dense = {name: parts for name in table.column_names
                      if (parts := self._dense(table.column(name), name)) is not None}
             rest = table.drop_columns(list(dense))
             if formatter is None:
                 formatter = _formatter(dataset.features, rest.column_names)
             formatted = formatter.format_batch(rest) if rest.num_columns else {}
-            shared = ring.pack(table.column_names, dense, formatted, last=following is None) \
-                if ring is not None and dense else None
-            yield shared if shared is not None else _merge(table.column_names, dense, formatted)
-            table = following
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_ring", None)  # a worker's own shared memory
-        return state
+            yield _merge(table.column_names, dense, formatted)
 
     def _dense(self, column: pa.ChunkedArray, name: str) -> list[np.ndarray] | None:
         """The column as numpy views over its Arrow buffers, one per chunk, or None."""
