@@ -1,9 +1,12 @@
-"""Read throughput on one ~500 MB file of (224,224,3) DINA records.
+"""Read throughput on one ~500 MB file of (224,224,3) DINA records, page cache warm.
 
 (a) dina_datasets.read_explanations, CRC checked on every record;
 (b) the original loader: TFRecordDataset.map(parse_single_example + parse_tensor), .numpy();
-(c) a raw sequential read of the same bytes.
-Prints the median MB/s of each and the ratios a/b (target >= 20) and a/c (target >= 0.5).
+(c) the fastest honest raw read of the same bytes: unbuffered `readinto` one reused 16 MB
+    buffer (a fresh 64 MB buffer per read faults its pages in and runs ~5x slower here);
+(d) the CRC ceiling: (c) plus the CRC-32C of every block, the most any reader that checks
+    every record's CRC can do on one core.
+Prints the median MB/s of each and the ratios a/b, a/c (target >= 0.5) and a/d (>= 0.8).
 
     python benchmarks/read.py [--mb 500] [--repeats 5]
 """
@@ -59,7 +62,11 @@ def original(path: str) -> int:
 
 
 def raw(path: str) -> int:
-    return raw_read(path, 64 << 20)
+    return raw_read(path)
+
+
+def crc_ceiling(path: str) -> int:
+    return raw_read(path, crc=True)
 
 
 def median_seconds(fn, path: str, repeats: int) -> float:
@@ -85,14 +92,16 @@ def main() -> None:
         results = {}
         runs = (("a ours (CRC on)", ours, args.repeats),
                 ("b original tf.data loader", original, max(1, args.repeats // 2)),
-                ("c raw sequential read", raw, args.repeats))
+                ("c raw read (readinto 16 MB)", raw, args.repeats),
+                ("d raw read + crc32c", crc_ceiling, args.repeats))
         for name, fn, repeats in runs:
             seconds = median_seconds(fn, path, repeats)
             results[name[0]] = size_mb / seconds
             print(f"{name:<28} median {seconds:7.3f} s  {size_mb / seconds:9.1f} MB/s "
                   f"({repeats} runs)")
-        print(f"ratio a/b = {results['a'] / results['b']:.1f}  (target >= 20)")
+        print(f"ratio a/b = {results['a'] / results['b']:.1f}")
         print(f"ratio a/c = {results['a'] / results['c']:.2f}  (target >= 0.5)")
+        print(f"ratio a/d = {results['a'] / results['d']:.2f}  (target >= 0.8)")
 
 
 if __name__ == "__main__":

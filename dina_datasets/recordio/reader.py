@@ -129,19 +129,26 @@ def check_range(info: RecordFile, start: Any, stop: Any) -> tuple[int, int | Non
 
 def iter_frames(info: RecordFile, start: int, stop: int | None, *, check_crc: bool = True,
                 storage_options: dict[str, Any] | None = None,
-                chunk_bytes: int = planner.CHUNK_BYTES) -> Iterator[tuple[int, memoryview, int]]:
-    """(index, data, frame offset) of records [start, stop), checked, in order. Each chunk
-    is read into a fresh buffer, so the data views stay valid after the next record."""
+                chunk_bytes: int | None = None) -> Iterator[tuple[int, memoryview, int]]:
+    """(index, data, frame offset) of records [start, stop), checked, in order. The data
+    views stay valid as long as the caller keeps them: a chunk buffer is reused only when
+    nothing refers to it any more (`planner.BufferPool`)."""
     fs, path = storage.filesystem(info.url, storage_options)
+    chunk_bytes = chunk_bytes or planner.stream_chunk_bytes(info.url, storage_options)
     if info.record_size is None and info.offsets is None:
         yield from _stream(fs, path, info.url, info.size, check_crc, chunk_bytes)
         return
     if stop is None or start >= stop:
         return
     plan = planner.chunks(info, start, stop, chunk_bytes)
+    buffers = planner.BufferPool()
+
+    def read(a: int, b: int) -> planner.Chunk:
+        begin, end = info.span(a, b)
+        return planner.read_chunk(info, a, b, storage_options, into=buffers.take(end - begin))
+
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dina-read") as pool:
-        fetch = lambda ab: pool.submit(planner.read_chunk, info, *ab,  # noqa: E731
-                                       storage_options)
+        fetch = lambda ab: pool.submit(read, *ab)  # noqa: E731
         pending = fetch(plan[0])
         try:
             for k in range(len(plan)):

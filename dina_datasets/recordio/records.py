@@ -14,7 +14,7 @@ import crc32c
 import numpy as np
 
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.recordio import framing, planner, proto, reader, storage
+from dina_datasets.recordio import framing, proto, reader, storage
 from dina_datasets.recordio import index as sidecar
 from dina_datasets.recordio.fastpath import Template
 from dina_datasets.recordio.planner import RecordFile
@@ -58,7 +58,7 @@ def _decoded(url: str, index: int, data: memoryview, offset: int,
 def read_records(url: str, start: int | None = None, stop: int | None = None, *,
                  tensors: frozenset[str] = TENSOR_FEATURES, check_crc: bool = True,
                  storage_options: dict[str, Any] | None = None,
-                 chunk_bytes: int = planner.CHUNK_BYTES) -> Iterator[dict[str, Any]]:
+                 chunk_bytes: int | None = None) -> Iterator[dict[str, Any]]:
     """Decoded records [start, stop) of a TFRecord file of Examples, in order."""
     info = reader.inspect(url, storage_options, scan=start not in (None, 0) or stop is not None)
     start, stop = reader.check_range(info, start, stop)
@@ -77,7 +77,7 @@ def explanation_record_size(shape: tuple[int, ...], dtype: str = "float32") -> i
 
 def read_explanations(url: str, start: int | None = None, stop: int | None = None, *,
                       check_crc: bool = True, storage_options: dict[str, Any] | None = None,
-                      chunk_bytes: int = planner.CHUNK_BYTES) -> Iterator[np.ndarray]:
+                      chunk_bytes: int | None = None) -> Iterator[np.ndarray]:
     """The explanation maps of records [start, stop), as read-only arrays (a stop past the
     end is clamped, as Python slices do).
 
