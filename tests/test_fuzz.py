@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dina_datasets as dd
+from dina_datasets.hf import arrow
 from dina_datasets.recordio import framing as tfrecord
-from dina_datasets.recordio import proto, records, storage
+from dina_datasets.recordio import planner, proto, records, storage
 
 FUZZ = settings(max_examples=150, deadline=2000, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -43,6 +44,16 @@ def read_everything(url: str) -> list[np.ndarray]:
     info = dd.inspect(url)
     for i in range(min(info.num_records, 6)):
         dd.read_record(url, i)
+    return maps
+
+
+def read_as_builder(url: str) -> list[np.ndarray]:
+    """The builder's path (planned chunks, the map-only fast path); maps of shape (2, 3, 2)."""
+    info = dd.inspect(url)
+    maps = []
+    for a, b in planner.chunks(info, 0, info.num_records, chunk_bytes=150):
+        chunk_maps, _ = arrow.decode_chunk(planner.read_chunk(info, a, b), (2, 3, 2))
+        maps.extend(np.array(m) for m in chunk_maps)
     return maps
 
 
@@ -151,3 +162,35 @@ def test_decoder_rejects_hostile_shapes():
     array = dd.read_explanation(url, 0)
     assert array.shape == (65536,) and array.sum() == 65536.0
     assert records.read_explanation(url, 0).dtype == np.float32
+
+
+def _map_only_file() -> bytes:
+    url = put(b"")
+    dd.write_records(url, ({"explanations": m} for m in ORIGINAL))
+    fs, path = storage.filesystem(url)
+    return fs.cat_file(path)
+
+
+MAP_ONLY = _map_only_file()
+
+
+@st.composite
+def map_only_mutations(draw) -> bytes:
+    data = bytearray(MAP_ONLY)
+    for _ in range(draw(st.integers(1, 3))):
+        pos = draw(st.integers(0, len(data) - 1))
+        data[pos] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        data = data[:draw(st.integers(0, len(data)))]
+    return bytes(data)
+
+
+@FUZZ
+@given(map_only_mutations())
+def test_mutated_files_on_the_builders_path_give_original_maps_or_our_error(data):
+    url = put(data)
+    try:
+        maps = read_as_builder(url)
+    except dd.DinaError:
+        return
+    assert is_ordered_subset_of_original(maps)

@@ -229,3 +229,23 @@ def test_storage_options_reach_the_bucket_from_the_command_line(emulator, tmp_pa
     fs, _ = storage.filesystem(BUCKET, opts(server))
     fs.invalidate_cache()
     assert fs.exists("xai-deel/boards/run1/leaderboard.csv")
+
+
+def test_gs_stream_through_forked_dataloader_workers(emulator, monkeypatch):
+    """Forked workers each open their own gcsfs session (fsspec resets its loop at fork)."""
+    from conftest import streaming
+    from torch.utils.data import DataLoader
+
+    from dina_datasets.hf.batches import TorchBatches
+
+    server, _, maps = emulator
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"127.0.0.1:{server.port}")
+    dd.read_explanation(SALIENCY, 0)  # the parent has used gcsfs before forking
+    ds = streaming(BUCKET, "ResNet50-Saliency", num_shards=3).select_columns(
+        ["index", "explanation"])
+    loader = DataLoader(TorchBatches(ds, 2), batch_size=None, num_workers=2,
+                        multiprocessing_context="fork")
+    got = sorted((int(i), m.numpy()) for b in loader
+                 for i, m in zip(b["index"], b["explanation"], strict=True))
+    assert [i for i, _ in got] == list(range(6))
+    assert all(same(m, maps["ResNet50-Saliency"][i]) for i, m in got)
