@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dina_datasets.errors import ConfigError, LayoutError
+from dina_datasets.errors import ConfigError, FormatError, LayoutError
 from dina_datasets.recordio import storage
 from dina_datasets.recordio.index import SUFFIX
 
@@ -104,9 +104,9 @@ def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> di
     try:
         manifest = json.loads(fs.cat_file(path))
     except ValueError as err:
-        raise LayoutError(f"unreadable generation manifest {murl}: {err}") from None
+        raise FormatError(f"unreadable generation manifest {murl}: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise LayoutError(f"{murl} is not a generation manifest ({MANIFEST_FORMAT})")
+        raise FormatError(f"{murl} is not a generation manifest ({MANIFEST_FORMAT})")
     return manifest
 
 

@@ -17,7 +17,7 @@ import datasets
 import yaml
 
 from dina_datasets import catalog
-from dina_datasets.errors import LayoutError
+from dina_datasets.errors import FormatError, LayoutError
 
 SPLIT = "validation"
 TEMPLATE = Path(__file__).resolve().with_name("dataset_card.md")  # package data
@@ -55,12 +55,12 @@ def dataset_info_block(infos: Mapping[str, datasets.DatasetInfo]) -> str:
 
 
 def split_front_matter(text: str) -> tuple[str, str]:
-    """(YAML front matter, body) of a card; LayoutError when it has no front matter."""
+    """(YAML front matter, body) of a card; FormatError when it has no front matter."""
     if not text.startswith("---\n"):
-        raise LayoutError("the dataset card must start with a '---' YAML front matter line")
+        raise FormatError("the dataset card must start with a '---' YAML front matter line")
     end = text.find("\n---\n", 3)
     if end < 0:
-        raise LayoutError("the dataset card's YAML front matter has no closing '---' line")
+        raise FormatError("the dataset card's YAML front matter has no closing '---' line")
     return text[4:end + 1], text[end + 5:]
 
 
@@ -70,7 +70,7 @@ def metadata(text: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(front) or {}
     except yaml.YAMLError as err:
-        raise LayoutError(f"the dataset card's YAML front matter does not parse: {err}") from None
+        raise FormatError(f"the dataset card's YAML front matter does not parse: {err}") from None
     if not isinstance(data, dict):
         raise LayoutError("the dataset card's YAML front matter is not a mapping")
     return data
