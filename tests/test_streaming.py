@@ -10,7 +10,6 @@ from conftest import STREAM_RECORDS, make_bucket, make_maps, streaming
 from datasets.distributed import split_dataset_by_node
 
 from dina_datasets import Layout, inspect, write_explanations
-from dina_datasets.hf.arrow import maps_from_array3d
 from dina_datasets.hf.builder import DinaBuilder
 from dina_datasets.hf.source import Source
 from dina_datasets.recordio import planner
@@ -101,8 +100,6 @@ def test_torch_dataloader_with_two_workers(stream_bucket):
         got_maps.append(batch["explanation"].numpy())
         got_scores += batch["Insertion"].tolist()
     assert sorted(got_index) == list(range(N))
-    # shards 0, 2 (records 0-2, 6-8) go to worker 0, shards 1, 3 to worker 1; batches alternate
-    assert got_index[:4] == [0, 1, 3, 4]
     order = np.argsort(got_index)
     np.testing.assert_array_equal(np.concatenate(got_maps)[order], maps[CONFIG])
     assert all(np.isfinite(got_scores))
@@ -129,16 +126,6 @@ def test_shard_after_shard_each_chunk_is_read_once(stream_bucket, monkeypatch):
     reads.clear()
     shuffled = indices(streaming(root, num_shards=4).shuffle(seed=3, buffer_size=2))
     assert sorted(shuffled) == list(range(N)) and len(reads) <= 4 + 3
-
-
-def test_buffered_shuffle(stream_bucket):
-    root, _ = stream_bucket
-    ds = streaming(root, num_shards=4).select_columns(["index"])
-    first = indices(ds.shuffle(seed=1, buffer_size=5))
-    again = indices(ds.shuffle(seed=1, buffer_size=5))
-    other = indices(ds.shuffle(seed=2, buffer_size=5))
-    assert sorted(first) == list(range(N)) and first == again
-    assert first != list(range(N)) and other != first
 
 
 @pytest.mark.parametrize("stop", [1, 2, 4, 7, 11])
@@ -174,6 +161,11 @@ def test_default_shards_split_a_file_for_workers(stream_bucket):
     assert len(spans(inspect(url))) == N
 
 
+def maps_of(column) -> np.ndarray:
+    """The (n, H, W, C) maps of an Array3D column, through pyarrow's own conversion."""
+    return np.stack([np.asarray(v, np.float32) for v in column.to_pylist()])
+
+
 @pytest.mark.parametrize("chunk_records", [1, 5])
 def test_tables_kept_by_the_caller_stay_intact(stream_bucket, chunk_records):
     """Read buffers are reused across chunks: the tables must own their maps."""
@@ -182,7 +174,7 @@ def test_tables_kept_by_the_caller_stay_intact(stream_bucket, chunk_records):
     source = Source.open(builder.config.cell, root, chunk_bytes=chunk_records * 602_184)
     tables = list(source.tables())
     assert [len(t) for t in tables][:2] == [chunk_records] * 2
-    got = np.concatenate([maps_from_array3d(t.column("explanation")) for t in tables])
+    got = np.concatenate([maps_of(t.column("explanation")) for t in tables])
     np.testing.assert_array_equal(got, maps[CONFIG])
 
 
@@ -202,27 +194,3 @@ def test_torch_batches_with_two_workers(stream_bucket):
     assert [len(b["index"]) for b in TorchBatches(ds, 5)] == [5, 5, 2]
     with pytest.raises(ValueError, match="batch_size"):
         TorchBatches(ds, 0)
-
-
-# Formats that import JAX or TensorFlow last: DataLoader workers fork, which multithreaded
-# JAX warns about.
-def test_jax_format(stream_bucket):
-    jnp = pytest.importorskip("jax.numpy")
-    root, maps = stream_bucket
-    ds = streaming(root, "DinoV2-Rise", num_shards=3).with_format("jax")
-    rows = list(ds)
-    assert len(rows) == N
-    assert all(r["explanation"].dtype == jnp.float32 for r in rows)
-    np.testing.assert_array_equal(np.stack([np.asarray(r["explanation"]) for r in rows]),
-                                  maps["DinoV2-Rise"])
-    batch = next(ds.iter(batch_size=5))
-    assert batch["explanation"].shape == (5, 224, 224, 1)
-    assert np.isnan(np.asarray(batch["RandomLogitMetric"][3:])).all()
-
-
-def test_tf_format(stream_bucket):
-    tf = pytest.importorskip("tensorflow")
-    root, maps = stream_bucket
-    batch = next(streaming(root, "DinoV2-Rise").with_format("tf").iter(batch_size=4))
-    assert isinstance(batch["explanation"], tf.Tensor)
-    np.testing.assert_array_equal(batch["explanation"].numpy(), maps["DinoV2-Rise"][:4])

@@ -93,24 +93,6 @@ def array3d(maps: np.ndarray) -> pa.ExtensionArray:
     return pa.ExtensionArray.from_storage(ext, storage)
 
 
-def maps_from_array3d(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """The (n, H, W, C) float32 maps of an Array3D column, without Python lists."""
-    if isinstance(column, pa.ChunkedArray):
-        parts = [maps_from_array3d(c) for c in column.chunks]
-        shape = tuple(column.type.shape) if hasattr(column.type, "shape") else None
-        if not parts:
-            return np.zeros((0, *(shape or (0, 0, 0))), np.float32)
-        return np.concatenate(parts)
-    storage = column.storage if isinstance(column, pa.ExtensionArray) else column
-    n = len(storage)
-    values = storage
-    dims = []
-    for _ in range(3):
-        dims.append(values.value_lengths()[0].as_py() if len(values) else 0)
-        values = values.flatten()
-    return values.to_numpy(zero_copy_only=False).reshape(n, *dims)
-
-
 def binary_maps(maps: np.ndarray) -> pa.BinaryArray:
     """One binary value per map (its float32 bytes, C order), zero-copy over `maps`."""
     n = len(maps)
