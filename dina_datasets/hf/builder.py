@@ -144,10 +144,12 @@ class DinaBuilder(datasets.ArrowBasedBuilder):
             if model is not None or explainer is not None:
                 DinaConfig(name=config_name, model=model or config_name.split("-", 1)[0],
                            explainer=explainer or config_name.split("-", 1)[1])
-        if config_kwargs.get("fingerprint") is None:
+        if config_kwargs.get("fingerprint") is None and config_kwargs.get("data_url"):
+            # an explicit data_url may change under the same name; the published bucket
+            # (the default) does not, and is not listed just to build a config
             cell = catalog.Cell.from_name(config_name)
             config_kwargs["fingerprint"] = input_fingerprint(
-                cell, config_kwargs.get("data_url") or DEFAULT_DATA_URL,
+                cell, config_kwargs["data_url"],
                 imagenet_json=config_kwargs.get("imagenet_json"),
                 preprocess_url=config_kwargs.get("preprocess_url"),
                 storage_options=self.data_storage_options)

@@ -7,6 +7,7 @@ from typing import Any
 import datasets
 
 from dina_datasets.errors import ConfigError
+from dina_datasets.layout import DEFAULT_DATA_URL
 
 BUILDER = "dina"
 # Keyword arguments of datasets.load_dataset that make sense for DINA, and DinaConfig's own.
@@ -36,6 +37,7 @@ def load_dataset(path: str, name: str | None = None, **kwargs: Any) -> Any:
     from dina_datasets.hf.builder import DinaBuilder
 
     config = {k: v for k, v in kwargs.items() if k in CONFIG_KWARGS and v is not None}
+    config.setdefault("data_url", DEFAULT_DATA_URL)  # keys the cache by its inputs too
     builder = DinaBuilder(config_name=name, cache_dir=kwargs.get("cache_dir"),
                           storage_options=kwargs.get("storage_options"), **config)
     split = kwargs.get("split")
