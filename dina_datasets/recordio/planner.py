@@ -170,17 +170,14 @@ class BufferPool:
 
     def take(self, nbytes: int) -> np.ndarray:
         """A buffer of at least `nbytes` bytes that nothing else refers to."""
-        k = 0
-        for k, buf in enumerate(self._buffers):  # noqa: B007 (k: the last slot)
-            # references: the list, the loop variable and getrefcount's argument
-            if len(buf) >= nbytes and sys.getrefcount(buf) <= 3:
-                return buf
+        for k in range(len(self._buffers)):
+            # references: the list and getrefcount's argument, nothing else
+            if len(self._buffers[k]) >= nbytes and sys.getrefcount(self._buffers[k]) <= 2:
+                return self._buffers[k]
         fresh = np.empty(nbytes, np.uint8)
-        if len(self._buffers) < self.size:
-            self._buffers.append(fresh)
-        else:
-            self._buffers[k] = fresh  # the oldest slot is still in use: replace it
-            self._buffers.append(self._buffers.pop(k))
+        if len(self._buffers) >= self.size:
+            self._buffers.pop(0)  # the oldest is still in use: its users keep it alive
+        self._buffers.append(fresh)
         return fresh
 
 
