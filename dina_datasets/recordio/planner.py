@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -183,18 +184,22 @@ class BufferPool:
 
 def read_chunk(info: RecordFile, a: int, b: int,
                storage_options: dict[str, Any] | None = None, *,
-               into: bytearray | np.ndarray | None = None) -> Chunk:
+               into: bytearray | np.ndarray | None = None, handle: Any = None) -> Chunk:
     """Records [a, b) in one ranged read. Local files are read straight into `into` when it
-    is given and large enough (a buffer the caller reuses), else into a fresh buffer."""
+    is given and large enough (a buffer the caller reuses), else into a fresh buffer;
+    `handle`, an open unbuffered local file, saves opening it for every chunk."""
     begin, end = info.span(a, b)
-    fs, path = storage.filesystem(info.url, storage_options)
-    if storage.is_local(fs):
+    if handle is None:
+        fs, path = storage.filesystem(info.url, storage_options)
+    if handle is not None or storage.is_local(fs):
         if into is None or len(into) < end - begin:
             into = np.empty(end - begin, np.uint8)  # numpy asks for huge pages: few faults
         buf = memoryview(into).cast("B")[:end - begin]
-        with open(path, "rb", buffering=0) as handle:
-            handle.seek(begin)
-            got = handle.readinto(buf)
+        if handle is not None:
+            got = os.preadv(handle.fileno(), [buf], begin)
+        else:
+            with open(path, "rb", buffering=0) as opened:
+                got = os.preadv(opened.fileno(), [buf], begin)
         buf = buf[:got].toreadonly()
     else:
         buf = memoryview(storage.read_range(fs, path, begin, end, url=info.url))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -142,12 +143,16 @@ def iter_frames(info: RecordFile, start: int, stop: int | None, *, check_crc: bo
         return
     plan = planner.chunks(info, start, stop, chunk_bytes)
     buffers = planner.BufferPool()
+    with contextlib.ExitStack() as stack, \
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dina-read") as pool:
+        local = stack.enter_context(open(path, "rb", buffering=0)) \
+            if storage.is_local(fs) else None
 
-    def read(a: int, b: int) -> planner.Chunk:
-        begin, end = info.span(a, b)
-        return planner.read_chunk(info, a, b, storage_options, into=buffers.take(end - begin))
+        def read(a: int, b: int) -> planner.Chunk:
+            begin, end = info.span(a, b)
+            return planner.read_chunk(info, a, b, storage_options,
+                                      into=buffers.take(end - begin), handle=local)
 
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dina-read") as pool:
         fetch = lambda ab: pool.submit(read, *ab)  # noqa: E731
         pending = fetch(plan[0])
         try:
