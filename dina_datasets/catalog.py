@@ -1,19 +1,20 @@
 """The one table of truth: DINA's models, explainers, metrics and published cells.
 
 Builder configs, command-line choices, the dataset card and the docs are all derived from
-the tables here. Contributed models and explainers are added with `register_model` and
-`register_explainer`; their configs then work everywhere.
+the tables here. `MODELS`, `EXPLAINERS` and `METRICS` are read-only views: contributed
+models and explainers are added with `register_model` and `register_explainer` (and removed
+with `unregister`); their configs then work everywhere.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from dina_datasets.errors import ConfigError
+from dina_datasets.errors import ConfigError, check_positive_int
 
 MAP_SIZE = 224
 NUM_IMAGES = 50_000
@@ -132,12 +133,15 @@ _MISSING = {
     ("MaxVIT", "Occlusion"): "the original authors did not publish Occlusion maps for MaxVIT",
 }
 
-MODELS: dict[str, ModelSpec] = {m.name: m for m in _MODELS}
-EXPLAINERS: dict[str, ExplainerSpec] = {e.name: e for e in _EXPLAINERS}
-METRICS: dict[str, MetricSpec] = {m.name: m for m in _METRICS}
+# The tables themselves, changed only by register_*/unregister; everyone else reads the views.
+_MODEL_TABLE: dict[str, ModelSpec] = {m.name: m for m in _MODELS}
+_EXPLAINER_TABLE: dict[str, ExplainerSpec] = {e.name: e for e in _EXPLAINERS}
+MODELS: Mapping[str, ModelSpec] = MappingProxyType(_MODEL_TABLE)
+EXPLAINERS: Mapping[str, ExplainerSpec] = MappingProxyType(_EXPLAINER_TABLE)
+METRICS: Mapping[str, MetricSpec] = MappingProxyType({m.name: m for m in _METRICS})
 
 
-def _resolve(kind: str, name: str, table: dict[str, Any]) -> str:
+def _resolve(kind: str, name: str, table: Mapping[str, Any]) -> str:
     if not isinstance(name, str):
         raise ConfigError(f"{kind} must be a string, got {type(name).__name__} {name!r}")
     if name in table:
@@ -281,10 +285,11 @@ def register_model(name: str, factory: str | Callable[..., Any], *, input_size: 
 
     `factory` is a callable or a `"package.module:function"` string.
     """
-    _check_new_name("model", name, MODELS, replace)
+    check_positive_int(f"model {name!r}: input_size", input_size)
+    _check_new_name("model", name, _MODEL_TABLE, replace)
     spec = ModelSpec(name, factory, input_size=input_size, rescale_mode=rescale_mode,
                      has_conv=has_conv, operator=operator, contributed=True)
-    MODELS[name] = spec
+    _MODEL_TABLE[name] = spec
     return spec
 
 
@@ -296,12 +301,12 @@ def register_explainer(name: str, method: str | Callable[..., Any], *, channels:
     A callable is called as `method(model, inputs, targets, **params)` and returns maps of
     shape (N, H, W, channels).
     """
-    _check_new_name("explainer", name, EXPLAINERS, replace)
+    _check_new_name("explainer", name, _EXPLAINER_TABLE, replace)
     if channels not in (1, 3):
         raise ConfigError(f"explainer {name!r}: channels must be 1 or 3, got {channels!r}")
     spec = ExplainerSpec(name, method, MappingProxyType(dict(params or {})), channels=channels,
                          needs_conv=needs_conv, contributed=True)
-    EXPLAINERS[name] = spec
+    _EXPLAINER_TABLE[name] = spec
     return spec
 
 
@@ -320,7 +325,7 @@ def _check_new_name(kind: str, name: str, table: dict[str, Any], replace: bool) 
 
 def unregister(name: str) -> None:
     """Remove a contributed model or explainer (tests, interactive sessions)."""
-    for table in (MODELS, EXPLAINERS):
+    for table in (_MODEL_TABLE, _EXPLAINER_TABLE):
         if name in table and table[name].contributed:
             del table[name]
             return

@@ -1,6 +1,10 @@
-"""The package's exceptions: each says what was received and how to fix it."""
+"""The package's exceptions, all under `DinaError`: each says what was received and how to fix
+it. Also the one positive-integer check every argument validation uses."""
 
 from __future__ import annotations
+
+import numbers
+from typing import Any
 
 
 class DinaError(Exception):
@@ -69,10 +73,23 @@ class FormatError(DinaError, ValueError):
     cannot be parsed: names the file and the format expected."""
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """`value` when it is an integer >= 1 (bool excluded), else ConfigError naming `name`."""
-    import numbers
+class ImageReadError(DinaError, OSError):
+    """An image file that cannot be read or decoded."""
 
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+class WeightsError(DinaError):
+    """Model weights that cannot be had (no network) or loaded (a file that does not fit every
+    weighted layer of the model)."""
+
+
+def check_positive_int(name: str, value: Any, *, minimum: int = 1,
+                       allow_none: bool = False) -> int | None:
+    """`value` as an int when it is an integer >= `minimum` (numpy integers too); a ConfigError
+    (a ValueError) naming `name` otherwise. `True` is not an integer here; None passes only
+    with `allow_none`."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
     return int(value)

@@ -27,7 +27,7 @@ import tomllib
 from typing import Any
 
 from dina_datasets import catalog
-from dina_datasets.errors import ConfigError
+from dina_datasets.errors import ConfigError, check_positive_int
 
 RESCALE_MODES = ("torch", "tf", "tf128", "raw01", "clip", "raw")
 OPERATORS = ("sum_targets",)
@@ -94,8 +94,7 @@ def _register_model(name: str, entry: dict, where: str) -> None:
     if not _REF.fullmatch(entry["factory"]):
         raise ConfigError(f"{where}: factory must look like 'package.module:function', got "
                           f"{entry['factory']!r}")
-    if entry["input_size"] < 1:
-        raise ConfigError(f"{where}: input_size must be positive, got {entry['input_size']}")
+    check_positive_int(f"{where}: input_size", entry["input_size"])
     if entry["rescale_mode"] not in RESCALE_MODES:
         raise ConfigError(f"{where}: rescale_mode {entry['rescale_mode']!r} is not one of "
                           f"{', '.join(RESCALE_MODES)}")

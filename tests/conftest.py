@@ -120,8 +120,33 @@ def tiny(weights="none"):
 TOY_REGISTRY = ('[models.Tiny]\nfactory = "dina_toy_models:tiny"\ninput_size = 32\n'
                 'rescale_mode = "torch"\n')
 # A cheap but real Rise run of the toy model, in parts of 2 images.
+TOY_RISE_PARAMS = {"nb_samples": 32, "grid_size": 4}
 TOY_RISE = ["--model", "Tiny", "--explainer", "Rise", "--weights", "none", "--batch-size", "64",
-            "--part-size", "2", "--param", "nb_samples=2000", "--param", "grid_size=4"]
+            "--part-size", "2", "--param", "nb_samples=32", "--param", "grid_size=4"]
+# Imported by a `ToyRun.command(..., kill_at=...)` process: SIGKILL at a chosen call, so that a
+# test kills a run at a known point instead of racing it.
+KILL_HOOK = '''
+import importlib, os, signal
+
+
+def arm(target, call):
+    """SIGKILL this process when `target` ("module:attr.path") is called the `call`th time,
+    before that call runs."""
+    module_name, _, qualname = target.partition(":")
+    owner = importlib.import_module(module_name)
+    *path, attr = qualname.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    original, calls = getattr(owner, attr), []
+
+    def dying(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == call:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+
+    setattr(owner, attr, dying)
+'''
 
 
 @dataclass
@@ -132,9 +157,12 @@ class ToyRun:
     images: str
     registry: str
 
-    def command(self, *argv: str) -> list[str]:
-        """`dina ARGV` in a subprocess, with the toy registry."""
-        return [sys.executable, "-c", "import sys; from dina_datasets.cli import main; "
+    def command(self, *argv: str, kill_at: tuple[str, int] | None = None) -> list[str]:
+        """`dina ARGV` in a subprocess, with the toy registry; with `kill_at=(target, n)` the
+        process SIGKILLs itself on the nth call of `target` ("module:attr.path")."""
+        arm = (f"import dina_toy_kill; dina_toy_kill.arm({kill_at[0]!r}, {kill_at[1]}); "
+               if kill_at else "")
+        return [sys.executable, "-c", f"import sys; {arm}from dina_datasets.cli import main; "
                 "sys.exit(main())", argv[0], "--registry", self.registry, *argv[1:]]
 
     def env(self, **extra: str) -> dict:
@@ -149,6 +177,7 @@ def toy(tmp_path, monkeypatch):
     from PIL import Image
 
     (tmp_path / "dina_toy_models.py").write_text(TOY_MODEL)
+    (tmp_path / "dina_toy_kill.py").write_text(KILL_HOOK)
     (tmp_path / "registry.toml").write_text(TOY_REGISTRY)
     images = tmp_path / "images"
     images.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from conftest import make_bucket
@@ -136,3 +137,39 @@ def test_python_api_bad_input(place, tmp_path):
         dd.catalog.metric("Fidelity")
     assert not [p for p in tmp_path.rglob("*") if TMP_MARK in p.name]
     assert sorted(os.listdir(place / "bucket" / "ResNet50")) == ["Rise", "Saliency"]
+
+
+def test_one_positive_integer_rule(tmp_path):
+    """Every count argument goes through the one check: `True`, 0, floats and strings are
+    refused with the same message, numpy integers accepted."""
+    import numpy as np
+
+    from dina_datasets.errors import check_positive_int
+    from dina_datasets.generation import parts
+    from dina_datasets.generation.pipeline import generate
+    from dina_datasets.metrics import build
+    from dina_datasets.metrics.evaluation import evaluate
+
+    assert check_positive_int("n", np.int64(3)) == 3 and check_positive_int("n", 1) == 1
+    assert check_positive_int("n", None, allow_none=True) is None
+    assert check_positive_int("n", 2, minimum=2) == 2
+    with pytest.raises(dd.ConfigError, match=r"^n must be an integer >= 2, got 1$"):
+        check_positive_int("n", 1, minimum=2)
+    root = str(tmp_path)
+    callers = {
+        "n": lambda v: check_positive_int("n", v),
+        "batch_size": lambda v: build("Sparseness", batch_size=v),
+        "grid_size": lambda v: build("MuFidelity", lambda x: x, grid_size=v),
+        "part size": lambda v: parts.plan(10, v),
+        "batch size": lambda v: generate("ResNet50", "Rise", root, root, batch_size=v),
+        "limit": lambda v: evaluate("ResNet50", "Rise", ["Sparseness"], data_url=root, limit=v),
+        "input_size": lambda v: dd.register_model("Sized", "a.b:c", input_size=v),
+    }
+    for bad in (True, False, 0, -3, 2.0, "4", None):
+        for name, call in callers.items():
+            if bad is None and name == "limit":  # no limit
+                continue
+            with pytest.raises(dd.ConfigError, match=f"{name} must be a positive integer, got "
+                               f"{re.escape(repr(bad))}$"):
+                call(bad)
+    assert "Sized" not in dd.MODELS

@@ -130,3 +130,23 @@ def test_reading_needs_no_tensorflow():
             "heavy = [m for m in ('tensorflow', 'keras', 'xplique', 'keras_cv_attention_models',"
             " 'torch', 'jax') if m in sys.modules]; print(heavy); assert not heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tables_are_read_only_outside_register():
+    tables = (catalog.MODELS, catalog.EXPLAINERS, catalog.METRICS)
+    spec = catalog.model("ResNet50")
+    for table in tables:
+        with pytest.raises(TypeError):
+            table["Extra"] = spec
+        with pytest.raises(TypeError):
+            del table[next(iter(table))]
+        assert not hasattr(table, "pop") and not hasattr(table, "update")
+    assert [len(t) for t in tables] == [9, 14, 8]
+    try:  # registering still works, and shows through the read-only views
+        catalog.register_model("ViewNet", "pkg.mod:net")
+        catalog.register_explainer("ViewBlur", "Saliency", channels=1)
+        assert catalog.MODELS["ViewNet"].contributed and "ViewBlur" in catalog.EXPLAINERS
+    finally:
+        catalog.unregister("ViewNet")
+        catalog.unregister("ViewBlur")
+    assert "ViewNet" not in catalog.MODELS and "ViewBlur" not in catalog.EXPLAINERS

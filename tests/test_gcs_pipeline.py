@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -43,36 +42,37 @@ def test_builder_over_gs_equals_local(emulator, tmp_path, config):
     assert rows_of(streamed) == rows_of(here)
 
 
-def wait_for(predicate, proc, seconds: float = 240) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def test_generate_and_evaluate_killed_on_gs_leave_nothing_half_written(emulator, toy):
+def test_generate_and_evaluate_killed_on_gs_leave_nothing_half_written(emulator, toy, capsys,
+                                                                      monkeypatch):
+    """Runs killed at a known point (SIGKILL inside the process, see `ToyRun.command`) leave
+    only complete objects; resumed runs finish with the bytes of an uninterrupted one."""
     server = emulator[0]
     tmp_path, images = toy.root, toy.images
     fs, _ = storage.filesystem(BUCKET, opts(server))
     out = f"{BUCKET}/contrib"
     url = Layout(out).explanations("Tiny", "Rise")
-    env = toy.env(STORAGE_EMULATOR_HOST=f"127.0.0.1:{server.port}")
+    host = f"127.0.0.1:{server.port}"
+    env = toy.env(STORAGE_EMULATOR_HOST=host)
 
     def listing() -> list[str]:
         fs.invalidate_cache()
         return fs.find("xai-deel/contrib")
 
-    generate = toy.command("generate", "--images", images, "--out", out, *TOY_RISE)
-    proc = subprocess.Popen(generate, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: any(".parts/" in p and p.endswith(".tfrecord") for p in listing()), proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert url.removeprefix("gs://") not in listing()
-    assert not any(storage.TMP_MARK in p for p in listing())
-    done = subprocess.run(generate, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "already complete" in done.stdout or "part(s) written" in done.stdout
+    # generate, killed on its 4th record: part 0 uploaded, part 1 half written.
+    generate = ["generate", "--images", images, "--out", out, *TOY_RISE]
+    killed = subprocess.run(toy.command(*generate, kill_at=("dina_datasets:RecordWriter.write",
+                                                            4)),
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    written = listing()
+    assert url.removeprefix("gs://") not in written
+    assert not any(storage.TMP_MARK in p for p in written)
+    assert [p.rsplit("/", 1)[1] for p in written if p.endswith(".tfrecord")] == [
+        "part-00000-of-00006.tfrecord"], written
+    # Resumed (in-process: the state it resumes from is in the bucket).
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", host)
+    assert main([*generate, "--registry", toy.registry, "--no-progress"]) == 0
+    assert "5 part(s) written, 1 already complete" in capsys.readouterr().out
 
     reference = str(tmp_path / "reference")
     assert main(["generate", "--registry", toy.registry, "--images", images,
@@ -80,20 +80,20 @@ def test_generate_and_evaluate_killed_on_gs_leave_nothing_half_written(emulator,
     with open(Layout(reference).explanations("Tiny", "Rise"), "rb") as handle:
         assert fs.cat_file(url.removeprefix("gs://")) == handle.read()
 
+    # evaluate, killed as it writes its 2nd score file (model-free metrics: no TensorFlow in
+    # the subprocess); then resumed with the model's metrics too.
     metrics = ["Sparseness", "Complexity", "Deletion", "Insertion"]
-    evaluate = toy.command("evaluate", "--model", "Tiny", "--explainer", "Rise",
-                    "--data-url", out, "--images", images, "--weights", "none",
-                    "--batch-size", "4", "--metrics", *metrics)
-    proc = subprocess.Popen(evaluate, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    evaluate = ["evaluate", "--model", "Tiny", "--explainer", "Rise", "--data-url", out,
+                "--images", images, "--weights", "none", "--batch-size", "4", "--metrics"]
     score_files = [Layout(out).scores("Tiny", "Rise", m).removeprefix("gs://") for m in metrics]
-    wait_for(lambda: any(p in listing() for p in score_files) or proc.poll() is not None, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    for path in score_files:
-        if path in listing():
-            assert len(json.loads(fs.cat_file(path))) == NUM_IMAGES
-    assert not any(storage.TMP_MARK in p for p in listing())
-    done = subprocess.run(evaluate, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    killed = subprocess.run(toy.command(*evaluate, *metrics[:2], kill_at=(
+        "dina_datasets.formats:write_scores", 2)), env=env, capture_output=True, text=True,
+        timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    written = listing()
+    assert [p for p in score_files if p in written] == score_files[:1]
+    assert len(json.loads(fs.cat_file(score_files[0]))) == NUM_IMAGES
+    assert not any(storage.TMP_MARK in p for p in written)
+    assert main([*evaluate, *metrics, "--registry", toy.registry, "--no-progress"]) == 0
     for path in score_files:
         assert len(json.loads(fs.cat_file(path))) == NUM_IMAGES

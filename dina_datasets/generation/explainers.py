@@ -11,7 +11,7 @@ import numpy as np
 
 import dina_datasets.generation  # noqa: F401  (legacy Keras before TensorFlow)
 from dina_datasets import catalog
-from dina_datasets.errors import ConfigError, DinaError
+from dina_datasets.errors import ConfigError, DinaError, check_positive_int
 from dina_datasets.generation.models import resolve_callable
 
 DATASET_MEAN = "dataset_mean"
@@ -74,8 +74,7 @@ def make_explainer(explainer: str, model: Any, *, model_name: str | None = None,
     if model_spec and spec.needs_conv and not model_spec.has_conv:
         raise ConfigError(f"{spec.name} needs a convolutional layer and {model_spec.name} has "
                           "none")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     params = explainer_params(spec.name, baseline=baseline, **overrides)
     method = _method(spec)
     operator = None

@@ -12,16 +12,12 @@ from typing import Any
 
 import dina_datasets.generation  # noqa: F401  (legacy Keras before TensorFlow)
 from dina_datasets import catalog
-from dina_datasets.errors import ConfigError, DinaError
+from dina_datasets.errors import ConfigError, DinaError, WeightsError
 
 PRETRAINED = "pretrained"
 NONE = "none"
 WEIGHT_SUFFIXES = (".h5", ".keras", ".hdf5")
 INIT_SEED = 0
-
-
-class WeightsError(DinaError):
-    """Weights that cannot be had (no network) or loaded (wrong file)."""
 
 
 def resolve_callable(ref: str | Callable[..., Any], what: str) -> Callable[..., Any]:
@@ -140,16 +136,52 @@ def _recording_downloads() -> Iterator[list[tuple[bool, str]]]:
 
 
 def load_weights(model: Any, path: str, name: str) -> None:
-    """Load a weights file into `model`; WeightsError naming the file when it does not fit."""
+    """Load every weighted layer of `model` from a weights file; a WeightsError naming the
+    file, and the layers it lacks, when it does not fit.
+
+    An HDF5 file is loaded by topology, or else by layer name when the file holds every
+    weighted layer of the model under its name; never partly (a layer left random would give
+    maps of a model that is not the one named).
+    """
     try:
-        model.load_weights(path)
+        status = model.load_weights(path)
+        if status is not None:  # a TensorFlow checkpoint: every layer must have been restored
+            status.assert_existing_objects_matched()
+        return
     except Exception as err:
-        if not path.endswith((".h5", ".hdf5")):
+        if not _is_hdf5(path):
             raise WeightsError(f"cannot load weights {path!r} into {name}: {err}") from None
-        try:
-            model.load_weights(path, by_name=True)
-        except Exception as err2:
-            raise WeightsError(f"cannot load weights {path!r} into {name}: {err2}") from None
+        first = err
+    missing = unmatched_layers(model, path)
+    if missing:
+        raise WeightsError(
+            f"cannot load weights {path!r} into {name}: {len(missing)} weighted layer(s) of "
+            f"the model are not in the file: {', '.join(missing[:10])}"
+            f"{' ...' if len(missing) > 10 else ''} (loading by topology failed too: "
+            f"{first}). Give the weights file of this very architecture")
+    try:
+        model.load_weights(path, by_name=True)
+    except Exception as err:
+        raise WeightsError(f"cannot load weights {path!r} into {name}: {err}") from None
+
+
+def _is_hdf5(path: str) -> bool:
+    import h5py
+
+    return not path.endswith(".keras") and h5py.is_hdf5(path)
+
+
+def unmatched_layers(model: Any, path: str) -> list[str]:
+    """The names of `model`'s weighted layers that an HDF5 weights file does not hold."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        group = handle["model_weights"] if ("layer_names" not in handle.attrs
+                                            and "model_weights" in handle) else handle
+        names = {n.decode() if isinstance(n, bytes) else str(n)
+                 for n in group.attrs.get("layer_names", [])}
+        stored = {n for n in names if n in group and len(group[n].attrs.get("weight_names", []))}
+    return [layer.name for layer in model.layers if layer.weights and layer.name not in stored]
 
 
 def input_size(model: Any) -> int:

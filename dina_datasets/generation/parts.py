@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dina_datasets.errors import ConfigError, FormatError, LayoutError
+from dina_datasets.errors import ConfigError, FormatError, LayoutError, check_positive_int
 from dina_datasets.recordio import storage
 from dina_datasets.recordio.index import SUFFIX
 
@@ -44,8 +44,7 @@ class Part:
 
 def plan(num_images: int, part_size: int = PART_SIZE) -> list[Part]:
     """The parts of a run over `num_images` images."""
-    if not isinstance(part_size, int) or isinstance(part_size, bool) or part_size < 1:
-        raise ConfigError(f"part size must be a positive integer, got {part_size!r}")
+    check_positive_int("part size", part_size)
     total = -(-num_images // part_size)
     return [Part(i, i * part_size, min(num_images, (i + 1) * part_size), total)
             for i in range(total)]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
-from dina_datasets.errors import ConfigError
+from dina_datasets.errors import ConfigError, check_positive_int
 from dina_datasets.generation import parts as parts_mod
 from dina_datasets.generation.explainers import DATASET_MEAN, explainer_params
 from dina_datasets.generation.images import ImageEntry, list_images
@@ -61,13 +61,6 @@ class GenerateResult:
         return "\n".join([text, *self.notes])
 
 
-def _check_positive(name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
 def generate(model: str, explainer: str, images: str, out: str, *,
              weights: str = "pretrained", batch_size: int = 32, limit: int | None = None,
              shard: str | tuple[int, int] | None = None, part_size: int = parts_mod.PART_SIZE,
@@ -86,9 +79,9 @@ def generate(model: str, explainer: str, images: str, out: str, *,
     if cell.explainer_spec.needs_conv and not cell.model_spec.has_conv:
         raise ConfigError(f"{cell.name}: {cell.explainer} needs a convolutional layer and "
                           f"{cell.model} has none")
-    _check_positive("batch size", batch_size)
-    _check_positive("part size", part_size)
-    _check_positive("limit", limit, allow_none=True)
+    check_positive_int("batch size", batch_size)
+    check_positive_int("part size", part_size)
+    check_positive_int("limit", limit, allow_none=True)
     k, n = parts_mod.parse_shard(shard)
     from dina_datasets.generation.models import check_weights
 
@@ -162,31 +155,14 @@ def _baseline(cell: catalog.Cell, entries: list[ImageEntry], size: int, url: str
         data = json.loads(fs.cat_file(path))
         if data.get("num_images") == len(entries):
             return np.asarray(data["mean"], np.float32)
-    from tqdm import tqdm
+    from dina_datasets.generation.preprocessing import dataset_mean
 
-    from dina_datasets.generation.preprocessing import preprocess_images
-
-    total = np.zeros(3, np.float64)
-    with tqdm(total=len(entries), unit="img", desc="dataset mean", disable=not progress) as bar:
-        if source:
-            for row in read_records(source, tensors=frozenset({"preprocess_input"}),
-                                    storage_options=options):
-                total += _channel_sums(row["preprocess_input"])
-                bar.update(1)
-        for start in range(0, 0 if source else len(entries), batch_size):
-            chunk = [e.path for e in entries[start:start + batch_size]]
-            for image in preprocess_images(chunk, cell.model, input_size=size):
-                total += _channel_sums(image)
-            bar.update(len(chunk))
-    mean = total / (len(entries) * size * size)
+    mean = dataset_mean(cell.model, paths=[e.path for e in entries], preprocess_url=source,
+                        input_size=size, batch_size=batch_size, progress=progress,
+                        storage_options=options)
     with storage.atomic_write(cache, "w", options) as handle:
         json.dump({"num_images": len(entries), "mean": mean.tolist()}, handle)
-    return mean.astype(np.float32)
-
-
-def _channel_sums(image: np.ndarray) -> np.ndarray:
-    """Per-channel sums of one image, the same way whatever the image came from."""
-    return image.reshape(-1, image.shape[-1]).sum(axis=0, dtype=np.float64)
+    return mean
 
 
 def _batches(entries: list[ImageEntry], todo: list[parts_mod.Part], batch_size: int

@@ -18,15 +18,11 @@ import numpy as np
 
 import dina_datasets.generation  # noqa: F401  (legacy Keras before TensorFlow)
 from dina_datasets import catalog
-from dina_datasets.errors import ConfigError, DinaError
+from dina_datasets.errors import ConfigError, ImageReadError
 
 CENTRAL_CROP = 0.95
 RESIZE_METHOD = "bicubic"
 ANTIALIAS = True
-
-
-class ImageReadError(DinaError, OSError):
-    """An image file that cannot be read or decoded."""
 
 
 def rescale_constants(rescale_mode: str) -> tuple[Any, Any]:
@@ -129,3 +125,44 @@ def _resized(image: str | np.ndarray, position: int, size: int) -> np.ndarray:
     except tf.errors.OpError:
         read_image(image)  # raises ImageReadError with the reason
         raise
+
+
+def dataset_mean(model_name: str, *, paths: Sequence[str] = (),
+                 preprocess_url: str | None = None, limit: int | None = None,
+                 input_size: int | None = None, batch_size: int = 32, progress: bool = False,
+                 storage_options: dict[str, Any] | None = None) -> np.ndarray:
+    """Per-channel float32 mean of a dataset's preprocessed inputs: IntegratedGradients'
+    `"dataset_mean"` baseline, for generation and evaluation alike.
+
+    The inputs are the first `limit` records of the preprocess file `preprocess_url` when one
+    is given, else the images `paths` preprocessed for `model_name`. Each image is summed
+    alone, in float64, so both sources give the same value for the same images.
+    """
+    from tqdm import tqdm
+
+    total, pixels = np.zeros(3, np.float64), 0
+    with tqdm(total=limit if preprocess_url else len(paths), unit="img", desc="dataset mean",
+              disable=not progress) as bar:
+        if preprocess_url:
+            from dina_datasets.recordio.records import read_records
+
+            for row in read_records(preprocess_url, 0, limit, storage_options=storage_options,
+                                    tensors=frozenset({"preprocess_input"})):
+                pixels += _add_channel_sums(total, row["preprocess_input"])
+                bar.update(1)
+        for start in range(0, 0 if preprocess_url else len(paths), batch_size):
+            chunk = list(paths[start:start + batch_size])
+            for image in preprocess_images(chunk, model_name, input_size=input_size):
+                pixels += _add_channel_sums(total, image)
+            bar.update(len(chunk))
+    if not pixels:
+        raise ConfigError(f"no inputs to average for the dataset mean of {model_name} (no "
+                          "image and no preprocess record)")
+    return (total / pixels).astype(np.float32)
+
+
+def _add_channel_sums(total: np.ndarray, image: np.ndarray) -> int:
+    """Add one (H, W, C) image's per-channel float64 sums to `total`; its pixel count."""
+    flat = image.reshape(-1, image.shape[-1])
+    total += flat.sum(axis=0, dtype=np.float64)
+    return flat.shape[0]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dina_datasets import catalog
-from dina_datasets.errors import AlignmentError, ConfigError
+from dina_datasets.errors import AlignmentError, ConfigError, check_positive_int
 
 Batch = tuple[np.ndarray | None, np.ndarray | None, np.ndarray]
 
@@ -184,8 +184,7 @@ class Metric(ABC):
     name: ClassVar[str] = ""
 
     def __init__(self, model: Any = None, *, batch_size: int = 32) -> None:
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         if model is None and self.spec.needs_model:
             raise ConfigError(f"{self.name} needs a model: pass a Keras model or a callable "
                               "mapping a float32 batch (N, H, W, 3) to scores (N, classes)")

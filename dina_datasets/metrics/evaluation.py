@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog, formats
-from dina_datasets.errors import ConfigError, LayoutError
+from dina_datasets.errors import ConfigError, LayoutError, check_positive_int
 from dina_datasets.layout import DEFAULT_DATA_URL, Layout
 from dina_datasets.metrics import build, metric_class
 from dina_datasets.metrics.base import Forward
@@ -49,12 +49,6 @@ class EvaluateResult:
         lines = [f"{w.metric}: {w.count} scores, mean {w.mean:.6g} -> {w.url}"
                  for w in self.written]
         return "\n".join([*lines, *self.notes])
-
-
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or
-                              value < 1):
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _model_input_source(layout: Layout, model: str, images: str | None,
@@ -110,7 +104,7 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
         raise ConfigError(f"no metric given; valid: {', '.join(catalog.METRICS)}")
     for name, value in (("limit", limit), ("subsample", subsample),
                         ("batch size", batch_size)):
-        _positive(name, value)
+        check_positive_int(name, value, allow_none=name != "batch size")
     layout, out_layout = Layout(data_url), Layout(out or data_url)
     url = layout.explanations(cell.model, cell.explainer)
     num_records = records.inspect(url, storage_options).num_records
@@ -213,24 +207,13 @@ def _with_images(batches: Any, cell: catalog.Cell, source: str, net: Any, num_re
 def _dataset_mean(cell: catalog.Cell, images: str | None, preprocess_url: str | None,
                   layout: Layout, total: int, batch_size: int, options: dict | None
                   ) -> np.ndarray:
-    """Per-channel mean of the preprocessed inputs of the first `total` samples (the
-    explainer's "dataset_mean" baseline)."""
-    acc, count = np.zeros(3, np.float64), 0
+    """The explainer's "dataset_mean" baseline over the first `total` evaluated inputs."""
+    from dina_datasets.generation.preprocessing import dataset_mean
+
     if images:
         from dina_datasets.generation.images import list_images
-        from dina_datasets.generation.preprocessing import preprocess_images
 
-        entries = list_images(images)[:total]
-        for start in range(0, len(entries), batch_size):
-            x = preprocess_images([e.path for e in entries[start:start + batch_size]],
-                                  cell.model)
-            acc += x.sum(axis=(0, 1, 2), dtype=np.float64)
-            count += x.shape[0] * x.shape[1] * x.shape[2]
-    else:
-        url = preprocess_url or layout.preprocess(cell.model)
-        for record in records.read_records(url, 0, total, tensors=frozenset(
-                {"preprocess_input"}), storage_options=options):
-            x = record["preprocess_input"]
-            acc += x.reshape(-1, x.shape[-1]).sum(axis=0, dtype=np.float64)
-            count += x.shape[0] * x.shape[1]
-    return (acc / max(count, 1)).astype(np.float32)
+        paths = [e.path for e in list_images(images)[:total]]
+        return dataset_mean(cell.model, paths=paths, batch_size=batch_size)
+    return dataset_mean(cell.model, preprocess_url=preprocess_url or layout.preprocess(cell.model),
+                        limit=total, storage_options=options)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets.errors import ConfigError
+from dina_datasets.errors import ConfigError, check_positive_int
 from dina_datasets.metrics.base import Metric, check_variant, reduce_channels
 from dina_datasets.metrics.perturbation import Fill, perturbed_scores
 from dina_datasets.metrics.ranks import spearman
@@ -70,8 +70,7 @@ class CausalFidelity(Metric):
                  variant: str = "dina") -> None:
         super().__init__(model, batch_size=batch_size)
         self.variant = check_variant(variant)
-        if not isinstance(nb_steps, (int, np.integer)) or nb_steps < 2:
-            raise ConfigError(f"nb_steps must be an integer >= 2, got {nb_steps!r}")
+        check_positive_int("nb_steps", nb_steps, minimum=2)
         if not 0.0 < max_percentage_perturbed <= 1.0:
             raise ConfigError("max_percentage_perturbed must be in (0, 1], got "
                               f"{max_percentage_perturbed!r}")
@@ -165,10 +164,8 @@ class MuFidelity(Metric):
                  subset_percent: float = 0.2, baseline: Baseline = 0.0, batch_size: int = 32,
                  seed: int = 42, variant: str = "dina") -> None:
         super().__init__(model, batch_size=batch_size)
-        if not isinstance(nb_samples, (int, np.integer)) or nb_samples < 2:
-            raise ConfigError(f"nb_samples must be an integer >= 2, got {nb_samples!r}")
-        if not isinstance(grid_size, (int, np.integer)) or grid_size < 1:
-            raise ConfigError(f"grid_size must be a positive integer, got {grid_size!r}")
+        check_positive_int("nb_samples", nb_samples, minimum=2)
+        check_positive_int("grid_size", grid_size)
         self.nb_samples = int(nb_samples)
         self.grid_size = int(grid_size)
         self.subset_percent = float(subset_percent)
