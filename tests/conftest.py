@@ -22,6 +22,28 @@ from dina_datasets import Layout, catalog, inspect, write_explanations
 from dina_datasets.recordio import storage
 from dina_datasets.recordio.records import explanation_record_size
 
+# DINA's published grid as FACTS.md §1 states it, written out here rather than derived from the
+# catalog, so that tests comparing the catalog or the builder with it can fail.
+DINA_MODELS = ("BeitV2", "ConvNeXtV2", "DinoV2", "EfficientNetV2", "InceptionNeXt", "MaxVIT",
+               "MLPMixer", "ResNest50", "ResNet50")
+DINA_EXPLAINERS = ("Saliency", "GradCAM", "GradCAMPP", "VarGrad", "SmoothGrad", "SquareGrad",
+                   "IntegratedGradients", "Rise", "GradientInput", "KernelShap", "Occlusion",
+                   "Lime", "HsicAttributionMethod", "SobolAttributionMethod")
+UNPUBLISHED = frozenset({"BeitV2-GradCAM", "BeitV2-GradCAMPP", "DinoV2-GradCAM",
+                         "DinoV2-GradCAMPP", "MaxVIT-GradCAM", "MaxVIT-GradCAMPP",
+                         "MLPMixer-GradCAM", "MLPMixer-GradCAMPP", "MaxVIT-Occlusion"})
+THREE_CHANNELS = frozenset({"Saliency", "GradientInput", "IntegratedGradients", "SmoothGrad",
+                            "VarGrad", "SquareGrad"})
+PUBLISHED_CONFIGS = tuple(f"{m}-{e}" for m in DINA_MODELS for e in DINA_EXPLAINERS
+                          if f"{m}-{e}" not in UNPUBLISHED)
+DINA_METRICS = ("Insertion", "Deletion", "MuFidelity", "Sparseness", "Complexity",
+                "RandomLogitMetric", "ModelRandomizationMetric01", "ModelRandomizationMetric05")
+
+
+def configs_with(channels: int) -> list[str]:
+    """The published configs whose maps have `channels` channels."""
+    return [n for n in PUBLISHED_CONFIGS if (n.split("-")[1] in THREE_CHANNELS) == (channels == 3)]
+
 
 def make_maps(n: int, channels: int, seed: int = 0, size: int = catalog.MAP_SIZE) -> np.ndarray:
     """n deterministic float32 maps of shape (size, size, channels)."""

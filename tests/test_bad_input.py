@@ -50,7 +50,10 @@ CASES = {
                                     "{out}"], "holds 9 scores but"),
     "export json too short": (["export", "ResNet50-Saliency", "--data-url", "{root}",
                                "--imagenet-json", "{base}/short.json", "--out", "{out}"],
-                              "lists 3 test images but"),
+                              "lists 3 images but"),
+    "export json too short, original spelling": (
+        ["export", "ResNet50-Saliency", "--data-url", "{root}", "--imagenet_json",
+         "{base}/short.json", "--out", "{out}"], "lists 3 images but"),
     "generate unknown model": (["generate", "--model", "Dino", "--explainer", "Rise",
                                 "--images", "{base}/images", "--out", "{out}"],
                                "did you mean 'DinoV2'"),

@@ -15,12 +15,7 @@ from conftest import make_bucket
 
 from dina_datasets import Layout, catalog, read_records
 from dina_datasets.cli import main
-
-tf = pytest.importorskip("tensorflow")
-from dina_datasets.generation.explainers import make_explainer  # noqa: E402
-from dina_datasets.generation.models import build_model  # noqa: E402
-from dina_datasets.generation.pipeline import generate  # noqa: E402
-from dina_datasets.metrics import build  # noqa: E402
+from dina_datasets.metrics import build
 
 SIZE = 16
 CLASSES = 6
@@ -28,6 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def toy_model(weights: str = "none"):
+    import tensorflow as tf
+
     inputs = tf.keras.Input((SIZE, SIZE, 3))
     x = tf.keras.layers.Conv2D(3, 3, padding="same", activation="relu")(inputs)
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
@@ -35,9 +32,17 @@ def toy_model(weights: str = "none"):
 
 
 @pytest.fixture(scope="module")
-def cell(tmp_path_factory):
+def tf():
+    """TensorFlow, for the tests that run a model (the others run without it)."""
+    return pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory, tf):
     """A generated EvalToy-Saliency cell (5 images, keys and preprocess file)."""
     from PIL import Image
+
+    from dina_datasets.generation.pipeline import generate
 
     root = tmp_path_factory.mktemp("evaluate")
     rng = np.random.default_rng(3)
@@ -62,7 +67,10 @@ def read_scores(root: str, metric: str, explainer: str = "Saliency", model: str 
 ALL = list(catalog.METRICS)
 
 
-def test_evaluate_from_the_preprocess_file_equals_the_metrics(cell, tmp_path):
+def test_evaluate_from_the_preprocess_file_equals_the_metrics(cell, tmp_path, tf):
+    from dina_datasets.generation.explainers import make_explainer
+    from dina_datasets.generation.models import build_model
+
     data, _ = cell
     out = str(tmp_path / "scores")
     code = main(["evaluate", "--model", "evaltoy", "--explainer", "saliency", "--data-url",
@@ -139,3 +147,22 @@ def test_complexity_script_needs_no_model(tmp_path):
                                                               f"compute_{name}.py"), "--help"],
                                 capture_output=True, text=True, env=env)
         assert helped.returncode == 0 and "--preprocess-url" in helped.stdout
+
+
+def test_output_dir_is_where_scores_go_and_imagenet_json_a_kecam_json(tmp_path, capsys):
+    """The original scripts' `--output_dir` is the bench folder the scores go to (and the
+    maps come from, unless --data-url says otherwise); `--imagenet_json` is a kecam json."""
+    source, bench = str(tmp_path / "source"), str(tmp_path / "bench")
+    maps = make_bucket(source, ["DinoV2-Rise"], n=3, scores=False, size=8)["DinoV2-Rise"]
+    common = ["evaluate", "--model_name", "DinoV2", "--explainer_name", "Rise",
+              "--metric_name", "Sparseness"]
+    assert main([*common, "--data-url", source, "--output_dir", bench]) == 0
+    np.testing.assert_allclose(read_scores(bench, "Sparseness", "Rise", "DinoV2"),
+                               build("Sparseness")(maps))
+    assert not os.path.exists(Layout(source).scores("DinoV2", "Rise", "Sparseness"))
+    with pytest.raises(SystemExit) as exit_:
+        main([*common, "--output_dir", bench, "--out", source])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert main([*common, "--output_dir", source, "--imagenet_json", str(tmp_path)]) == 2
+    assert "--imagenet-json takes kecam's imagenet_data.json" in capsys.readouterr().err
+    assert not os.path.exists(Layout(source).scores("DinoV2", "Rise", "Sparseness"))

@@ -14,8 +14,6 @@ from dina_datasets import Layout, load_dataset
 from dina_datasets.cli import main
 from dina_datasets.recordio import storage
 
-pytest.importorskip("tensorflow")
-
 NUM_IMAGES = 12
 
 
@@ -46,6 +44,7 @@ def test_generate_and_evaluate_killed_on_gs_leave_nothing_half_written(emulator,
                                                                       monkeypatch):
     """Runs killed at a known point (SIGKILL inside the process, see `ToyRun.command`) leave
     only complete objects; resumed runs finish with the bytes of an uninterrupted one."""
+    pytest.importorskip("tensorflow")
     server = emulator[0]
     tmp_path, images = toy.root, toy.images
     fs, _ = storage.filesystem(BUCKET, opts(server))

@@ -172,17 +172,34 @@ def test_preprocess_file_in_the_original_format(toy, images, tmp_path):
     assert not any("read the preprocessed" in note for note in other.notes)
 
 
-def test_integrated_gradients_baseline_is_the_dataset_mean(toy, images, tmp_path):
+def test_integrated_gradients_baseline_is_the_dataset_mean(toy, images, tmp_path, monkeypatch):
+    from dina_datasets.generation import preprocessing
+    from dina_datasets.metrics import evaluation
+
+    calls = []
+    one = preprocessing.dataset_mean
+    monkeypatch.setattr(preprocessing, "dataset_mean",
+                        lambda *args, **kwargs: calls.append(kwargs) or one(*args, **kwargs))
     src, paths = images
     out = str(tmp_path / "bucket")
     generate(toy, "IntegratedGradients", src, out, weights="none", batch_size=2,
-             part_size=2, params={"steps": 4}, keep_parts=True, progress=False)
+             part_size=2, params={"steps": 4}, keep_parts=True, write_preprocess=True,
+             progress=False)
     url = Layout(out).explanations("Toy", "IntegratedGradients")
     with open(os.path.join(parts.parts_folder(url), "baseline.json")) as handle:
         cached = json.load(handle)
     _, x, model, _, one_hot = expected(paths)
     np.testing.assert_allclose(cached["mean"], x.mean(axis=(0, 1, 2), dtype=np.float64),
                                rtol=1e-6)
+    # Evaluation's baseline is the same computation, from the images or the preprocess file.
+    cell = catalog.Cell("Toy", "IntegratedGradients", allow_missing=True)
+    layout = Layout(out)
+    for images_src in (src, None):
+        mean = evaluation._dataset_mean(cell, images_src, None, layout, 5, 2, None)
+        np.testing.assert_array_equal(mean, np.float32(cached["mean"]))
+    first3 = evaluation._dataset_mean(cell, None, None, layout, 3, 2, None)
+    np.testing.assert_allclose(first3, x[:3].mean(axis=(0, 1, 2), dtype=np.float64), rtol=1e-6)
+    assert [bool(c.get("preprocess_url")) for c in calls] == [False, False, True, True]
     import xplique
 
     direct = xplique.attributions.IntegratedGradients(

@@ -133,12 +133,15 @@ def test_scripts_have_help():
         assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
 
 
-# The preprocessing tests need TensorFlow and kecam.
-tf = pytest.importorskip("tensorflow")
+@pytest.fixture
+def kecam():
+    """The preprocessing tests need TensorFlow and kecam (the others run without them)."""
+    pytest.importorskip("tensorflow")
+    return pytest.importorskip("keras_cv_attention_models")
 
 
 @pytest.mark.parametrize("rescale_mode", ["torch", "tf"])
-def test_preprocessing_matches_kecams_evaluation_dataset(tmp_path, rescale_mode):
+def test_preprocessing_matches_kecams_evaluation_dataset(tmp_path, rescale_mode, kecam):
     from keras_cv_attention_models.imagenet import tf_data
     from skimage import data
 
@@ -172,7 +175,7 @@ def test_preprocessing_matches_kecams_evaluation_dataset(tmp_path, rescale_mode)
         catalog.unregister("Probe")
 
 
-def test_unreadable_image_is_named(tmp_path):
+def test_unreadable_image_is_named(tmp_path, kecam):
     from dina_datasets.generation.preprocessing import preprocess_images
 
     bad = tmp_path / "broken.jpg"

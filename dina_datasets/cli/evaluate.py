@@ -1,7 +1,10 @@
 """`dina evaluate`: per-sample metric scores of a config, written as `{Metric}_scores.json`.
 
 The original scripts' option names (`--model_name`, `--explainer_name`, `--metric_name`,
-`--batch_size`, `--output_dir`, `--imagenet_json`) are accepted as aliases.
+`--batch_size`) are accepted as aliases; `--output_dir DIR` is the original's bench folder
+(scores are written there, maps read from there unless `--data-url` is given) and
+`--imagenet-json FILE` (or `--imagenet_json`) is kecam's imagenet_data.json of the cell's
+images, as in `dina export`.
 """
 
 from __future__ import annotations
@@ -26,15 +29,22 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
                         required=not default_metrics, default=list(default_metrics) or None,
                         help=f"metrics to compute: {names}"
                         + (f" (default: {' '.join(default_metrics)})" if default_metrics else ""))
-    parser.add_argument("--data-url", "--output_dir", default=DEFAULT_DATA_URL, metavar="URL",
+    parser.add_argument("--data-url", metavar="URL",
                         help="root of the bucket layout holding the maps (folder or fsspec "
-                        f"URL; default {DEFAULT_DATA_URL})")
-    parser.add_argument("--out", metavar="URL",
-                        help="root where the score files are written (default: --data-url)")
+                        f"URL; default {DEFAULT_DATA_URL}, or --output_dir)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--out", metavar="URL",
+                     help="root where the score files are written (default: --data-url)")
+    out.add_argument("--output_dir", metavar="DIR",
+                     help="the original scripts' bench folder: scores are written there, and "
+                     "the maps read from there unless --data-url is given")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--images", "--imagenet_json", metavar="SRC",
+    source.add_argument("--images", metavar="SRC",
                         help="the images the maps explain (folder, class folders or kecam "
                         "json): preprocessed here, targets = the model's own prediction")
+    source.add_argument("--imagenet-json", "--imagenet_json", metavar="FILE",
+                        help="kecam's imagenet_data.json that produced the cell (as in `dina "
+                        "export`): its images are the inputs, joined by image_id")
     source.add_argument("--preprocess-url", metavar="URL",
                         help="a preprocess_dataset.tfrecord (preprocess_input, "
                         "one_hot_prediction); default: the layout's, when it exists")
@@ -56,10 +66,16 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
 
 
 def run(args: argparse.Namespace) -> int:
+    from dina_datasets.errors import ConfigError
     from dina_datasets.metrics.evaluation import evaluate
 
-    result = evaluate(args.model, args.explainer, args.metrics, data_url=args.data_url,
-                      out=args.out, images=args.images, preprocess_url=args.preprocess_url,
+    if args.imagenet_json and not args.imagenet_json.lower().endswith(".json"):
+        raise ConfigError(f"--imagenet-json takes kecam's imagenet_data.json, got "
+                          f"{args.imagenet_json!r}; give a folder of images with --images")
+    data_url = args.data_url or args.output_dir or DEFAULT_DATA_URL
+    result = evaluate(args.model, args.explainer, args.metrics, data_url=data_url,
+                      out=args.out or args.output_dir, images=args.images or args.imagenet_json,
+                      preprocess_url=args.preprocess_url,
                       weights=args.weights, limit=args.limit, subsample=args.subsample,
                       batch_size=args.batch_size, seed=args.seed, variant=args.variant,
                       progress=not args.no_progress and sys.stderr.isatty(),

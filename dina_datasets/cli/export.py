@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the folder to write (a Hub dataset repository)")
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help=f"bucket-shaped folder to read (default {DEFAULT_DATA_URL})")
-    parser.add_argument("--imagenet-json", metavar="FILE",
-                        help="kecam's imagenet_data.json: fills image_id and label")
+    parser.add_argument("--imagenet-json", "--imagenet_json", metavar="FILE",
+                        help="kecam's imagenet_data.json that produced the cell: fills "
+                        "image_id and label")
     parser.add_argument("--preprocess-url", metavar="URL",
                         help="preprocess_dataset.tfrecord, or a bucket holding them: fills "
                              "prediction")
