@@ -11,7 +11,8 @@ import sys
 RECORDIO = ("dina_datasets", "dina_datasets.recordio", "dina_datasets.recordio.framing",
             "dina_datasets.recordio.proto", "dina_datasets.recordio.storage",
             "dina_datasets.recordio.planner", "dina_datasets.recordio.reader",
-            "dina_datasets.recordio.records", "dina_datasets.formats", "dina_datasets.layout",
+            "dina_datasets.recordio.records", "dina_datasets.recordio.index",
+            "dina_datasets.recordio.fastpath", "dina_datasets.formats", "dina_datasets.layout",
             "dina_datasets.catalog")
 NOT_IN_RECORDIO = ("datasets", "torch", "tensorflow", "keras", "tf_keras", "jax", "xplique",
                    "keras_cv_attention_models", "ray", "gradio")
