@@ -45,3 +45,16 @@ class RecordIndexError(DinaError, IndexError):
 class FormatError(DinaError, ValueError):
     """A small bucket file (score JSON, kecam json, registry TOML, card YAML) that exists but
     cannot be parsed: names the file and the format expected."""
+
+
+class NetworkError(DinaError, ConnectionError):
+    """A remote URL that cannot be reached (no network, DNS failure, connection refused or
+    timed out, offline mode): names the URL, the endpoint and what to do."""
+
+
+class TransferError(NetworkError):
+    """A read that kept failing after every retry (gcsfs's own, then ours)."""
+
+
+class DinaWarning(UserWarning):
+    """Base class of the package's warnings (the command line prints them as one line)."""

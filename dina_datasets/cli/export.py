@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                        imagenet_json=args.imagenet_json, preprocess_url=args.preprocess_url,
                        encoding=args.encoding, compression=args.compression,
                        max_shard_bytes=args.max_shard_bytes, card_template=args.card,
-                       check_crc=not args.no_crc, progress=progress)
+                       check_crc=not args.no_crc, progress=progress,
+                       storage_options=args.storage_options)
     finally:
         for bar in bars:
             bar.close()
