@@ -22,8 +22,10 @@ from dina_datasets.errors import (
     DinaError,
     FormatError,
     LayoutError,
+    NetworkError,
     RecordError,
     RecordIndexError,
+    TransferError,
 )
 from dina_datasets.layout import DEFAULT_DATA_URL, Layout
 from dina_datasets.recordio.records import (
@@ -52,9 +54,11 @@ __all__ = [
     "FormatError",
     "Layout",
     "LayoutError",
+    "NetworkError",
     "RecordError",
     "RecordIndexError",
     "RecordWriter",
+    "TransferError",
     "cells",
     "config_names",
     "inspect",

@@ -4,6 +4,10 @@ Images (scikit-image's sample photographs) -> maps for 2 models x 4 explainers (
 3-channel) with random weights -> metric scores -> `load_dataset` map-style and streaming
 into a torch DataLoader -> a Hub-native Parquet export read by stock `datasets` -> a
 leaderboard -> pictures. Every step is the package's own public code.
+
+The steps are one list, `STEPS`: each is a title and a function of the run (`Demo`), so a
+step is added by appending to it. The demo writes only into a folder it created (it leaves
+a `MARKER` file there) or an empty one, and refuses any other.
 """
 
 from __future__ import annotations
@@ -12,14 +16,45 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from dina_datasets.errors import ConfigError
 
 # scikit-image sample photographs (public domain or CC0; see the dataset card).
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 MODELS = ("EfficientNetV2", "ResNet50")
 EXPLAINERS = ("Saliency", "GradientInput", "GradCAM", "GradCAMPP")
-# Fidelity, complexity and randomization, with the published parameters.
+# Fidelity, complexity and randomization.
 METRICS = ("Deletion", "Sparseness", "Complexity", "RandomLogitMetric")
+# Deletion/Insertion steps: the published scores use 200 (the catalog's); 20 keep the
+# demo's forward passes (images x steps) ten times fewer, on the same definition.
+NB_STEPS = 20
+MARKER = ".dina-demo"
+REPLACED = ("bucket", "hub")  # what a new run replaces inside its own folder
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the demo computes."""
+
+    models: tuple[str, ...] = MODELS
+    explainers: tuple[str, ...] = EXPLAINERS
+    metrics: tuple[str, ...] = METRICS
+    photos: tuple[str, ...] = PHOTOS
+    nb_steps: int = NB_STEPS
+    batch_size: int = 8
+
+    @property
+    def metric_params(self) -> dict[str, dict[str, int]]:
+        return {m: {"nb_steps": self.nb_steps} for m in ("Deletion", "Insertion")
+                if m in self.metrics}
+
+
+FULL = Settings()
+# `dina demo --quick`: one model, a 3-channel and a 1-channel explainer, no re-explaining.
+QUICK = Settings(models=("ResNet50",), explainers=("Saliency", "GradCAM"),
+                 metrics=("Deletion", "Sparseness", "Complexity"), photos=PHOTOS[:2],
+                 nb_steps=10)
 
 
 @dataclass
@@ -33,6 +68,37 @@ class DemoResult:
     pictures: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    generated: dict[str, tuple[float, float]] = field(default_factory=dict)  # config: (s, loop s)
+
+
+@dataclass
+class Demo:
+    """One run: its settings, folders, what it made so far, and where it speaks."""
+
+    settings: Settings
+    result: DemoResult
+    say: Callable[[str], None] = print
+
+    @property
+    def out(self) -> str:
+        return self.result.out
+
+    @property
+    def images(self) -> str:
+        return os.path.join(self.out, "images")
+
+    @property
+    def bucket(self) -> str:
+        return os.path.join(self.out, "bucket")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: a short name (for the timings), its title, and what it does."""
+
+    name: str
+    title: Callable[[Demo], str]
+    run: Callable[[Demo], None]
 
 
 def write_photos(folder: str, names: tuple[str, ...] = PHOTOS) -> list[str]:
@@ -49,142 +115,201 @@ def write_photos(folder: str, names: tuple[str, ...] = PHOTOS) -> list[str]:
     return paths
 
 
-def run(out: str = "demo_output", *, models: tuple[str, ...] = MODELS,
-        explainers: tuple[str, ...] = EXPLAINERS, metrics: tuple[str, ...] = METRICS,
-        batch_size: int = 8, say: Callable[[str], None] = print) -> DemoResult:
-    """Run the loop into `out` (replaced); returns what was made."""
+def claim_folder(out: str) -> str:
+    """`out` as an absolute path, made ready for the demo: created with a MARKER file, or
+    already the demo's (MARKER present) or empty; ConfigError for anything else."""
+    out = os.path.abspath(out)
+    marker = os.path.join(out, MARKER)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out} is a file: give a new folder (or an earlier demo's)")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(marker):
+        raise ConfigError(f"--out {out} exists and was not made by `dina demo` (no {MARKER} "
+                          "file in it): the demo replaces its own bucket/ and hub/, so it only "
+                          "writes into a new or empty folder, or an earlier demo's")
+    os.makedirs(out, exist_ok=True)
+    with open(marker, "w", encoding="utf-8") as handle:
+        handle.write("made by `dina demo`: a new run replaces bucket/ and hub/ here\n")
+    for name in REPLACED:
+        shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+    return out
+
+
+def run(out: str = "demo_output", *, settings: Settings = FULL,
+        models: tuple[str, ...] | None = None, explainers: tuple[str, ...] | None = None,
+        metrics: tuple[str, ...] | None = None, batch_size: int | None = None,
+        say: Callable[[str], None] = print, steps: list[Step] | None = None) -> DemoResult:
+    """Run the loop (`STEPS`) into `out`; returns what was made.
+
+    `out` must be new, empty or an earlier demo's folder (`claim_folder`); `models`,
+    `explainers`, `metrics` and `batch_size` override the settings.
+    """
+    overrides = {k: v for k, v in (("models", models), ("explainers", explainers),
+                                   ("metrics", metrics), ("batch_size", batch_size))
+                 if v is not None}
+    demo = Demo(replace(settings, **overrides), DemoResult(claim_folder(out)), say)
+    steps = STEPS if steps is None else steps
+    for k, step in enumerate(steps, 1):
+        say(f"\n[{k}/{len(steps)}] {step.title(demo)}")
+        started = time.perf_counter()
+        step.run(demo)
+        demo.result.seconds[step.name] = time.perf_counter() - started
+    return demo.result
+
+
+def _images(demo: Demo) -> None:
+    demo.result.images = write_photos(demo.images, demo.settings.photos)
+    demo.say("  WEIGHTS ARE RANDOM: there is no network here, so the models are built with "
+             "`--weights none` (seeded random initialisation). Maps and scores show that the "
+             "pipeline works, not what a trained model attends to. On a machine with network, "
+             "use `--weights pretrained` (kecam downloads them) or `--weights FILE`.")
+
+
+def _generate(demo: Demo) -> None:
+    import warnings
+
     from dina_datasets.generation.pipeline import generate
+
+    s = demo.settings
+    for model in s.models:
+        for explainer in s.explainers:
+            demo.say(f"  $ dina generate --model {model} --explainer {explainer} --images "
+                     f"{demo.images} --out {demo.bucket} --weights none --batch-size "
+                     f"{s.batch_size}")
+            with warnings.catch_warnings():  # the count is in the summary
+                warnings.simplefilter("ignore")
+                made = generate(model, explainer, demo.images, demo.bucket, weights="none",
+                                batch_size=s.batch_size, progress=True)
+            demo.say("  " + made.summary().replace("\n", "\n  "))
+            config = f"{model}-{explainer}"
+            demo.result.configs.append(config)
+            demo.result.generated[config] = (made.seconds, made.loop_seconds)
+
+
+def estimate_evaluate(demo: Demo) -> float:
+    """Seconds the evaluate step should take here, from the generation timings: per config,
+    the model's set-up (generation time outside its loop), the Deletion/Insertion forward
+    passes (images x steps, each about a third of a Saliency explanation: a forward and a
+    backward pass), and one explanation per image for the randomization metrics."""
+    from dina_datasets import catalog
+
+    s, made = demo.settings, demo.result.generated
+    images = len(demo.result.images)
+    steps = sum(s.nb_steps for m in s.metrics if m in ("Deletion", "Insertion"))
+    randomized = sum(catalog.metric(m).family == "randomization" for m in s.metrics)
+    total = 0.0
+    for config, (seconds, loop) in made.items():
+        model = config.split("-", 1)[0]
+        saliency = made.get(f"{model}-Saliency", (seconds, loop))[1]
+        forward = saliency / max(images, 1) / 3
+        total += (seconds - loop) + images * steps * forward + randomized * loop
+    return total
+
+
+def _evaluate(demo: Demo) -> None:
     from dina_datasets.metrics.evaluation import evaluate
 
-    out = os.path.abspath(out)
-    images, bucket = os.path.join(out, "images"), os.path.join(out, "bucket")
-    for folder in (bucket, os.path.join(out, "hub")):
-        shutil.rmtree(folder, ignore_errors=True)
-    result = DemoResult(out)
-    steps = 7
-
-    def step(k: int, title: str) -> float:
-        say(f"\n[{k}/{steps}] {title}")
-        return time.perf_counter()
-
-    started = step(1, f"images: {len(PHOTOS)} scikit-image photographs -> {images}")
-    result.images = write_photos(images)
-    say("  WEIGHTS ARE RANDOM: there is no network here, so the models are built with "
-        "`--weights none` (seeded random initialisation). Maps and scores show that the "
-        "pipeline works, not what a trained model attends to. On a machine with network, "
-        "use `--weights pretrained` (kecam downloads them) or `--weights FILE`.")
-    result.seconds["images"] = time.perf_counter() - started
-
-    started = step(2, f"generate: {len(models)} models x {len(explainers)} explainers "
-                      f"with DINA's hyperparameters -> {bucket}")
-    for model in models:
-        for explainer in explainers:
-            say(f"  $ dina generate --model {model} --explainer {explainer} --images {images} "
-                f"--out {bucket} --weights none --batch-size {batch_size}")
-            made = generate(model, explainer, images, bucket, weights="none",
-                            batch_size=batch_size, progress=True)
-            say("  " + made.summary().replace("\n", "\n  "))
-            result.configs.append(f"{model}-{explainer}")
-    result.seconds["generate"] = time.perf_counter() - started
-
-    started = step(3, f"evaluate: {', '.join(metrics)}")
-    for config in result.configs:
+    s = demo.settings
+    demo.say(f"  estimate: about {estimate_evaluate(demo) / 60:.1f} min on this machine "
+             "(from the generation timings; slower when other work shares the CPU)")
+    params = " ".join(f"--metric-param {m}.{k}={v}" for m, kv in s.metric_params.items()
+                      for k, v in kv.items())
+    for config in demo.result.configs:
         model, explainer = config.split("-", 1)
-        say(f"  $ dina evaluate --model {model} --explainer {explainer} --metrics "
-            f"{' '.join(metrics)} --data-url {bucket} --images {images} --weights none "
-            f"--batch-size {4 * batch_size}")
-        scored = evaluate(model, explainer, metrics, data_url=bucket, images=images,
-                          weights="none", batch_size=4 * batch_size, progress=True)
-        result.score_files += len(scored.written)
-    result.seconds["evaluate"] = time.perf_counter() - started
-
-    started = step(4, "load: dina_datasets.load_dataset('dina', ...) map-style and streaming "
-                      "into a torch DataLoader")
-    _load(result.configs, bucket, out, say)
-    result.seconds["load"] = time.perf_counter() - started
-
-    started = step(5, "export: a Hub-native Parquet repository, read back by stock "
-                      "datasets.load_dataset")
-    _export(result.configs[0], bucket, os.path.join(out, "hub"), say)
-    result.seconds["export"] = time.perf_counter() - started
-
-    started = step(6, "leaderboard")
-    result.tables = _leaderboard(bucket, out, say)
-    result.seconds["leaderboard"] = time.perf_counter() - started
-
-    started = step(7, "pictures: maps over their images (rows: images, columns: explainers)")
-    result.pictures = _pictures(models, explainers, bucket, images, out, say)
-    result.seconds["pictures"] = time.perf_counter() - started
-    return result
+        demo.say(f"  $ dina evaluate --model {model} --explainer {explainer} --metrics "
+                 f"{' '.join(s.metrics)} {params} --data-url {demo.bucket} --images "
+                 f"{demo.images} --weights none --batch-size {4 * s.batch_size}")
+        scored = evaluate(model, explainer, s.metrics, data_url=demo.bucket,
+                          images=demo.images, weights="none", batch_size=4 * s.batch_size,
+                          metric_params=s.metric_params, progress=True)
+        demo.result.score_files += len(scored.written)
 
 
-def _load(configs: list[str], bucket: str, out: str, say: Callable[[str], None]) -> None:
+def _load(demo: Demo) -> None:
     import torch
 
     from dina_datasets import load_dataset
 
-    cache = os.path.join(out, "hf_cache")
-    for config in configs[:1] + configs[-1:]:
+    configs, bucket = demo.result.configs, demo.bucket
+    cache = os.path.join(demo.out, "hf_cache")
+    for config in dict.fromkeys(configs[:1] + configs[-1:]):
         rows = load_dataset("dina", config, split="validation", data_url=bucket,
                             cache_dir=cache)
         row = rows[0]
-        say(f"  {config}: {rows.num_rows} rows; row 0: image_id={row['image_id']!r} "
-            f"label={row['label']} prediction={row['prediction']} explanation "
-            f"{len(row['explanation'])}x{len(row['explanation'][0])}x"
-            f"{len(row['explanation'][0][0])} Deletion={row['Deletion']:.4g}")
+        deletion = row.get("Deletion")
+        demo.say(f"  {config}: {rows.num_rows} rows; row 0: image_id={row['image_id']!r} "
+                 f"label={row['label']} prediction={row['prediction']} explanation "
+                 f"{len(row['explanation'])}x{len(row['explanation'][0])}x"
+                 f"{len(row['explanation'][0][0])}"
+                 + ("" if deletion is None else f" Deletion={deletion:.4g}"))
     stream = load_dataset("dina", configs[0], split="validation", data_url=bucket,
                           streaming=True)
     loader = torch.utils.data.DataLoader(stream.with_format("torch"), batch_size=2,
                                          num_workers=2)
     shapes = [tuple(batch["explanation"].shape) for batch in loader]
-    say(f"  streamed {configs[0]} through DataLoader(num_workers=2): batches {shapes}")
+    demo.say(f"  streamed {configs[0]} through DataLoader(num_workers=2): batches {shapes}")
 
 
-def _export(config: str, bucket: str, hub: str, say: Callable[[str], None]) -> None:
+def _export(demo: Demo) -> None:
     import datasets
 
     from dina_datasets import load_dataset
     from dina_datasets.hf.export import export
 
-    say(f"  $ dina export {config} --data-url {bucket} --out {hub}")
+    config, bucket, hub = demo.result.configs[0], demo.bucket, os.path.join(demo.out, "hub")
+    demo.say(f"  $ dina export {config} --data-url {bucket} --out {hub}")
     export([config], hub, data_url=bucket)
     stock = datasets.load_dataset(hub, config, split="validation")
     ours = load_dataset("dina", config, split="validation", data_url=bucket,
-                        cache_dir=os.path.join(os.path.dirname(hub), "hf_cache"))
+                        cache_dir=os.path.join(demo.out, "hf_cache"))
     same = stock["index"] == ours["index"] and stock["explanation"] == ours["explanation"]
-    say(f"  stock datasets.load_dataset({hub!r}, {config!r}): {stock.num_rows} rows, "
-        f"{'identical to' if same else 'DIFFERENT FROM'} the builder's rows")
+    demo.say(f"  stock datasets.load_dataset({hub!r}, {config!r}): {stock.num_rows} rows, "
+             f"{'identical to' if same else 'DIFFERENT FROM'} the builder's rows; its "
+             "README.md says they were generated here, with random weights")
     if not same:
         raise RuntimeError("the export does not match the builder's rows")
 
 
-def _leaderboard(bucket: str, out: str, say: Callable[[str], None]) -> list[str]:
+def _leaderboard(demo: Demo) -> None:
     from dina_datasets.leaderboard import collect
     from dina_datasets.recordio import storage
 
-    board = collect(bucket)
-    say(board.text())
-    paths = []
+    board = collect(demo.bucket)
+    demo.say(board.text())
     for suffix, content in (("csv", board.csv()), ("md", board.markdown()),
                             ("png", board.png())):
-        path = os.path.join(out, f"leaderboard.{suffix}")
+        path = os.path.join(demo.out, f"leaderboard.{suffix}")
         with storage.atomic_write(path, "wb") as handle:
             handle.write(content if isinstance(content, bytes) else content.encode())
-        paths.append(path)
-    return paths
+        demo.result.tables.append(path)
 
 
-def _pictures(models: tuple[str, ...], explainers: tuple[str, ...], bucket: str, images: str,
-              out: str, say: Callable[[str], None]) -> list[str]:
+def _pictures(demo: Demo) -> None:
     from dina_datasets import figures
 
-    paths = []
-    for model in models:
-        configs = [f"{model}-{e}" for e in explainers]
-        path = os.path.join(out, "figures", f"{model}.png")
-        say(f"  $ dina show {' '.join(configs)} --index 0 1 2 3 --data-url {bucket} "
-            f"--images {images} --out {path}")
-        rows = figures.load_panels(configs, range(len(PHOTOS)), data_url=bucket,
-                                   images=images)
-        paths.append(figures.draw(rows, path))
-    return paths
+    indices = range(len(demo.result.images))
+    for model in demo.settings.models:
+        configs = [f"{model}-{e}" for e in demo.settings.explainers]
+        path = os.path.join(demo.out, "figures", f"{model}.png")
+        demo.say(f"  $ dina show {' '.join(configs)} --index {' '.join(map(str, indices))} "
+                 f"--data-url {demo.bucket} --images {demo.images} --out {path}")
+        rows = figures.load_panels(configs, indices, data_url=demo.bucket, images=demo.images)
+        demo.result.pictures.append(figures.draw(rows, path))
+
+
+STEPS: list[Step] = [
+    Step("images", lambda d: f"images: {len(d.settings.photos)} scikit-image photographs -> "
+         f"{d.images}", _images),
+    Step("generate", lambda d: f"generate: {len(d.settings.models)} model(s) x "
+         f"{len(d.settings.explainers)} explainers with DINA's hyperparameters -> {d.bucket}",
+         _generate),
+    Step("evaluate", lambda d: f"evaluate: {', '.join(d.settings.metrics)}"
+         + (f" (Deletion/Insertion with {d.settings.nb_steps} steps; published: 200)"
+            if d.settings.metric_params else ""), _evaluate),
+    Step("load", lambda d: "load: dina_datasets.load_dataset('dina', ...) map-style and "
+         "streaming into a torch DataLoader", _load),
+    Step("export", lambda d: "export: a Hub-native Parquet repository, read back by stock "
+         "datasets.load_dataset", _export),
+    Step("leaderboard", lambda d: "leaderboard", _leaderboard),
+    Step("pictures", lambda d: "pictures: maps over their images (rows: images, columns: "
+         "explainers)", _pictures),
+]

@@ -52,10 +52,6 @@ class ProtoError(WireError):
     """Bytes that are not the expected `Example` / `TensorProto` message."""
 
 
-class TransferError(DinaError, OSError):
-    """A read or upload that kept failing after every retry."""
-
-
 class LayoutError(DinaError, FileNotFoundError):
     """A data folder that is missing or not shaped like the DINA bucket."""
 
@@ -93,3 +89,14 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1,
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ConfigError(f"{name} must be {what}, got {value!r}")
     return int(value)
+class NetworkError(DinaError, ConnectionError):
+    """A remote URL that cannot be reached (no network, DNS failure, connection refused or
+    timed out, offline mode): names the URL, the endpoint and what to do."""
+
+
+class TransferError(NetworkError):
+    """A read or upload that kept failing after every retry (gcsfs's own, then ours)."""
+
+
+class DinaWarning(UserWarning):
+    """Base class of the package's warnings (the command line prints them as one line)."""

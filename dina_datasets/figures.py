@@ -10,13 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog
-from dina_datasets.errors import ConfigError, LayoutError
+from dina_datasets import catalog, maps
+from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
 from dina_datasets.layout import Layout
 from dina_datasets.recordio import storage
 from dina_datasets.recordio.records import read_record
 
 CENTRAL_CROP = 0.95  # kecam's evaluation crop, so that the picture lines up with the map
+# --out suffix -> matplotlib format
+FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,20 @@ def heatmap(explanation: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str,
-                images: str | None = None,
+                images: str | None = None, assume_order: bool = False,
                 storage_options: dict[str, Any] | None = None) -> list[list[Panel]]:
     """Panels[row][column] for `indices` (rows) of `configs` (columns).
 
     The image of a record is found in `images` (a folder or a kecam json) by the record's
-    own `image_id`, or, for records without one (the published files), by position in
-    the list, which is right for the `imagenet_data.json` that produced them.
+    own `image_id`; every id missing from `images` is reported. Records without one (the
+    published files) are paired by position only with the kecam json that produced them,
+    or with `assume_order=True` (see `check_positional`).
     """
     cells = [catalog.Cell.from_name(name, allow_missing=True) for name in configs]
     layout = Layout(data_url)
     entries = _image_entries(images)
+    by_id = {e.image_id: e.path for e in entries or ()}
+    missing: list[str] = []
     rows = []
     for index in indices:
         row = []
@@ -85,11 +90,25 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
             image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
             explanation = record["explanations"]
             image = None
-            if entries is not None:
-                path = _find(entries, image_id, index, images)
-                image = display_image(path, explanation.shape[0])
+            if entries is not None and image_id:
+                if image_id in by_id:
+                    image = display_image(by_id[image_id], explanation.shape[0])
+                else:
+                    missing.append(f"image {image_id!r} of {cell.name} record {index}")
+            elif entries is not None:
+                from dina_datasets.generation.images import check_positional
+
+                check_positional(images, f"the records of {cell.name}", assume_order)
+                if index >= len(entries):
+                    raise AlignmentError(f"record {index} of {cell.name} has no image_id and "
+                                         f"{images!r} lists only {len(entries)} images")
+                image = display_image(entries[index].path, explanation.shape[0])
             row.append(Panel(cell.name, index, explanation, image_id, image))
         rows.append(row)
+    if missing:
+        raise LayoutError(f"{len(missing)} image(s) of the records are not in {images!r}: "
+                          f"{'; '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}. "
+                          "Give the images source the maps were made from")
     return rows
 
 
@@ -101,20 +120,18 @@ def _image_entries(images: str | None) -> list[Any] | None:
     return list_images(images)
 
 
-def _find(entries: list[Any], image_id: str, index: int, images: str | None) -> str:
-    if image_id:
-        for entry in entries:
-            if entry.image_id == image_id:
-                return entry.path
-        raise LayoutError(f"image {image_id!r} of record {index} is not in {images!r}")
-    if index >= len(entries):
-        raise LayoutError(f"record {index} has no image_id and {images!r} lists only "
-                          f"{len(entries)} images")
-    return entries[index].path
+def image_format(out: str) -> str:
+    """The matplotlib format of an output path, from its suffix; ConfigError otherwise."""
+    suffix = os.path.splitext(out)[1].lower()
+    if suffix not in FORMATS:
+        raise ConfigError(f"cannot write a picture to {out!r}: give a file name ending in "
+                          f"{', '.join(FORMATS)}")
+    return FORMATS[suffix]
 
 
-def draw(rows: list[list[Panel]], out: str, *, alpha: float = 0.8) -> str:
-    """Draw panels (rows x columns) with a colour bar each into a PNG; returns its path."""
+def figure(rows: list[list[Panel]], *, alpha: float = 0.8) -> Any:
+    """The matplotlib figure of panels (rows x columns), a colour bar beside each map that
+    ranks its pixels; a degenerate map says "empty map" instead of getting a scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,18 +146,17 @@ def draw(rows: list[list[Panel]], out: str, *, alpha: float = 0.8) -> str:
     for r, row in enumerate(rows):
         for c, panel in enumerate(row):
             ax = axes[r][c]
-            values, signed = heatmap(panel.explanation)
-            bound = float(np.nanpercentile(np.abs(values), 99.5)) or 1.0
-            low = -bound if signed else (0.0 if np.nanmin(values) >= 0 else None)
-            norm = matplotlib.colors.Normalize(vmin=low, vmax=bound)
-            cmap = "RdBu_r" if signed else "inferno"
-            weight = None
+            empty = maps.describe(panel.explanation)
             if panel.image is not None:
                 ax.imshow(panel.image)
-                weight = alpha * np.sqrt(np.clip(np.abs(np.nan_to_num(values)) / bound, 0, 1))
-            ax.imshow(values, cmap=cmap, norm=norm, alpha=weight)
-            fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
-                         fraction=0.046, pad=0.02)
+            if empty:
+                if panel.image is None:
+                    ax.set_facecolor("0.85")
+                ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center",
+                        fontsize=9, bbox={"boxstyle": "round", "facecolor": "white",
+                                          "alpha": 0.85})
+            else:
+                _overlay(fig, ax, panel, alpha)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -150,9 +166,35 @@ def draw(rows: list[list[Panel]], out: str, *, alpha: float = 0.8) -> str:
                 ax.set_ylabel(panel.image_id or f"record {panel.index}", fontsize=9)
     if len(models) == 1:
         fig.suptitle(f"{models.pop()}: attribution maps", fontsize=12)
+    return fig
+
+
+def _overlay(fig: Any, ax: Any, panel: Panel, alpha: float) -> None:
+    import matplotlib
+
+    values, signed = heatmap(panel.explanation)
+    bound = float(np.nanpercentile(np.abs(values), 99.5)) or float(np.nanmax(np.abs(values)))
+    low = -bound if signed else (0.0 if np.nanmin(values) >= 0 else None)
+    norm = matplotlib.colors.Normalize(vmin=low, vmax=bound)
+    cmap = "RdBu_r" if signed else "inferno"
+    weight = None
+    if panel.image is not None:
+        weight = alpha * np.sqrt(np.clip(np.abs(np.nan_to_num(values)) / bound, 0, 1))
+    ax.imshow(values, cmap=cmap, norm=norm, alpha=weight)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.046,
+                 pad=0.02)
+
+
+def draw(rows: list[list[Panel]], out: str, *, alpha: float = 0.8) -> str:
+    """Draw panels (rows x columns) into a picture whose format follows the suffix of `out`
+    (.png, .jpg/.jpeg, .pdf, .svg); returns its path."""
+    import matplotlib.pyplot as plt
+
+    kind = image_format(out)
+    fig = figure(rows, alpha=alpha)
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     with storage.atomic_write(os.path.abspath(out), "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
+        fig.savefig(handle, format=kind, dpi=110)
     plt.close(fig)
     return out

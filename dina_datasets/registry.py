@@ -16,13 +16,17 @@ params = { nb_samples = 50 }             # optional hyperparameters
 ```
 
 Nothing is imported when the file is read (no TensorFlow here): factories and methods are
-resolved when a run needs them. Every problem raises a ConfigError naming the file, the entry
-and what is wrong.
+resolved when a run needs them. The registry file's folder is added to the end of `sys.path`,
+so a module lying beside the file (`my_models.py` for `factory = "my_models:tiny"`) is
+found without setting PYTHONPATH. Every problem raises a ConfigError naming the file, the
+entry and what is wrong.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import tomllib
 from typing import Any
 
@@ -40,7 +44,12 @@ _EXPLAINER_KEYS = {"method": str, "channels": int, "needs_conv": bool, "params":
 
 
 def load_registry(path: str) -> list[str]:
-    """Register the models and explainers of a TOML registry file; returns their names."""
+    """Register the models and explainers of a TOML registry file; returns their names.
+
+    The same as `dina --registry FILE`: afterwards every `Model-Explainer` pair with a
+    registered name is a config everywhere (`dina configs`, generation, the builder, the
+    metrics). The file's folder is appended to `sys.path` for the modules it names.
+    """
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -70,6 +79,9 @@ def load_registry(path: str) -> list[str]:
                     raise
                 raise ConfigError(f"{where}: {err}") from None
             names.append(name)
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.append(folder)
     return names
 
 

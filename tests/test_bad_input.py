@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 
 import pytest
 from conftest import make_bucket
@@ -33,6 +36,11 @@ def place(tmp_path_factory):
     (base / "reg_syntax.toml").write_text('[models.X\nfactory=')
     (base / "short.json").write_text(json.dumps(
         {"info": {"base_path": ""}, "test": [{"image": "a.jpg", "label": 1}] * 3}))
+    (root / "ResNet50" / "GradCAM").mkdir(parents=True)
+    (root / "ResNet50" / "GradCAM" / "explanations.tfrecord").write_bytes(b"")
+    (base / "demo_like").mkdir()
+    (base / "demo_like" / "bucket").mkdir()  # not made by `dina demo`: no marker
+    (base / "demo_like" / "bucket" / "precious.txt").write_text("keep me")
     return base
 
 
@@ -99,6 +107,44 @@ CASES = {
     "push bad repo id": (["push", "{root}", "--repo-id", "bad id"], "ORG/NAME"),
     "merge without a run": (["merge", "--model", "ResNet50", "--explainer", "Saliency",
                              "--out", "{base}/nope"], "run `dina generate` first"),
+    # a data_url that is a file
+    "export data_url is a file": (["export", "ResNet50-Saliency", "--data-url",
+                                   "{base}/short.json", "--out", "{out}"],
+                                  "must be a bucket-shaped folder"),
+    "export all under a file": (["export", "all", "--data-url", "{base}/short.json", "--out",
+                                 "{out}"], "'all': no config found under {base}/short.json"),
+    "show data_url is a file": (["show", "DinoV2-Rise", "--index", "0", "--data-url",
+                                 "{base}/short.json", "--out", "{out}/x.png"],
+                                "no explanations at"),
+    "evaluate data_url is a file": (["evaluate", "--model", "DinoV2", "--explainer", "Rise",
+                                     "--metrics", "Sparseness", "--data-url",
+                                     "{base}/short.json", "--out", "{out}"],
+                                    "a folder of its path is a file"),
+    "leaderboard data_url is a file": (["leaderboard", "--data-url", "{base}/short.json",
+                                        "--out", "{out}"], "no score files under"),
+    # an --out that is a file, or that cannot be written
+    "export out is a file": (["export", "ResNet50-Saliency", "--data-url", "{root}", "--out",
+                              "{base}/short.json"], "is a file, not a folder"),
+    "export out unwritable": (["export", "ResNet50-Saliency", "--data-url", "{root}", "--out",
+                               "/sys/dina-test-out"], "Operation not permitted: /sys/dina-"),
+    "show out is a file": (["show", "DinoV2-Rise", "--index", "0", "--data-url", "{root}",
+                            "--out", "{base}/short.json/x.png"],
+                           "short.json is a file, not a folder"),
+    "show out unwritable": (["show", "DinoV2-Rise", "--index", "0", "--data-url", "{root}",
+                             "--out", "/sys/dina-test.png"], "Permission denied"),
+    "show out not a picture": (["show", "DinoV2-Rise", "--index", "0", "--data-url", "{root}",
+                                "--out", "{out}/x.gif"], "give a file name ending in .png"),
+    "leaderboard out is a file": (["leaderboard", "--data-url", "{root}", "--out",
+                                   "{base}/short.json"], "short.json is a file, not a folder"),
+    "evaluate out is a file": (["evaluate", "--model", "DinoV2", "--explainer", "Rise",
+                                "--metrics", "Sparseness", "--data-url", "{root}", "--out",
+                                "{base}/short.json"], "Not a directory"),
+    "demo out is a file": (["demo", "--out", "{base}/short.json"], "is a file"),
+    "demo out not its own": (["demo", "--out", "{base}/demo_like"],
+                             "was not made by `dina demo`"),
+    # an empty explanations file is an error, not a 0-row config
+    "export empty explanations": (["export", "ResNet50-GradCAM", "--data-url", "{root}",
+                                   "--out", "{out}"], "is empty (0 records)"),
 }
 
 
@@ -109,9 +155,13 @@ def test_command_line_bad_input(place, tmp_path, capsys, case):
     before = sorted(p for p in place.rglob("*"))
     assert main([a.format(**fill) for a in argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"dina {argv[0]}: error: ")
+    lines = [x for x in err.replace("\r", "\n").splitlines() if x.strip() and "%|" not in x
+             and "Warning" not in x and not x.startswith("  ")]  # progress bars, warnings
+    assert len(lines) == 1 and lines[0].startswith(f"dina {argv[0]}: error: "), err
     assert message.format(**fill) in err, err
     assert sorted(p for p in place.rglob("*")) == before, "the inputs were changed"
+    assert (place / "demo_like" / "bucket" / "precious.txt").read_text() == "keep me"
+    assert "Traceback" not in err, err
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert not [p for p in written if TMP_MARK in p.name], written
     assert not [p for p in written if p.suffix in (".tfrecord", ".parquet", ".png", ".csv")
@@ -132,6 +182,9 @@ def test_python_api_bad_input(place, tmp_path):
                         cache_dir=str(tmp_path / "cache"))
     with pytest.raises(dd.AlignmentError, match="holds 9 scores"):
         dd.load_dataset("dina", "DinoV2-Rise", data_url=root, cache_dir=str(tmp_path / "c2"))
+    with pytest.raises(dd.RecordError, match="is empty"):
+        dd.load_dataset("dina", "ResNet50-GradCAM", data_url=root,
+                        cache_dir=str(tmp_path / "c3"))
     url = dd.Layout(root).explanations("ResNet50", "Saliency")
     for index in (-1, 4):
         with pytest.raises(dd.RecordIndexError, match=f"index {index} is outside"):
@@ -139,7 +192,7 @@ def test_python_api_bad_input(place, tmp_path):
     with pytest.raises(dd.ConfigError, match="unknown metric"):
         dd.catalog.metric("Fidelity")
     assert not [p for p in tmp_path.rglob("*") if TMP_MARK in p.name]
-    assert sorted(os.listdir(place / "bucket" / "ResNet50")) == ["Rise", "Saliency"]
+    assert sorted(os.listdir(place / "bucket" / "ResNet50")) == ["GradCAM", "Rise", "Saliency"]
 
 
 def test_one_positive_integer_rule(tmp_path):
@@ -176,3 +229,145 @@ def test_one_positive_integer_rule(tmp_path):
                                f"{re.escape(repr(bad))}$"):
                 call(bad)
     assert "Sized" not in dd.MODELS
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dina-datasets {dd.__version__}"
+
+
+def test_missing_extra_is_named(place, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    out = tmp_path / "x.png"
+    assert main(["show", "DinoV2-Rise", "--index", "0", "--data-url", str(place / "bucket"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dina show: error: this needs matplotlib, which is not installed")
+    assert "`viz` extra" in err and "dina-datasets[viz]" in err and not out.exists()
+
+
+def test_closed_pipe_is_not_an_error():
+    """`dina configs | head`: the reader closes the pipe; no traceback, exit 0."""
+    read, write = os.pipe()
+    os.close(read)  # nobody reads: every write to the pipe fails (EPIPE)
+    try:
+        done = subprocess.run([sys.executable, "-c", "import sys; from dina_datasets.cli "
+                               "import main; sys.exit(main())", "configs"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_export_patterns_expand_against_the_data_url(place, tmp_path, capsys):
+    from dina_datasets.hf.export import present_configs, resolve_configs
+
+    root = str(place / "bucket")
+    present = present_configs(root)
+    assert present == ["DinoV2-Rise", "ResNet50-Saliency", "ResNet50-GradCAM", "ResNet50-Rise"]
+    assert resolve_configs(["ResNet50-*"], present, root) == [
+        "ResNet50-Saliency", "ResNet50-GradCAM", "ResNet50-Rise"]
+    assert resolve_configs(["all"], present) == present
+    with pytest.raises(dd.ConfigError, match=f"no config under {root} matches 'MaxVIT-\\*'"):
+        resolve_configs(["MaxVIT-*"], present, root)
+    out = str(tmp_path / "hub")
+    assert main(["export", "ResNet50-Sal*", "--data-url", root, "--out", out]) == 0
+    assert "1 configs, 4 rows" in capsys.readouterr().out
+    assert main(["export", "*-Lime", "--data-url", root, "--out", out]) == 2
+    assert f"no config under {root} matches '*-Lime'; present: DinoV2-Rise" in \
+        capsys.readouterr().err
+
+
+RISE = "gs://xai-deel/DinoV2/Rise/explanations.tfrecord"
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+def test_offline_mode_fails_at_once_for_remote_urls(offline, tmp_path, capsys):
+    start = time.monotonic()
+    with pytest.raises(dd.NetworkError) as info:
+        dd.read_explanation(RISE, 0)
+    assert RISE in str(info.value) and "offline mode is on" in str(info.value)
+    assert "data_url=" in str(info.value) and "DINA_DATA_URL" in str(info.value)
+    with pytest.raises(dd.DinaError, match="offline mode is on"):  # what users catch
+        dd.load_dataset("dina", "DinoV2-Rise", data_url="gs://xai-deel",
+                        cache_dir=str(tmp_path / "cache"))
+    for argv in (["show", "DinoV2-Rise", "--index", "0", "--out", str(tmp_path / "x.png")],
+                 ["export", "DinoV2-Rise", "--out", str(tmp_path / "hub")],
+                 ["leaderboard", "--out", str(tmp_path / "board")],
+                 ["evaluate", "--model", "DinoV2", "--explainer", "Rise", "--metrics",
+                  "Sparseness"]):
+        assert main([*argv, "--data-url", "gs://xai-deel"]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"dina {argv[0]}: error: ") and "offline mode is on" in err
+        assert "--data-url" in err and len(err.strip().splitlines()) == 1
+    assert time.monotonic() - start < 20  # no retry schedule: each fails at once
+    assert not list(tmp_path.rglob("*.png")) and not (tmp_path / "hub").exists()
+
+
+def test_offline_mode_follows_datasets(monkeypatch):
+    from dina_datasets.recordio.storage import offline
+
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert offline()
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")  # datasets: this one wins when set
+    assert not offline()
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "true")
+    assert offline()
+
+
+def test_unreachable_endpoint_fails_fast_with_one_clear_error(offline, tmp_path, capsys):
+    from gcs_server import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    options = {"endpoint_url": endpoint}
+    start = time.monotonic()
+    with pytest.raises(dd.NetworkError) as info:  # loopback is allowed offline
+        dd.read_explanation(RISE, 0, storage_options=options)
+    assert time.monotonic() - start < 5
+    text = str(info.value)
+    assert f"cannot reach {endpoint} for {RISE}" in text and "Connection refused" in text
+    assert "check the network" in text and "--data-url" in text
+    assert main(["show", "DinoV2-Rise", "--index", "0", "--data-url", "gs://xai-deel",
+                 "--storage-option", f"endpoint_url={endpoint}", "--out",
+                 str(tmp_path / "x.png")]) == 2
+    assert "Connection refused" in capsys.readouterr().err
+
+
+def test_network_check_is_bounded_in_time(monkeypatch):
+    import socket
+
+    from dina_datasets.recordio import storage
+
+    def slow_resolver(*args, **kwargs):  # a DNS server that does not answer
+        time.sleep(3)
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
+    start = time.monotonic()
+    with pytest.raises(dd.NetworkError, match=r"timed out, checked within 0.5 s"):
+        storage.check_network("gs://some-bucket/x.tfrecord", timeout=0.5)
+    assert time.monotonic() - start < 1.5
+
+
+def test_push_offline_is_one_clear_line(place, tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    out = str(tmp_path / "hub")
+    assert main(["export", "ResNet50-Saliency", "--data-url", str(place / "bucket"), "--out",
+                 out]) == 0
+    capsys.readouterr()
+    assert main(["push", out, "--repo-id", "someone/dina"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dina push: error: cannot reach the Hugging Face Hub to upload to "
+                          "https://huggingface.co/datasets/someone/dina")
+    assert "HF_HUB_OFFLINE" in err and len(err.strip().splitlines()) == 1

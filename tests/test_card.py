@@ -45,3 +45,19 @@ def test_body_has_every_section_and_the_catalog_tables(card):
         assert f"| {spec.name} |" in card.text
     for word in ("JAX", "TensorFlow", "PyTorch", "1,024", "MuFidelity", "random.shuffle"):
         assert word in card.text
+
+
+def test_published_card_says_what_and_whose(card):
+    text = " ".join(card.text.split())
+    assert "This repository holds 117 configurations of the published DINA files" in text
+    assert "50,000 rows each: 5,850,000 rows in all" in text
+    assert "computed by the DINA authors (DEEL)" in text
+    assert "and always for data generated" not in text
+    assert "a flat folder of images has no class to read: -1" in text
+
+
+def test_size_categories():
+    from dina_datasets.hf.card import size_category
+
+    assert [size_category(n) for n in (0, 4, 999, 1_000, 50_000, 5_850_000, 10**9)] == [
+        "n<1K", "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M", "n>1B"]

@@ -120,7 +120,8 @@ def test_alignment_and_name_errors_exit_2(tmp_path, capsys, cell):
     root = str(tmp_path / "bucket")
     make_bucket(root, ["EvalToy-Saliency"], n=4, scores=False, size=SIZE)  # no join keys
     code = main(["evaluate", "--model", "EvalToy", "--explainer", "Saliency", "--data-url",
-                 root, "--metrics", "Deletion", "--images", images, "--weights", "none"])
+                 root, "--metrics", "Deletion", "--images", images, "--weights", "none",
+                 "--assume-order"])
     assert code == 2
     assert "lists 5 images but the explanations file holds 4" in capsys.readouterr().err
     code = main(["evaluate", "--model", "ResNet50", "--explainer", "Saliency", "--data-url",
@@ -166,3 +167,79 @@ def test_output_dir_is_where_scores_go_and_imagenet_json_a_kecam_json(tmp_path, 
     assert main([*common, "--output_dir", source, "--imagenet_json", str(tmp_path)]) == 2
     assert "--imagenet-json takes kecam's imagenet_data.json" in capsys.readouterr().err
     assert not os.path.exists(Layout(source).scores("DinoV2", "Rise", "Sparseness"))
+def test_keyless_maps_are_paired_by_position_only_when_allowed(tmp_path, capsys, cell):
+    _, images = cell  # 5 images in class folders
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["EvalToy-Saliency"], n=5, scores=False, size=SIZE)  # no join keys
+    common = ["evaluate", "--model", "EvalToy", "--explainer", "Saliency", "--data-url", root,
+              "--metrics", "Deletion", "--weights", "none", "--batch-size", "5"]
+    assert main([*common, "--images", images]) == 2
+    err = capsys.readouterr().err
+    assert "carry no image keys" in err and "--assume-order" in err
+    assert "imagenet_data.json" in err
+    scores = Layout(root).scores("EvalToy", "Saliency", "Deletion")
+    assert not os.path.exists(scores)
+
+    assert main([*common, "--images", images, "--assume-order"]) == 0
+    by_order = read_scores(root, "Deletion")
+    # the kecam json that produced the maps, listing the images in reverse sorted order
+    from dina_datasets.generation.images import list_images
+
+    entries = list_images(images)
+    kecam = tmp_path / "imagenet_data.json"
+    kecam.write_text(json.dumps({"info": {"base_path": ""}, "test": [
+        {"image": e.path, "label": e.label} for e in reversed(entries)]}))
+    assert main([*common, "--images", str(kecam), "--overwrite"]) == 0
+    by_json = read_scores(root, "Deletion")
+    assert len(by_json) == len(by_order) == 5
+    assert by_json != by_order  # other images under the same maps
+    np.testing.assert_allclose(by_json[2], by_order[2], rtol=1e-5)  # the middle image
+
+
+def test_limit_never_replaces_a_longer_score_file(cell, tmp_path, capsys):
+    data, _ = cell  # 5 maps
+    root = str(tmp_path / "bucket")
+    import shutil
+
+    shutil.copytree(data, root)
+    common = ["evaluate", "--model", "EvalToy", "--explainer", "Saliency", "--data-url", root,
+              "--metrics", "Sparseness"]
+    assert main(common) == 0
+    full = read_scores(root, "Sparseness")
+    assert len(full) == 5
+    assert main([*common, "--limit", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 5 scores and this run computes 1" in err
+    assert "--out" in err and "--overwrite" in err
+    assert read_scores(root, "Sparseness") == full
+    elsewhere = str(tmp_path / "smoke")
+    assert main([*common, "--limit", "1", "--out", elsewhere]) == 0
+    assert read_scores(elsewhere, "Sparseness") == full[:1]
+    assert read_scores(root, "Sparseness") == full
+    assert main([*common, "--limit", "2", "--overwrite"]) == 0
+    assert read_scores(root, "Sparseness") == full[:2]
+    assert main(common) == 0  # a longer run replaces a shorter file
+    assert read_scores(root, "Sparseness") == full
+
+
+def test_metric_params_replace_the_published_ones(cell, tmp_path, capsys):
+    data, _ = cell
+    out = str(tmp_path / "scores")
+    assert main(["evaluate", "--model", "EvalToy", "--explainer", "Saliency", "--data-url",
+                 data, "--out", out, "--weights", "none", "--metrics", "Deletion",
+                 "--metric-param", "Deletion.nb_steps=5"]) == 0
+    layout = Layout(data)
+    pre = list(read_records(layout.preprocess("EvalToy")))
+    maps = np.stack([r["explanations"] for r in read_records(
+        layout.explanations("EvalToy", "Saliency"))])
+    metric = build("Deletion", build_model("EvalToy", "none"), nb_steps=5)
+    expected = metric(np.stack([r["preprocess_input"] for r in pre]),
+                      np.stack([r["one_hot_prediction"] for r in pre]), maps)
+    np.testing.assert_allclose(read_scores(out, "Deletion"), expected, rtol=1e-5, atol=1e-6)
+    for bad, message in ((["Deletion.steps=5"], "Deletion has no parameter steps"),
+                         (["Sparseness.nb_steps=5"], "not among the metrics computed"),
+                         (["nb_steps=5"], "METRIC.NAME=VALUE")):
+        assert main(["evaluate", "--model", "EvalToy", "--explainer", "Saliency",
+                     "--data-url", data, "--out", out, "--weights", "none", "--metrics",
+                     "Deletion", "--metric-param", *bad]) == 2
+        assert message in capsys.readouterr().err

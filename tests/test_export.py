@@ -227,3 +227,60 @@ def test_cards_are_in_sync_with_the_catalog():
     for entry in meta["configs"]:
         assert entry["data_files"] == [{"split": "validation",
                                         "path": f"{entry['config_name']}/validation-*.parquet"}]
+
+
+def _readme(out):
+    """The export's card: its metadata, and its text with whitespace runs made one space."""
+    with open(os.path.join(out, "README.md")) as handle:
+        text = handle.read()
+    return metadata(text), " ".join(text.split())
+
+
+def test_card_of_an_export_is_generated_from_what_was_exported(tmp_path):
+    from dina_datasets.generation import parts
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["ResNet50-GradCAM", "DinoV2-Rise"], n=4, keys=True)
+    url = Layout(root).explanations("ResNet50", "GradCAM")
+    parts.write_manifest(url, parts.make_manifest(
+        "ResNet50-GradCAM", "ResNet50", "GradCAM", [(f"img_{i:03d}", -1, f"img_{i:03d}.png")
+                                                    for i in range(4)],
+        weights="none", batch_size=8, part_size=256, seed=0, params={},
+        images_source="demo/images", explainer_params={},
+        model_source="keras_cv_attention_models.resnet_family.ResNet50D()"))
+    out = str(tmp_path / "hub")
+    export(["ResNet50-GradCAM"], out, data_url=root)
+    meta, text = _readme(out)
+    assert meta["size_categories"] == ["n<1K"] and "source_datasets" not in meta
+    assert "| ResNet50-GradCAM | 4 | generated with `dina generate`, weights: none |" in text
+    assert "**ResNet50-GradCAM** was generated with `dina generate` (not by the DINA" in text
+    assert "weights `none` (random initialisation" in text
+    assert "`keras_cv_attention_models.resnet_family.ResNet50D()`" in text
+    assert f"numpy {np.__version__}" in text and "4 images from `demo/images`" in text
+    for claim in ("computed by the DINA authors", "50,000 rows", "1M<n<10M"):
+        assert claim not in text, claim
+    # a second config, of unknown origin, joins the folder: the first keeps its provenance
+    export(["DinoV2-Rise"], out, data_url=root)
+    meta, text = _readme(out)
+    assert "This repository holds 2 configuration(s), 8 rows in all" in text
+    assert "| DinoV2-Rise | 4 | not recorded (no generation manifest" in text
+    assert "The origin of DinoV2-Rise is not recorded" in text
+    assert "**ResNet50-GradCAM** was generated" in text
+    assert [c.provenance["origin"] for c in scan(out)] == ["unknown", "generated"]
+    assert meta["size_categories"] == ["n<1K"]
+
+
+def test_published_files_are_recognised(tmp_path, monkeypatch):
+    from dina_datasets.hf.export import provenance
+    from dina_datasets.hf.source import Source
+
+    monkeypatch.setattr(catalog, "NUM_IMAGES", 5)  # the published files hold 50,000 maps
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=5)  # no keys, no manifest: like the bucket's files
+    make_bucket(str(tmp_path / "keyed"), ["DinoV2-Rise"], n=5, keys=True)
+    cell = catalog.Cell.from_name("DinoV2-Rise")
+    assert provenance(Source.open(cell, root)) == {"origin": "published"}
+    assert provenance(Source.open(cell, str(tmp_path / "keyed"))) == {"origin": "unknown"}
+    make_bucket(root, ["DinoV2-Saliency"], n=4)
+    assert provenance(Source.open(catalog.Cell.from_name("DinoV2-Saliency"), root)) == {
+        "origin": "unknown"}

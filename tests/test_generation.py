@@ -351,3 +351,60 @@ def test_cli_generate_prints_a_summary(toy, images, tmp_path, capsys):
     assert len(list(read_records(Layout(out).explanations("Toy", "Occlusion")))) == 4
     assert main(["generate", "--model", "Toy", "--explainer", "Occlusion", "--images", src,
                  "--out", out, "--param", "oops"]) == 2
+
+
+def test_manifest_records_provenance_and_relative_paths(toy, images, tmp_path):
+    folder, paths = images
+    out = str(tmp_path / "bucket")
+    generate("Toy", "Saliency", folder, out, weights="none", batch_size=4, progress=False)
+    manifest = parts.read_manifest(Layout(out).explanations("Toy", "Saliency"))
+    assert manifest["images_source"] == folder
+    assert [row[3] for row in manifest["images"]] == [
+        os.path.relpath(p, folder) for p in sorted(paths, key=lambda p: os.path.basename(p))]
+    assert not any(os.path.isabs(row[3]) for row in manifest["images"])
+    assert manifest["explainer_params"] == {"reducer": None}
+    assert manifest["weights"] == "none" and manifest["model_source"].endswith("toy_model")
+    versions = manifest["versions"]
+    assert versions["tensorflow"] == tf.__version__ and versions["dina-datasets"]
+    # the same images from another place resume the same run: paths are not settings
+    moved = str(tmp_path / "moved")
+    import shutil
+
+    shutil.copytree(folder, moved)
+    again = generate("Toy", "Saliency", moved, out, weights="none", batch_size=4,
+                     progress=False)
+    assert again.complete and again.images == 0
+
+
+def zeros(model, inputs, targets):
+    """A contributed explainer whose maps are all zero (like GradCAM on random weights)."""
+    return np.zeros((*inputs.shape[:3], 1), np.float32)
+
+
+def test_degenerate_maps_are_warned_about_and_counted(toy, images, tmp_path, capsys):
+    from dina_datasets.maps import DegenerateMapWarning
+
+    folder, _ = images
+    catalog.register_explainer("Zeros", zeros, channels=1, replace=True)
+    try:
+        with pytest.warns(DegenerateMapWarning, match="Toy-Zeros: 2 of the 2 maps of images "
+                                                      "0-1 are degenerate") as caught:
+            made = generate("Toy", "Zeros", folder, str(tmp_path / "z"), weights="none",
+                            batch_size=2, progress=False)
+        assert len([w for w in caught if w.category is DegenerateMapWarning]) == 1
+        assert made.degenerate == 5 and "5 of 5 maps are degenerate" in made.summary()
+        # the command line prints it as one warning line
+        assert main(["generate", "--model", "Toy", "--explainer", "Zeros", "--images", folder,
+                     "--out", str(tmp_path / "cli"), "--weights", "none", "--batch-size",
+                     "2", "--no-progress"]) == 0
+        err = capsys.readouterr().err
+        assert "dina generate: warning: Toy-Zeros: 2 of the 2 maps" in err
+    finally:
+        catalog.unregister("Zeros")
+    import warnings
+
+    with warnings.catch_warnings():  # maps that rank their pixels: no warning
+        warnings.simplefilter("error", DegenerateMapWarning)
+        made = generate("Toy", "Saliency", folder, str(tmp_path / "s"), weights="none",
+                        batch_size=2, progress=False)
+    assert made.degenerate == 0 and "degenerate" not in made.summary()

@@ -98,6 +98,34 @@ def test_complexity_by_hand():
     np.testing.assert_allclose(Complexity()(maps), [np.log(4), np.log(2), 0.0], atol=1e-6)
 
 
+def test_complexity_range_and_degenerate_maps():
+    """The docstrings' ranges: Complexity in [0, ln(H*W)], Sparseness in [0, 1); an all-zero
+    map scores Complexity 0 like a one-pixel map, which is why it is flagged degenerate."""
+    from dina_datasets.maps import degenerate, describe
+
+    size = 224
+    one = np.zeros((size, size), np.float32)
+    one[3, 5] = 2.0
+    maps = np.stack([one, np.ones((size, size), np.float32), np.zeros((size, size), np.float32),
+                     np.full((size, size), -0.5, np.float32),
+                     np.random.default_rng(0).random((size, size), np.float32)])
+    entropy = Complexity()(maps)
+    np.testing.assert_allclose(entropy[:4], [0.0, np.log(size * size), 0.0,
+                                             np.log(size * size)], atol=1e-3)
+    assert entropy.min() > -1e-7 and entropy.max() <= np.log(size * size)
+    assert 0 < entropy[4] < np.log(size * size) and np.log(size * size) == pytest.approx(10.82,
+                                                                                         abs=0.01)
+    gini = Sparseness()(maps)
+    assert np.all((gini >= -1e-6) & (gini < 1)) and gini[0] > 0.99
+    assert degenerate(maps).tolist() == [False, True, True, True, False]
+    nan = np.full((2, 2), np.nan, np.float32)
+    assert degenerate(np.stack([nan, np.array([[np.nan, 1], [1, 1]], np.float32)])).tolist() \
+        == [True, True]
+    assert [describe(m) for m in maps] == [None, "empty map (constant 1)", "empty map (all 0)",
+                                           "empty map (constant -0.5)", None]
+    assert describe(nan) == "empty map (no finite value)"
+
+
 def test_channel_order_of_the_two_variants():
     # One pixel holds channels (+1, -1, 0), another (1, 1, 1); two pixels are 0.
     # dina (mean, then abs): |0| and |1| -> one pixel holds everything: Gini 0.75, entropy 0.

@@ -146,3 +146,44 @@ def test_contributed_config_generates_and_builds(registry, tmp_path):
     assert len(table) == 3
     assert list(table["image_id"]) == ["im0", "im1", "im2"]
     np.testing.assert_array_equal(table[0]["explanation"], rows[0]["explanations"])
+
+
+def test_cli_configs_gives_contributed_configs_no_published_size(registry, capsys):
+    import json
+
+    from dina_datasets.cli import main
+
+    assert main(["configs", "--registry", registry, "--json"]) == 0
+    rows = {r["config"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["Mini-Brightness"]["num_records"] is None
+    assert rows["Mini-Brightness"]["size_bytes"] is None
+    assert rows["DinoV2-Rise"]["num_records"] == 50_000
+    assert main(["configs", "--registry", registry]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("Mini-Brightness "))
+    assert "GB" not in line and line.endswith("-  (contributed)")
+    contributed = sum(1 for r in rows.values() if not r["published"])
+    assert (f"117 configs, 5,850,000 maps, 2.26 TB published; {contributed} contributed (as "
+            "many maps as the images they are run on)") in out
+
+
+def test_module_beside_the_registry_file_needs_no_pythonpath(tmp_path, monkeypatch):
+    from dina_datasets.generation.models import resolve_callable
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # restored after the test
+    folder = tmp_path / "contrib"
+    folder.mkdir()
+    (folder / "dina_beside_toys.py").write_text("def factory(weights='none'):\n"
+                                                "    return 'built with ' + weights\n")
+    (folder / "registry.toml").write_text('[models.Beside]\nfactory = "dina_beside_toys:factory"'
+                                          '\ninput_size = 16\nrescale_mode = "tf"\n')
+    try:
+        with pytest.raises(ConfigError, match="beside the registry file"):
+            resolve_callable("dina_beside_toys:factory", "model 'Beside' factory")
+        load_registry(str(folder / "registry.toml"))
+        factory = resolve_callable(catalog.model("Beside").constructor, "model")
+        assert factory(weights="none") == "built with none"
+        assert sys.path[-1] == str(folder)  # appended: installed packages still come first
+    finally:
+        catalog.unregister("Beside")
+        sys.modules.pop("dina_beside_toys", None)

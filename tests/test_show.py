@@ -103,4 +103,93 @@ def test_image_missing_from_source(shown, tmp_path, capsys):
     Image.new("RGB", (32, 32)).save(other / "unrelated.png")
     assert main(["show", "ResNet50-Rise", "--index", "0", "--data-url", root,
                  "--images", str(other), "--out", str(tmp_path / "x.png")]) == 2
-    assert "image 'wide' of record 0 is not in" in capsys.readouterr().err
+    assert "image 'wide' of ResNet50-Rise record 0" in capsys.readouterr().err
+
+
+def test_every_missing_image_is_reported(shown, tmp_path, capsys):
+    root, _ = shown
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    Image.new("RGB", (32, 32)).save(partial / "wide.png")  # 'tall' is missing
+    assert main(["show", "ResNet50-Rise", "ResNet50-Saliency", "--index", "0", "1",
+                 "--data-url", root, "--images", str(partial), "--out",
+                 str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "2 image(s) of the records are not in" in err
+    assert "image 'tall' of ResNet50-Rise record 1" in err
+    assert "image 'tall' of ResNet50-Saliency record 1" in err
+    assert "'wide'" not in err and not (tmp_path / "x.png").exists()
+
+
+@pytest.fixture
+def keyless(tmp_path):
+    """Maps without image keys (like the published files), a folder of a red and a green
+    photo, and the kecam json that lists them in the records' order: green first."""
+    import json
+
+    root, images = str(tmp_path / "bucket"), tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 64), (220, 20, 20)).save(images / "a_red.png")
+    Image.new("RGB", (64, 64), (20, 220, 20)).save(images / "b_green.png")
+    maps = np.random.default_rng(0).random((2, 224, 224, 1)).astype(np.float32)
+    dd.write_explanations(dd.Layout(root).explanations("ResNet50", "Rise"), maps)
+    kecam = tmp_path / "imagenet_data.json"
+    kecam.write_text(json.dumps({"info": {"base_path": str(images)}, "test": [
+        {"image": "b_green.png", "label": 1}, {"image": "a_red.png", "label": 0}]}))
+    return root, str(images), str(kecam)
+
+
+def test_keyless_maps_are_not_paired_with_a_folder_by_position(keyless, tmp_path, capsys):
+    root, images, _ = keyless
+    out = tmp_path / "x.png"
+    assert main(["show", "ResNet50-Rise", "--index", "0", "--data-url", root, "--images",
+                 images, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "carry no image keys" in err and "--assume-order" in err
+    assert "imagenet_data.json" in err and not out.exists()
+    with pytest.raises(dd.AlignmentError, match="assume_order=True"):
+        figures.load_panels(["ResNet50-Rise"], [0], data_url=root, images=images)
+
+
+def test_keyless_maps_pair_through_the_kecam_json_or_when_told(keyless, capsys, tmp_path):
+    root, images, kecam = keyless
+    by_json = figures.load_panels(["ResNet50-Rise"], [0, 1], data_url=root, images=kecam)
+    assert [tuple(row[0].image[5, 5]) for row in by_json] == [(20, 220, 20), (220, 20, 20)]
+    told = figures.load_panels(["ResNet50-Rise"], [0, 1], data_url=root, images=images,
+                               assume_order=True)
+    assert [tuple(row[0].image[5, 5]) for row in told] == [(220, 20, 20), (20, 220, 20)]
+    assert main(["show", "ResNet50-Rise", "--index", "1", "--data-url", root, "--images",
+                 images, "--assume-order", "--out", str(tmp_path / "ok.png")]) == 0
+
+
+def test_empty_maps_say_so_without_a_colour_bar(tmp_path):
+    root = str(tmp_path / "bucket")
+    layout = dd.Layout(root)
+    good = np.random.default_rng(1).random((1, 224, 224, 1)).astype(np.float32)
+    dd.write_explanations(layout.explanations("ResNet50", "GradCAM"),
+                          np.zeros((1, 224, 224, 1), np.float32))
+    dd.write_explanations(layout.explanations("ResNet50", "GradCAMPP"),
+                          np.full((1, 224, 224, 1), 0.25, np.float32))
+    dd.write_explanations(layout.explanations("ResNet50", "Rise"), good)
+    rows = figures.load_panels(["ResNet50-GradCAM", "ResNet50-GradCAMPP", "ResNet50-Rise"],
+                               [0], data_url=root)
+    fig = figures.figure(rows)
+    panels = fig.axes[:3]
+    texts = [[t.get_text() for t in ax.texts] for ax in panels]
+    assert texts == [["empty map (all 0)"], ["empty map (constant 0.25)"], []]
+    assert len(fig.axes) == 4  # three panels and one colour bar, the Rise map's
+    assert not panels[0].images and panels[2].images
+
+
+def test_out_suffix_chooses_the_format(shown, tmp_path, capsys):
+    root, images = shown
+    out = tmp_path / "grid.jpg"
+    assert main(["show", "ResNet50-Rise", "--index", "0", "--data-url", root, "--images",
+                 images, "--out", str(out)]) == 0
+    assert out.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG
+    with Image.open(out) as picture:
+        assert picture.format == "JPEG"
+    bad = tmp_path / "grid.gif"
+    assert main(["show", "ResNet50-Rise", "--index", "0", "--data-url", root, "--out",
+                 str(bad)]) == 2
+    assert ".png, .jpg, .jpeg, .pdf, .svg" in capsys.readouterr().err and not bad.exists()

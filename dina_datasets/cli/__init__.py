@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from dina_datasets.errors import DinaError
+from dina_datasets.errors import DinaError, DinaWarning
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,6 +25,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("dina_datasets.cli.leaderboard", "table and plot of every score file"),
     "show": ("dina_datasets.cli.show", "draw maps over their images"),
 }
+
+
+# Top-level module of an optional dependency -> the extra of pyproject.toml that installs it
+# (add a row with each new extra).
+EXTRAS = {"tensorflow": "generate", "tf_keras": "generate", "keras_cv_attention_models":
+          "generate", "xplique": "generate", "skimage": "generate", "matplotlib": "viz",
+          "PIL": "viz", "torch": "torch", "jax": "jax"}
+
+
+def missing_extra(err: ModuleNotFoundError) -> str | None:
+    """The line to print for an optional dependency that is not installed, else None."""
+    top = (err.name or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return None
+    return (f"this needs {top}, which is not installed: install the `{extra}` extra, "
+            f"e.g. pip install 'dina-datasets[{extra}]' (or `uv sync --extra {extra}` in a "
+            "checkout)")
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for a file-system error that reached the command line."""
+    name = err.filename
+    if isinstance(err, FileExistsError) and name and os.path.isfile(name):
+        return f"{name} is a file, not a folder: give a folder (or a new path)"
+    if isinstance(err, NotADirectoryError) and name:
+        return f"cannot use {name}: a folder of its path is a file (Not a directory)"
+    return f"{err.strerror or err}" + (f": {name}" if name else "")
+
+
+def _warning_line(command: str, other: Any):
+    """A `warnings.showwarning` that prints the package's warnings as one line."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DinaWarning):
+            print(f"dina {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            other(message, category, filename, lineno, file, line)
+    return show
 
 
 def storage_option(text: str) -> tuple[str, Any]:
@@ -39,8 +79,11 @@ def storage_option(text: str) -> tuple[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dina` console command; exit code 2 on bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from dina_datasets import __version__
+
     parser = argparse.ArgumentParser(prog="dina", description="DINA: DEEL ImageNet Attributions"
                                      " without TensorFlow on the read path.")
+    parser.add_argument("--version", action="version", version=f"dina-datasets {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--registry", metavar="FILE", action="append", default=[],
                         help="a registry file of contributed models/explainers (repeatable)")
@@ -59,19 +102,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             module.add_arguments(command)
     args = parser.parse_args(argv)
     args.storage_options = dict(args.storage_option_pairs) or None
-    try:
-        if args.registry:
-            from dina_datasets.registry import load_registry
+    prefix = f"dina {args.command}: error:"
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line(args.command, warnings.showwarning)
+        try:
+            if args.registry:
+                from dina_datasets.registry import load_registry
 
-            for path in args.registry:
-                load_registry(path)
-        return int(module.run(args) or 0)
-    except DinaError as err:
-        print(f"dina {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"dina {args.command}: interrupted", file=sys.stderr)
-        return 130
+                for path in args.registry:
+                    load_registry(path)
+            code = int(module.run(args) or 0)
+            sys.stdout.flush()
+            return code
+        except DinaError as err:
+            print(f"{prefix} {err}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # `dina configs | head`: the reader had enough
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
+        except ModuleNotFoundError as err:
+            line = missing_extra(err)
+            if line is None:
+                raise
+            print(f"{prefix} {line}", file=sys.stderr)
+            return 2
+        except OSError as err:  # an --out that is a file, a folder we may not write...
+            print(f"{prefix} {os_error_line(err)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"dina {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def rows(model: str | None = None, explainer: str | None = None) -> list[dict]:
-    """One dict per available config, optionally filtered by model or explainer."""
+    """One dict per available config, optionally filtered by model or explainer.
+
+    Published configs have DINA's 50,000 maps; a contributed config has as many as the
+    images it is run on, so its `num_records` and `size_bytes` are None.
+    """
     from dina_datasets import catalog
 
     model = catalog.model(model).name if model else None
@@ -25,11 +29,12 @@ def rows(model: str | None = None, explainer: str | None = None) -> list[dict]:
     for cell in cells():
         if (model and cell.model != model) or (explainer and cell.explainer != explainer):
             continue
-        size = record_size(cell.shape) * NUM_IMAGES
+        count = NUM_IMAGES if cell.published else None
         out.append({"config": cell.name, "model": cell.model, "explainer": cell.explainer,
                     "shape": list(cell.shape), "dtype": "float32",
-                    "record_bytes": record_size(cell.shape), "num_records": NUM_IMAGES,
-                    "size_bytes": size, "published": cell.published})
+                    "record_bytes": record_size(cell.shape), "num_records": count,
+                    "size_bytes": None if count is None else record_size(cell.shape) * count,
+                    "published": cell.published})
     return out
 
 
@@ -42,10 +47,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'config':<{width}}  {'model':<14} {'explainer':<22} {'shape':<13} {'size':>8}")
     for r in table:
         shape = "x".join(map(str, r["shape"]))
-        note = "" if r["published"] else "  (contributed)"
+        size = f"{r['size_bytes'] / 1e9:>6.1f}GB" if r["published"] else \
+            f"{'-':>8}  (contributed)"
         print(f"{r['config']:<{width}}  {r['model']:<14} {r['explainer']:<22} {shape:<13} "
-              f"{r['size_bytes'] / 1e9:>6.1f}GB{note}")
-    total = sum(r["size_bytes"] for r in table)
-    print(f"{len(table)} configs, {sum(r['num_records'] for r in table):,} maps, "
-          f"{total / 1e12:.2f} TB")
+              f"{size}")
+    published = [r for r in table if r["published"]]
+    total = sum(r["size_bytes"] for r in published)
+    line = (f"{len(published)} configs, {sum(r['num_records'] for r in published):,} maps, "
+            f"{total / 1e12:.2f} TB")
+    contributed = len(table) - len(published)
+    print(line + (f" published; {contributed} contributed (as many maps as the images they "
+                  "are run on)" if contributed else ""))
     return 0

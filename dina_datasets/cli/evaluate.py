@@ -50,7 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
                         "one_hot_prediction); default: the layout's, when it exists")
     parser.add_argument("--weights", default="pretrained", metavar="pretrained|none|FILE",
                         help="model weights for the metrics that run the model (pretrained)")
-    parser.add_argument("--limit", type=int, metavar="N", help="only the first N maps")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N maps (a "
+                        "longer existing score file is kept: see --out, --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing score files even with fewer scores")
+    parser.add_argument("--assume-order", action="store_true",
+                        help="pair maps that carry no image_id (the published files) with the "
+                        "images of a folder by position; without it, only the kecam json "
+                        "that produced them pairs them")
     parser.add_argument("--subsample", type=int, metavar="N",
                         help="randomization metrics on the first N maps (default "
                         f"{catalog.RANDOMIZATION_SUBSET}, as published)")
@@ -62,7 +69,30 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
                         help="dina: the published definitions (default); xplique: xplique "
                         ">= 1.5's definitions where they differ (Insertion, Deletion, "
                         "MuFidelity, Sparseness, Complexity, ModelRandomization)")
+    parser.add_argument("--metric-param", action="append", default=[], metavar="METRIC.NAME=V",
+                        help="replace a metric's published parameter, e.g. Deletion.nb_steps=20"
+                        " (VALUE as JSON; repeatable); the scores are then not DINA's")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def metric_params(items: list[str]) -> dict[str, dict]:
+    """`METRIC.NAME=VALUE` strings as {metric: {name: value}}; VALUE is JSON when it parses."""
+    import json
+
+    from dina_datasets.errors import ConfigError
+
+    params: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        metric, dot, name = key.strip().partition(".")
+        if not sep or not dot or not metric or not name:
+            raise ConfigError(f"--metric-param must look like METRIC.NAME=VALUE (e.g. "
+                              f"Deletion.nb_steps=20), got {item!r}")
+        try:
+            params.setdefault(metric, {})[name] = json.loads(value)
+        except ValueError:
+            params.setdefault(metric, {})[name] = value
+    return params
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
                       weights=args.weights, limit=args.limit, subsample=args.subsample,
                       batch_size=args.batch_size, seed=args.seed, variant=args.variant,
                       progress=not args.no_progress and sys.stderr.isatty(),
+                      assume_order=args.assume_order, overwrite=args.overwrite,
+                      metric_params=metric_params(args.metric_param),
                       storage_options=args.storage_options)
     print(result.summary())
     return 0

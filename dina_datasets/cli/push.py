@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from dina_datasets.errors import ConfigError
+from dina_datasets.errors import ConfigError, DinaError, NetworkError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
@@ -66,7 +66,32 @@ def upload(folder: str, repo_id: str, patterns: list[str], *, private: bool = Fa
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset",
-                      revision=revision, commit_message=commit_message,
-                      allow_patterns=[README, *patterns], delete_patterns=patterns)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset",
+                          revision=revision, commit_message=commit_message,
+                          allow_patterns=[README, *patterns], delete_patterns=patterns)
+    except Exception as err:
+        raise hub_error(err, repo_id) from err
+
+
+def hub_error(err: Exception, repo_id: str) -> DinaError | Exception:
+    """The DinaError to raise for a failed Hub call (the error itself when it is a bug)."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    where = f"https://huggingface.co/datasets/{repo_id}"
+    module = type(err).__module__.split(".")[0]
+    if isinstance(err, HfHubHTTPError):
+        return ConfigError(f"the Hub refused the upload to {where}: {str(err).splitlines()[0]}"
+                           " (check --repo-id and that the token may write there)")
+    if isinstance(err, LocalTokenNotFoundError):
+        return ConfigError(f"no Hub token to upload to {where}: log in with `hf auth login` "
+                           "or pass --token")
+    if isinstance(err, (ConnectionError, TimeoutError)) or module.startswith(
+            ("httpx", "requests", "urllib3", "httpcore")):
+        offline = "offline mode is on (HF_HUB_OFFLINE=1): unset it" if \
+            type(err).__name__ == "OfflineModeIsEnabled" else "check the network"
+        return NetworkError(f"cannot reach the Hugging Face Hub to upload to {where} "
+                            f"({type(err).__name__}: {err}): {offline}; the exported folder "
+                            "is unchanged, run `dina push` again when online")
+    return err

@@ -17,15 +17,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", metavar="SRC",
                         help="the images (folder or kecam imagenet_data.json) to draw under "
                         "the maps; without it the maps are drawn alone")
-    parser.add_argument("--out", default="dina-show.png", metavar="FILE.png",
-                        help="PNG to write (default: %(default)s)")
+    parser.add_argument("--assume-order", action="store_true",
+                        help="pair records that carry no image_id (the published files) with "
+                        "the images of a folder by position; without it they are paired only "
+                        "through the kecam json that produced them")
+    parser.add_argument("--out", default="dina-show.png", metavar="FILE",
+                        help="picture to write: .png, .jpg, .pdf or .svg (default: "
+                        "%(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     from dina_datasets import figures
 
+    figures.image_format(args.out)  # a bad suffix fails before anything is read
     rows = figures.load_panels(args.configs, args.index, data_url=args.data_url,
-                               images=args.images, storage_options=args.storage_options)
+                               images=args.images, assume_order=args.assume_order,
+                               storage_options=args.storage_options)
     out = figures.draw(rows, args.out)
     known = sum(p.image is not None for row in rows for p in row)
     print(f"wrote {out}: {len(rows)} image(s) x {len(rows[0])} config(s)"

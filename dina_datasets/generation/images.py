@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 
 from dina_datasets import formats
-from dina_datasets.errors import ConfigError, LayoutError
+from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
 from dina_datasets.formats import UNKNOWN_LABEL
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -84,3 +84,50 @@ def _from_folder(src: str) -> list[ImageEntry]:
 def _from_json(src: str) -> list[ImageEntry]:
     return [ImageEntry(os.path.expanduser(r.path), r.image_id, r.label)
             for r in formats.read_imagenet_json(src)]
+
+
+def image_root(src: str) -> str:
+    """The folder the paths of a source are relative to: the folder itself, or a kecam
+    json's `base_path` (else the json's folder)."""
+    if os.path.isfile(src) and is_kecam_json(src):
+        import json
+
+        with open(src, encoding="utf-8") as handle:
+            try:
+                info = json.load(handle).get("info") or {}
+            except (ValueError, AttributeError):
+                info = {}
+        base = info.get("base_path") if isinstance(info, dict) else None
+        return os.path.abspath(os.path.expanduser(base)) if base else \
+            os.path.dirname(os.path.abspath(src))
+    return os.path.abspath(src)
+
+
+def relative_path(path: str, root: str) -> str:
+    """`path` relative to `root` (forward slashes), or as it is when not below `root`."""
+    rel = os.path.relpath(os.path.abspath(path), root)
+    return path if rel.startswith(os.pardir) else rel.replace(os.sep, "/")
+
+
+def is_kecam_json(src: str | None) -> bool:
+    """Whether an images source is a kecam `imagenet_data.json` (whose list order is the
+    order of the records it produced)."""
+    return isinstance(src, str) and src.lower().endswith(".json")
+
+
+def check_positional(src: str, what: str, assume_order: bool = False) -> None:
+    """Allow pairing records without image keys with the images of `src` by position only
+    for a kecam json or when the caller says the order is right; AlignmentError otherwise.
+
+    The published DINA files carry no keys and their order is an unseeded shuffle of the
+    images: paired by position with a folder, maps would be drawn or scored over the wrong
+    images without a word.
+    """
+    if assume_order or is_kecam_json(src):
+        return
+    raise AlignmentError(
+        f"{what} carry no image keys (image_id), so which image each map explains is "
+        f"unknown: the published DINA files are in the order of an unseeded shuffle, not the "
+        f"order of {src!r}. Pass the kecam imagenet_data.json that produced them as the "
+        "images source, or --assume-order (assume_order=True) if you know the records follow "
+        f"the sorted order of {src!r}")

@@ -31,6 +31,10 @@ def resolve_callable(ref: str | Callable[..., Any], what: str) -> Callable[..., 
         target: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             target = getattr(target, part)
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"{what}: cannot import {ref!r}: {err}. Put the module beside the "
+                          "registry file (its folder is searched), install it, or add its "
+                          "folder to PYTHONPATH") from None
     except (ImportError, AttributeError) as err:
         raise ConfigError(f"{what}: cannot import {ref!r}: {err}") from None
     if not callable(target):

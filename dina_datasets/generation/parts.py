@@ -143,15 +143,50 @@ def remove_partial(url: str, part: Part, kinds: Sequence[str] = ("",),
                 fs.rm(name)
 
 
+# Libraries whose versions a manifest records (distribution names; not imported).
+LIBRARIES = ("dina-datasets", "tensorflow", "tf-keras", "keras-cv-attention-models", "xplique",
+             "numpy")
+# Recorded for provenance, but not settings that make a resumed run differ.
+NOT_SETTINGS = frozenset({"images", "preprocess", "versions", "images_source",
+                          "explainer_params", "model_source"})
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of LIBRARIES (None when one is not installed)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    if versions["dina-datasets"] is None:  # a checkout on PYTHONPATH, not installed
+        from dina_datasets import __version__
+
+        versions["dina-datasets"] = __version__
+    return versions
+
+
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
 def make_manifest(config: str, model: str, explainer: str,
                   images: Sequence[tuple[str, int, str]], *, weights: str, batch_size: int,
-                  part_size: int, seed: int, params: dict, preprocess: bool = False) -> dict:
-    """A run's manifest: its settings and its images (index, image_id, label, path)."""
+                  part_size: int, seed: int, params: dict, preprocess: bool = False,
+                  images_source: str | None = None, explainer_params: dict | None = None,
+                  model_source: str | None = None) -> dict:
+    """A run's manifest: its settings, its images (index, image_id, label, path relative to
+    `images_source`), and for provenance the effective explainer parameters, what built the
+    model, and the library versions."""
     return {
         "format": MANIFEST_FORMAT, "config": config, "model": model, "explainer": explainer,
         "weights": weights, "batch_size": batch_size, "part_size": part_size, "seed": seed,
-        "num_images": len(images), "params": json.loads(json.dumps(params, default=repr)),
-        "preprocess": preprocess,
+        "num_images": len(images), "params": _json(params), "preprocess": preprocess,
+        "explainer_params": _json(explainer_params if explainer_params is not None else params),
+        "model_source": model_source, "versions": library_versions(),
+        "images_source": images_source,
         "images": [[i, image_id, label, path] for i, (image_id, label, path) in
                    enumerate(images)],
     }
@@ -162,9 +197,9 @@ def _same_images(old: dict, new: dict) -> bool:
 
 
 def differences(old: dict, new: dict) -> list[str]:
-    """The settings in which two manifests differ (whether a preprocess file is written
-    does not change the explanations, so it is not one of them)."""
-    keys = [k for k in new if k not in ("images", "preprocess") and old.get(k) != new[k]]
+    """The settings in which two manifests differ (whether a preprocess file is written,
+    where the images lie and the library versions do not change what the run computes)."""
+    keys = [k for k in new if k not in NOT_SETTINGS and old.get(k) != new[k]]
     return keys if _same_images(old, new) else [*keys, "images"]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog
+from dina_datasets import catalog, maps
 from dina_datasets.errors import ConfigError, check_positive_int
 from dina_datasets.generation import parts as parts_mod
 from dina_datasets.generation.explainers import DATASET_MEAN, explainer_params
-from dina_datasets.generation.images import ImageEntry, list_images
+from dina_datasets.generation.images import ImageEntry, image_root, list_images, relative_path
 from dina_datasets.generation.merge import PREPROCESS, MergeResult, merge
 from dina_datasets.layout import Layout
 from dina_datasets.recordio import storage
@@ -48,6 +49,7 @@ class GenerateResult:
     shard: tuple[int, int] = (1, 1)
     complete: bool = False
     merged: MergeResult | None = None
+    degenerate: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -91,9 +93,13 @@ def generate(model: str, explainer: str, images: str, out: str, *,
     entries = list_images(images)[:limit]
     layout = Layout(out)
     url, source = layout.explanations(cell.model, cell.explainer), layout.preprocess(cell.model)
+    root = image_root(images)
     manifest = parts_mod.make_manifest(
-        cell.name, cell.model, cell.explainer, [(e.image_id, e.label, e.path) for e in entries],
-        weights=weights, batch_size=batch_size, part_size=part_size, seed=seed, params=params)
+        cell.name, cell.model, cell.explainer,
+        [(e.image_id, e.label, relative_path(e.path, root)) for e in entries],
+        weights=weights, batch_size=batch_size, part_size=part_size, seed=seed, params=params,
+        images_source=images, explainer_params={**cell.explainer_spec.params, **params},
+        model_source=_model_source(cell.model_spec))
     if not parts_mod.describes(source, manifest, storage_options):
         source = None
     write_preprocess = manifest["preprocess"] = write_preprocess and source is None
@@ -118,13 +124,15 @@ def generate(model: str, explainer: str, images: str, out: str, *,
     todo = [p for p in mine if p.index not in done]
     result.parts_skipped = len(mine) - len(todo)
     if todo:
-        loop_started = _run_parts(cell, entries, todo, url, weights=weights,
-                                  batch_size=batch_size, params=params, seed=seed,
-                                  kinds=kinds, source=source, progress=progress,
-                                  options=storage_options)
+        loop_started, result.degenerate = _run_parts(
+            cell, entries, todo, url, weights=weights, batch_size=batch_size, params=params,
+            seed=seed, kinds=kinds, source=source, progress=progress, options=storage_options)
         result.loop_seconds = time.perf_counter() - loop_started
         result.images = sum(len(p) for p in todo)
         result.parts_written = len(todo)
+        if result.degenerate:
+            result.notes.append(f"{result.degenerate} of {result.images} maps are degenerate "
+                                "(constant, e.g. all zero): they rank no pixel")
     complete = parts_mod.complete_parts(url, plan, kinds, storage_options)
     result.complete = len(complete) == len(plan)
     if result.complete and n == 1:
@@ -141,6 +149,16 @@ def generate(model: str, explainer: str, images: str, out: str, *,
                             "must run before `dina merge`")
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _model_source(spec: catalog.ModelSpec) -> str:
+    """What builds the model, for the manifest: kecam's constructor call or the factory."""
+    if callable(spec.constructor):
+        return f"{getattr(spec.constructor, '__module__', '?')}:" \
+               f"{getattr(spec.constructor, '__qualname__', repr(spec.constructor))}"
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in spec.kwargs.items())
+    return spec.constructor if spec.contributed else \
+        f"keras_cv_attention_models.{spec.constructor}({kwargs})"
 
 
 def _baseline(cell: catalog.Cell, entries: list[ImageEntry], size: int, url: str,
@@ -175,8 +193,9 @@ def _batches(entries: list[ImageEntry], todo: list[parts_mod.Part], batch_size: 
 def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_mod.Part],
                url: str, *, weights: str, batch_size: int, params: dict, seed: int,
                kinds: list[str], source: str | None, progress: bool, options: dict | None
-               ) -> float:
-    """Write the parts in `todo`; returns the time the explaining loop started.
+               ) -> tuple[float, int]:
+    """Write the parts in `todo`; returns the time the explaining loop started and the
+    number of degenerate maps (a DegenerateMapWarning is issued at the first batch with one).
 
     With `source` (a matching preprocess file) the inputs and predictions are read from it
     instead of decoding, preprocessing and predicting again.
@@ -214,6 +233,7 @@ def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_m
     loop_started = time.perf_counter()
     batches = list(_batches(entries, todo, batch_size))
     writers: dict[str, RecordWriter] = {}
+    degenerate = 0
     with ThreadPoolExecutor(1) as pool, tqdm(total=sum(len(p) for p in todo), unit="img",
                                               desc=cell.name, disable=not progress) as bar:
         pending = pool.submit(load, *batches[0][1:])
@@ -227,7 +247,14 @@ def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_m
                     writers = {kind: RecordWriter(parts_mod.part_url(url, part, kind),
                                                   options, index=True) for kind in kinds}
                     tf.keras.utils.set_random_seed(seed)
-                _write_batch(writers, batch, start, x, probs, explain, num_classes)
+                flat = _write_batch(writers, batch, start, x, probs, explain, num_classes)
+                if flat and not degenerate:
+                    warnings.warn(maps.DegenerateMapWarning(
+                        f"{cell.name}: {flat} of the {len(batch)} maps of images "
+                        f"{start}-{start + len(batch) - 1} are degenerate (constant, e.g. all "
+                        "zero): they rank no pixel (random weights? an explainer that does not "
+                        "fit the model?); the run goes on and counts them"), stacklevel=2)
+                degenerate += flat
                 if start + len(batch) == part.stop:
                     for kind in sorted(kinds, reverse=True):  # explanations renamed last
                         writers[kind].close()
@@ -236,7 +263,7 @@ def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_m
             for writer in writers.values():  # closed writers ignore this
                 writer.abort(err)
             raise
-    return loop_started
+    return loop_started, degenerate
 
 
 def _needs_baseline(cell: catalog.Cell, params: dict) -> bool:
@@ -245,13 +272,15 @@ def _needs_baseline(cell: catalog.Cell, params: dict) -> bool:
 
 
 def _write_batch(writers: dict[str, RecordWriter], batch: list[ImageEntry], start: int,
-                 x: np.ndarray, probs: np.ndarray, explain: Any, num_classes: int) -> None:
+                 x: np.ndarray, probs: np.ndarray, explain: Any, num_classes: int) -> int:
+    """Explain and write one batch; returns how many of its maps are degenerate."""
     predictions = probs.argmax(axis=-1)
     one_hot = np.eye(num_classes, dtype=np.float32)[predictions]
-    maps = explain(x, one_hot)
+    made = explain(x, one_hot)
     for j, entry in enumerate(batch):
         if PREPROCESS in writers:
             writers[PREPROCESS].write({"preprocess_input": x[j], "one_hot_prediction": one_hot[j]})
-        writers[""].write({"explanations": maps[j], "index": start + j, "image_id": entry.image_id,
+        writers[""].write({"explanations": made[j], "index": start + j, "image_id": entry.image_id,
                            "label": entry.label, "prediction": int(predictions[j])})
+    return int(maps.degenerate(made).sum())
 

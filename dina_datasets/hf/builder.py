@@ -1,8 +1,9 @@
 """The `datasets` builder of DINA: one config per model/explainer cell, split `validation`.
 
-Works in process with datasets 5.x (`download_and_prepare`, `as_dataset`,
-`as_streaming_dataset`) and, through `builders/dina/dina.py`, as a loading script for
-datasets < 4. Arrow tables are built straight from the record buffers (`dina_datasets.hf.arrow`);
+Works in process with datasets >= 5.1 (`download_and_prepare`, `as_dataset`,
+`as_streaming_dataset`); there is no loading script (datasets >= 4 does not run them, and
+older versions cannot import this builder: it needs `datasets.builder.Key`). Arrow tables
+are built straight from the record buffers (`dina_datasets.hf.arrow`);
 streaming reads the explanations file in record ranges ("virtual shards",
 `dina_datasets.recordio.planner`) that DataLoader workers and `split_dataset_by_node` share out.
 """

@@ -1,6 +1,9 @@
 """The dataset card: its YAML `configs:` block and its tables of models, explainers and
 metrics generated from the catalog, and the README.md of an export rendered from
-`dataset_card.md`.
+`dataset_card.md`: what the export holds (configs, rows, size category) and where each
+config came from (the published DINA files, or generated here: models, weights, explainer
+parameters, library versions from the generation manifest) are generated from the exported
+data, never assumed.
 
 `python -m dina_datasets.hf.card` rewrites the generated blocks of `dataset_card.md` and
 `builders/dina/README.md` after the catalog changed (a test checks they are in sync).
@@ -9,6 +12,7 @@ metrics generated from the catalog, and the README.md of an export rendered from
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -130,15 +134,127 @@ def _with_tables(body: str) -> str:
     return (body[:start + len(GENERATED_START)] + "\n" + catalog_tables() + body[end:])
 
 
+# Hugging Face's size categories: (upper bound, name), by number of rows.
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                   (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
+                   (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+PUBLISHED = "published"    # the DINA authors' files (gs://xai-deel)
+GENERATED = "generated"    # written by `dina generate` (a generation manifest beside it)
+UNKNOWN = "unknown"        # neither: no manifest, not the published 50,000-row file
+
+
+def size_category(rows: int) -> str:
+    """The Hub's `size_categories` value for a dataset of `rows` rows."""
+    for bound, name in SIZE_CATEGORIES:
+        if rows < bound:
+            return name
+    return "n>1B"
+
+
+def _block(body: str, name: str, text: str) -> str:
+    """`body` with the text between `<!-- generated: NAME -->` and `<!-- generated: end of
+    NAME -->` replaced by `text` (unchanged when the markers are absent)."""
+    start, end = f"<!-- generated: {name} -->", f"<!-- generated: end of {name} -->"
+    i, j = body.find(start), body.find(end)
+    if i < 0 or j < i:
+        return body
+    return body[:i + len(start)] + "\n" + text.rstrip("\n") + "\n" + body[j:]
+
+
+def _size_key(rows: int) -> str:
+    return f"size_categories:\n- {size_category(rows)}\n"
+
+
 def render(template: str, names: Iterable[str],
-           infos: Mapping[str, datasets.DatasetInfo] | None = None) -> str:
-    """A card: the template with its `configs:` (and, given infos, `dataset_info:`) blocks
-    generated."""
+           infos: Mapping[str, datasets.DatasetInfo] | None = None,
+           provenance: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """A card: the template with its `configs:` block generated. Given `infos` (the exported
+    configs' split sizes), also `dataset_info:`, `size_categories:` and the blocks saying what
+    the repository holds and where each config came from (`provenance[config]`, see
+    `export.provenance`); without, the card of the published dataset."""
+    names = list(names)
     front, body = split_front_matter(template)
     front = replace_key(front, "configs", configs_block(names))
-    if infos is not None:
+    if infos is None:
+        rows = {name: catalog.NUM_IMAGES for name in names}
+        origins = {name: {"origin": PUBLISHED} for name in names}
+    else:
         front = replace_key(front, "dataset_info", dataset_info_block(infos))
+        rows = {name: sum(s.num_examples for s in info.splits.values())
+                for name, info in infos.items()}
+        origins = {name: dict((provenance or {}).get(name) or {"origin": UNKNOWN})
+                   for name in names}
+    front = replace_key(front, "size_categories", _size_key(sum(rows.values())))
+    if not any(o.get("origin") == PUBLISHED for o in origins.values()):
+        front = replace_key(front, "source_datasets", "")
+    body = _block(body, "contents", contents_text(rows, origins))
+    body = _block(body, "provenance", provenance_text(origins))
     return f"---\n{front}---\n{_with_tables(body)}"
+
+
+def contents_text(rows: Mapping[str, int], origins: Mapping[str, Mapping[str, Any]]) -> str:
+    """What the repository holds: its configs, their rows and origin."""
+    total = sum(rows.values())
+    if all(o.get("origin") == PUBLISHED for o in origins.values()) and \
+            set(rows.values()) == {catalog.NUM_IMAGES}:
+        return _wrap(f"This repository holds {len(rows)} configurations of the published DINA "
+                     f"files (computed by the DINA authors), {catalog.NUM_IMAGES:,} rows each: "
+                     f"{total:,} rows in all.") + "\n"
+    lines = [_wrap(f"This repository holds {len(rows)} configuration(s), {total:,} rows in all, "
+                   "in the DINA format (see the provenance of each under \"Source and "
+                   "licence\"):"), "",
+             "| config | rows | origin |", "|---|---|---|"]
+    for name, count in rows.items():
+        lines.append(f"| {name} | {count:,} | {_origin_words(origins.get(name, {}))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _origin_words(origin: Mapping[str, Any]) -> str:
+    kind = origin.get("origin")
+    if kind == PUBLISHED:
+        return "published DINA files (computed by the DINA authors)"
+    if kind == GENERATED:
+        return f"generated with `dina generate`, weights: {origin.get('weights', '?')}"
+    return "not recorded (no generation manifest, and not the published 50,000-row file)"
+
+
+def provenance_text(origins: Mapping[str, Mapping[str, Any]]) -> str:
+    """Where each config came from, from the exported data's own records."""
+    published = [n for n, o in origins.items() if o.get("origin") == PUBLISHED]
+    generated = {n: o for n, o in origins.items() if o.get("origin") == GENERATED}
+    unknown = [n for n, o in origins.items() if o.get("origin") not in (PUBLISHED, GENERATED)]
+    parts = []
+    if published:
+        which = "The maps" if len(published) == len(origins) else \
+            f"The maps of {', '.join(published)}"
+        parts.append(f"{which} were computed by the DINA authors (DEEL) on the ImageNet "
+                     "(ILSVRC 2012) validation set; ImageNet's terms of use apply to anything "
+                     "derived from its images. The licence of the published maps has not been "
+                     "stated by their authors (`license: unknown`).")
+    for name, origin in generated.items():
+        versions = ", ".join(f"{k} {v}" for k, v in (origin.get("versions") or {}).items()
+                             if v) or "not recorded"
+        params = ", ".join(f"{k}={v!r}" for k, v in
+                           (origin.get("explainer_params") or {}).items()) or "defaults"
+        weights = origin.get("weights", "?")
+        note = (" (random initialisation: the maps show that the pipeline works, not what a "
+                "trained model attends to)") if weights == "none" else ""
+        parts.append(
+            f"**{name}** was generated with `dina generate` (not by the DINA authors): "
+            f"model {origin.get('model')} built by `{origin.get('model_source') or '?'}`, "
+            f"weights `{weights}`{note}; explainer {origin.get('explainer')} with {params}; "
+            f"{origin.get('num_images', '?')} images from "
+            f"`{origin.get('images_source') or 'not recorded'}`; seed {origin.get('seed')}; "
+            f"libraries: {versions}.")
+    if unknown:
+        parts.append(f"The origin of {', '.join(unknown)} is not recorded: no generation "
+                     "manifest was found beside the explanations file, and it is not the "
+                     "published 50,000-row file. Do not take it for DINA's published data.")
+    return "\n\n".join(map(_wrap, parts)) + "\n"
+
+
+def _wrap(paragraph: str) -> str:
+    return textwrap.fill(paragraph, width=92, break_long_words=False, break_on_hyphens=False)
 
 
 def read_template(path: str | Path | None = None) -> str:

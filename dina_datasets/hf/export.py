@@ -4,11 +4,13 @@
 a temporary name and renamed) and a README.md whose YAML `configs:` block lets stock
 `datasets.load_dataset(folder_or_repo, "DinoV2-Rise")` load any config, streaming too.
 Exporting more configs into the same folder adds them; the README always lists every
-config present.
+config present, with its row count and its provenance (recorded in each shard's Parquet
+metadata when it is written, so a later export into the folder keeps it).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 from collections.abc import Callable, Iterable
@@ -23,12 +25,16 @@ from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.hf import card
 from dina_datasets.hf.features import ENCODINGS
 from dina_datasets.hf.source import Source
-from dina_datasets.layout import DEFAULT_DATA_URL
+from dina_datasets.layout import DEFAULT_DATA_URL, Layout
 from dina_datasets.recordio import storage
 
 MAX_SHARD_BYTES = 500 * 10**6
 ROW_OVERHEAD = 1024
 README = "README.md"
+PROVENANCE_KEY = b"dina_provenance"  # Parquet key-value metadata of every shard
+# Manifest entries that say how a generated config was made (see generation.parts).
+MANIFEST_KEYS = ("model", "explainer", "weights", "model_source", "explainer_params", "params",
+                 "versions", "images_source", "num_images", "seed")
 
 Progress = Callable[[int], Any]
 
@@ -42,27 +48,72 @@ class ExportedConfig:
     num_examples: int
     num_bytes: int
     features: datasets.Features
+    provenance: dict[str, Any] | None = None
 
 
-def resolve_configs(patterns: Iterable[str]) -> list[str]:
-    """Config names from names (case-insensitive), shell patterns ("DinoV2-*") or "all"."""
+def present_configs(data_url: str, storage_options: dict[str, Any] | None = None
+                    ) -> list[str]:
+    """The configs of the catalog that have an explanations file under `data_url`."""
+    layout = Layout(data_url)
+    fs, _ = storage.filesystem(data_url, storage_options)
+    pattern = storage.filesystem(layout.explanations("*", "*"), storage_options)[1]
+    try:
+        found = {tuple(posixpath.normpath(p).split("/")[-3:-1]) for p in fs.glob(pattern)}
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [name for name in catalog.config_names()
+            if tuple(name.split("-", 1)) in found]
+
+
+def resolve_configs(patterns: Iterable[str], present: Iterable[str] | None = None,
+                    data_url: str | None = None) -> list[str]:
+    """Config names from names (case-insensitive), shell patterns ("DinoV2-*") or "all".
+
+    Patterns and "all" expand against `present` (the configs found under `data_url`) when
+    given, else against the whole catalog; a name is taken as it is.
+    """
     import fnmatch
 
-    names = catalog.config_names()
+    names = catalog.config_names() if present is None else list(present)
+    where = "" if present is None else f" under {data_url or 'the data_url'}"
     out: list[str] = []
     for pattern in patterns:
         if pattern.lower() == "all":
             chosen = names
+            if not chosen:
+                raise ConfigError(f"'all': no config found{where} (no "
+                                  "{Model}/{Explainer}/explanations.tfrecord)")
         elif any(ch in pattern for ch in "*?["):
             chosen = [n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower())]
             if not chosen:
-                raise ConfigError(f"no config matches {pattern!r}; valid: {', '.join(names)}")
+                raise ConfigError(f"no config{where} matches {pattern!r}; "
+                                  f"{'present' if present is not None else 'valid'}: "
+                                  f"{', '.join(names) or 'none'}")
         else:
             chosen = [catalog.Cell.from_name(pattern).name]
         out += [n for n in chosen if n not in out]
     if not out:
         raise ConfigError("name at least one config (or 'all')")
     return out
+
+
+def provenance(source: Source) -> dict[str, Any]:
+    """Where a config's data came from: "generated" by `dina generate` (with its manifest's
+    model, weights, explainer parameters and library versions), the "published" DINA file
+    (a published cell, 50,000 records without keys, no manifest), or "unknown"."""
+    from dina_datasets.generation.parts import read_manifest
+
+    url = source.info.url
+    manifest = read_manifest(url, source.storage_options)
+    if manifest is not None:
+        return {"origin": card.GENERATED, **{k: manifest.get(k) for k in MANIFEST_KEYS}}
+    if source.cell.published and source.num_records == catalog.NUM_IMAGES:
+        from dina_datasets.recordio.records import read_record
+
+        first = read_record(url, 0, tensors=frozenset(), storage_options=source.storage_options)
+        if not {"index", "image_id"} & set(first):
+            return {"origin": card.PUBLISHED}
+    return {"origin": card.UNKNOWN}
 
 
 def rows_per_shard(cell: catalog.Cell, max_shard_bytes: int = MAX_SHARD_BYTES) -> int:
@@ -86,7 +137,11 @@ def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL
     """
     if encoding not in ENCODINGS:
         raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
-    names = resolve_configs(configs)
+    fs, path = storage.filesystem(out)
+    if fs.isfile(path):
+        raise LayoutError(f"out {out} is a file, not a folder: give the folder to write the "
+                          "repository into (new, or an earlier export)")
+    names = resolve_configs(configs, present_configs(data_url, storage_options), data_url)
     template = card.read_template(card_template)
     sources = [Source.open(catalog.Cell.from_name(name), data_url, imagenet_json=imagenet_json,
                            preprocess_url=preprocess_url, storage_options=storage_options,
@@ -108,6 +163,8 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
     per = rows_per_shard(source.cell, max_shard_bytes)
     count = max(1, math.ceil(source.num_records / per))
     schema = source.schema(encoding)
+    schema = schema.with_metadata({**(schema.metadata or {}),
+                                   PROVENANCE_KEY: json.dumps(provenance(source)).encode()})
     written = []
     for i in range(count):
         start, stop = i * per, min(source.num_records, (i + 1) * per)
@@ -151,7 +208,7 @@ def scan(out: str) -> list[ExportedConfig]:
         files = [f for f in files if f.endswith(".parquet")]
         if not files:
             continue
-        rows, size, features = 0, 0, None
+        rows, size, features, origin = 0, 0, None, None
         for file in files:
             with fs.open(file, "rb") as handle:
                 meta = pq.ParquetFile(handle).metadata
@@ -159,8 +216,10 @@ def scan(out: str) -> list[ExportedConfig]:
                 size += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
                 features = features or datasets.Features.from_arrow_schema(
                     meta.schema.to_arrow_schema())
+                recorded = (meta.metadata or {}).get(PROVENANCE_KEY)
+                origin = origin or (json.loads(recorded) if recorded else None)
         rel = tuple(posixpath.relpath(f, root) for f in files)
-        found.append(ExportedConfig(name, rel, rows, size, features))
+        found.append(ExportedConfig(name, rel, rows, size, features, origin))
     return found
 
 
@@ -173,7 +232,8 @@ def write_readme(out: str, found: list[ExportedConfig], template: str) -> str:
         splits = datasets.SplitDict()
         splits.add(split)
         infos[config.name] = datasets.DatasetInfo(features=config.features, splits=splits)
-    text = card.render(template, [c.name for c in found], infos)
+    text = card.render(template, [c.name for c in found], infos,
+                       {c.name: c.provenance for c in found if c.provenance})
     url = storage.join(out, README)
     with storage.atomic_write(url, "w") as handle:
         handle.write(text)

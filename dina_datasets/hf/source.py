@@ -63,6 +63,10 @@ class Source:
                               "data_url must be a bucket-shaped folder "
                               "({Model}/{Explainer}/explanations.tfrecord)") from None
         n = info.num_records
+        if not n:
+            raise RecordError(f"the explanations file of {cell.name} is empty (0 records): a "
+                              "run that wrote nothing, or a copy that failed; regenerate or "
+                              "copy it again", url=url)
         scores = {name: _scores(layout.scores(cell.model, cell.explainer, name), n, url,
                                 storage_options) for name in metric_columns()}
         source = cls(cell, info, scores, storage_options=storage_options, check_crc=check_crc,

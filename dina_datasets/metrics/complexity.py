@@ -37,7 +37,8 @@ class _MapMetric(Metric):
 
 
 class Sparseness(_MapMetric):
-    """Gini index of |map|: 0 for a uniform map, towards 1 when one pixel holds everything.
+    """Gini index of |map|, in [0, 1): 0 for a uniform (or all-zero) map, towards 1 when one
+    pixel holds everything.
 
     dina: a = |mean_c E| / (sum + 1e-8), sorted ascending, + 1e-7;
     score = sum_k (2k - n - 1) a_k / (n sum a). Higher is better.
@@ -59,7 +60,10 @@ class Sparseness(_MapMetric):
 
 
 class Complexity(_MapMetric):
-    """Shannon entropy of the normalised |map|: 0 for one pixel, ln(H*W) for a uniform map.
+    """Shannon entropy of the normalised |map|, in [0, ln(H*W)] (ln(224 * 224) = 10.82; the
+    1e-8 offsets move the ends by less than 1e-3): 0 when one pixel holds everything,
+    ln(H*W) for a uniform map. An all-zero map also scores
+    0, the "best" value, though it ranks no pixel: flag it with `dina_datasets.maps.degenerate`.
 
     p = a / (sum a + 1e-8); score = -sum p ln(p + 1e-8). Lower is better.
     """

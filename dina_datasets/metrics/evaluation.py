@@ -88,7 +88,8 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
              images: str | None = None, preprocess_url: str | None = None,
              weights: str = "pretrained", limit: int | None = None,
              subsample: int | None = None, batch_size: int = 32, seed: int = 42,
-             variant: str = "dina", progress: bool = True,
+             variant: str = "dina", progress: bool = True, assume_order: bool = False,
+             overwrite: bool = False, metric_params: dict[str, dict[str, Any]] | None = None,
              storage_options: dict[str, Any] | None = None) -> EvaluateResult:
     """Score the maps of `model`/`explainer` under `data_url`; write the score files under
     `out` (default: `data_url`) in the bucket layout.
@@ -96,7 +97,11 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
     Inputs and targets come from `images` (preprocessed here, targets = the model's own
     one-hot prediction) or from a preprocess file (`preprocess_url`, default the layout's).
     `limit` keeps the first N maps; `subsample` replaces the randomization metrics' subset
-    (1,024). Metrics without a model read the maps alone.
+    (1,024). Metrics without a model read the maps alone. Maps without image keys are paired
+    with `images` by position only for the kecam json that produced them or with
+    `assume_order`. A score file is never replaced by a shorter one (a partial run) unless
+    `overwrite`: choose another `out` instead. `metric_params` ({metric: {name: value}})
+    replace a metric's published parameters (e.g. Deletion's nb_steps).
     """
     cell = catalog.Cell(model, explainer, allow_missing=True)
     specs = list({spec.name: spec for spec in map(catalog.metric, metrics)}.values())
@@ -113,6 +118,8 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
     result = EvaluateResult(cell.name)
     if total == 0:
         raise LayoutError(f"{url} holds no records")
+    if not overwrite:
+        _keep_longer(out_layout, cell, stops, storage_options)
 
     net = None
     batches = explanation_batches(url, max(stops.values()), batch_size,
@@ -124,7 +131,7 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
                                            storage_options)
         net = build_model(cell.model, weights)
         if kind == "images":
-            batches = _with_images(batches, cell, source, net, num_records)
+            batches = _with_images(batches, cell, source, net, num_records, assume_order)
         else:
             batches = join_preprocess(batches, source, num_records,
                                       storage_options=storage_options)
@@ -140,7 +147,13 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
                                 f"{total} evaluated inputs {np.round(baseline, 4).tolist()}")
         factory = _explainer_factory(cell, batch_size, baseline)
         tf.keras.utils.set_random_seed(seed)
-    scorers = {s.name: _metric(s, net, factory, batch_size, seed, variant) for s in specs}
+    params = {catalog.metric(name).name: dict(kv) for name, kv in (metric_params or {}).items()}
+    unused = set(params) - {s.name for s in specs}
+    if unused:
+        raise ConfigError(f"parameters given for {', '.join(sorted(unused))}, which is not "
+                          f"among the metrics computed ({', '.join(s.name for s in specs)})")
+    scorers = {s.name: _metric(s, net, factory, batch_size, seed, variant,
+                               params.get(s.name, {})) for s in specs}
     scores: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
     mismatched = 0
     from tqdm import tqdm
@@ -171,9 +184,15 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
 
 
 def _metric(spec: catalog.MetricSpec, net: Any, factory: Any, batch_size: int, seed: int,
-            variant: str) -> Any:
+            variant: str, params: dict[str, Any] | None = None) -> Any:
     accepted = inspect.signature(metric_class(spec.name)).parameters
     extra = {k: v for k, v in (("seed", seed), ("variant", variant)) if k in accepted}
+    unknown = set(params or {}) - set(accepted)
+    if unknown:
+        raise ConfigError(f"{spec.name} has no parameter {', '.join(sorted(unknown))}; its "
+                          "parameters: " + ", ".join(k for k in accepted
+                                                     if k not in ("self", "model")))
+    extra.update(params or {})
     if spec.family == "randomization":
         return build(spec.name, net, factory, batch_size=batch_size, **extra)
     return build(spec.name, net if spec.needs_model else None, batch_size=batch_size, **extra)
@@ -188,9 +207,23 @@ def _write(name: str, parts: list[np.ndarray], layout: Layout, cell: catalog.Cel
     return Written(name, url, len(values), float(finite.mean()) if len(finite) else math.nan)
 
 
-def _with_images(batches: Any, cell: catalog.Cell, source: str, net: Any, num_records: int
-                 ) -> Any:
-    from dina_datasets.generation.images import list_images
+def _keep_longer(layout: Layout, cell: catalog.Cell, stops: dict[str, int],
+                 options: dict | None) -> None:
+    """ConfigError before any work when a score file to write holds more scores than this
+    run computes (a `--limit` or `--subsample` run over a full file)."""
+    for name, stop in stops.items():
+        url = layout.scores(cell.model, cell.explainer, name)
+        existing = formats.read_scores(url, options)
+        if existing is not None and len(existing) > stop:
+            raise ConfigError(f"{url} holds {len(existing)} scores and this run computes "
+                              f"{stop}: it would replace them with fewer. Write elsewhere "
+                              "with --out DIR (out=), or pass --overwrite (overwrite=True) "
+                              "to replace the file")
+
+
+def _with_images(batches: Any, cell: catalog.Cell, source: str, net: Any, num_records: int,
+                 assume_order: bool = False) -> Any:
+    from dina_datasets.generation.images import check_positional, list_images
     from dina_datasets.generation.models import input_size
     from dina_datasets.generation.preprocessing import preprocess_images
 
@@ -201,7 +234,10 @@ def _with_images(batches: Any, cell: catalog.Cell, source: str, net: Any, num_re
     def load(paths: list[str]) -> np.ndarray:
         return preprocess_images(paths, cell.model, input_size=size)
 
-    return join_images(batches, entries, num_records, load, forward)
+    def positional() -> None:
+        check_positional(source, f"the records of {cell.name}", assume_order)
+
+    return join_images(batches, entries, num_records, load, forward, positional)
 
 
 def _dataset_mean(cell: catalog.Cell, images: str | None, preprocess_url: str | None,

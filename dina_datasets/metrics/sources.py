@@ -3,7 +3,9 @@ targets, from a preprocess file or from the images themselves.
 
 Records written by `dina generate` carry `index` and `image_id`: they say which image (and
 which preprocess record) each map belongs to. Records without them (the published files)
-are joined by position, and the two sources must then have the same length.
+are joined by position: with a preprocess file (made from the same kecam json, in the same
+order) or with images only when the caller allows it (the kecam json that produced them, or
+`assume_order`); the two sources must then have the same length.
 """
 
 from __future__ import annotations
@@ -103,16 +105,21 @@ def join_preprocess(batches: Iterable[Batch], url: str, num_explanations: int, *
         yield batch
 
 
-def image_rows(batch: Batch, entries: Sequence[Any], ids: dict[str, int], num_explanations: int
-               ) -> list[int]:
+def image_rows(batch: Batch, entries: Sequence[Any], ids: dict[str, int], num_explanations: int,
+               positional: Callable[[], None] | None = None) -> list[int]:
     """Positions in `entries` of the images of a batch: by image_id, else by index, else by
-    position (the two lists must then have the same length)."""
+    position (the two lists must then have the same length). Without image_id,
+    `positional()` is called first: it raises when pairing by position is not allowed."""
     if batch.image_id is not None:
         missing = [i for i in batch.image_id if i not in ids]
         if missing:
-            raise AlignmentError(f"explanation records name images absent from the images "
-                                 f"source: {', '.join(map(repr, missing[:5]))}")
+            raise AlignmentError(f"{len(missing)} explanation record(s) of [{batch.start}, "
+                                 f"{batch.start + len(batch)}) name images absent from the "
+                                 f"images source: {', '.join(map(repr, missing[:5]))}"
+                                 f"{' ...' if len(missing) > 5 else ''}")
         return [ids[i] for i in batch.image_id]
+    if positional is not None:
+        positional()
     rows = batch.index if batch.index is not None else \
         list(range(batch.start, batch.start + len(batch)))
     if batch.index is None and len(entries) != num_explanations:
@@ -128,14 +135,16 @@ def image_rows(batch: Batch, entries: Sequence[Any], ids: dict[str, int], num_ex
 
 def join_images(batches: Iterable[Batch], entries: Sequence[Any], num_explanations: int,
                 load: Callable[[list[str]], np.ndarray],
-                predict: Callable[[np.ndarray], np.ndarray]) -> Iterator[Batch]:
+                predict: Callable[[np.ndarray], np.ndarray],
+                positional: Callable[[], None] | None = None) -> Iterator[Batch]:
     """Batches with inputs preprocessed from the images (`load(paths)`) and targets the
-    one-hot of the model's own prediction, as DINA used."""
+    one-hot of the model's own prediction, as DINA used. `positional()` is called before
+    records without image_id are paired by position (it raises when that is not allowed)."""
     ids: dict[str, int] = {}
     for position, entry in enumerate(entries):
         ids.setdefault(entry.image_id, position)
     for batch in batches:
-        rows = image_rows(batch, entries, ids, num_explanations)
+        rows = image_rows(batch, entries, ids, num_explanations, positional)
         batch.inputs = load([entries[r].path for r in rows])
         scores = predict(batch.inputs)
         batch.targets = np.eye(scores.shape[-1], dtype=np.float32)[scores.argmax(axis=-1)]

@@ -107,25 +107,17 @@ def rescan(info: RecordFile, storage_options: dict[str, Any] | None = None) -> R
 
 
 def check_range(info: RecordFile, start: Any, stop: Any) -> tuple[int, int | None]:
-    """Validated [start, stop) (a stop past the end is clamped, as Python slices do); stop is
-    None for an unscanned full read."""
-    n = info.num_records
-    start = 0 if start is None else start
+    """[start, stop) taken as a Python slice takes it: None for an end, a negative value
+    counts from the end, past the end clamps, an empty range is empty; stop is None for an
+    unscanned full read. Only non-integers are an error."""
     for name, value in (("start", start), ("stop", stop)):
-        if value is None:
-            continue
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        if value is not None and (not isinstance(value, (int, np.integer)) or
+                                  isinstance(value, bool)):
             raise RecordIndexError(f"{name} must be an integer, got {value!r}")
-        if value < 0:
-            raise RecordIndexError(f"{name}={value} is negative: use 0 <= start <= stop "
-                                   f"(the file {info.url} holds {n} records)")
-    if n is not None and start > n:
-        raise RecordIndexError(f"start={start} is outside {info.url}, which holds {n} "
-                               f"records: use 0 <= start <= {n}")
-    stop = n if stop is None else (min(stop, n) if n is not None else stop)
-    if stop is not None and start > stop:
-        raise RecordIndexError(f"start={start} is after stop={stop}")
-    return int(start), None if stop is None else int(stop)
+    if info.num_records is None:  # not scanned: a full read from the start
+        return int(start or 0), None
+    begin, end, _ = slice(start, stop).indices(info.num_records)
+    return begin, max(begin, end)
 
 
 def iter_frames(info: RecordFile, start: int, stop: int | None, *, check_crc: bool = True,

@@ -4,11 +4,15 @@ and atomic writes (temporary name, then rename)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import io
+import ipaddress
 import os
 import posixpath
+import socket
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -20,7 +24,7 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import fsspec
 from fsspec.spec import AbstractFileSystem
 
-from dina_datasets.errors import DinaError, LayoutError, TransferError
+from dina_datasets.errors import DinaError, LayoutError, NetworkError, TransferError
 
 RETRIES = 5
 BACKOFF = 0.2
@@ -53,13 +57,107 @@ def resolve_options(url: str, storage_options: dict[str, Any] | None = None
 
 def filesystem(url: str, storage_options: dict[str, Any] | None = None
                ) -> tuple[AbstractFileSystem, str]:
-    """The fsspec filesystem and path of `url`, with `resolve_options`' credentials."""
+    """The fsspec filesystem and path of `url`, with `resolve_options`' credentials; a
+    remote URL's endpoint is checked first (`check_network`)."""
+    options = resolve_options(url, storage_options)
+    check_network(url, options)
     try:
-        return fsspec.core.url_to_fs(url, **resolve_options(url, storage_options))
+        return fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError) as err:
         raise LayoutError(f"cannot open {url!r}: {err}. Use a local path or a file://, "
                           "gs:// or memory:// URL (any fsspec protocol that is installed)"
                           ) from err
+
+
+# Network check: gcsfs retries a DNS failure or a refused connection 6 times with back-off
+# (~35 s measured here) and then raises aiohttp's own error. One DNS lookup and one TCP
+# connect to the endpoint, bounded by CONNECT_TIMEOUT seconds in all, fail at once instead.
+CONNECT_TIMEOUT = 10.0
+ENDPOINTS = {"gs": "https://storage.googleapis.com", "gcs": "https://storage.googleapis.com",
+             "s3": "https://s3.amazonaws.com", "s3a": "https://s3.amazonaws.com",
+             "hf": "https://huggingface.co"}
+_REACHED: set[tuple[str, int]] = set()
+_TRUE = frozenset({"1", "ON", "YES", "TRUE"})
+
+
+def offline() -> bool:
+    """Offline mode as `datasets` reads it: HF_DATASETS_OFFLINE when set, else
+    HF_HUB_OFFLINE."""
+    value = os.environ.get("HF_DATASETS_OFFLINE")
+    if value is None:
+        value = os.environ.get("HF_HUB_OFFLINE", "")
+    return value.strip().upper() in _TRUE
+
+
+def _endpoint(url: str, options: dict[str, Any]) -> tuple[str, int, str] | None:
+    """(host, port, endpoint URL) that a remote URL is read from; None for local URLs and
+    protocols without a known endpoint."""
+    protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
+    if protocol in ("http", "https"):
+        endpoint = url
+    elif protocol in ENDPOINTS:
+        endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get(
+            "endpoint_url") or ENDPOINTS[protocol]
+    else:
+        return None
+    parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if not parts.hostname:
+        return None
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), endpoint
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_network(url: str, storage_options: dict[str, Any] | None = None,
+                  timeout: float = CONNECT_TIMEOUT) -> None:
+    """NetworkError, within `timeout` seconds, when the endpoint of a remote `url` cannot be
+    reached; at once in offline mode (HF_DATASETS_OFFLINE=1) unless it is on loopback.
+
+    One DNS lookup and one TCP connect per endpoint and process; local URLs pass untouched.
+    """
+    found = _endpoint(url, storage_options or {})
+    if found is None or found[:2] in _REACHED:
+        return
+    host, port, endpoint = found
+    advice = ("pass a local copy as data_url= (Python) or --data-url (command line), or set "
+              "DINA_DATA_URL to it")
+    if offline() and not _loopback(host):
+        raise NetworkError(f"{url} is remote and offline mode is on (HF_DATASETS_OFFLINE or "
+                           f"HF_HUB_OFFLINE): {advice}, or unset it to use the network")
+    deadline = time.monotonic() + timeout
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dina-dns")
+    try:
+        addresses = pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM
+                                ).result(timeout=timeout)
+        reason = None
+        for family, kind, proto, _, address in addresses:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer within {timeout:g} s")
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                try:
+                    sock.connect(address)
+                except OSError as err:
+                    reason = err
+                    continue
+            _REACHED.add((host, port))
+            return
+        raise reason or OSError(f"no address for {host}")
+    except (OSError, concurrent.futures.TimeoutError) as err:
+        what = ("timed out" if isinstance(err, (TimeoutError, concurrent.futures.TimeoutError))
+                else err.strerror or str(err) or type(err).__name__)
+        raise NetworkError(f"cannot reach {endpoint} for {url} ({what}, checked within "
+                           f"{timeout:g} s): check the network, or {advice}") from None
+    finally:
+        pool.shutdown(wait=False)
 
 
 def join(url: str, *parts: str) -> str:
@@ -120,6 +218,8 @@ def info(fs: AbstractFileSystem, path: str, url: str) -> dict[str, Any]:
         found = fs.info(path)
     except FileNotFoundError:
         raise LayoutError(f"no such file: {url}") from None
+    except NotADirectoryError:
+        raise LayoutError(f"no such file: {url} (a folder of its path is a file)") from None
     if found.get("type") == "directory":
         raise LayoutError(f"{url} is a folder, not a file")
     return found
