@@ -3,6 +3,8 @@ working everywhere (configs, generate, the builder)."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
