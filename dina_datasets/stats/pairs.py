@@ -1,0 +1,146 @@
+"""Paired comparisons: every explainer of a model is scored on the same images, so each pair
+is compared image by image.
+
+For each (model, metric) and each pair (a, b) of non-degenerate explainers, on the images
+both have: the Wilcoxon signed-rank test of the differences a - b (`scipy.stats.wilcoxon`,
+two-sided, zero differences dropped), the p-values of the pairs of that (model, metric)
+adjusted together (Holm, `statsmodels.stats.multitest.multipletests`), the effect size (the
+matched-pairs rank-biserial correlation r = (R+ - R-) / (R+ + R-) of the same signed ranks:
++1 when a is higher on every image, -1 when lower) and the median difference. The verdict,
+at `alpha` (default 0.01): "better" / "worse" (a than b, in the catalog's direction) when
+p_adjusted < alpha, else "not distinguishable"; "higher" / "lower" for a metric of unknown
+direction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any
+
+import numpy as np
+
+from dina_datasets import catalog
+from dina_datasets.errors import ConfigError
+from dina_datasets.stats import summary as summaries
+from dina_datasets.stats.degenerate import DEGENERATE_SHARE
+from dina_datasets.stats.table import higher_is_better, open_scores, order
+
+ALPHA = 0.01
+RANDOM = "RandomExp"
+SAME = "not distinguishable"
+COLUMNS = ["model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
+           "median_diff", "verdict", "random_like"]
+
+
+def rank_biserial(differences: np.ndarray) -> float:
+    """Matched-pairs rank-biserial correlation of paired differences (zeros dropped)."""
+    from scipy import stats
+
+    d = differences[differences != 0]
+    if len(d) == 0:
+        return float("nan")
+    ranks = stats.rankdata(np.abs(d))
+    plus, minus = ranks[d > 0].sum(), ranks[d < 0].sum()
+    return float((plus - minus) / (plus + minus))
+
+
+def compare(a: np.ndarray, b: np.ndarray) -> tuple[int, float, float, float, float]:
+    """(n, statistic, p_value, effect, median_diff) of a vs b on the images both have."""
+    from scipy import stats
+
+    both = np.isfinite(a) & np.isfinite(b)
+    d = a[both] - b[both]
+    n = int(both.sum())
+    if n == 0:
+        return 0, np.nan, np.nan, np.nan, np.nan
+    median = float(np.median(d))
+    if not d.any():
+        return n, np.nan, np.nan, np.nan, median
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sample size too small" for tiny n
+        result = stats.wilcoxon(a[both], b[both])
+    return n, float(result.statistic), float(result.pvalue), rank_biserial(d), median
+
+
+def verdict(p_adjusted: float, effect: float, metric: str, alpha: float) -> str:
+    """The verdict of a over b (see the module docstring)."""
+    if not p_adjusted < alpha or not np.isfinite(effect) or effect == 0:
+        return SAME
+    direction = higher_is_better(metric)
+    if direction is None:
+        return "higher" if effect > 0 else "lower"
+    return "better" if (effect > 0) == direction else "worse"
+
+
+def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | None = "softmax",
+          degenerate_share: float = DEGENERATE_SHARE, summary: Any = None,
+          storage_options: dict | None = None) -> Any:
+    """One row per (model, metric, a, b): `COLUMNS` (a pandas frame). `random_like` marks
+    the pairs of an explainer with RandomExp that are not distinguishable. `summary`: a
+    summary frame of the same table, to reuse (its degenerate flags decide who is compared).
+    """
+    import pandas as pd
+    from statsmodels.stats.multitest import multipletests
+
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be between 0 and 1, got {alpha}")
+    table = open_scores(scores, filters, activation, storage_options)
+    if summary is None:
+        summary = summaries.summary(table, ci="normal", degenerate_share=degenerate_share)
+    rows = []
+    for (model, metric), group in summary.groupby(["model", "metric"], sort=False):
+        names = order(group.loc[~group["degenerate"] & (group["n"] > 0), "explainer"],
+                      catalog.EXPLAINERS)
+        if len(names) < 2:
+            continue
+        matrix = table.matrix(model, metric, names)
+        found = []
+        for i, j in itertools.combinations(range(len(names)), 2):
+            found.append([model, metric, names[i], names[j],
+                          *compare(matrix.values[:, i], matrix.values[:, j])])
+        p = np.array([r[6] for r in found])
+        adjusted = np.full(len(p), np.nan)
+        tested = np.isfinite(p)
+        if tested.any():
+            adjusted[tested] = multipletests(p[tested], method="holm")[1]
+        for row, q in zip(found, adjusted, strict=True):
+            n, statistic, p_value, effect, median = row[4:]
+            word = verdict(q, effect, metric, alpha)
+            rows.append([*row[:4], n, statistic, p_value, q, effect, median, word,
+                         RANDOM in row[2:4] and word == SAME])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def of_explainer(pairs_frame: Any, model: str, metric: str, a: str, b: str) -> str | None:
+    """The verdict of a over b from a pairs frame (either order), None when not compared."""
+    rows = pairs_frame[(pairs_frame["model"] == model) & (pairs_frame["metric"] == metric)]
+    hit = rows[(rows["a"] == a) & (rows["b"] == b)]
+    if len(hit):
+        return str(hit["verdict"].iloc[0])
+    hit = rows[(rows["a"] == b) & (rows["b"] == a)]
+    if len(hit):
+        return {"better": "worse", "worse": "better", "higher": "lower",
+                "lower": "higher"}.get(str(hit["verdict"].iloc[0]), SAME)
+    return None
+
+
+def annotate(summary: Any, pairs_frame: Any) -> Any:
+    """The summary with `vs_next` (the verdict of each ranked explainer over the next one)
+    and `vs_random` (its verdict over RandomExp, where that model has it) added."""
+    out = summary.copy()
+    vs_next, vs_random = [], []
+    for row in out.itertuples():
+        following = out[(out["model"] == row.model) & (out["metric"] == row.metric)
+                        & (out["rank"] > row.rank)] if np.isfinite(row.rank) else out.iloc[:0]
+        if len(following):
+            nxt = following.sort_values("rank")["explainer"].iloc[0]
+            vs_next.append(of_explainer(pairs_frame, row.model, row.metric, row.explainer,
+                                        nxt))
+        else:
+            vs_next.append(None)
+        vs_random.append(None if row.explainer == RANDOM else
+                         of_explainer(pairs_frame, row.model, row.metric, row.explainer,
+                                      RANDOM))
+    out["vs_next"], out["vs_random"] = vs_next, vs_random
+    return out
