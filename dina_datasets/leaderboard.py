@@ -157,7 +157,8 @@ class Leaderboard:
 
     def csv(self) -> str:
         """One row per (model, explainer, metric): `CSV_COLUMNS`."""
-        return self.summary[list(CSV_COLUMNS)].to_csv(index=False)
+        frame = self.summary[list(CSV_COLUMNS)]
+        return frame.assign(rank=frame["rank"].astype("Int64")).to_csv(index=False)
 
     def pairs_csv(self) -> str:
         return self.pairs.to_csv(index=False)

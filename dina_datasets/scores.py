@@ -214,17 +214,19 @@ def build(data_url: str, out: str, *, configs: Iterable[str] | None = None,
           metrics: Iterable[str] | None = None, activations: Iterable[str] | None = None,
           imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
           layout: Layout | None = None, concurrency: int = CONCURRENCY,
-          row_group_rows: int = ROW_GROUP_ROWS, progress: bool = False) -> Built:
+          row_group_rows: int = ROW_GROUP_ROWS, progress: bool = False,
+          files: list[ScoreFile] | None = None) -> Built:
     """Write the scores table of every score file under `data_url` to `out` (Parquet, any
     fsspec URL); returns what was written. `configs`, `metrics`, `activations`: names or
     patterns to keep. `imagenet_json` (kecam's json of the cells' images) fills `image_id`
-    and `label`."""
+    and `label`. `files`: the score files to read (found under `data_url` otherwise)."""
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
     started = time.perf_counter()
     layout = layout or Layout(data_url)
-    files = find_score_files(data_url, storage_options, layout=layout)
+    if files is None:
+        files = find_score_files(data_url, storage_options, layout=layout)
     if not files:
         glob = layout.scores_template.format(model="*", explainer="*", metric="*")
         raise LayoutError(f"no score files under {data_url} (looked for {glob})")

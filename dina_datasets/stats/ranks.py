@@ -24,11 +24,11 @@ ALPHA_CD = 0.05
 
 def blocks(summary: Any, metric: str) -> tuple[Any, list[str]]:
     """(models x explainers frame of means oriented so that higher = better, dropped
-    explainers) for one metric; complete rows and columns only."""
-    rows = summary[(summary["metric"] == metric) & ~summary["degenerate"]
-                   & np.isfinite(summary["mean"])]
-    wide = rows.pivot(index="model", columns="explainer", values="mean")
-    wide = wide.loc[order(wide.index, catalog.MODELS), order(wide.columns, catalog.EXPLAINERS)]
+    explainers: degenerate somewhere or missing from a model) for one metric."""
+    rows = summary[summary["metric"] == metric]
+    wide = rows[~rows["degenerate"]].pivot(index="model", columns="explainer", values="mean")
+    wide = wide.reindex(index=order(rows["model"], catalog.MODELS),
+                        columns=order(rows["explainer"], catalog.EXPLAINERS))
     every = wide.columns[wide.notna().all(axis=0)]
     dropped = [e for e in wide.columns if e not in every]
     sign = -1.0 if higher_is_better(metric) is False else 1.0
