@@ -115,6 +115,12 @@ def run(out: str = "demo_output", *, models: tuple[str, ...] = MODELS,
     started = step(7, "pictures: maps over their images (rows: images, columns: explainers)")
     result.pictures = _pictures(models, explainers, bucket, images, out, say)
     result.seconds["pictures"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    say(f"\nreport: which explainer can I trust? $ dina report --data-url {bucket} --out "
+        f"{os.path.join(out, 'report')}")
+    result.tables.append(_report(bucket, out, say))
+    result.seconds["report"] = time.perf_counter() - started
     return result
 
 
@@ -188,3 +194,18 @@ def _pictures(models: tuple[str, ...], explainers: tuple[str, ...], bucket: str,
                                    images=images)
         paths.append(figures.draw(rows, path))
     return paths
+
+
+def _report(bucket: str, out: str, say: Callable[[str], None]) -> str:
+    from dina_datasets import scores
+    from dina_datasets.report import markdown_table, write_report
+
+    table = os.path.join(out, "scores.parquet")
+    say("  " + scores.build(bucket, table).summary())
+    made = write_report(table, os.path.join(out, "report"))
+    say("  " + markdown_table(made.frames["leaders"]).replace("\n", "\n  "))
+    for row in made.frames["degenerate"].itertuples():
+        say(f"  degenerate, not ranked: {row.model}-{row.explainer} under {row.metric} "
+            f"({row.reason})")
+    say(f"  {len(made.files)} files; read {os.path.join(out, 'report', 'report.md')}")
+    return os.path.join(out, "report", "report.md")

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import threading
+from pathlib import Path
 
 import datasets
 import duckdb
@@ -84,13 +85,13 @@ def test_streams_row_groups_and_writes_atomically(bucket, tmp_path):
     meta = pq.read_metadata(path)
     sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
     assert meta.num_row_groups > 4 and max(sizes) < 12 + N and sum(sizes) == meta.num_rows
-    before = open(path, "rb").read()
+    before = Path(path).read_bytes()
     # a broken file late in the order: an error naming it, the old table untouched
     with open(Layout(bucket).scores("ResNet50", "Saliency", "Sparseness"), "w") as handle:
         handle.write("[0.5, ")
     with pytest.raises(FormatError, match="Sparseness_scores.json is not JSON"):
         scores.build(bucket, path, row_group_rows=12)
-    assert open(path, "rb").read() == before
+    assert Path(path).read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["bucket", "scores.parquet"]  # no temporary file
 
 

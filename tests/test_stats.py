@@ -17,6 +17,7 @@ from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
 from dina_datasets import Layout, scores, stats, write_explanations
+from dina_datasets.cli import main
 from dina_datasets.errors import ConfigError, FormatError, LayoutError
 from dina_datasets.formats import write_scores
 from dina_datasets.stats.summary import bootstrap_ci
@@ -325,3 +326,70 @@ def test_zero_maps_are_never_crowned(tmp_path):
     gradcam = summary[summary["explainer"] == "GradCAM"]
     assert gradcam["degenerate"].all() and gradcam["rank"].isna().all()
     assert (summary.loc[summary["explainer"] == "Rise", "rank"] == 1).all()
+
+
+def test_report_tables_and_figures(planted, tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    out = tmp_path / "report"
+    assert main(["report", "--scores", planted[0], "--out", str(out), "--filter",
+                 "metric=Insertion", "--n-boot", "50", "--stability-sizes", "10,20",
+                 "--stability-boot", "20"]) == 0
+    assert "report.md" in capsys.readouterr().out
+    for name in ("summary", "pairs", "leaders", "degenerate", "friedman", "average_ranks",
+                 "agreement_metrics", "agreement_models", "stability"):
+        assert (out / "tables" / f"{name}.csv").stat().st_size > 0, name
+        assert (out / "tables" / f"{name}.md").read_text().startswith("| "), name
+    leaders = pd.read_csv(out / "tables" / "leaders.csv")
+    assert set(leaders["leader"]) == {"Saliency"} and set(leaders["vs_next"]) == {"better"}
+    figures = {p.name for p in (out / "figures").iterdir()}
+    stems = {"cd_Insertion", "agreement_models", "stability_Insertion",
+             *(f"distributions_{m}" for m in MODELS)}
+    assert figures == {f"{s}.{ext}" for s in stems for ext in ("png", "svg")}
+    for stem in stems:
+        with Image.open(out / "figures" / f"{stem}.png") as image:
+            assert image.format == "PNG" and min(image.size) > 200
+            assert np.asarray(image.convert("L")).std() > 10  # not blank
+        assert ET.parse(out / "figures" / f"{stem}.svg").getroot().tag.endswith("svg")
+    text = (out / "report.md").read_text()
+    for section in ("## Leaders per model and metric", "## Sanity floor", "How to read",
+                    "## Across models", "## Agreement", "## Stability", "![figures/cd_Insertion"
+                    ".png](figures/cd_Insertion.png)"):
+        assert section in text, section
+    assert "| ResNet50 | Insertion | GradCAM |" in text  # degenerate, listed
+    assert "Cost vs quality" not in text  # no cost records, no such section
+    stability = pd.read_csv(out / "tables" / "stability.csv")
+    assert sorted(set(stability["n"])) == [10, 20, N]
+
+
+def test_report_cost_hook(planted, tmp_path):
+    from dina_datasets.report import write_report
+
+    cost = pd.DataFrame({"model": ["DinoV2"] * 3, "explainer": ["Saliency", "Rise", "Lime"],
+                         "seconds_per_image": [0.01, 3.0, 9.0]})
+    made = write_report(planted[0], str(tmp_path / "r"), filters=["model=DinoV2",
+                                                                  "metric=Insertion"],
+                        n_boot=20, sizes=(10,), stability_boot=10, cost=cost)
+    quality = made.frames["cost_quality"]
+    assert quality.set_index("explainer")["seconds_per_image"].to_dict() == {
+        "Saliency": 0.01, "Rise": 3.0, "Lime": 9.0}
+    assert (tmp_path / "r" / "figures" / "cost_Insertion.svg").exists()
+    assert "## Cost vs quality" in (tmp_path / "r" / "report.md").read_text()
+    with pytest.raises(ConfigError, match="missing seconds_per_image"):
+        write_report(planted[0], str(tmp_path / "x"), cost=cost.drop(
+            columns="seconds_per_image"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_report_bad_input(tmp_path, capsys):
+    assert main(["report", "--scores", str(tmp_path / "none.parquet"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "no scores table at" in capsys.readouterr().err
+    assert main(["report", "--data-url", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "no folder at" in capsys.readouterr().err
+    assert main(["report", "--data-url", str(tmp_path), "--n-boot", "0"]) == 2
+    assert "--n-boot must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -23,15 +23,23 @@ def _map_only(metric: str) -> bool:
     return spec is not None and not spec.needs_model
 
 
-def flag(cells: Any, threshold: float = DEGENERATE_SHARE) -> Any:
+def _shares(cells: Any) -> Any:
+    total = cells["n"] + cells["n_undefined"]
+    return (cells["n_undefined"] / total.where(total > 0)).fillna(1.0)
+
+
+def flag(cells: Any, threshold: float = DEGENERATE_SHARE, every_metric: Any = None) -> Any:
     """`cells` (model, metric, explainer, n, n_undefined, ...) with `share_undefined`,
-    `degenerate` and `reason` columns added."""
+    `degenerate` and `reason` columns added. `every_metric`: the cells of the same rows
+    under every metric (when `cells` holds only some), to judge the maps."""
     out = cells.copy()
-    total = out["n"] + out["n_undefined"]
-    out["share_undefined"] = (out["n_undefined"] / total.where(total > 0)).fillna(1.0)
+    out["share_undefined"] = _shares(out)
     own = out["share_undefined"] >= threshold
+    context = out if every_metric is None else every_metric.assign(
+        share_undefined=_shares(every_metric))
     maps = {(r.model, r.explainer): f"{r.metric} undefined for {r.share_undefined:.0%}"
-            for r in out[own].itertuples() if _map_only(r.metric)}
+            for r in context[context["share_undefined"] >= threshold].itertuples()
+            if _map_only(r.metric)}
     reasons = []
     for row, flagged in zip(out.itertuples(), own, strict=True):
         if flagged:
@@ -51,7 +59,7 @@ def degenerate(scores: Any, *, threshold: float = DEGENERATE_SHARE, filters=(),
     """Per (model, metric, explainer): n, n_undefined, share_undefined, degenerate, reason."""
     from dina_datasets.stats.table import open_scores
 
-    cells = open_scores(scores, filters, activation, storage_options).cells()
+    table = open_scores(scores, filters, activation, storage_options)
     columns = ["model", "metric", "explainer", "n", "n_undefined", "share_undefined",
                "degenerate", "reason"]
-    return flag(cells, threshold)[columns]
+    return flag(table.cells(), threshold, table.cells(every_metric=True))[columns]

@@ -14,6 +14,7 @@ direction.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import warnings
 from typing import Any
@@ -103,7 +104,12 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
         adjusted = np.full(len(p), np.nan)
         tested = np.isfinite(p)
         if tested.any():
-            adjusted[tested] = multipletests(p[tested], method="holm")[1]
+            # statsmodels' Holm ends with gc.collect(): frozen objects make it cheap
+            gc.freeze()
+            try:
+                adjusted[tested] = multipletests(p[tested], method="holm")[1]
+            finally:
+                gc.unfreeze()
         for row, q in zip(found, adjusted, strict=True):
             n, statistic, p_value, effect, median = row[4:]
             word = verdict(q, effect, metric, alpha)
@@ -112,35 +118,34 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def of_explainer(pairs_frame: Any, model: str, metric: str, a: str, b: str) -> str | None:
-    """The verdict of a over b from a pairs frame (either order), None when not compared."""
-    rows = pairs_frame[(pairs_frame["model"] == model) & (pairs_frame["metric"] == metric)]
-    hit = rows[(rows["a"] == a) & (rows["b"] == b)]
-    if len(hit):
-        return str(hit["verdict"].iloc[0])
-    hit = rows[(rows["a"] == b) & (rows["b"] == a)]
-    if len(hit):
-        return {"better": "worse", "worse": "better", "higher": "lower",
-                "lower": "higher"}.get(str(hit["verdict"].iloc[0]), SAME)
-    return None
+def verdicts(pairs_frame: Any) -> dict[tuple[str, str, str, str], str]:
+    """{(model, metric, a, b): verdict of a over b} for both orders of every pair."""
+    flip = {"better": "worse", "worse": "better", "higher": "lower", "lower": "higher"}
+    out = {}
+    for r in pairs_frame[["model", "metric", "a", "b", "verdict"]].itertuples(index=False):
+        out[r.model, r.metric, r.a, r.b] = r.verdict
+        out[r.model, r.metric, r.b, r.a] = flip.get(r.verdict, r.verdict)
+    return out
 
 
 def annotate(summary: Any, pairs_frame: Any) -> Any:
     """The summary with `vs_next` (the verdict of each ranked explainer over the next one)
     and `vs_random` (its verdict over RandomExp, where that model has it) added."""
-    out = summary.copy()
+    found = verdicts(pairs_frame)
+    following: dict[tuple[str, str, float], str] = {}
+    ranked = summary[np.isfinite(summary["rank"])].sort_values("rank")
+    for (model, metric), group in ranked.groupby(["model", "metric"], sort=False):
+        ranks, names = group["rank"].to_numpy(), group["explainer"].to_numpy()
+        for rank in np.unique(ranks):
+            later = np.nonzero(ranks > rank)[0]
+            if len(later):
+                following[model, metric, rank] = names[later[0]]
     vs_next, vs_random = [], []
-    for row in out.itertuples():
-        following = out[(out["model"] == row.model) & (out["metric"] == row.metric)
-                        & (out["rank"] > row.rank)] if np.isfinite(row.rank) else out.iloc[:0]
-        if len(following):
-            nxt = following.sort_values("rank")["explainer"].iloc[0]
-            vs_next.append(of_explainer(pairs_frame, row.model, row.metric, row.explainer,
-                                        nxt))
-        else:
-            vs_next.append(None)
-        vs_random.append(None if row.explainer == RANDOM else
-                         of_explainer(pairs_frame, row.model, row.metric, row.explainer,
-                                      RANDOM))
+    for r in summary.itertuples():
+        nxt = following.get((r.model, r.metric, r.rank))
+        vs_next.append(None if nxt is None else found.get((r.model, r.metric, r.explainer,
+                                                            nxt)))
+        vs_random.append(found.get((r.model, r.metric, r.explainer, RANDOM)))
+    out = summary.copy()
     out["vs_next"], out["vs_random"] = vs_next, vs_random
     return out

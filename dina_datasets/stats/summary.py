@@ -91,7 +91,7 @@ def summary(scores: Any, *, filters=(), activation: str | None = "softmax",
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
     table = open_scores(scores, filters, activation, storage_options)
-    frame = flag(table.cells(), degenerate_share)
+    frame = flag(table.cells(), degenerate_share, table.cells(every_metric=True))
     frame["ci_low"], frame["ci_high"] = np.nan, np.nan
     if ci == "normal":
         from scipy import stats

@@ -101,16 +101,31 @@ class Matrix:
         return self.values[np.isfinite(self.values).all(axis=1)]
 
 
+STATS_MODULES = ("duckdb", "pandas", "scipy", "statsmodels", "scikit_posthocs")
+
+
+def require_stats() -> None:
+    """ConfigError naming the `stats` extra when one of its packages is missing."""
+    import importlib.util
+
+    missing = [m for m in STATS_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"the statistics need the 'stats' extra (missing: "
+                          f"{', '.join(missing)}): pip install 'dina-datasets[stats]'")
+
+
 class Scores:
     """A filtered view of the scores table, queried with DuckDB."""
 
     def __init__(self, source: Any, filters: Iterable[str] = (),
                  activation: str | None = DEFAULT_ACTIVATION,
                  storage_options: dict[str, Any] | None = None) -> None:
+        require_stats()
         import duckdb
 
         if isinstance(source, Scores):
-            self.con, base = source.con, source.relation
+            self.con, base = source.con, source.base
+            filters = [*source.requested, *filters]
         else:
             self.con = duckdb.connect()
             base = self._open(source, storage_options)
@@ -118,14 +133,22 @@ class Scores:
         if missing:
             raise FormatError(f"the scores table lacks the columns {', '.join(missing)}; "
                               f"expected {', '.join(COLUMNS)} (build it with `dina scores`)")
-        self.filters = [condition(f) for f in filters]
+        self.requested = list(filters)
+        self.filters = [condition(f) for f in self.requested]
         if activation and not any(f.startswith('"activation"') for f in self.filters):
             self.filters.append(f'"activation" = {literal(activation)}')
+        self.base = base
+        self.relation = self._where(self.filters)
+        # the same rows under every metric: the sanity floor judges maps on all of them
+        self.every_metric = self._where([f for f in self.filters
+                                         if not f.startswith('"metric"')])
+
+    def _where(self, filters: list[str]):
         columns = ", ".join(f'"{c}"' for c in COLUMNS if c != "score")
-        where = " AND ".join(f"({f})" for f in self.filters) or "TRUE"
+        where = " AND ".join(f"({f})" for f in filters) or "TRUE"
         # NaN and infinities (a pandas frame may hold them) are undefined scores: NULL.
-        self.relation = base.query(_VIEW, f"SELECT {columns}, CASE WHEN isfinite(score) "
-                                          f"THEN score END AS score FROM {_VIEW} WHERE {where}")
+        return self.base.query(_VIEW, f"SELECT {columns}, CASE WHEN isfinite(score) "
+                                      f"THEN score END AS score FROM {_VIEW} WHERE {where}")
 
     def _open(self, source: Any, storage_options: dict[str, Any] | None):
         import duckdb
@@ -162,14 +185,15 @@ class Scores:
         """`sql` as a pandas frame."""
         return self.query(sql).df()
 
-    def cells(self):
+    def cells(self, every_metric: bool = False):
         """One row per (model, metric, explainer): n (defined scores), n_undefined, mean,
-        median, std."""
-        frame = self.frame(
-            "SELECT model, metric, explainer, count(score) AS n, "
+        median, std. `every_metric`: ignoring the `metric=` filters."""
+        relation = self.every_metric if every_metric else self.relation
+        frame = relation.query(
+            "scores", "SELECT model, metric, explainer, count(score) AS n, "
             "count(*) - count(score) AS n_undefined, avg(score) AS mean, "
             "median(score) AS median, stddev_samp(score) AS std "
-            "FROM scores GROUP BY model, metric, explainer")
+            "FROM scores GROUP BY model, metric, explainer").df()
         if frame.empty:
             raise ConfigError(
                 f"no scores left after the filters ({' AND '.join(self.filters)}); label and "
