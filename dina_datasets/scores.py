@@ -7,11 +7,12 @@ Columns (`COLUMNS`): `model, explainer, metric, activation` (string; `activation
 (string, "" when unknown), `label`, `prediction` (int64, -1 when unknown), `score` (float64,
 null where the file holds null: an undefined value).
 
-Only the small score files are read (and the keys of a cell: kecam's `imagenet_data.json`),
-never the maps. Files are fetched concurrently (a bounded window of threads: gs:// requests
-overlap) and written as they come, in row groups of about `ROW_GROUP_ROWS` rows, so memory
-stays bounded whatever the number of files. The file is written under a temporary name and
-renamed when complete.
+Only the small score files are read, and the keys of each cell: those its records carry,
+from the sidecar index beside its explanations (`recordio.index`), else from kecam's
+`imagenet_data.json`; never the maps. Files are fetched concurrently (a bounded window of
+threads: gs:// requests overlap) and written as they come, in row groups of about
+`ROW_GROUP_ROWS` rows, so memory stays bounded whatever the number of files. The file is
+written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -154,8 +155,31 @@ def imagenet_keys(url: str, storage_options: dict[str, Any] | None = None) -> Ke
 
 def cell_keys(layout: Layout, model: str, explainer: str, fallback: Keys | None,
               storage_options: dict[str, Any] | None = None) -> Keys | None:
-    """The keys of a cell: those given (`--imagenet-json`), else None (positions only)."""
-    return fallback
+    """The keys of a cell: those its records carry, from the sidecar index beside its
+    explanations (no map is read), column by column; the others from `fallback` (kecam's
+    json); None when neither has any (positions only)."""
+    from dina_datasets.recordio.index import index_url, read_index
+
+    url = layout.explanations(model, explainer)
+    try:
+        found = read_index(url, storage_options)
+    except FileNotFoundError:  # scores without their maps
+        found = None
+    if found is None or not found.keys:
+        return fallback
+    n = found.num_records
+    defaults = {"index": np.arange(n, dtype=np.int64), "image_id": np.full(n, "", object),
+                "label": np.full(n, UNKNOWN, np.int64),
+                "prediction": np.full(n, UNKNOWN, np.int64)}
+    columns = {}
+    for name, default in defaults.items():
+        if name in found.keys:
+            columns[name] = found.keys[name]
+        elif fallback is not None and len(fallback) >= n:
+            columns[name] = fallback.columns[name][:n]
+        else:
+            columns[name] = default
+    return Keys(columns, index_url(url))
 
 
 def table(file: ScoreFile, values: np.ndarray, keys: Keys | None) -> pa.Table:
@@ -232,13 +256,16 @@ def build(data_url: str, out: str, *, configs: Iterable[str] | None = None,
         raise LayoutError(f"no score files under {data_url} (looked for {glob})")
     files = select(files, configs, metrics, activations)
     fallback = imagenet_keys(imagenet_json, storage_options) if imagenet_json else None
-    keys: dict[tuple[str, str], Keys | None] = {}
+    cells = list(dict.fromkeys((f.model, f.explainer) for f in files))
+    position = {cell: i for i, cell in enumerate(cells)}
+    keys: dict[tuple[str, str], Future[Keys | None]] = {}
     rows = 0
     buffer: list[pa.Table] = []
     with storage.atomic_write(out, "wb", storage_options) as handle, \
             pq.ParquetWriter(handle, SCHEMA, compression="zstd",
                              use_dictionary=["model", "explainer", "metric", "activation",
                                              "image_id"]) as writer, \
+            ThreadPoolExecutor(max_workers=2) as pool, \
             tqdm(total=len(files), unit="file", desc="scores", disable=not progress) as bar:
         def flush() -> None:
             if buffer:
@@ -246,11 +273,19 @@ def build(data_url: str, out: str, *, configs: Iterable[str] | None = None,
                 writer.write_table(merged, row_group_size=len(merged))
                 buffer.clear()
 
+        def keys_of(cell: tuple[str, str]) -> Keys | None:
+            """This cell's keys; the next cell's are fetched meanwhile; older ones freed."""
+            at = position[cell]
+            for nxt in cells[at:at + 2]:
+                if nxt not in keys:
+                    keys[nxt] = pool.submit(cell_keys, layout, *nxt, fallback,
+                                            storage_options)
+            for old in [c for c in keys if position[c] < at]:
+                del keys[old]
+            return keys[cell].result()
+
         for file, values in read_files(files, storage_options, concurrency):
-            cell = (file.model, file.explainer)
-            if cell not in keys:
-                keys[cell] = cell_keys(layout, *cell, fallback, storage_options)
-            buffer.append(table(file, values, keys[cell]))
+            buffer.append(table(file, values, keys_of((file.model, file.explainer))))
             rows += len(values)
             if sum(len(t) for t in buffer) >= row_group_rows:
                 flush()

@@ -110,6 +110,26 @@ def test_keys_from_kecam_json(bucket, tmp_path):
         scores.build(bucket, path, imagenet_json=str(kecam))
 
 
+def test_keys_from_the_records_index(tmp_path):
+    """Records that carry their keys: the sidecar index beside the maps gives them, without
+    reading a map; they win over kecam's json, which fills what the records lack."""
+    root = str(tmp_path / "bucket")
+    make_bucket(root, CONFIGS, n=N, size=8, keys=True)  # img_00i, label i % 7, pred 3i % 7
+    path = str(tmp_path / "scores.parquet")
+    scores.build(root, path)
+    rows = grouped(path)["ResNet50", "Saliency", "Insertion", "softmax"]
+    assert [(r["index"], r["image_id"], r["label"], r["prediction"]) for r in rows] == [
+        (i, f"img_{i:03d}", i % 7, (i * 3) % 7) for i in range(N)]
+    kecam = tmp_path / "imagenet_data.json"
+    kecam.write_text(json.dumps({"test": [{"image": f"x{i}.JPEG", "label": 99}
+                                          for i in range(N)]}))
+    scores.build(root, path, imagenet_json=str(kecam))
+    assert grouped(path)["DinoV2", "Rise", "Deletion", "softmax"][1]["image_id"] == "img_001"
+    # correct predictions: label == prediction only for image 0 (0 == 0)
+    correct = stats.summary(path, ci="normal", filters=["correct"])
+    assert (correct["n"] == 1).all()
+
+
 def test_select_configs_metrics_activations(bucket, tmp_path):
     path = str(tmp_path / "s.parquet")
     scores.build(bucket, path, configs=["dinov2-*"], metrics=["Insertion", "Deletion"])
