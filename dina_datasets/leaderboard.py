@@ -227,9 +227,9 @@ class Leaderboard:
                       rotation=30, ha="left", rotation_mode="anchor")
         ax.xaxis.tick_top()
         ax.set_yticks(range(rows), self.configs, fontsize=8)
-        ax.set_title("DINA leaderboard: mean; colour = rank within model and metric "
-                     "(brighter = better); red = leader, dashed = not distinguishable from "
-                     "the next", fontsize=8)
+        ax.set_title("DINA leaderboard: mean per model and metric\ncolour = rank (brighter = "
+                     "better); red frame = leader,\ndashed = not distinguishable from the next; "
+                     "grey = degenerate", fontsize=8)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
