@@ -60,25 +60,45 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+class Phases:
+    """Wall and CPU seconds (all threads of the process) of named phases."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.start = (self.wall, self.cpu)
+
+    def mark(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.times[name], self.times[f"{name} cpu"] = wall - self.wall, cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
+
+    def total(self) -> dict[str, float]:
+        self.times["total"] = time.perf_counter() - self.start[0]
+        self.times["total cpu"] = time.process_time() - self.start[1]
+        return self.times
+
+
 def ours(root: str, out: str) -> dict[str, float]:
+    phases = Phases()
+    import duckdb  # noqa: F401  (the imports are a phase of their own)
+    import scipy.stats  # noqa: F401
+    import statsmodels.stats.multitest  # noqa: F401
+
     from dina_datasets import leaderboard, scores, stats
 
-    times = {}
-    started = time.perf_counter()
+    phases.mark("imports")
     built = scores.build(root, out)
-    times["build table"] = time.perf_counter() - started
-    mark = time.perf_counter()
+    phases.mark("build table")
     table = stats.open_scores(out)
     summary = stats.summary(table, ci="normal")
-    times["aggregate (DuckDB)"] = time.perf_counter() - mark
-    mark = time.perf_counter()
+    phases.mark("aggregate (DuckDB)")
     pairs = stats.pairs(table, summary=summary)
     board = leaderboard.Leaderboard(stats.annotate(summary, pairs), pairs, alpha=0.01,
                                     ci="normal")
     board.json()
-    times["pairs + verdicts"] = time.perf_counter() - mark
-    times["total"] = time.perf_counter() - started
-    return {**times, "rows": built.rows, "pairs": len(pairs), "peak_mb": peak_mb()}
+    phases.mark("pairs + verdicts")
+    return {**phases.total(), "rows": built.rows, "pairs": len(pairs), "peak_mb": peak_mb()}
 
 
 def baseline(root: str) -> dict[str, float]:
@@ -86,7 +106,7 @@ def baseline(root: str) -> dict[str, float]:
 
     import pandas as pd
 
-    started = time.perf_counter()
+    phases = Phases()
     frames = []
     for path in sorted(glob.glob(os.path.join(root, "*", "*", "*_scores.json"))):
         model, explainer, name = path.rsplit(os.sep, 3)[1:]
@@ -98,13 +118,11 @@ def baseline(root: str) -> dict[str, float]:
     del frames
     for column in ("model", "explainer", "metric"):
         frame[column] = frame[column].astype("category")
-    read = time.perf_counter() - started
-    mark = time.perf_counter()
+    phases.mark("read_json")
     means = frame.groupby(["model", "explainer", "metric"], observed=True)["score"].agg(
         ["mean", "std", "count"])
-    grouped = time.perf_counter() - mark
-    return {"read_json": read, "groupby": grouped, "total": time.perf_counter() - started,
-            "rows": len(frame), "cells": len(means), "peak_mb": peak_mb()}
+    phases.mark("groupby")
+    return {**phases.total(), "rows": len(frame), "cells": len(means), "peak_mb": peak_mb()}
 
 
 def child(side: str, root: str, out: str) -> dict[str, float]:
@@ -141,8 +159,10 @@ def main() -> None:
             for side in runs:
                 runs[side].append(child(side, root, out))
         for side, results in runs.items():
-            keys = [k for k in results[0] if k not in ("rows", "pairs", "cells", "peak_mb")]
-            phases = ", ".join(f"{k} {statistics.median(r[k] for r in results):.1f} s"
+            keys = [k for k in results[0] if k not in ("rows", "pairs", "cells", "peak_mb")
+                    and not k.endswith(" cpu")]
+            phases = ", ".join(f"{k} {statistics.median(r[k] for r in results):.1f} s (cpu "
+                               f"{statistics.median(r[k + ' cpu'] for r in results):.1f})"
                                for k in keys)
             peak = statistics.median(r["peak_mb"] for r in results)
             extra = (f"{results[0]['rows']:,} rows, {results[0]['pairs']:,} paired tests"
@@ -154,7 +174,9 @@ def main() -> None:
         base_total = statistics.median(r["total"] for r in runs["baseline"])
         build = statistics.median(r["build table"] + r["aggregate (DuckDB)"]
                                   for r in runs["ours"])
-        print(f"table {size:,.0f} MB of Parquet; medians of {args.repeats} run(s)")
+        print(f"table {size:,.0f} MB of Parquet; medians of {args.repeats} run(s); wall "
+              f"(cpu = CPU seconds of the process, all threads); load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end")
         print(f"ratio: table + means (ours {build:.1f} s) vs read_json + groupby "
               f"({base_total:.1f} s): {base_total / build:.2f}x; full leaderboard with "
               f"paired tests {ours_total:.1f} s (target < 120 s, < 2 GB)")

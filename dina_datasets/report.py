@@ -112,6 +112,8 @@ class _Writer:
 
 
 def _leaders(annotated: Any) -> Any:
+    import pandas as pd
+
     rows = []
     for (model, metric), group in annotated.groupby(["model", "metric"], sort=False):
         ranked = group[group["rank"].notna()].sort_values("rank")
@@ -123,8 +125,6 @@ def _leaders(annotated: Any) -> Any:
                      "mean": top["mean"], "ci_low": top["ci_low"], "ci_high": top["ci_high"],
                      "n": top["n"], "runner_up": runner, "vs_next": top["vs_next"],
                      "vs_RandomExp": top["vs_random"]})
-    import pandas as pd
-
     return pd.DataFrame(rows)
 
 

@@ -62,4 +62,4 @@ def degenerate(scores: Any, *, threshold: float = DEGENERATE_SHARE, filters=(),
     table = open_scores(scores, filters, activation, storage_options)
     columns = ["model", "metric", "explainer", "n", "n_undefined", "share_undefined",
                "degenerate", "reason"]
-    return flag(table.cells(), threshold, table.cells(every_metric=True))[columns]
+    return flag(table.cells(), threshold, table.context())[columns]

@@ -58,9 +58,7 @@ def compare(a: np.ndarray, b: np.ndarray) -> tuple[int, float, float, float, flo
     median = float(np.median(d))
     if not d.any():
         return n, np.nan, np.nan, np.nan, median
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "sample size too small" for tiny n
-        result = stats.wilcoxon(a[both], b[both])
+    result = stats.wilcoxon(a[both], b[both])
     return n, float(result.statistic), float(result.pvalue), rank_biserial(d), median
 
 
@@ -74,47 +72,72 @@ def verdict(p_adjusted: float, effect: float, metric: str, alpha: float) -> str:
     return "better" if (effect > 0) == direction else "worse"
 
 
+def family(values: np.ndarray) -> list[tuple[int, int, int, float, float, float, float]]:
+    """(i, j, *compare) for every pair of columns i < j of images x explainers `values`."""
+    return [(i, j, *compare(values[:, i], values[:, j]))
+            for i, j in itertools.combinations(range(values.shape[1]), 2)]
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values (NaN stays NaN), by statsmodels."""
+    from statsmodels.stats.multitest import multipletests
+
+    adjusted = np.full(len(p), np.nan)
+    tested = np.isfinite(p)
+    if tested.any():
+        gc.freeze()  # statsmodels' Holm ends with gc.collect(): frozen objects make it cheap
+        try:
+            adjusted[tested] = multipletests(p[tested], method="holm")[1]
+        finally:
+            gc.unfreeze()
+    return adjusted
+
+
 def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | None = "softmax",
           degenerate_share: float = DEGENERATE_SHARE, summary: Any = None,
-          storage_options: dict | None = None) -> Any:
+          workers: int | None = None, storage_options: dict | None = None) -> Any:
     """One row per (model, metric, a, b): `COLUMNS` (a pandas frame). `random_like` marks
     the pairs of an explainer with RandomExp that are not distinguishable. `summary`: a
     summary frame of the same table, to reuse (its degenerate flags decide who is compared).
-    """
+    `workers`: threads testing (model, metric) families at once (default: the CPUs, at most
+    4; the sorts behind the tests release the GIL)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
-    from statsmodels.stats.multitest import multipletests
 
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be between 0 and 1, got {alpha}")
     table = open_scores(scores, filters, activation, storage_options)
     if summary is None:
         summary = summaries.summary(table, ci="normal", degenerate_share=degenerate_share)
-    rows = []
-    for (model, metric), group in summary.groupby(["model", "metric"], sort=False):
-        names = order(group.loc[~group["degenerate"] & (group["n"] > 0), "explainer"],
-                      catalog.EXPLAINERS)
-        if len(names) < 2:
-            continue
-        matrix = table.matrix(model, metric, names)
-        found = []
-        for i, j in itertools.combinations(range(len(names)), 2):
-            found.append([model, metric, names[i], names[j],
-                          *compare(matrix.values[:, i], matrix.values[:, j])])
-        p = np.array([r[6] for r in found])
-        adjusted = np.full(len(p), np.nan)
-        tested = np.isfinite(p)
-        if tested.any():
-            # statsmodels' Holm ends with gc.collect(): frozen objects make it cheap
-            gc.freeze()
-            try:
-                adjusted[tested] = multipletests(p[tested], method="holm")[1]
-            finally:
-                gc.unfreeze()
-        for row, q in zip(found, adjusted, strict=True):
-            n, statistic, p_value, effect, median = row[4:]
-            word = verdict(q, effect, metric, alpha)
-            rows.append([*row[:4], n, statistic, p_value, q, effect, median, word,
-                         RANDOM in row[2:4] and word == SAME])
+    workers = workers or min(4, os.cpu_count() or 1)
+    jobs = []
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+        # scipy's "sample size too small" for tiny n: the p-value says it already
+        warnings.simplefilter("ignore", UserWarning)
+        for (model, metric), group in summary.groupby(["model", "metric"], sort=False):
+            names = order(group.loc[~group["degenerate"] & (group["n"] > 0), "explainer"],
+                          catalog.EXPLAINERS)
+            if len(names) < 2:
+                continue
+            # DuckDB queries stay on this thread; the tests run in the pool, a few
+            # families ahead at most (bounded memory)
+            waiting = [job for job in jobs if not job[3].done()]
+            if len(waiting) > 2 * workers:
+                waiting[0][3].result()
+            matrix = table.matrix(model, metric, names)
+            jobs.append((model, metric, names, pool.submit(family, matrix.values)))
+        rows = []
+        for model, metric, names, job in jobs:
+            found = job.result()
+            adjusted = holm(np.array([r[4] for r in found], np.float64))
+            for (i, j, n, statistic, p_value, effect, median), q in zip(found, adjusted,
+                                                                         strict=True):
+                word = verdict(q, effect, metric, alpha)
+                rows.append([model, metric, names[i], names[j], n, statistic, p_value, q,
+                             effect, median, word,
+                             RANDOM in (names[i], names[j]) and word == SAME])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -10,7 +10,6 @@ direction get no rank.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -91,7 +90,7 @@ def summary(scores: Any, *, filters=(), activation: str | None = "softmax",
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
     table = open_scores(scores, filters, activation, storage_options)
-    frame = flag(table.cells(), degenerate_share, table.cells(every_metric=True))
+    frame = flag(table.cells(), degenerate_share, table.context())
     frame["ci_low"], frame["ci_high"] = np.nan, np.nan
     if ci == "normal":
         from scipy import stats
@@ -123,8 +122,3 @@ def of(scores_or_summary: Any, **kwargs: Any) -> Any:
     kwargs.setdefault("ci", "normal")
     return summary(scores_or_summary, **kwargs)
 
-
-def half_width(row: Any) -> float:
-    """Half the interval's width (NaN when unknown)."""
-    low, high = row["ci_low"], row["ci_high"]
-    return (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan

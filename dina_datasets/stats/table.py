@@ -140,8 +140,9 @@ class Scores:
         self.base = base
         self.relation = self._where(self.filters)
         # the same rows under every metric: the sanity floor judges maps on all of them
-        self.every_metric = self._where([f for f in self.filters
-                                         if not f.startswith('"metric"')])
+        others = [f for f in self.filters if not f.startswith('"metric"')]
+        self.metric_filtered = len(others) < len(self.filters)
+        self.every_metric = self._where(others) if self.metric_filtered else self.relation
 
     def _where(self, filters: list[str]):
         columns = ", ".join(f'"{c}"' for c in COLUMNS if c != "score")
@@ -201,6 +202,11 @@ class Scores:
                 "table built with keys (`dina scores --imagenet-json FILE`, or records that "
                 "carry them)")
         return frame
+
+    def context(self):
+        """The cells of the same rows under every metric when a `metric=` filter dropped
+        some (the sanity floor judges maps on all of them), else None."""
+        return self.cells(every_metric=True) if self.metric_filtered else None
 
     def matrix(self, model: str, metric: str, explainers: Sequence[str]) -> Matrix:
         """The images x explainers matrix of one (model, metric), rows sorted by index."""
