@@ -296,6 +296,24 @@ def _pictures(demo: Demo) -> None:
         demo.result.pictures.append(figures.draw(rows, path))
 
 
+def _report(demo: Demo) -> None:
+    from dina_datasets import scores
+    from dina_datasets.report import markdown_table, write_report
+
+    table = os.path.join(demo.out, "scores.parquet")
+    folder = os.path.join(demo.out, "report")
+    demo.say(f"  $ dina scores --data-url {demo.bucket} --out {table}")
+    demo.say("  " + scores.build(demo.bucket, table).summary())
+    demo.say(f"  $ dina report --scores {table} --out {folder}")
+    made = write_report(table, folder)
+    demo.say("  " + markdown_table(made.frames["leaders"]).replace("\n", "\n  "))
+    for row in made.frames["degenerate"].itertuples():
+        demo.say(f"  degenerate, not ranked: {row.model}-{row.explainer} under {row.metric} "
+                 f"({row.reason})")
+    demo.say(f"  {len(made.files)} files; read {os.path.join(folder, 'report.md')}")
+    demo.result.tables.append(os.path.join(folder, "report.md"))
+
+
 STEPS: list[Step] = [
     Step("images", lambda d: f"images: {len(d.settings.photos)} scikit-image photographs -> "
          f"{d.images}", _images),
@@ -312,4 +330,6 @@ STEPS: list[Step] = [
     Step("leaderboard", lambda d: "leaderboard", _leaderboard),
     Step("pictures", lambda d: "pictures: maps over their images (rows: images, columns: "
          "explainers)", _pictures),
+    Step("report", lambda d: "report: which explainer can I trust? (paired tests, ranks, "
+         "agreement, stability)", _report),
 ]

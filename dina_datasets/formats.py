@@ -23,6 +23,7 @@ from dina_datasets.errors import FormatError, LayoutError
 from dina_datasets.recordio import storage
 
 UNKNOWN_LABEL = -1
+_NUMBER_TYPES = {int, float, type(None)}
 
 
 def parse_scores(blob: bytes | str, url: str) -> np.ndarray:
@@ -32,12 +33,11 @@ def parse_scores(blob: bytes | str, url: str) -> np.ndarray:
     except ValueError as err:
         raise FormatError(f"{url} is not JSON ({err}); expected a list of per-image "
                           "scores") from None
-    if not isinstance(values, list) or not all(
-            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-            for v in values):
+    # json gives exactly int, float or None for numbers and null (bool is its own type)
+    if not isinstance(values, list) or not set(map(type, values)) <= _NUMBER_TYPES:
         raise FormatError(f"{url} must hold a JSON list of numbers (one per image, null "
                           "where undefined)")
-    return np.array([math.nan if v is None else v for v in values], np.float64)
+    return np.array(values, np.float64)  # None -> NaN
 
 
 def read_scores(url: str, storage_options: dict[str, Any] | None = None

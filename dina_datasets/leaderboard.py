@@ -1,195 +1,196 @@
-"""The leaderboard: every `{Metric}_scores.json` under a bucket-shaped folder, summarised as
-a config x metric table of means with 95 % confidence intervals, the best of each column
-marked according to the catalog's direction (higher or lower is better).
+"""The leaderboard: per model and metric, each explainer's mean with its 95 % interval, n,
+rank (in the catalog's direction) and the verdicts of the paired tests, from the scores
+table (built on the fly from a bucket-shaped folder, or given).
 
-The 95 % interval is mean ± 1.96 s / sqrt(n) (normal approximation; n is 1,024 or 50,000
-for DINA's files); null or non-finite scores are left out.
+Markers: `*` the leader, distinguishable from the next (Wilcoxon + Holm at alpha);
+`≈` the leader, NOT distinguishable from the next; `=R` not distinguishable from RandomExp;
+`<R` worse than RandomExp; `degenerate` mostly undefined scores, not ranked (see
+`dina_datasets.stats.degenerate`).
 """
 
 from __future__ import annotations
 
-import csv
 import io
+import json
 import math
-import posixpath
-import re
+import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, formats
-from dina_datasets.errors import ConfigError, LayoutError
-from dina_datasets.layout import Layout
-from dina_datasets.recordio import storage
+from dina_datasets import catalog
+from dina_datasets.errors import ConfigError
+from dina_datasets.stats.table import order
 
-Z95 = 1.959963984540054
-READ_CHUNK = 32
+JSON_TABLE = ("model", "explainer", "metric", "n", "mean", "ci_low", "ci_high", "rank")
+JSON_PAIRS = ("model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
+              "verdict")
+CSV_COLUMNS = ("model", "explainer", "metric", "n", "n_undefined", "mean", "median", "ci_low",
+               "ci_high", "rank", "marker", "vs_next", "vs_random", "degenerate", "reason",
+               "reference")
+LEGEND = ("mean ± half-width of the 95 % interval, n images, #rank per model and metric "
+          "(↑ higher is better, ↓ lower is better); * leader distinguishable from the next, "
+          "≈ leader NOT distinguishable from the next (Wilcoxon signed-rank, Holm, "
+          "alpha {alpha}); =R not distinguishable from RandomExp, <R worse than RandomExp; "
+          "degenerate: mostly undefined scores, not ranked")
 
 
 @dataclass(frozen=True)
 class Entry:
-    """The summary of one score file."""
+    """One (model, explainer, metric) cell of the board."""
 
     model: str
     explainer: str
     metric: str
     n: int
     mean: float
-    half_width: float
+    ci_low: float
+    ci_high: float
+    rank: float
+    marker: str
 
     @property
     def config(self) -> str:
         return f"{self.model}-{self.explainer}"
 
     @property
-    def low(self) -> float:
-        return self.mean - self.half_width
-
-    @property
-    def high(self) -> float:
-        return self.mean + self.half_width
+    def half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2
 
 
-def summarize(values: Iterable[Any]) -> tuple[int, float, float]:
-    """(n, mean, half-width of the 95 % interval) of the finite values."""
-    array = np.array([v for v in values if v is not None], np.float64)
-    array = array[np.isfinite(array)]
-    n = len(array)
-    if n == 0:
-        return 0, math.nan, math.nan
-    half = Z95 * array.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan
-    return n, float(array.mean()), float(half)
+def _clean(value: Any) -> Any:
+    """A JSON-safe value: None for NaN / missing, int for integral counts and ranks."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return _clean(float(value))
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    return value
 
 
-def _pattern(template: str) -> re.Pattern[str]:
-    parts = re.split(r"(\{model\}|\{explainer\}|\{metric\})", template)
-    regex = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p)
-                    for p in parts)
-    return re.compile(regex + "$")
-
-
-def find_score_files(data_url: str, storage_options: dict[str, Any] | None = None
-                     ) -> list[tuple[str, str, str, str]]:
-    """(model, explainer, metric, url) of every score file under `data_url`."""
-    layout = Layout(data_url)
-    template = layout.scores_template
-    fs, root = storage.filesystem(data_url, storage_options)
-    if not fs.exists(root):
-        raise LayoutError(f"no folder at {data_url}")
-    glob = template.format(model="*", explainer="*", metric="*")
-    pattern = _pattern(template)
-    found = []
-    for path in sorted(fs.glob(posixpath.join(root.rstrip("/"), glob))):
-        relative = posixpath.relpath(path, root.rstrip("/") or "/")
-        match = pattern.match(relative)
-        if match:
-            found.append((match["model"], match["explainer"], match["metric"],
-                          layout.scores(match["model"], match["explainer"], match["metric"])))
-    return found
-
-
-def _order(name: str, table: dict[str, Any]) -> tuple[int, str]:
-    names = list(table)
-    return (names.index(name), "") if name in table else (len(names), name)
+def marker(row: Any) -> str:
+    """The board's markers of one annotated summary row (see the module docstring)."""
+    if row["degenerate"]:
+        return "degenerate"
+    marks = []
+    if row["rank"] == 1:
+        marks.append("≈" if row["vs_next"] not in ("better", "higher", None) else "*")
+    if row["vs_random"] == "not distinguishable":
+        marks.append("=R")
+    elif row["vs_random"] == "worse":
+        marks.append("<R")
+    return " ".join(marks)
 
 
 class Leaderboard:
-    """Config x metric summaries, with the best config of each metric."""
+    """The annotated summary (one row per model, metric, explainer) and the pairs."""
 
-    def __init__(self, entries: Iterable[Entry]) -> None:
-        self.entries = {(e.config, e.metric): e for e in entries}
-        models = {e.config: (e.model, e.explainer) for e in self.entries.values()}
-        self.configs = sorted(models, key=lambda c: (_order(models[c][0], catalog.MODELS),
-                                                     _order(models[c][1], catalog.EXPLAINERS)))
-        self.metrics = sorted({e.metric for e in self.entries.values()},
-                              key=lambda m: _order(m, catalog.METRICS))
-        self._best = {m: self._find_best(m) for m in self.metrics}
+    def __init__(self, summary: Any, pairs: Any, *, alpha: float, ci: str) -> None:
+        self.summary = summary.assign(marker=[marker(r) for _, r in summary.iterrows()])
+        self.pairs = pairs
+        self.alpha = alpha
+        self.ci = ci
+        self.entries = {(r.model, r.explainer, r.metric): Entry(
+            r.model, r.explainer, r.metric, int(r.n), float(r.mean), float(r.ci_low),
+            float(r.ci_high), float(r.rank), r.marker) for r in self.summary.itertuples()}
+        self.metrics = order(self.summary["metric"], catalog.METRICS)
+        models, explainers = list(catalog.MODELS), list(catalog.EXPLAINERS)
+        cells = {(r.model, r.explainer) for r in self.summary.itertuples()}
+        self.configs = [f"{m}-{e}" for m, e in sorted(cells, key=lambda me: (
+            _position(me[0], models), _position(me[1], explainers)))]
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def get(self, config: str, metric: str) -> Entry | None:
-        return self.entries.get((config, metric))
+        model, _, explainer = config.partition("-")
+        return self.entries.get((model, explainer, metric))
+
+    def best(self, model: str, metric: str) -> str | None:
+        """The rank-1 explainer of (model, metric) (None when nothing is ranked)."""
+        rows = self.summary[(self.summary["model"] == model)
+                            & (self.summary["metric"] == metric) & (self.summary["rank"] == 1)]
+        return str(rows["explainer"].iloc[0]) if len(rows) else None
 
     @staticmethod
-    def higher_is_better(metric: str) -> bool | None:
+    def header_of(metric: str) -> str:
         spec = catalog.METRICS.get(metric)
-        return spec.higher_is_better if spec else None
+        return metric + ("" if spec is None else " (↑)" if spec.higher_is_better else " (↓)")
 
-    def best(self, metric: str) -> str | None:
-        """The config with the best mean for `metric` (None for a metric the catalog does
-        not know, whose direction is unknown)."""
-        return self._best.get(metric)
-
-    def _find_best(self, metric: str) -> str | None:
-        direction = self.higher_is_better(metric)
-        candidates = [(e.mean, c) for c in self.configs
-                      if (e := self.get(c, metric)) and math.isfinite(e.mean)]
-        if direction is None or not candidates:
-            return None
-        return (max if direction else min)(candidates)[1]
-
-    def cell_text(self, config: str, metric: str, bold: str = "") -> str:
+    def cell_text(self, config: str, metric: str) -> str:
         entry = self.get(config, metric)
         if entry is None:
             return ""
         ci = "" if math.isnan(entry.half_width) else f" ± {entry.half_width:.2g}"
-        text = f"{entry.mean:.4g}{ci}"
-        if self.best(metric) == config:
-            text = f"{bold}{text}{bold}" if bold else f"{text} *"
-        return text
+        mean = "undefined" if math.isnan(entry.mean) else f"{entry.mean:.4g}{ci}"
+        rank = "" if math.isnan(entry.rank) else f" #{entry.rank:.0f}"
+        return f"{mean} n={entry.n}{rank} {entry.marker}".rstrip()
 
-    def header(self) -> list[str]:
-        arrows = {True: " (↑)", False: " (↓)", None: ""}
-        return ["config", *[m + arrows[self.higher_is_better(m)] for m in self.metrics]]
+    def _grid(self) -> list[list[str]]:
+        return [["config", *map(self.header_of, self.metrics)]] + [
+            [c, *[self.cell_text(c, m) for m in self.metrics]] for c in self.configs]
 
     def text(self) -> str:
-        """The table as aligned plain text; * marks the best of each column."""
-        rows = [self.header()] + [[c, *[self.cell_text(c, m) for m in self.metrics]]
-                                  for c in self.configs]
+        """The board as aligned plain text, a legend below."""
+        rows = self._grid()
         widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
         lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
                  for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append("mean ± half-width of the 95 % interval; * best per column "
-                     "(↑ higher is better, ↓ lower is better)")
-        return "\n".join(lines)
+        return "\n".join([*lines, LEGEND.format(alpha=self.alpha)])
 
     def markdown(self) -> str:
-        """The table in Markdown; the best of each column in bold."""
-        head = self.header()
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for c in self.configs:
-            cells = [self.cell_text(c, m, bold="**") for m in self.metrics]
-            lines.append("| " + " | ".join([c, *cells]) + " |")
-        lines.append("")
-        lines.append("Mean ± half-width of the 95 % confidence interval; best per column in "
-                     "bold (↑ higher is better, ↓ lower is better).")
-        return "\n".join(lines) + "\n"
+        """The board in Markdown, leaders in bold."""
+        rows = self._grid()
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        for config, row in zip(self.configs, rows[1:], strict=True):
+            cells = [f"**{v}**" if (e := self.get(config, m)) is not None and e.rank == 1
+                     else v for m, v in zip(self.metrics, row[1:], strict=True)]
+            lines.append("| " + " | ".join([row[0], *cells]) + " |")
+        return "\n".join([*lines, "", LEGEND.format(alpha=self.alpha) + "."]) + "\n"
 
     def csv(self) -> str:
-        """One row per config: mean, 95 % bounds and count of each metric, and the best."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        columns = ["config", "model", "explainer"]
-        for m in self.metrics:
-            columns += [f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high", f"{m}_n", f"{m}_best"]
-        writer.writerow(columns)
-        for c in self.configs:
-            model, explainer = c.split("-", 1)
-            row: list[Any] = [c, model, explainer]
-            for m in self.metrics:
-                e = self.get(c, m)
-                row += ["", "", "", "", ""] if e is None else \
-                    [repr(e.mean), repr(e.low), repr(e.high), e.n, int(self.best(m) == c)]
-            writer.writerow(row)
-        return out.getvalue()
+        """One row per (model, explainer, metric): `CSV_COLUMNS`."""
+        frame = self.summary[list(CSV_COLUMNS)]
+        return frame.assign(rank=frame["rank"].astype("Int64")).to_csv(index=False)
+
+    def pairs_csv(self) -> str:
+        return self.pairs.to_csv(index=False)
+
+    def document(self) -> dict[str, list[dict[str, Any]]]:
+        """The `--json` document: `table` and `pairs` rows (keys `JSON_TABLE`,
+        `JSON_PAIRS`), and `flags` (degenerate, close to RandomExp, undistinguished
+        leaders)."""
+        table = [{k: _clean(v) for k, v in zip(JSON_TABLE, row, strict=True)}
+                 for row in self.summary[list(JSON_TABLE)].itertuples(index=False)]
+        for row in table:
+            row["rank"] = None if row["rank"] is None else int(row["rank"])
+        pairs = [{k: _clean(v) for k, v in zip(JSON_PAIRS, row, strict=True)}
+                 for row in self.pairs[list(JSON_PAIRS)].itertuples(index=False)]
+        flags = []
+        for r in self.summary.itertuples():
+            for text, hit in (("degenerate", r.degenerate),
+                              ("leader not distinguishable from the next", "≈" in r.marker),
+                              ("not distinguishable from RandomExp", "=R" in r.marker),
+                              ("worse than RandomExp", "<R" in r.marker)):
+                if hit:
+                    flags.append({"model": r.model, "explainer": r.explainer,
+                                  "metric": r.metric, "flag": text, "detail": r.reason})
+        return {"table": table, "pairs": pairs, "flags": flags}
+
+    def json(self) -> str:
+        return json.dumps(self.document(), indent=1, allow_nan=False)
 
     def png(self) -> bytes:
-        """A heat map of the table: colour = column-wise score, brighter = better; the best
-        of each column framed in red, means written in the cells."""
+        """A heat map of the board: colour = rank within (model, metric) (brighter =
+        better), grey = degenerate, red frame = leader (dashed: not distinguishable from the
+        next)."""
         try:
             import matplotlib
         except ImportError:
@@ -200,35 +201,35 @@ class Leaderboard:
         from matplotlib.patches import Rectangle
 
         rows, cols = len(self.configs), len(self.metrics)
-        values = np.full((rows, cols), np.nan)
-        for i, c in enumerate(self.configs):
-            for j, m in enumerate(self.metrics):
-                if (e := self.get(c, m)) is not None:
-                    values[i, j] = e.mean
-        shade = np.full_like(values, np.nan)
-        for j, m in enumerate(self.metrics):
-            column = values[:, j]
-            lo, hi = np.nanmin(column), np.nanmax(column)
-            scaled = (column - lo) / (hi - lo) if hi > lo else np.full(rows, 0.5)
-            shade[:, j] = 1 - scaled if self.higher_is_better(m) is False else scaled
-        fig, ax = plt.subplots(figsize=(3.0 + 1.2 * cols, 2.6 + 0.28 * rows), dpi=110)
+        shade = np.full((rows, cols), np.nan)
+        fig, ax = plt.subplots(figsize=(3.2 + 1.5 * cols, 2.6 + 0.3 * rows), dpi=110)
+        counts = self.summary.groupby(["model", "metric"])["rank"].max()
+        for i, config in enumerate(self.configs):
+            for j, metric in enumerate(self.metrics):
+                e = self.get(config, metric)
+                if e is None:
+                    continue
+                worst = counts.get((e.model, metric), np.nan)
+                if math.isfinite(e.rank):
+                    shade[i, j] = 1 - (e.rank - 1) / (worst - 1) if worst > 1 else 1.0
+                if e.marker == "degenerate":
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, color="0.8"))
+                label = "undef." if math.isnan(e.mean) else f"{e.mean:.3g}"
+                ax.text(j, i, f"{label}\n{e.marker}".rstrip(), ha="center", va="center",
+                        fontsize=7, color="black" if np.isnan(shade[i, j]) or shade[i, j] > 0.5
+                        else "white")
+                if e.rank == 1:
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
+                                           edgecolor="red", linewidth=2,
+                                           linestyle="--" if "≈" in e.marker else "-"))
         ax.imshow(np.ma.masked_invalid(shade), cmap="viridis", vmin=0, vmax=1, aspect="auto")
-        for i in range(rows):
-            for j in range(cols):
-                if not np.isnan(values[i, j]):
-                    ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center",
-                            fontsize=7, color="white" if shade[i, j] < 0.6 else "black")
-        for j, m in enumerate(self.metrics):
-            if (best := self.best(m)) is not None:
-                i = self.configs.index(best)
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
-                                       linewidth=2))
-        ax.set_xticks(range(cols), self.header()[1:], fontsize=8, rotation=30, ha="left",
-                      rotation_mode="anchor")
+        ax.set_xticks(range(cols), [self.header_of(m) for m in self.metrics], fontsize=8,
+                      rotation=30, ha="left", rotation_mode="anchor")
         ax.xaxis.tick_top()
         ax.set_yticks(range(rows), self.configs, fontsize=8)
-        ax.set_title("DINA leaderboard: mean per config (colour per column, brighter = "
-                     "better; red = best)", fontsize=9)
+        ax.set_title("DINA leaderboard: mean per model and metric\ncolour = rank (brighter = "
+                     "better); red frame = leader,\ndashed = not distinguishable from the next; "
+                     "grey = degenerate", fontsize=8)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
@@ -236,25 +237,38 @@ class Leaderboard:
         return buffer.getvalue()
 
 
-def collect(data_url: str, *, storage_options: dict[str, Any] | None = None,
-            progress: bool = False) -> Leaderboard:
-    """The leaderboard of every score file under `data_url` (any fsspec URL)."""
-    found = find_score_files(data_url, storage_options)
-    if not found:
-        glob = Layout(data_url).scores_template.format(model="*", explainer="*", metric="*")
-        raise LayoutError(f"no score files under {data_url} (looked for {glob})")
-    fs, _ = storage.filesystem(data_url, storage_options)
-    from tqdm import tqdm
+def _position(name: str, names: list[str]) -> tuple[int, str]:
+    return (names.index(name), "") if name in names else (len(names), name)
 
-    entries = []
-    with tqdm(total=len(found), unit="file", desc="scores", disable=not progress) as bar:
-        for k in range(0, len(found), READ_CHUNK):
-            chunk = found[k:k + READ_CHUNK]
-            paths = [storage.filesystem(url, storage_options)[1] for *_, url in chunk]
-            blobs = fs.cat(paths)
-            for (model, explainer, metric, url), path in zip(chunk, paths, strict=True):
-                blob = blobs[path] if path in blobs else fs.cat_file(path)
-                entries.append(Entry(model, explainer, metric,
-                                     *summarize(formats.parse_scores(blob, url))))
-            bar.update(len(chunk))
-    return Leaderboard(entries)
+
+def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
+               ci: str = "normal", n_boot: int = 1000,
+               storage_options: dict[str, Any] | None = None) -> Leaderboard:
+    """The leaderboard of a scores table (path, DuckDB relation, pandas frame)."""
+    from dina_datasets import stats
+
+    table = stats.open_scores(scores, list(filters), storage_options=storage_options)
+    summary = stats.summary(table, ci=ci, n_boot=n_boot)
+    pairs = stats.pairs(table, alpha=alpha, summary=summary)
+    return Leaderboard(stats.annotate(summary, pairs), pairs, alpha=alpha, ci=ci)
+
+
+def collect(data_url: str | None = None, *, scores: Any = None,
+            filters: Iterable[str] = (), alpha: float = 0.01, ci: str = "normal",
+            n_boot: int = 1000, configs: Iterable[str] | None = None,
+            imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
+            progress: bool = False) -> Leaderboard:
+    """The leaderboard of a scores table, or of every score file under `data_url` (the
+    table is then built in a temporary folder, streaming)."""
+    if scores is not None:
+        return from_table(scores, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
+                          storage_options=storage_options)
+    if data_url is None:
+        raise ConfigError("give a data_url (a bucket-shaped folder) or a scores table")
+    from dina_datasets import scores as table
+
+    with tempfile.TemporaryDirectory(prefix="dina-scores-") as folder:
+        path = os.path.join(folder, "scores.parquet")
+        table.build(data_url, path, configs=configs, imagenet_json=imagenet_json,
+                    storage_options=storage_options, progress=progress)
+        return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot)

@@ -232,6 +232,8 @@ def test_metric_params_replace_the_published_ones(cell, tmp_path, capsys):
     pre = list(read_records(layout.preprocess("EvalToy")))
     maps = np.stack([r["explanations"] for r in read_records(
         layout.explanations("EvalToy", "Saliency"))])
+    from dina_datasets.generation.models import build_model
+
     metric = build("Deletion", build_model("EvalToy", "none"), nb_steps=5)
     expected = metric(np.stack([r["preprocess_input"] for r in pre]),
                       np.stack([r["one_hot_prediction"] for r in pre]), maps)

@@ -75,7 +75,8 @@ def test_readme_lists_configs_and_infos(exported):
     _, out, _ = exported
     with open(os.path.join(out, "README.md")) as handle:
         meta = metadata(handle.read())
-    assert [c["config_name"] for c in meta["configs"]] == ["DinoV2-Rise", "ResNet50-Saliency"]
+    assert [c["config_name"] for c in meta["configs"]] == ["DinoV2-Rise", "ResNet50-Saliency",
+                                                           "scores"]
     assert meta["configs"][0]["data_files"] == [
         {"split": "validation", "path": "DinoV2-Rise/validation-*.parquet"}]
     infos = {i["config_name"]: i for i in meta["dataset_info"]}
@@ -83,7 +84,7 @@ def test_readme_lists_configs_and_infos(exported):
     explanation = next(f for f in infos["DinoV2-Rise"]["features"] if f["name"] == "explanation")
     assert explanation["dtype"] == {"array3_d": {"shape": [224, 224, 1], "dtype": "float32"}}
     assert meta["pretty_name"].startswith("DINA")
-    assert [c.name for c in check_export(out)] == ["DinoV2-Rise", "ResNet50-Saliency"]
+    assert [c.name for c in check_export(out)] == ["DinoV2-Rise", "ResNet50-Saliency", "scores"]
 
 
 def test_binary_encoding(tmp_path):
@@ -107,14 +108,15 @@ def test_reexport_replaces_stale_shards_and_keeps_other_configs(tmp_path):
     export(["ResNet50-Saliency"], out, data_url=root, max_shard_bytes=700_000)
     assert len(glob.glob(os.path.join(out, "ResNet50-Saliency", "*.parquet"))) == 5
     found = export(["DinoV2-Ri*"], out, data_url=root)
-    assert [c.name for c in found] == ["DinoV2-Rise", "ResNet50-Saliency"]
+    assert [c.name for c in found] == ["DinoV2-Rise", "ResNet50-Saliency", "scores"]
     export(["resnet50-saliency"], out, data_url=root)
     assert [os.path.basename(f) for f in glob.glob(os.path.join(out, "ResNet50-Saliency", "*"))
             ] == ["validation-00000-of-00001.parquet"]
     ds = datasets.load_dataset(out, "ResNet50-Saliency", split="validation",
                                cache_dir=str(tmp_path / "c"))
     assert ds["index"] == [0, 1, 2, 3, 4]
-    assert [c.num_examples for c in scan(out)] == [5, 5]
+    # and the scores table of both: 2 configs x (5 metrics x 5 + 3 metrics x 3 images)
+    assert [c.num_examples for c in scan(out)] == [5, 5, 2 * 34]
 
 
 def files_and_times(folder):
@@ -164,7 +166,7 @@ def test_cli_export(tmp_path, capsys):
 def test_push_checks_before_uploading(exported, tmp_path, capsys):
     _, out, _ = exported
     assert main(["push", out, "--repo-id", "someone/dina", "--dry-run"]) == 0
-    assert "2 configs, 10 rows" in capsys.readouterr().out
+    assert "3 configs, 78 rows" in capsys.readouterr().out  # 2 configs + the scores table
     for repo_id in ("dina", "a/b/c", "-x/dina", "x/di na", "x/dina.git", "x/a--b"):
         assert main(["push", out, f"--repo-id={repo_id}", "--dry-run"]) == 2, repo_id
         assert "--repo-id" in capsys.readouterr().err
@@ -212,7 +214,8 @@ def test_push_uploads_with_huggingface_hub(exported, monkeypatch, capsys):
     upload = calls[1][1]
     assert upload["folder_path"] == out and upload["repo_type"] == "dataset"
     assert upload["allow_patterns"] == ["README.md", "DinoV2-Rise/validation-*.parquet",
-                                        "ResNet50-Saliency/validation-*.parquet"]
+                                        "ResNet50-Saliency/validation-*.parquet",
+                                        "scores/validation-*.parquet"]
     assert upload["delete_patterns"] == upload["allow_patterns"][1:]
     assert "uploaded to https://huggingface.co/datasets/someone/dina" in capsys.readouterr().out
 

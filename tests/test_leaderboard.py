@@ -1,20 +1,25 @@
-"""`dina leaderboard`: summaries worked out by hand, best per column by the catalog's
-direction, CSV / Markdown / PNG outputs, any fsspec URL, clear errors."""
+"""`dina leaderboard`: summaries worked out by hand, ranks per model in the catalog's
+direction, n per cell, paired verdicts and their markers, `--json` with the documented
+keys, `--filter`, CSV / Markdown / PNG outputs, any fsspec URL, clear errors."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import uuid
 
 import numpy as np
 import pytest
+from test_stats import N, write_planted
 
-from dina_datasets import Layout, catalog, leaderboard
+from dina_datasets import Layout, leaderboard
 from dina_datasets.cli import main
 from dina_datasets.errors import FormatError
 from dina_datasets.recordio.storage import atomic_write
+
+Z = 1.959963984540054
 
 
 def write(root: str, model: str, explainer: str, metric: str, values) -> None:
@@ -27,34 +32,46 @@ def scores(tmp_path):
     root = str(tmp_path / "bucket")
     write(root, "ResNet50", "Saliency", "Deletion", [1.0, 2.0, 3.0])
     write(root, "ResNet50", "Saliency", "Insertion", [0.5, None, 0.5])
-    write(root, "DinoV2", "Rise", "Deletion", [4.0, 4.0, 7.0])
-    write(root, "DinoV2", "Rise", "Insertion", [0.9, 0.7])
+    write(root, "ResNet50", "Rise", "Deletion", [4.0, 4.0, 7.0])
+    write(root, "ResNet50", "Rise", "Insertion", [0.9, 0.7, 0.8])
+    write(root, "DinoV2", "Rise", "Deletion", [9.0, 9.0])
     write(root, "DinoV2", "Rise", "MyMetric", [10.0])
+    return root
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("planted") / "bucket")
+    write_planted(root)
     return root
 
 
 def test_summaries_by_hand(scores):
     board = leaderboard.collect(scores)
-    assert board.configs == ["DinoV2-Rise", "ResNet50-Saliency"]  # catalog order of models
+    assert board.configs == ["DinoV2-Rise", "ResNet50-Saliency", "ResNet50-Rise"]
     assert board.metrics == ["Insertion", "Deletion", "MyMetric"]  # catalog order, then others
     # [1, 2, 3]: mean 2, s = 1, half-width 1.96 / sqrt(3) = 1.1316
     entry = board.get("ResNet50-Saliency", "Deletion")
-    assert (entry.n, entry.mean) == (3, 2.0)
-    assert entry.half_width == pytest.approx(1.959964 / math.sqrt(3), rel=1e-6)
-    # [4, 4, 7]: mean 5, s = sqrt((1 + 1 + 4) / 2) = sqrt(3) -> 1.96 sqrt(3) / sqrt(3) = 1.96
-    assert board.get("DinoV2-Rise", "Deletion").half_width == pytest.approx(1.959964, rel=1e-6)
-    # null is left out: [0.5, 0.5] -> mean 0.5, s = 0
+    assert (entry.n, entry.mean, entry.rank) == (3, 2.0, 1)
+    assert entry.half_width == pytest.approx(Z / math.sqrt(3), rel=1e-9)
+    # [4, 4, 7]: mean 5, s = sqrt(3) -> half-width 1.96
+    assert board.get("ResNet50-Rise", "Deletion").half_width == pytest.approx(Z, rel=1e-9)
+    # null is left out: [0.5, 0.5] -> n 2, mean 0.5, s = 0
     insertion = board.get("ResNet50-Saliency", "Insertion")
     assert (insertion.n, insertion.mean, insertion.half_width) == (2, 0.5, 0.0)
-    # Deletion: lower is better -> ResNet50-Saliency (2 < 5); Insertion: higher (0.8 > 0.5)
-    assert board.best("Deletion") == "ResNet50-Saliency"
-    assert board.best("Insertion") == "DinoV2-Rise"
-    assert board.best("MyMetric") is None  # unknown direction: nothing marked
+    # ranks per model: Deletion lower is better (2 < 5), Insertion higher (0.8 > 0.5); the
+    # DinoV2 row is ranked among DinoV2's explainers only
+    assert board.best("ResNet50", "Deletion") == "Saliency"
+    assert board.best("ResNet50", "Insertion") == "Rise"
+    assert board.best("DinoV2", "Deletion") == "Rise"
+    assert board.best("DinoV2", "MyMetric") is None  # unknown direction: nothing ranked
     one = board.get("DinoV2-Rise", "MyMetric")
-    assert one.n == 1 and math.isnan(one.half_width)
+    assert one.n == 1 and math.isnan(one.half_width) and math.isnan(one.rank)
+    # 3 images cannot separate two explainers at alpha 0.01: the leader is marked ≈
+    assert board.get("ResNet50-Saliency", "Deletion").marker == "≈"
     text = board.text()
-    assert "2 ± 1.1 *" in text and "5 ± 2 " in text and "0.8 ± " in text
-    assert "Deletion (↓)" in text and "Insertion (↑)" in text
+    assert "2 ± 1.1 n=3 #1 ≈" in text and "5 ± 2 n=3 #2" in text and "10 n=1" in text
+    assert "Deletion (↓)" in text and "Insertion (↑)" in text and "≈ leader NOT" in text
 
 
 def test_cli_writes_csv_markdown_and_png(scores, tmp_path, capsys):
@@ -63,35 +80,78 @@ def test_cli_writes_csv_markdown_and_png(scores, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "ResNet50-Saliency" in printed and "wrote" in printed
     with open(f"{out}/leaderboard.csv") as handle:
-        rows = {r["config"]: r for r in csv.DictReader(handle)}
-    assert float(rows["ResNet50-Saliency"]["Deletion_mean"]) == 2.0
-    assert rows["ResNet50-Saliency"]["Deletion_best"] == "1"
-    assert rows["DinoV2-Rise"]["Deletion_best"] == "0"
-    low = float(rows["ResNet50-Saliency"]["Deletion_ci_low"])
-    assert low == pytest.approx(2 - 1.959964 / math.sqrt(3), rel=1e-6)
-    assert rows["ResNet50-Saliency"]["MyMetric_mean"] == ""
+        rows = {(r["model"], r["explainer"], r["metric"]): r for r in csv.DictReader(handle)}
+    saliency = rows["ResNet50", "Saliency", "Deletion"]
+    assert float(saliency["mean"]) == 2.0 and saliency["rank"] == "1" and saliency["n"] == "3"
+    assert float(saliency["ci_low"]) == pytest.approx(2 - Z / math.sqrt(3), rel=1e-9)
+    assert saliency["vs_next"] == "not distinguishable" and saliency["marker"] == "≈"
+    assert rows["DinoV2", "Rise", "MyMetric"]["rank"] == ""
+    with open(f"{out}/leaderboard_pairs.csv") as handle:
+        pairs = list(csv.DictReader(handle))
+    assert {(p["a"], p["b"], p["metric"]) for p in pairs} == {
+        ("Saliency", "Rise", "Deletion"), ("Saliency", "Rise", "Insertion")}
     with open(f"{out}/leaderboard.md") as handle:
         markdown = handle.read()
-    assert "| ResNet50-Saliency | 0.5 ± 0 | **2 ± 1.1** |" in markdown
+    assert "| ResNet50-Saliency | 0.5 ± 0 n=2 #2 | **2 ± 1.1 n=3 #1 ≈** |  |" in markdown
     from PIL import Image
 
     with Image.open(f"{out}/leaderboard.png") as image:
         assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 300
         pixels = np.asarray(image.convert("RGB"))
     red = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
-    assert red.sum() > 100  # the frames around the best cells
+    assert red.sum() > 100  # the frames around the leaders
 
 
-def test_published_shaped_bucket(bucket):
-    root, _ = bucket
-    board = leaderboard.collect(root)
-    assert board.configs == ["DinoV2-Rise", "ResNet50-Saliency"]
-    assert board.metrics == list(catalog.METRICS)
-    for spec in catalog.METRICS.values():
-        assert board.get("DinoV2-Rise", spec.name).n == (3 if spec.subset else 5)
-    with open(Layout(root).scores("DinoV2", "Rise", "Sparseness")) as handle:
-        values = json.load(handle)
-    assert board.get("DinoV2-Rise", "Sparseness").mean == pytest.approx(np.mean(values))
+def test_json_document(planted, capsys):
+    assert main(["leaderboard", "--data-url", planted, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert set(document) == {"table", "pairs", "flags"}
+    assert {tuple(r) for r in document["table"]} == {leaderboard.JSON_TABLE} == {
+        ("model", "explainer", "metric", "n", "mean", "ci_low", "ci_high", "rank")}
+    assert {tuple(r) for r in document["pairs"]} == {leaderboard.JSON_PAIRS} == {
+        ("model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
+         "verdict")}
+    table = {(r["model"], r["explainer"], r["metric"]): r for r in document["table"]}
+    top = table["DinoV2", "Saliency", "Insertion"]
+    assert top["rank"] == 1 and top["n"] == N and top["ci_low"] < top["mean"] < top["ci_high"]
+    assert table["ResNet50", "GradCAM", "Insertion"]["rank"] is None  # degenerate
+    pair = next(p for p in document["pairs"] if (p["model"], p["metric"], p["a"], p["b"]) ==
+                ("DinoV2", "Insertion", "Saliency", "Rise"))
+    assert pair["verdict"] == "better" and pair["p_adjusted"] < 0.001 and pair["n"] == N
+    flags = {(f["model"], f["explainer"], f["metric"], f["flag"]) for f in document["flags"]}
+    assert ("ResNet50", "GradCAM", "Insertion", "degenerate") in flags
+    assert ("DinoV2", "Lime", "Insertion", "not distinguishable from RandomExp") in flags
+    assert ("DinoV2", "Saliency", "Complexity", "worse than RandomExp") in flags
+
+
+def test_markers_on_planted_data(planted):
+    board = leaderboard.collect(planted)
+    assert board.get("ResNet50-Saliency", "Insertion").marker == "*"  # better than the next
+    assert board.get("ResNet50-GradCAM", "Insertion").marker == "degenerate"
+    assert board.best("ResNet50", "Insertion") == "Saliency"  # not the degenerate GradCAM
+    assert board.get("ResNet50-Lime", "Insertion").marker == "=R"
+    assert board.get("ResNet50-Saliency", "Complexity").marker == "<R"
+    # Complexity: Rise, Lime and RandomExp are tied up to noise -> the leader is marked ≈
+    leader = board.best("ResNet50", "Complexity")
+    assert "≈" in board.get(f"ResNet50-{leader}", "Complexity").marker
+    text = board.text()
+    assert f"n={N} #1 *" in text and "undefined n=0 degenerate" in text
+
+
+def test_filter(planted, tmp_path, capsys):
+    # kecam's json gives true labels: keep the images of class 1 (every 4th image)
+    items = [{"image": f"ILSVRC2012_val_{i:08d}.JPEG", "label": i % 4} for i in range(N)]
+    path = tmp_path / "imagenet_data.json"
+    path.write_text(json.dumps({"info": {"base_path": "/x"}, "test": items}))
+    assert main(["leaderboard", "--data-url", planted, "--imagenet-json", str(path),
+                 "--filter", "class=1", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)["table"]
+    assert {r["n"] for r in table if r["rank"] is not None} == {N // 4}
+    # without predictions, `correct` leaves nothing: a clear error
+    assert main(["leaderboard", "--data-url", planted, "--filter", "correct", "--json"]) == 2
+    assert "need a table built with keys" in capsys.readouterr().err
+    assert main(["leaderboard", "--data-url", planted, "--filter", "size=3"]) == 2
+    assert "unknown filter 'size=3'" in capsys.readouterr().err
 
 
 def test_any_fsspec_url():
@@ -100,8 +160,22 @@ def test_any_fsspec_url():
     write(root, "MaxVIT", "Occlusion", "Complexity", [0.5, 0.5])
     board = leaderboard.collect(root)
     assert board.get("MaxVIT-Lime", "Complexity").mean == 2.0
-    assert board.best("Complexity") == "MaxVIT-Occlusion"
-    assert "MaxVIT-Occlusion" in board.csv()
+    assert board.best("MaxVIT", "Complexity") == "Occlusion"
+    assert "MaxVIT,Occlusion,Complexity" in board.csv()
+
+
+def test_scores_table_input(planted, tmp_path):
+    from dina_datasets import scores
+
+    path = str(tmp_path / "scores.parquet")
+    scores.build(planted, path)
+    by_table = leaderboard.collect(scores=path)
+    by_folder = leaderboard.collect(planted)
+    assert by_table.csv() == by_folder.csv()
+    boot = leaderboard.collect(scores=path, ci="bootstrap", n_boot=200)
+    entry = boot.get("DinoV2-Rise", "Insertion")
+    assert entry.ci_low < entry.mean < entry.ci_high
+    assert io.StringIO(boot.csv()).readline().startswith("model,explainer,metric,n,")
 
 
 def test_errors_exit_2(tmp_path, capsys):
@@ -116,3 +190,8 @@ def test_errors_exit_2(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     assert main(["leaderboard", "--data-url", str(tmp_path / "missing")]) == 2
     assert "no folder at" in capsys.readouterr().err
+    assert main(["leaderboard", "--scores", str(tmp_path / "none.parquet")]) == 2
+    assert "no scores table at" in capsys.readouterr().err
+    write(root, "ResNet50", "Saliency", "Deletion", [1.0, 2.0])
+    assert main(["leaderboard", "--data-url", root, "--alpha", "0"]) == 2
+    assert "alpha must be between 0 and 1" in capsys.readouterr().err

@@ -90,12 +90,20 @@ def test_sparseness_by_hand():
     maps = np.array([[[1, 2], [3, 4]], [[1, 1], [1, 1]], [[0, 0], [0, 5]]], np.float32)
     # uniform map -> 0; one pixel -> 3 / 4 (coefficient 3 times 1, n * sum = 4)
     np.testing.assert_allclose(Sparseness()(maps), [0.25, 0.0, 0.75], atol=1e-6)
+    # an all-zero map has no distribution: undefined (was 0 through the epsilons)
+    zero = np.zeros((2, 2, 2, 3), np.float32)
+    for variant in ("dina", "xplique"):
+        assert np.isnan(Sparseness(variant=variant)(zero)).all()
 
 
 def test_complexity_by_hand():
-    # uniform 2x2 -> entropy ln 4; two equal pixels -> ln 2; one pixel -> 0.
-    maps = np.array([[[1, 1], [1, 1]], [[3, 0], [0, -3]], [[0, 0], [0, 2]]], np.float32)
-    np.testing.assert_allclose(Complexity()(maps), [np.log(4), np.log(2), 0.0], atol=1e-6)
+    # three of four pixels -> ln 3; two equal pixels -> ln 2; one pixel -> 0.
+    maps = np.array([[[1, 1], [1, 0]], [[3, 0], [0, -3]], [[0, 0], [0, 2]]], np.float32)
+    np.testing.assert_allclose(Complexity()(maps), [np.log(3), np.log(2), 0.0], atol=1e-6)
+    # degenerate maps: all zero (the epsilons gave 0, the best value) and constant -> NaN
+    flat = np.array([[[0, 0], [0, 0]], [[2, 2], [2, 2]], [[-1, 1], [1, -1]]], np.float32)
+    for variant in ("dina", "xplique"):
+        assert np.isnan(Complexity(variant=variant)(flat)).all()
 
 
 def test_complexity_range_and_degenerate_maps():

@@ -22,7 +22,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("dina_datasets.cli.generate", "compute attribution maps for new entries"),
     "merge": ("dina_datasets.cli.merge", "join generated shards into explanations.tfrecord"),
     "evaluate": ("dina_datasets.cli.evaluate", "compute metric scores of a config"),
-    "leaderboard": ("dina_datasets.cli.leaderboard", "table and plot of every score file"),
+    "leaderboard": ("dina_datasets.cli.leaderboard", "per model and metric: means, ranks and "
+                    "paired verdicts of every score file"),
+    "scores": ("dina_datasets.cli.scores", "every per-image score in one Parquet table"),
+    "report": ("dina_datasets.cli.report", "statistics tables and figures: which explainer "
+               "can I trust?"),
     "show": ("dina_datasets.cli.show", "draw maps over their images"),
 }
 

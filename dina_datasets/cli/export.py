@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from dina_datasets.hf.export import export
+    from dina_datasets.hf.export import SCORES_CONFIG, export
 
     bars = []
 
@@ -58,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
+    table = next((c for c in found if c.name == SCORES_CONFIG), None)
+    found = [c for c in found if c is not table]
     rows = sum(c.num_examples for c in found)
     print(f"{args.out}: {len(found)} configs, {rows:,} rows, "
-          f"{sum(len(c.files) for c in found)} Parquet files, README.md")
+          f"{sum(len(c.files) for c in found)} Parquet files, README.md"
+          + (f"; config '{SCORES_CONFIG}': {table.num_examples:,} per-image scores" if table
+             else ""))
     return 0

@@ -1,5 +1,5 @@
-"""`dina leaderboard`: mean and 95 % interval of every score file, as a table, CSV, Markdown
-and a PNG heat map."""
+"""`dina leaderboard`: per model and metric, each explainer's mean, 95 % interval, n, rank
+and the verdicts of the paired tests, as a table, CSV, Markdown, a PNG heat map, or JSON."""
 
 from __future__ import annotations
 
@@ -8,14 +8,35 @@ import sys
 
 from dina_datasets.layout import DEFAULT_DATA_URL
 
-FILES = ("leaderboard.csv", "leaderboard.md", "leaderboard.png")
+FILES = ("leaderboard.csv", "leaderboard_pairs.csv", "leaderboard.md", "leaderboard.png")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dina_datasets.stats.table import FILTER_HELP
+
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder holding {Model}/{Explainer}/"
                         "{Metric}_scores.json files (any fsspec URL; default "
                         f"{DEFAULT_DATA_URL})")
+    parser.add_argument("--scores", metavar="FILE",
+                        help="a scores table made by `dina scores` (instead of --data-url)")
+    parser.add_argument("--configs", nargs="+", metavar="CONFIG",
+                        help="configs (or patterns such as 'DinoV2-*') to include")
+    parser.add_argument("--imagenet-json", metavar="FILE",
+                        help="kecam's imagenet_data.json of the cells: image ids and labels "
+                        "(for --filter class=...)")
+    parser.add_argument("--filter", action="append", default=[], metavar="FILTER",
+                        dest="filters", help=f"keep only some scores (repeatable, combined "
+                        f"with AND): {FILTER_HELP}")
+    parser.add_argument("--alpha", type=float, default=0.01,
+                        help="significance level of the verdicts (default 0.01)")
+    parser.add_argument("--ci", choices=("normal", "bootstrap"), default="normal",
+                        help="95 %% interval: normal approximation (default, instant) or "
+                        "percentile bootstrap")
+    parser.add_argument("--n-boot", type=int, default=1000, metavar="N",
+                        help="bootstrap resamples with --ci bootstrap (default 1000)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document (table, pairs, flags) and write nothing")
     parser.add_argument("--out", default="leaderboard", metavar="DIR",
                         help=f"folder (or URL) for {', '.join(FILES)} (default ./leaderboard)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
@@ -26,10 +47,17 @@ def run(args: argparse.Namespace) -> int:
     from dina_datasets import leaderboard
     from dina_datasets.recordio import storage
 
-    board = leaderboard.collect(args.data_url, storage_options=args.storage_options,
-                                progress=not args.no_progress and sys.stderr.isatty())
+    board = leaderboard.collect(
+        args.data_url, scores=args.scores, filters=args.filters, alpha=args.alpha,
+        ci=args.ci, n_boot=args.n_boot, configs=args.configs,
+        imagenet_json=args.imagenet_json, storage_options=args.storage_options,
+        progress=not args.no_progress and sys.stderr.isatty())
+    if args.json:
+        print(board.json())
+        return 0
     print(board.text())
     outputs = {"leaderboard.csv": board.csv().encode(),
+               "leaderboard_pairs.csv": board.pairs_csv().encode(),
                "leaderboard.md": board.markdown().encode()}
     if not args.no_plot:
         outputs["leaderboard.png"] = board.png()

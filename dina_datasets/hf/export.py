@@ -6,6 +6,9 @@ a temporary name and renamed) and a README.md whose YAML `configs:` block lets s
 Exporting more configs into the same folder adds them; the README always lists every
 config present, with its row count and its provenance (recorded in each shard's Parquet
 metadata when it is written, so a later export into the folder keeps it).
+The `scores` config is the long-format scores table (`dina_datasets.scores`) of every
+config present in the folder, read from `data_url`'s score files:
+`datasets.load_dataset(folder_or_repo, "scores")`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ PROVENANCE_KEY = b"dina_provenance"  # Parquet key-value metadata of every shard
 # Manifest entries that say how a generated config was made (see generation.parts).
 MANIFEST_KEYS = ("model", "explainer", "weights", "model_source", "explainer_params", "params",
                  "versions", "images_source", "num_images", "seed")
+SCORES_CONFIG = "scores"
 
 Progress = Callable[[int], Any]
 
@@ -150,6 +154,9 @@ def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL
         update = progress(source.cell.name, source.num_records) if progress else None
         write_config(source, out, encoding=encoding, compression=compression,
                      max_shard_bytes=max_shard_bytes, update=update)
+    write_scores_config(out, [c.name for c in scan(out) if c.name != SCORES_CONFIG],
+                        data_url=data_url, imagenet_json=imagenet_json,
+                        storage_options=storage_options)
     found = scan(out)
     write_readme(out, found, template)
     return found
@@ -184,6 +191,25 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
     return written
 
 
+def write_scores_config(out: str, configs: list[str], *, data_url: str,
+                        imagenet_json: str | None = None,
+                        storage_options: dict[str, Any] | None = None) -> str | None:
+    """Write the `scores` config: the scores table of `configs` (None, and no config, when
+    they have no score files under `data_url`)."""
+    from dina_datasets import scores
+
+    wanted = set(configs)
+    files = [f for f in scores.find_score_files(data_url, storage_options)
+             if f.config in wanted]
+    if not files:
+        return None
+    url = storage.join(out, card.shard_name(SCORES_CONFIG, 0, 1))
+    scores.build(data_url, url, files=files, imagenet_json=imagenet_json,
+                 storage_options=storage_options)
+    _remove_stale(storage.join(out, SCORES_CONFIG), {posixpath.basename(url)})
+    return url
+
+
 def _remove_stale(folder: str, keep: set[str]) -> None:
     fs, path = storage.filesystem(folder)
     for entry in fs.ls(path, detail=False):
@@ -201,7 +227,7 @@ def scan(out: str) -> list[ExportedConfig]:
     present = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)
                if fs.isdir(p)}
     found = []
-    for name in catalog.config_names():
+    for name in [*catalog.config_names(), SCORES_CONFIG]:
         if name not in present:
             continue
         files = sorted(fs.glob(posixpath.join(root, card.data_files_pattern(name))))

@@ -3,6 +3,12 @@
 No model and no TensorFlow. `variant="dina"` (default) is the published definition: channel
 mean first, then absolute value. `variant="xplique"` is xplique >= 1.5: absolute value first,
 then channel mean, and its own Gini formula; the two differ on signed 3-channel maps.
+
+Degenerate maps (the sanity floor): an all-zero map has no distribution of attribution, so
+both metrics are undefined there (NaN, written as null in a score file), where the
+published code's epsilons gave Complexity 0, its best value. A constant map ranks no pixel
+above another: its Complexity is NaN too (so such maps are never scored as simple), while
+its Sparseness keeps its defined value 0, the least sparse. Both variants do this.
 """
 
 from __future__ import annotations
@@ -15,6 +21,11 @@ from dina_datasets.metrics.base import Metric, check_variant, reduce_channels
 
 EPS = 1e-8
 GINI_OFFSET = 1e-7
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """Rows of `a` whose magnitudes are all equal (all-zero included)."""
+    return np.ptp(a, axis=1) == 0
 
 
 def _magnitudes(explanations: np.ndarray, variant: str) -> np.ndarray:
@@ -49,21 +60,23 @@ class Sparseness(_MapMetric):
     def scores(self, inputs: np.ndarray | None, targets: np.ndarray | None,
                explanations: np.ndarray, *, start: int = 0) -> np.ndarray:
         a = _magnitudes(explanations, self.variant)
+        zero = ~a.any(axis=1)
         n = a.shape[1]
         a = a / (a.sum(axis=1, keepdims=True) + EPS)
         a = np.sort(a, axis=1)
         k = np.arange(1, n + 1, dtype=np.float64)
         if self.variant == "xplique":
-            return 2.0 * (a * k).sum(axis=1) / (n * a.sum(axis=1) + EPS) - (n + 1.0) / n
-        a += GINI_OFFSET
-        return ((2.0 * k - n - 1.0) * a).sum(axis=1) / (n * a.sum(axis=1))
+            out = 2.0 * (a * k).sum(axis=1) / (n * a.sum(axis=1) + EPS) - (n + 1.0) / n
+        else:
+            a += GINI_OFFSET
+            out = ((2.0 * k - n - 1.0) * a).sum(axis=1) / (n * a.sum(axis=1))
+        out[zero] = np.nan
+        return out
 
 
 class Complexity(_MapMetric):
-    """Shannon entropy of the normalised |map|, in [0, ln(H*W)] (ln(224 * 224) = 10.82; the
-    1e-8 offsets move the ends by less than 1e-3): 0 when one pixel holds everything,
-    ln(H*W) for a uniform map. An all-zero map also scores
-    0, the "best" value, though it ranks no pixel: flag it with `dina_datasets.maps.degenerate`.
+    """Shannon entropy of the normalised |map|: 0 for one pixel, towards ln(H*W) as the
+    map spreads; NaN for an all-zero or constant map (see the module docstring).
 
     p = a / (sum a + 1e-8); score = -sum p ln(p + 1e-8). Lower is better.
     """
@@ -73,5 +86,8 @@ class Complexity(_MapMetric):
     def scores(self, inputs: np.ndarray | None, targets: np.ndarray | None,
                explanations: np.ndarray, *, start: int = 0) -> np.ndarray:
         a = _magnitudes(explanations, self.variant)
+        flat = _flat(a)
         p = a / (a.sum(axis=1, keepdims=True) + EPS)
-        return -(p * np.log(p + EPS)).sum(axis=1)
+        out = -(p * np.log(p + EPS)).sum(axis=1)
+        out[flat] = np.nan
+        return out

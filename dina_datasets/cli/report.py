@@ -1,0 +1,93 @@
+"""`dina report`: the statistics of a scores table (or of every score file under a folder)
+as tables (CSV, Markdown) and figures (PNG, SVG) under one folder, with a report.md that
+says how to read them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from dina_datasets.layout import DEFAULT_DATA_URL
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected image counts such as 100,1000, got "
+                                         f"{text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"image counts must be positive, got {text!r}")
+    return sizes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dina_datasets.stats import SIZES
+    from dina_datasets.stats.table import FILTER_HELP
+
+    parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
+                        help="root of a bucket-shaped folder of score files (any fsspec URL; "
+                        f"default {DEFAULT_DATA_URL})")
+    parser.add_argument("--scores", metavar="FILE",
+                        help="a scores table made by `dina scores` (instead of --data-url)")
+    parser.add_argument("--configs", nargs="+", metavar="CONFIG",
+                        help="configs (or patterns such as 'DinoV2-*') to include")
+    parser.add_argument("--imagenet-json", metavar="FILE",
+                        help="kecam's imagenet_data.json of the cells: image ids and labels")
+    parser.add_argument("--filter", action="append", default=[], metavar="FILTER",
+                        dest="filters", help=f"keep only some scores (repeatable, AND): "
+                        f"{FILTER_HELP}")
+    parser.add_argument("--alpha", type=float, default=0.01,
+                        help="significance level of the paired verdicts (default 0.01)")
+    parser.add_argument("--alpha-cd", type=float, default=0.05,
+                        help="significance level of the Nemenyi critical difference "
+                        "(default 0.05, as in Demšar 2006)")
+    parser.add_argument("--n-boot", type=int, default=1000, metavar="N",
+                        help="bootstrap resamples of the 95 %% intervals (default 1000)")
+    parser.add_argument("--stability-sizes", type=_sizes, metavar="N1,N2,...",
+                        default=SIZES, help="subsample sizes of the stability curves "
+                        f"(default {','.join(map(str, SIZES))}; the full size is added)")
+    parser.add_argument("--stability-boot", type=int, default=200, metavar="N",
+                        help="bootstrap subsamples per size (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--no-figures", action="store_true", help="tables only")
+    parser.add_argument("--out", default="report", metavar="DIR",
+                        help="folder (or URL) to write (default ./report)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dina_datasets import scores
+    from dina_datasets.errors import ConfigError
+    from dina_datasets.report import write_report
+
+    for name in ("n_boot", "stability_boot"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got "
+                              f"{getattr(args, name)}")
+    show = not args.no_progress and sys.stderr.isatty()
+
+    def say(text: str) -> None:
+        if show:
+            print(f"  {text}", file=sys.stderr)
+
+    def report(table: str):
+        return write_report(table, args.out, filters=args.filters, alpha=args.alpha,
+                            alpha_cd=args.alpha_cd, n_boot=args.n_boot,
+                            sizes=args.stability_sizes, stability_boot=args.stability_boot,
+                            seed=args.seed, figures=not args.no_figures,
+                            storage_options=args.storage_options, say=say)
+
+    if args.scores:
+        made = report(args.scores)
+    else:
+        with tempfile.TemporaryDirectory(prefix="dina-scores-") as folder:
+            path = os.path.join(folder, "scores.parquet")
+            scores.build(args.data_url, path, configs=args.configs,
+                         imagenet_json=args.imagenet_json,
+                         storage_options=args.storage_options, progress=show)
+            made = report(path)
+    print(f"{args.out}: report.md, {len(made.files) - 1} tables and figures")
+    return 0

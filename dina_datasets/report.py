@@ -1,0 +1,281 @@
+"""`dina report`: which explainer can I trust, for which model and metric, and how sure is
+that? Every statistic of `dina_datasets.stats` on one scores table, written under one folder:
+
+- `report.md`: the answers in order (leaders and verdicts, sanity floor, across models,
+  agreement, stability, distributions), with how to read each;
+- `tables/NAME.csv` and `tables/NAME.md`: summary, pairs, degenerate, friedman,
+  average_ranks, agreement_metrics, agreement_models, stability;
+- `figures/NAME.png` and `.svg`: `cd_{metric}` (critical-difference diagrams),
+  `agreement_metrics`, `agreement_models` (heatmaps), `stability_{metric}` (curves),
+  `distributions_{model}` (violins).
+
+Cost vs quality: `write_report(..., cost=frame)` with one row per (model, explainer) and a
+`seconds_per_image` column adds `tables/cost_quality.*`, `figures/cost_{metric}.*` and a
+section; without cost records there is no such section (nothing is made up).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dina_datasets import catalog
+from dina_datasets.errors import ConfigError
+from dina_datasets.recordio import storage
+
+COST_COLUMNS = ("model", "explainer", "seconds_per_image")
+HOW_TO_READ = """\
+How to read this report:
+
+- **Leaders**: per model and metric, the explainer with the best mean (rank 1, in the
+  metric's direction), its 95 % interval and n images. *vs next* is the paired verdict of
+  the leader against the runner-up: every explainer of a model is scored on the same images,
+  so they are compared image by image (Wilcoxon signed-rank test, p-values Holm-adjusted over
+  all pairs of that model and metric). "not distinguishable" means the data do not
+  separate them at alpha: do not crown either.
+- **Effect** (pairs table): the matched-pairs rank-biserial correlation, from -1 (a lower
+  on every image) to +1 (a higher on every image); 0.1 is small, 0.5 large. With 50,000
+  images a tiny effect is "significant": read the effect and the median difference too.
+- **Sanity floor**: an explainer whose scores are mostly undefined (e.g. all-zero maps,
+  whose Complexity and Sparseness have no value) is *degenerate*: listed, never ranked.
+  An explainer not distinguishable from RandomExp (random maps) under a metric does no
+  better than chance there.
+- **Across models**: the Friedman test asks whether the explainers' ranks differ at all
+  across the models; the critical-difference (CD) diagram places each explainer at its
+  average rank (1 = best), and a bar joins explainers whose average ranks differ by less
+  than the Nemenyi critical difference: those cannot be told apart across models.
+- **Agreement**: Kendall's tau between two rankings of the same explainers, from -1
+  (reversed) to 1 (identical). Between metrics (per model): do the metrics agree on what a
+  good explanation is? Between models (per metric): does a ranking transfer?
+- **Stability**: rankings recomputed on bootstrap subsamples of n images; the share that
+  equals the full ranking and the tau to it. Where the curve is flat near 1, n images are
+  enough; the last point (all images, resampled) shows the noise left in the full ranking.
+"""
+
+
+@dataclass
+class Report:
+    """What `write_report` wrote: file URLs, and the frames behind them."""
+
+    out: str
+    files: list[str] = field(default_factory=list)
+    frames: dict[str, Any] = field(default_factory=dict)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else ""
+    if isinstance(value, (float, np.floating)):
+        return "" if not math.isfinite(value) else f"{value:.4g}"
+    text = str(value)
+    return "" if text in ("nan", "None", "<NA>") else text.replace("|", "\\|")
+
+
+def markdown_table(frame: Any) -> str:
+    """A frame as a Markdown table (numbers to 4 significant digits)."""
+    if frame is None or len(frame.columns) == 0:
+        return "(none)\n"
+    head = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+class _Writer:
+    def __init__(self, out: str, storage_options: dict[str, Any] | None) -> None:
+        self.out, self.options, self.files = out, storage_options, []
+
+    def bytes(self, name: str, data: bytes) -> str:
+        url = storage.join(self.out, name)
+        with storage.atomic_write(url, "wb", self.options) as handle:
+            handle.write(data)
+        self.files.append(url)
+        return name
+
+    def table(self, name: str, frame: Any) -> None:
+        self.bytes(f"tables/{name}.csv", frame.to_csv(index=False).encode())
+        self.bytes(f"tables/{name}.md", markdown_table(frame).encode())
+
+    def figure(self, name: str, fig: Any) -> str:
+        from dina_datasets.stats import figures
+
+        for fmt, data in figures.render(fig).items():
+            self.bytes(f"figures/{name}.{fmt}", data)
+        return f"figures/{name}.png"
+
+
+def _leaders(annotated: Any) -> Any:
+    import pandas as pd
+
+    rows = []
+    for (model, metric), group in annotated.groupby(["model", "metric"], sort=False):
+        ranked = group[group["rank"].notna()].sort_values("rank")
+        if ranked.empty:
+            continue
+        top = ranked.iloc[0]
+        runner = ranked["explainer"].iloc[1] if len(ranked) > 1 else ""
+        rows.append({"model": model, "metric": metric, "leader": top["explainer"],
+                     "mean": top["mean"], "ci_low": top["ci_low"], "ci_high": top["ci_high"],
+                     "n": top["n"], "runner_up": runner, "vs_next": top["vs_next"],
+                     "vs_RandomExp": top["vs_random"]})
+    return pd.DataFrame(rows)
+
+
+def _check_cost(cost: Any) -> Any:
+    missing = [c for c in COST_COLUMNS if c not in getattr(cost, "columns", ())]
+    if missing:
+        raise ConfigError(f"cost records must be a frame with columns {', '.join(COST_COLUMNS)}"
+                          f"; missing {', '.join(missing)}")
+    return cost[list(COST_COLUMNS)]
+
+
+def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
+                 activation: str | None = "softmax", alpha: float = 0.01,
+                 alpha_cd: float = 0.05, ci: str = "bootstrap", n_boot: int = 1000,
+                 sizes: tuple[int, ...] | None = None, stability_boot: int = 200,
+                 seed: int = 0, degenerate_share: float | None = None, cost: Any = None,
+                 figures: bool = True, storage_options: dict[str, Any] | None = None,
+                 say: Callable[[str], None] | None = None) -> Report:
+    """Compute every statistic of the scores table and write the report under `out`."""
+    from dina_datasets import stats
+    from dina_datasets.stats import figures as draw
+    from dina_datasets.stats.table import higher_is_better, order
+
+    say = say or (lambda _: None)
+    sizes = tuple(sizes or stats.SIZES)
+    share = stats.DEGENERATE_SHARE if degenerate_share is None else degenerate_share
+    cost = None if cost is None else _check_cost(cost)
+    table = stats.open_scores(scores, list(filters), activation, storage_options)
+    say("summary (bootstrap intervals)" if ci == "bootstrap" else "summary")
+    summary = stats.summary(table, ci=ci, n_boot=n_boot, seed=seed, degenerate_share=share)
+    say("paired comparisons")
+    pairs = stats.pairs(table, alpha=alpha, summary=summary)
+    annotated = stats.annotate(summary, pairs)
+    say("across models, agreement")
+    friedman = stats.friedman(summary, alpha=alpha_cd)
+    ranks = stats.average_ranks(summary)
+    metric_tau, model_tau = stats.metric_agreement(summary), stats.model_agreement(summary)
+    say("stability")
+    stability = stats.stability(table, sizes=sizes, n_boot=stability_boot, seed=seed,
+                                summary=summary)
+    flagged = annotated[annotated["degenerate"]][["model", "metric", "explainer", "n",
+                                                  "n_undefined", "reason"]]
+    randomish = annotated[annotated["vs_random"].isin(["not distinguishable", "worse"])][
+        ["model", "metric", "explainer", "mean", "rank", "vs_random"]]
+    leaders = _leaders(annotated)
+    frames = {"summary": annotated, "pairs": pairs, "leaders": leaders, "degenerate": flagged,
+              "friedman": friedman, "average_ranks": ranks, "agreement_metrics": metric_tau,
+              "agreement_models": model_tau, "stability": stability}
+    writer = _Writer(out, storage_options)
+    for name, frame in frames.items():
+        writer.table(name, frame)
+
+    pictures: dict[str, list[str]] = {"cd": [], "agreement": [], "stability": [],
+                                      "distributions": [], "cost": []}
+    if figures:
+        say("figures")
+        for row in friedman.itertuples():
+            nemenyi = stats.nemenyi(summary, row.metric)
+            metric_ranks = ranks[ranks["metric"] == row.metric].set_index("explainer")
+            if nemenyi.empty or len(metric_ranks) < 2:
+                continue
+            fig = draw.cd_diagram(metric_ranks["average_rank"], nemenyi, metric=row.metric,
+                                  cd=row.cd, models=row.models, alpha=alpha_cd,
+                                  friedman_p=row.p_value)
+            pictures["cd"].append(writer.figure(f"cd_{row.metric}", fig))
+        for name, frame, a, b, title in (
+                ("agreement_metrics", metric_tau, "metric_a", "metric_b",
+                 "Do the metrics agree? Kendall's tau of explainer rankings, mean over models"),
+                ("agreement_models", model_tau, "model_a", "model_b",
+                 "Does a ranking transfer? Kendall's tau between models, mean over metrics")):
+            if len(frame) and frame["tau"].notna().any():
+                fig = draw.heatmap(stats.matrix(frame, a, b), title=title)
+                pictures["agreement"].append(writer.figure(name, fig))
+        for metric, group in stability.groupby("metric", sort=False):
+            pictures["stability"].append(writer.figure(
+                f"stability_{metric}", draw.stability_curves(group, metric=metric)))
+        for model, group in summary.groupby("model", sort=False):
+            samples = {}
+            for metric, cells in group.groupby("metric", sort=False):
+                names = order(cells.loc[cells["n"] > 0, "explainer"], catalog.EXPLAINERS)
+                matrix = table.matrix(model, metric, names)
+                samples[metric] = {e: v[np.isfinite(v)] for e, v in
+                                   zip(names, matrix.values.T, strict=True)}
+            fig = draw.distributions(samples, model=model,
+                                     directions=higher_is_better)
+            pictures["distributions"].append(writer.figure(f"distributions_{model}", fig))
+
+    cost_frame = None
+    if cost is not None:
+        cost_frame = summary.merge(cost, on=["model", "explainer"], how="inner")[
+            ["model", "explainer", "metric", "mean", "rank", "seconds_per_image"]]
+        writer.table("cost_quality", cost_frame)
+        if figures:
+            for metric, group in cost_frame.groupby("metric", sort=False):
+                pictures["cost"].append(writer.figure(
+                    f"cost_{metric}", draw.cost_quality(group, metric=metric)))
+
+    text = _markdown(frames, pictures, cost_frame, table, alpha=alpha, alpha_cd=alpha_cd,
+                     ci=ci, n_boot=n_boot, share=share, flagged=flagged, randomish=randomish)
+    writer.bytes("report.md", text.encode())
+    return Report(out, writer.files, frames | ({"cost_quality": cost_frame}
+                                               if cost_frame is not None else {}))
+
+
+def _images(paths: list[str]) -> str:
+    return "".join(f"![{p}]({p})\n\n" for p in paths)
+
+
+def _markdown(frames: dict[str, Any], pictures: dict[str, list[str]], cost_frame: Any,
+              table: Any, *, alpha: float, alpha_cd: float, ci: str, n_boot: int,
+              share: float, flagged: Any, randomish: Any) -> str:
+    summary = frames["summary"]
+    interval = (f"percentile bootstrap of the mean ({n_boot} resamples of the images)"
+                if ci == "bootstrap" else "normal approximation, mean ± 1.96 s / sqrt(n)")
+    parts = [
+        "# Which explainer can I trust? DINA statistics report\n",
+        f"Scores of {summary['model'].nunique()} models, {summary['explainer'].nunique()} "
+        f"explainers, {summary['metric'].nunique()} metrics ({int(summary['n'].sum()):,} "
+        f"defined scores). Filters: {' AND '.join(table.filters)}. 95 % intervals: "
+        f"{interval}. Verdicts at alpha = {alpha}; critical differences at alpha = "
+        f"{alpha_cd}.\n",
+        HOW_TO_READ,
+        "## Leaders per model and metric\n",
+        markdown_table(frames["leaders"]),
+        "\nEvery explainer: `tables/summary.csv` (mean, median, interval, rank, flags); "
+        "every pair: `tables/pairs.csv` (n, statistic, p_value, p_adjusted, effect, "
+        "median_diff, verdict).\n",
+        "## Sanity floor\n",
+        f"Degenerate (share of undefined scores >= {share:.0%}, or degenerate maps): "
+        "reported, not ranked.\n",
+        markdown_table(flagged) if len(flagged) else "None.\n",
+        "\nNot better than RandomExp (random maps) under a metric:\n",
+        markdown_table(randomish) if len(randomish) else
+        ("None." if summary["explainer"].eq("RandomExp").any() else
+         "RandomExp is not in this table: no comparison with random maps.") + "\n",
+        "## Across models (Friedman, Nemenyi)\n",
+        markdown_table(frames["friedman"]),
+        "\nAverage ranks: `tables/average_ranks.csv`.\n\n",
+        _images(pictures["cd"]),
+        "## Agreement (Kendall's tau)\n",
+        _images(pictures["agreement"]),
+        "Per model and per metric: `tables/agreement_metrics.csv`, "
+        "`tables/agreement_models.csv`.\n",
+        "## Stability: how many images does a ranking need?\n",
+        markdown_table(frames["stability"]),
+        "\n", _images(pictures["stability"]),
+        "## Score distributions\n",
+        _images(pictures["distributions"]),
+    ]
+    if cost_frame is not None:
+        parts += ["## Cost vs quality\n", markdown_table(cost_frame), "\n",
+                  _images(pictures["cost"])]
+    return "\n".join(parts)
+

@@ -1,0 +1,299 @@
+"""The scores table: every per-image score under a bucket-shaped folder in one long-format
+Parquet file, one row per (model, explainer, metric, activation, image).
+
+Columns (`COLUMNS`): `model, explainer, metric, activation` (string; `activation` is
+"softmax" for the published `{Metric}_scores.json`, else the `{activation}` of
+`{Metric}_scores.{activation}.json`), `index` (int64, the record's position), `image_id`
+(string, "" when unknown), `label`, `prediction` (int64, -1 when unknown), `score` (float64,
+null where the file holds null: an undefined value).
+
+Only the small score files are read, and the keys of each cell: those its records carry,
+from the sidecar index beside its explanations (`recordio.index`), else from kecam's
+`imagenet_data.json`; never the maps. Files are fetched concurrently (a bounded window of
+threads: gs:// requests overlap) and written as they come, in row groups of about
+`ROW_GROUP_ROWS` rows, so memory stays bounded whatever the number of files. The file is
+written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dina_datasets import formats
+from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
+from dina_datasets.layout import DEFAULT_ACTIVATION, Layout
+from dina_datasets.recordio import storage
+
+COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
+           "prediction", "score")
+SCHEMA = pa.schema([("model", pa.string()), ("explainer", pa.string()),
+                    ("metric", pa.string()), ("activation", pa.string()),
+                    ("index", pa.int64()), ("image_id", pa.string()), ("label", pa.int64()),
+                    ("prediction", pa.int64()), ("score", pa.float64())])
+ROW_GROUP_ROWS = 1_000_000
+CONCURRENCY = 16
+UNKNOWN = -1
+
+
+@dataclass(frozen=True)
+class ScoreFile:
+    """One score file of the bucket."""
+
+    model: str
+    explainer: str
+    metric: str
+    activation: str
+    url: str
+
+    @property
+    def config(self) -> str:
+        return f"{self.model}-{self.explainer}"
+
+
+@dataclass
+class Keys:
+    """The record keys of a cell, one entry per record: `index`, `image_id`, `label`,
+    `prediction` (numpy columns) and where they came from."""
+
+    columns: dict[str, np.ndarray]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.columns["index"])
+
+
+@dataclass
+class Built:
+    """What `build` wrote."""
+
+    out: str
+    rows: int
+    files: list[ScoreFile] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        configs = len({f.config for f in self.files})
+        return (f"{self.out}: {self.rows:,} scores from {len(self.files)} score files of "
+                f"{configs} configs in {self.seconds:.1f} s")
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    groups = {"{model}": "model", "{explainer}": "explainer", "{metric}": "metric",
+              "{activation}": "activation"}
+    parts = re.split(r"(\{model\}|\{explainer\}|\{metric\}|\{activation\})", template)
+    regex = "".join(
+        (f"(?P<{groups[p]}>[^/]+)" if p in ("{model}", "{explainer}") else
+         f"(?P<{groups[p]}>[^/.]+)") if p in groups else re.escape(p) for p in parts)
+    return re.compile(regex + "$")
+
+
+def find_score_files(data_url: str, storage_options: dict[str, Any] | None = None, *,
+                     layout: Layout | None = None) -> list[ScoreFile]:
+    """Every score file under `data_url`, published (`{Metric}_scores.json`, activation
+    "softmax") and per activation (`{Metric}_scores.{activation}.json`), sorted."""
+    layout = layout or Layout(data_url)
+    fs, root = storage.filesystem(data_url, storage_options)
+    if not fs.exists(root):
+        raise LayoutError(f"no folder at {data_url}")
+    base = root.rstrip("/")
+    found: dict[tuple[str, str, str, str], ScoreFile] = {}
+    for template, fixed in ((layout.scores_template, DEFAULT_ACTIVATION),
+                            (layout.scores_activation_template, None)):
+        pattern = _pattern(template)
+        glob = template.format(model="*", explainer="*", metric="*", activation="*")
+        for path in fs.glob(posixpath.join(base, glob)):
+            match = pattern.match(posixpath.relpath(path, base or "/"))
+            if not match:
+                continue
+            activation = fixed or match["activation"]
+            key = (match["model"], match["explainer"], match["metric"], activation)
+            found[key] = ScoreFile(*key, layout.scores(*key))
+    return [found[k] for k in sorted(found)]
+
+
+def select(files: list[ScoreFile], configs: Iterable[str] | None = None,
+           metrics: Iterable[str] | None = None, activations: Iterable[str] | None = None
+           ) -> list[ScoreFile]:
+    """The files whose config, metric and activation match the given names or shell
+    patterns (case-insensitive); ConfigError for a name that matches nothing."""
+    for kind, wanted, attr in (("config", configs, "config"), ("metric", metrics, "metric"),
+                               ("activation", activations, "activation")):
+        if not wanted:
+            continue
+        wanted = list(wanted)
+        present = sorted({getattr(f, attr) for f in files})
+        for name in wanted:
+            if not any(fnmatch.fnmatch(p.lower(), name.lower()) for p in present):
+                raise ConfigError(f"no score files of {kind} {name!r}; present: "
+                                  f"{', '.join(present) or 'none'}")
+        files = [f for f in files if any(fnmatch.fnmatch(getattr(f, attr).lower(), n.lower())
+                                         for n in wanted)]
+    return files
+
+
+def imagenet_keys(url: str, storage_options: dict[str, Any] | None = None) -> Keys:
+    """Keys from kecam's `imagenet_data.json` (record order): image ids and true labels;
+    predictions unknown."""
+    refs = formats.read_imagenet_json(url, storage_options)
+    n = len(refs)
+    return Keys({"index": np.arange(n, dtype=np.int64),
+                 "image_id": np.array([r.image_id for r in refs], dtype=object),
+                 "label": np.array([r.label for r in refs], dtype=np.int64),
+                 "prediction": np.full(n, UNKNOWN, np.int64)}, url)
+
+
+def cell_keys(layout: Layout, model: str, explainer: str, fallback: Keys | None,
+              storage_options: dict[str, Any] | None = None) -> Keys | None:
+    """The keys of a cell: those its records carry, from the sidecar index beside its
+    explanations (no map is read), column by column; the others from `fallback` (kecam's
+    json); None when neither has any (positions only)."""
+    from dina_datasets.recordio.index import index_url, read_index
+
+    url = layout.explanations(model, explainer)
+    try:
+        found = read_index(url, storage_options)
+    except FileNotFoundError:  # scores without their maps
+        found = None
+    if found is None or not found.keys:
+        return fallback
+    n = found.num_records
+    defaults = {"index": np.arange(n, dtype=np.int64), "image_id": np.full(n, "", object),
+                "label": np.full(n, UNKNOWN, np.int64),
+                "prediction": np.full(n, UNKNOWN, np.int64)}
+    columns = {}
+    for name, default in defaults.items():
+        if name in found.keys:
+            columns[name] = found.keys[name]
+        elif fallback is not None and len(fallback) >= n:
+            columns[name] = fallback.columns[name][:n]
+        else:
+            columns[name] = default
+    return Keys(columns, index_url(url))
+
+
+def _repeat(text: str, n: int) -> pa.StringArray:
+    """`text` n times, built from its buffers (pa.repeat is far slower)."""
+    data = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int32) * len(data)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n))
+
+
+def table(file: ScoreFile, values: np.ndarray, keys: Keys | None) -> pa.Table:
+    """The rows of one score file."""
+    n = len(values)
+    if keys is not None and n > len(keys):
+        raise AlignmentError(f"{file.url} holds {n:,} scores but {keys.source} has only "
+                             f"{len(keys):,} records: the keys do not belong to this cell")
+    if keys is None:
+        index = pa.array(np.arange(n, dtype=np.int64))
+        image_id, label = _repeat("", n), pa.array(np.full(n, UNKNOWN, np.int64))
+        prediction = label
+    else:
+        cols = keys.columns
+        index = pa.array(cols["index"][:n], pa.int64())
+        image_id = pa.array(cols["image_id"][:n], pa.string())
+        label = pa.array(cols["label"][:n], pa.int64())
+        prediction = pa.array(cols["prediction"][:n], pa.int64())
+    name = [_repeat(v, n) for v in (file.model, file.explainer, file.metric, file.activation)]
+    return pa.Table.from_arrays([*name, index, image_id, label, prediction,
+                                 pa.array(values, pa.float64(), from_pandas=True)],
+                                schema=SCHEMA)
+
+
+def read_files(files: list[ScoreFile], storage_options: dict[str, Any] | None = None,
+               concurrency: int = CONCURRENCY) -> Iterator[tuple[ScoreFile, np.ndarray]]:
+    """(file, values) of each file in order; at most `2 * concurrency` files in flight."""
+    if not files:
+        return
+
+    def fetch(file: ScoreFile) -> bytes:
+        fs, path = storage.filesystem(file.url, storage_options)
+        try:
+            return fs.cat_file(path)
+        except FileNotFoundError:
+            raise LayoutError(f"score file {file.url} vanished while reading") from None
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        pending: deque[tuple[ScoreFile, Future[bytes]]] = deque()
+        todo = iter(files)
+        for file in todo:
+            pending.append((file, pool.submit(fetch, file)))
+            if len(pending) >= 2 * concurrency:
+                break
+        while pending:
+            file, future = pending.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(fetch, nxt)))
+            yield file, formats.parse_scores(future.result(), file.url)
+
+
+def build(data_url: str, out: str, *, configs: Iterable[str] | None = None,
+          metrics: Iterable[str] | None = None, activations: Iterable[str] | None = None,
+          imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
+          layout: Layout | None = None, concurrency: int = CONCURRENCY,
+          row_group_rows: int = ROW_GROUP_ROWS, progress: bool = False,
+          files: list[ScoreFile] | None = None) -> Built:
+    """Write the scores table of every score file under `data_url` to `out` (Parquet, any
+    fsspec URL); returns what was written. `configs`, `metrics`, `activations`: names or
+    patterns to keep. `imagenet_json` (kecam's json of the cells' images) fills `image_id`
+    and `label`. `files`: the score files to read (found under `data_url` otherwise)."""
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    layout = layout or Layout(data_url)
+    if files is None:
+        files = find_score_files(data_url, storage_options, layout=layout)
+    if not files:
+        glob = layout.scores_template.format(model="*", explainer="*", metric="*")
+        raise LayoutError(f"no score files under {data_url} (looked for {glob})")
+    files = select(files, configs, metrics, activations)
+    fallback = imagenet_keys(imagenet_json, storage_options) if imagenet_json else None
+    cells = list(dict.fromkeys((f.model, f.explainer) for f in files))
+    position = {cell: i for i, cell in enumerate(cells)}
+    keys: dict[tuple[str, str], Future[Keys | None]] = {}
+    rows = 0
+    buffer: list[pa.Table] = []
+    with storage.atomic_write(out, "wb", storage_options) as handle, \
+            pq.ParquetWriter(handle, SCHEMA, compression="zstd",
+                             use_dictionary=["model", "explainer", "metric", "activation",
+                                             "image_id"]) as writer, \
+            ThreadPoolExecutor(max_workers=2) as pool, \
+            tqdm(total=len(files), unit="file", desc="scores", disable=not progress) as bar:
+        def flush() -> None:
+            if buffer:
+                merged = pa.concat_tables(buffer)
+                writer.write_table(merged, row_group_size=len(merged))
+                buffer.clear()
+
+        def keys_of(cell: tuple[str, str]) -> Keys | None:
+            """This cell's keys; the next cell's are fetched meanwhile; older ones freed."""
+            at = position[cell]
+            for nxt in cells[at:at + 2]:
+                if nxt not in keys:
+                    keys[nxt] = pool.submit(cell_keys, layout, *nxt, fallback,
+                                            storage_options)
+            for old in [c for c in keys if position[c] < at]:
+                del keys[old]
+            return keys[cell].result()
+
+        for file, values in read_files(files, storage_options, concurrency):
+            buffer.append(table(file, values, keys_of((file.model, file.explainer))))
+            rows += len(values)
+            if sum(len(t) for t in buffer) >= row_group_rows:
+                flush()
+            bar.update()
+        flush()
+    return Built(out, rows, files, time.perf_counter() - started)

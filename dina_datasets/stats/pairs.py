@@ -1,0 +1,174 @@
+"""Paired comparisons: every explainer of a model is scored on the same images, so each pair
+is compared image by image.
+
+For each (model, metric) and each pair (a, b) of non-degenerate explainers, on the images
+both have: the Wilcoxon signed-rank test of the differences a - b (`scipy.stats.wilcoxon`,
+two-sided, zero differences dropped), the p-values of the pairs of that (model, metric)
+adjusted together (Holm, `statsmodels.stats.multitest.multipletests`), the effect size (the
+matched-pairs rank-biserial correlation r = (R+ - R-) / (R+ + R-) of the same signed ranks:
++1 when a is higher on every image, -1 when lower) and the median difference. The verdict,
+at `alpha` (default 0.01): "better" / "worse" (a than b, in the catalog's direction) when
+p_adjusted < alpha, else "not distinguishable"; "higher" / "lower" for a metric of unknown
+direction.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import warnings
+from typing import Any
+
+import numpy as np
+
+from dina_datasets import catalog
+from dina_datasets.errors import ConfigError
+from dina_datasets.stats import summary as summaries
+from dina_datasets.stats.degenerate import DEGENERATE_SHARE
+from dina_datasets.stats.table import higher_is_better, open_scores, order
+
+ALPHA = 0.01
+RANDOM = "RandomExp"
+SAME = "not distinguishable"
+COLUMNS = ["model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
+           "median_diff", "verdict", "random_like"]
+
+
+def rank_biserial(differences: np.ndarray) -> float:
+    """Matched-pairs rank-biserial correlation of paired differences (zeros dropped)."""
+    from scipy import stats
+
+    d = differences[differences != 0]
+    if len(d) == 0:
+        return float("nan")
+    ranks = stats.rankdata(np.abs(d))
+    plus, minus = ranks[d > 0].sum(), ranks[d < 0].sum()
+    return float((plus - minus) / (plus + minus))
+
+
+def compare(a: np.ndarray, b: np.ndarray) -> tuple[int, float, float, float, float]:
+    """(n, statistic, p_value, effect, median_diff) of a vs b on the images both have."""
+    from scipy import stats
+
+    both = np.isfinite(a) & np.isfinite(b)
+    d = a[both] - b[both]
+    n = int(both.sum())
+    if n == 0:
+        return 0, np.nan, np.nan, np.nan, np.nan
+    median = float(np.median(d))
+    if not d.any():
+        return n, np.nan, np.nan, np.nan, median
+    result = stats.wilcoxon(a[both], b[both])
+    return n, float(result.statistic), float(result.pvalue), rank_biserial(d), median
+
+
+def verdict(p_adjusted: float, effect: float, metric: str, alpha: float) -> str:
+    """The verdict of a over b (see the module docstring)."""
+    if not p_adjusted < alpha or not np.isfinite(effect) or effect == 0:
+        return SAME
+    direction = higher_is_better(metric)
+    if direction is None:
+        return "higher" if effect > 0 else "lower"
+    return "better" if (effect > 0) == direction else "worse"
+
+
+def family(values: np.ndarray) -> list[tuple[int, int, int, float, float, float, float]]:
+    """(i, j, *compare) for every pair of columns i < j of images x explainers `values`."""
+    return [(i, j, *compare(values[:, i], values[:, j]))
+            for i, j in itertools.combinations(range(values.shape[1]), 2)]
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values (NaN stays NaN), by statsmodels."""
+    from statsmodels.stats.multitest import multipletests
+
+    adjusted = np.full(len(p), np.nan)
+    tested = np.isfinite(p)
+    if tested.any():
+        gc.freeze()  # statsmodels' Holm ends with gc.collect(): frozen objects make it cheap
+        try:
+            adjusted[tested] = multipletests(p[tested], method="holm")[1]
+        finally:
+            gc.unfreeze()
+    return adjusted
+
+
+def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | None = "softmax",
+          degenerate_share: float = DEGENERATE_SHARE, summary: Any = None,
+          workers: int | None = None, storage_options: dict | None = None) -> Any:
+    """One row per (model, metric, a, b): `COLUMNS` (a pandas frame). `random_like` marks
+    the pairs of an explainer with RandomExp that are not distinguishable. `summary`: a
+    summary frame of the same table, to reuse (its degenerate flags decide who is compared).
+    `workers`: threads testing (model, metric) families at once (default: the CPUs, at most
+    4; the sorts behind the tests release the GIL)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be between 0 and 1, got {alpha}")
+    table = open_scores(scores, filters, activation, storage_options)
+    if summary is None:
+        summary = summaries.summary(table, ci="normal", degenerate_share=degenerate_share)
+    workers = workers or min(4, os.cpu_count() or 1)
+    jobs = []
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+        # scipy's "sample size too small" for tiny n: the p-value says it already
+        warnings.simplefilter("ignore", UserWarning)
+        for (model, metric), group in summary.groupby(["model", "metric"], sort=False):
+            names = order(group.loc[~group["degenerate"] & (group["n"] > 0), "explainer"],
+                          catalog.EXPLAINERS)
+            if len(names) < 2:
+                continue
+            # DuckDB queries stay on this thread; the tests run in the pool, a few
+            # families ahead at most (bounded memory)
+            waiting = [job for job in jobs if not job[3].done()]
+            if len(waiting) > 2 * workers:
+                waiting[0][3].result()
+            matrix = table.matrix(model, metric, names)
+            jobs.append((model, metric, names, pool.submit(family, matrix.values)))
+        rows = []
+        for model, metric, names, job in jobs:
+            found = job.result()
+            adjusted = holm(np.array([r[4] for r in found], np.float64))
+            for (i, j, n, statistic, p_value, effect, median), q in zip(found, adjusted,
+                                                                         strict=True):
+                word = verdict(q, effect, metric, alpha)
+                rows.append([model, metric, names[i], names[j], n, statistic, p_value, q,
+                             effect, median, word,
+                             RANDOM in (names[i], names[j]) and word == SAME])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def verdicts(pairs_frame: Any) -> dict[tuple[str, str, str, str], str]:
+    """{(model, metric, a, b): verdict of a over b} for both orders of every pair."""
+    flip = {"better": "worse", "worse": "better", "higher": "lower", "lower": "higher"}
+    out = {}
+    for r in pairs_frame[["model", "metric", "a", "b", "verdict"]].itertuples(index=False):
+        out[r.model, r.metric, r.a, r.b] = r.verdict
+        out[r.model, r.metric, r.b, r.a] = flip.get(r.verdict, r.verdict)
+    return out
+
+
+def annotate(summary: Any, pairs_frame: Any) -> Any:
+    """The summary with `vs_next` (the verdict of each ranked explainer over the next one)
+    and `vs_random` (its verdict over RandomExp, where that model has it) added."""
+    found = verdicts(pairs_frame)
+    following: dict[tuple[str, str, float], str] = {}
+    ranked = summary[np.isfinite(summary["rank"])].sort_values("rank")
+    for (model, metric), group in ranked.groupby(["model", "metric"], sort=False):
+        ranks, names = group["rank"].to_numpy(), group["explainer"].to_numpy()
+        for rank in np.unique(ranks):
+            later = np.nonzero(ranks > rank)[0]
+            if len(later):
+                following[model, metric, rank] = names[later[0]]
+    vs_next, vs_random = [], []
+    for r in summary.itertuples():
+        nxt = following.get((r.model, r.metric, r.rank))
+        vs_next.append(None if nxt is None else found.get((r.model, r.metric, r.explainer,
+                                                            nxt)))
+        vs_random.append(found.get((r.model, r.metric, r.explainer, RANDOM)))
+    out = summary.copy()
+    out["vs_next"], out["vs_random"] = vs_next, vs_random
+    return out

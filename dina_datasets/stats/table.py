@@ -1,0 +1,231 @@
+"""The scores table as a DuckDB relation: opened from a Parquet path (any fsspec URL), a
+DuckDB relation or a pandas frame, filtered in SQL, and read back per (model, metric) as a
+matrix of images x explainers for the paired statistics.
+
+Filters (`--filter` on the command line, `filters=` in Python), combined with AND:
+
+- `correct` / `wrong`: images the model classified right / wrong (labels and predictions
+  known, i.e. not -1);
+- `class=281,285` (or `label=`): true classes; `prediction=...`: predicted classes;
+- `image_id=ILSVRC2012_val_00000001,...`; `index=0,1,2`;
+- `activation=sigmoid`: the output activation (default: softmax only, the published one);
+- `model=...`, `explainer=...`, `metric=...`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dina_datasets import catalog
+from dina_datasets.errors import ConfigError, FormatError, LayoutError
+
+COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
+           "prediction", "score")
+DEFAULT_ACTIVATION = "softmax"
+FILTER_HELP = ("correct | wrong | class=C1,C2 | prediction=C | image_id=ID1,ID2 | index=I | "
+               "activation=A | model=M | explainer=E | metric=X")
+_INT_COLUMNS = {"class": "label", "label": "label", "prediction": "prediction",
+                "index": "index"}
+_TEXT_COLUMNS = ("image_id", "activation", "model", "explainer", "metric")
+_VIEW = "dina_scores"
+
+
+def literal(value: Any) -> str:
+    """A SQL literal of a string or an integer."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def condition(text: str) -> str:
+    """The SQL condition of one filter (see the module docstring)."""
+    key, sep, value = text.strip().partition("=")
+    key = key.strip().lower()
+    if not sep:
+        if key == "correct":
+            return "label >= 0 AND label = prediction"
+        if key == "wrong":
+            return "label >= 0 AND prediction >= 0 AND label <> prediction"
+        raise ConfigError(f"unknown filter {text!r}; valid: {FILTER_HELP}")
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise ConfigError(f"filter {text!r} names no value; valid: {FILTER_HELP}")
+    if key in _INT_COLUMNS:
+        try:
+            numbers = [int(v) for v in items]
+        except ValueError:
+            raise ConfigError(f"filter {text!r}: {key} takes integers, e.g. {key}=281,285"
+                              ) from None
+        return f'"{_INT_COLUMNS[key]}" IN ({", ".join(map(literal, numbers))})'
+    if key in _TEXT_COLUMNS:
+        return f'"{key}" IN ({", ".join(map(literal, items))})'
+    raise ConfigError(f"unknown filter {text!r}; valid: {FILTER_HELP}")
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """The catalog's direction of a metric; None when the catalog does not know it."""
+    spec = catalog.METRICS.get(metric)
+    return spec.higher_is_better if spec else None
+
+
+def is_reference(explainer: str) -> bool:
+    """Whether the catalog marks an explainer as a reference (Sobel, Laplace, RandomExp)."""
+    return bool(getattr(catalog.EXPLAINERS.get(explainer), "reference", False))
+
+
+def order(names: Iterable[str], table: dict[str, Any]) -> list[str]:
+    """Names in catalog order, unknown ones after, alphabetically."""
+    known = list(table)
+    return sorted(set(names), key=lambda n: (known.index(n), "") if n in table
+                  else (len(known), n))
+
+
+@dataclass
+class Matrix:
+    """The scores of one (model, metric): rows = images (their `index`), columns =
+    explainers; NaN where a score is missing or undefined."""
+
+    model: str
+    metric: str
+    explainers: list[str]
+    index: np.ndarray
+    values: np.ndarray
+
+    def complete(self) -> np.ndarray:
+        """The rows where every explainer has a score."""
+        return self.values[np.isfinite(self.values).all(axis=1)]
+
+
+STATS_MODULES = ("duckdb", "pandas", "scipy", "statsmodels", "scikit_posthocs")
+
+
+def require_stats() -> None:
+    """ConfigError naming the `stats` extra when one of its packages is missing."""
+    import importlib.util
+
+    missing = [m for m in STATS_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"the statistics need the 'stats' extra (missing: "
+                          f"{', '.join(missing)}): pip install 'dina-datasets[stats]'")
+
+
+class Scores:
+    """A filtered view of the scores table, queried with DuckDB."""
+
+    def __init__(self, source: Any, filters: Iterable[str] = (),
+                 activation: str | None = DEFAULT_ACTIVATION,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        require_stats()
+        import duckdb
+
+        if isinstance(source, Scores):
+            self.con, base = source.con, source.base
+            filters = [*source.requested, *filters]
+        else:
+            self.con = duckdb.connect()
+            base = self._open(source, storage_options)
+        missing = [c for c in COLUMNS if c not in base.columns]
+        if missing:
+            raise FormatError(f"the scores table lacks the columns {', '.join(missing)}; "
+                              f"expected {', '.join(COLUMNS)} (build it with `dina scores`)")
+        self.requested = list(filters)
+        self.filters = [condition(f) for f in self.requested]
+        if activation and not any(f.startswith('"activation"') for f in self.filters):
+            self.filters.append(f'"activation" = {literal(activation)}')
+        self.base = base
+        self.relation = self._where(self.filters)
+        # the same rows under every metric: the sanity floor judges maps on all of them
+        others = [f for f in self.filters if not f.startswith('"metric"')]
+        self.metric_filtered = len(others) < len(self.filters)
+        self.every_metric = self._where(others) if self.metric_filtered else self.relation
+
+    def _where(self, filters: list[str]):
+        columns = ", ".join(f'"{c}"' for c in COLUMNS if c != "score")
+        where = " AND ".join(f"({f})" for f in filters) or "TRUE"
+        # NaN and infinities (a pandas frame may hold them) are undefined scores: NULL.
+        return self.base.query(_VIEW, f"SELECT {columns}, CASE WHEN isfinite(score) "
+                                      f"THEN score END AS score FROM {_VIEW} WHERE {where}")
+
+    def _open(self, source: Any, storage_options: dict[str, Any] | None):
+        import duckdb
+
+        if isinstance(source, duckdb.DuckDBPyRelation):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            url = os.fspath(source)
+            if "://" in url and not url.startswith("file://"):
+                from dina_datasets.recordio import storage
+
+                fs, _ = storage.filesystem(url, storage_options)
+                self.con.register_filesystem(fs)
+            elif not os.path.exists(url.removeprefix("file://")):
+                raise LayoutError(f"no scores table at {url} (build one with `dina scores`)")
+            try:
+                return self.con.read_parquet(url)
+            except duckdb.Error as err:
+                raise FormatError(f"{url} is not a Parquet scores table: {err}") from None
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - pandas comes with the stats extra
+            pd = None
+        if pd is not None and isinstance(source, pd.DataFrame):
+            return self.con.from_df(source)
+        raise ConfigError(f"scores must be a Parquet path or URL, a DuckDB relation or a "
+                          f"pandas DataFrame, got {type(source).__name__}")
+
+    def query(self, sql: str):
+        """A DuckDB relation of `sql` over the filtered table, named `scores` in the query."""
+        return self.relation.query("scores", sql)
+
+    def frame(self, sql: str):
+        """`sql` as a pandas frame."""
+        return self.query(sql).df()
+
+    def cells(self, every_metric: bool = False):
+        """One row per (model, metric, explainer): n (defined scores), n_undefined, mean,
+        median, std. `every_metric`: ignoring the `metric=` filters."""
+        relation = self.every_metric if every_metric else self.relation
+        frame = relation.query(
+            "scores", "SELECT model, metric, explainer, count(score) AS n, "
+            "count(*) - count(score) AS n_undefined, avg(score) AS mean, "
+            "median(score) AS median, stddev_samp(score) AS std "
+            "FROM scores GROUP BY model, metric, explainer").df()
+        if frame.empty:
+            raise ConfigError(
+                f"no scores left after the filters ({' AND '.join(self.filters)}); label and "
+                "prediction are -1 where unknown, so `correct`, `wrong` and `class=` need a "
+                "table built with keys (`dina scores --imagenet-json FILE`, or records that "
+                "carry them)")
+        return frame
+
+    def context(self):
+        """The cells of the same rows under every metric when a `metric=` filter dropped
+        some (the sanity floor judges maps on all of them), else None."""
+        return self.cells(every_metric=True) if self.metric_filtered else None
+
+    def matrix(self, model: str, metric: str, explainers: Sequence[str]) -> Matrix:
+        """The images x explainers matrix of one (model, metric), rows sorted by index."""
+        names = "[" + ", ".join(literal(e) for e in explainers) + "]"
+        got = self.query(
+            f"SELECT list_position({names}, explainer) - 1 AS e, index, "
+            f"coalesce(score, 'NaN'::DOUBLE) AS score FROM scores "
+            f"WHERE model = {literal(model)} AND metric = {literal(metric)} "
+            f"AND list_contains({names}, explainer)").fetchnumpy()
+        index, rows = np.unique(np.asarray(got["index"]), return_inverse=True)
+        values = np.full((len(index), len(explainers)), np.nan)
+        values[rows, np.asarray(got["e"], np.int64)] = np.asarray(got["score"], np.float64)
+        return Matrix(model, metric, list(explainers), index, values)
+
+
+def open_scores(source: Any, filters: Iterable[str] = (),
+                activation: str | None = DEFAULT_ACTIVATION,
+                storage_options: dict[str, Any] | None = None) -> Scores:
+    """A `Scores` view of a path, relation, frame or `Scores` (filters added)."""
+    if isinstance(source, Scores) and not filters:
+        return source
+    return Scores(source, filters, activation, storage_options)

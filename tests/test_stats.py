@@ -1,0 +1,395 @@
+"""`dina_datasets.stats`: each statistic checked against its library on the same inputs, and
+on a planted bucket written here: Saliency = Rise + a known paired shift (better, p_adjusted
+< 0.001), Lime = Rise + tiny noise (not distinguishable), RandomExp = Rise + tiny noise
+(Rise and Lime no better than random maps), GradCAM with all-zero maps on ResNet50
+(degenerate: never ranked, though its Insertion mean is the highest)."""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+import scikit_posthocs as sp
+from scipy import stats as st
+from statsmodels.stats.multitest import multipletests
+
+from dina_datasets import Layout, scores, stats, write_explanations
+from dina_datasets.cli import main
+from dina_datasets.errors import ConfigError, FormatError, LayoutError
+from dina_datasets.formats import write_scores
+from dina_datasets.stats.summary import bootstrap_ci
+
+N = 40
+MODELS = ("ResNet50", "DinoV2", "ConvNeXtV2")
+SHIFT = 0.3
+
+
+def planted_values(model_index: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(100 + model_index)
+    base = rng.uniform(0, 1, N)
+    return {"Saliency": base + SHIFT + rng.normal(0, 0.01, N),
+            "Rise": base,
+            "Lime": base + rng.normal(0, 1e-6, N),
+            "RandomExp": base + rng.normal(0, 1e-6, N)}
+
+
+def write_planted(root: str) -> dict[tuple[str, str, str], np.ndarray]:
+    """Insertion (higher is better) and Complexity (lower is better) score files."""
+    layout, written = Layout(root), {}
+    for k, model in enumerate(MODELS):
+        cells = planted_values(k)
+        if model == "ResNet50":  # degenerate maps: Complexity undefined, Insertion "best"
+            cells["GradCAM"] = np.full(N, np.nan)
+        for explainer, values in cells.items():
+            for metric in ("Insertion", "Complexity"):
+                got = cells["Rise"] + 1.0 if (explainer, metric) == ("GradCAM", "Insertion") \
+                    else values
+                write_scores(layout.scores(model, explainer, metric), got)
+                written[model, explainer, metric] = got
+    return written
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    base = tmp_path_factory.mktemp("planted")
+    written = write_planted(str(base / "bucket"))
+    path = str(base / "scores.parquet")
+    scores.build(str(base / "bucket"), path)
+    summary = stats.summary(path, n_boot=300, seed=3)
+    pairs = stats.pairs(path, summary=summary)
+    return path, written, summary, pairs
+
+
+def row(frame, **where):
+    hit = frame
+    for key, value in where.items():
+        hit = hit[hit[key] == value]
+    assert len(hit) == 1, where
+    return hit.iloc[0]
+
+
+def test_planted_verdicts(planted):
+    _, _, _, pairs = planted
+    for model in MODELS:
+        a_b = row(pairs, model=model, metric="Insertion", a="Saliency", b="Rise")
+        assert a_b["verdict"] == "better" and a_b["p_adjusted"] < 0.001
+        assert a_b["effect"] == 1.0 and a_b["median_diff"] == pytest.approx(SHIFT, abs=0.02)
+        # lower is better for Complexity: the same shift makes Saliency worse
+        assert row(pairs, model=model, metric="Complexity", a="Saliency",
+                   b="Rise")["verdict"] == "worse"
+        for metric in ("Insertion", "Complexity"):
+            b_c = row(pairs, model=model, metric=metric, a="Rise", b="Lime")
+            assert b_c["verdict"] == "not distinguishable" and b_c["p_adjusted"] > 0.01
+            random = row(pairs, model=model, metric=metric, a="Lime", b="RandomExp")
+            assert random["random_like"] and random["verdict"] == "not distinguishable"
+            assert not row(pairs, model=model, metric=metric, a="Saliency",
+                           b="RandomExp")["random_like"]
+    assert "GradCAM" not in set(pairs["a"]) | set(pairs["b"])  # degenerate: not compared
+    assert len(pairs) == len(MODELS) * 2 * 6  # 4 explainers -> 6 pairs per model and metric
+
+
+def test_pairs_equal_the_libraries(planted):
+    _, written, _, pairs = planted
+    model, metric = "DinoV2", "Insertion"
+    names = ["Saliency", "Rise", "Lime", "RandomExp"]
+    got = pairs[(pairs["model"] == model) & (pairs["metric"] == metric)]
+    raw = [st.wilcoxon(written[model, a, metric], written[model, b, metric]).pvalue
+           for a, b in zip(got["a"], got["b"], strict=True)]
+    np.testing.assert_allclose(got["p_value"], raw, rtol=1e-12)
+    np.testing.assert_allclose(got["p_adjusted"], multipletests(raw, method="holm")[1],
+                               rtol=1e-12)
+    for r in got.itertuples():
+        a, b = written[model, r.a, metric], written[model, r.b, metric]
+        assert r.statistic == st.wilcoxon(a, b).statistic
+        # rank-biserial from scipy's R+ (the one-sided statistic): r = 2 R+ / T - 1
+        plus = st.wilcoxon(a, b, alternative="greater").statistic
+        assert r.effect == pytest.approx(2 * plus / (N * (N + 1) / 2) - 1, abs=1e-12)
+        assert r.median_diff == pytest.approx(np.median(a - b))
+        assert r.n == N and {r.a, r.b} <= set(names)
+
+
+def test_summary_equals_the_libraries(planted):
+    path, written, summary, _ = planted
+    for (model, explainer, metric), values in written.items():
+        got = row(summary, model=model, explainer=explainer, metric=metric)
+        finite = values[np.isfinite(values)]
+        assert got["n"] == len(finite) and got["n_undefined"] == N - len(finite)
+        if len(finite):
+            assert got["mean"] == pytest.approx(finite.mean(), rel=1e-12)
+            assert got["median"] == pytest.approx(np.median(finite), rel=1e-12)
+            assert got["std"] == pytest.approx(finite.std(ddof=1), rel=1e-9)
+    # the bootstrap interval is scipy's, explainers resampled on the same images: one row
+    # alone, with the same seed, gives the same interval
+    model, metric = "DinoV2", "Insertion"
+    alone = st.bootstrap((written[model, "Rise", metric],), np.mean, n_resamples=300,
+                         method="percentile", rng=np.random.default_rng(3))
+    got = row(summary, model=model, explainer="Rise", metric=metric)
+    assert got["ci_low"] == pytest.approx(alone.confidence_interval.low, rel=1e-12)
+    assert got["ci_high"] == pytest.approx(alone.confidence_interval.high, rel=1e-12)
+    # normal intervals: mean ± z s / sqrt(n)
+    normal = stats.summary(path, ci="normal")
+    got = row(normal, model=model, explainer="Rise", metric=metric)
+    half = st.norm.ppf(0.975) * got["std"] / math.sqrt(N)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((got["mean"] - half,
+                                                             got["mean"] + half))
+
+
+def test_bootstrap_with_missing_values():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(2, 30))
+    values[1, :10] = np.nan  # the second explainer lacks 10 images
+    low, high = bootstrap_ci(values, n_boot=200, seed=1)
+    assert np.all(low < np.nanmean(values, axis=1)) and np.all(np.nanmean(values, 1) < high)
+    assert np.isnan(bootstrap_ci(values[:, :1])[0]).all()  # one image: no interval
+
+
+def test_ranks_and_the_sanity_floor(planted):
+    _, _, summary, _ = planted
+    for model in MODELS:
+        insertion = summary[(summary["model"] == model) & (summary["metric"] == "Insertion")]
+        assert row(insertion, explainer="Saliency")["rank"] == 1
+        complexity = summary[(summary["model"] == model) & (summary["metric"] == "Complexity")]
+        assert row(complexity, explainer="Saliency")["rank"] == 4
+    gradcam = summary[summary["explainer"] == "GradCAM"]
+    assert len(gradcam) == 2 and gradcam["degenerate"].all() and gradcam["rank"].isna().all()
+    insertion = row(gradcam, metric="Insertion")
+    # its Insertion mean is the best of ResNet50, yet the maps are degenerate: not crowned
+    others = summary[(summary["model"] == "ResNet50") & (summary["metric"] == "Insertion")
+                     & (summary["explainer"] != "GradCAM")]
+    assert insertion["mean"] > others["mean"].max()
+    assert insertion["reason"] == "degenerate maps (Complexity undefined for 100%)"
+    assert row(gradcam, metric="Complexity")["reason"] == ("100% of its Complexity scores "
+                                                           "undefined")
+    flags = stats.degenerate(planted[0])
+    assert set(flags.loc[flags["degenerate"], "explainer"]) == {"GradCAM"}
+    # below the threshold: not flagged
+    mixed = pd.DataFrame({"model": "ResNet50", "explainer": "Rise", "metric": "Complexity",
+                          "activation": "softmax", "index": range(10), "image_id": "",
+                          "label": -1, "prediction": -1,
+                          "score": [np.nan] * 4 + list(range(6))})
+    assert not stats.degenerate(mixed)["degenerate"].any()
+    assert stats.degenerate(mixed, threshold=0.4)["degenerate"].all()
+
+
+def test_annotate_vs_next_and_random(planted):
+    _, _, summary, pairs = planted
+    annotated = stats.annotate(summary, pairs)
+    top = row(annotated, model="DinoV2", metric="Insertion", explainer="Saliency")
+    assert top["vs_next"] == "better" and top["vs_random"] == "better"
+    for explainer in ("Rise", "Lime"):
+        assert row(annotated, model="DinoV2", metric="Insertion",
+                   explainer=explainer)["vs_random"] == "not distinguishable"
+    assert pd.isna(row(annotated, model="DinoV2", metric="Insertion",
+                       explainer="RandomExp")["vs_random"])
+
+
+def test_friedman_nemenyi_and_cd_equal_the_libraries(planted):
+    _, _, summary, _ = planted
+    table = stats.friedman(summary)
+    got = row(table, metric="Insertion")
+    assert got["models"] == 3 and got["explainers"] == 4 and got["dropped"] == "GradCAM"
+    blocks = summary[(summary["metric"] == "Insertion") & (summary["explainer"] != "GradCAM")
+                     ].pivot(index="model", columns="explainer", values="mean")
+    expected = st.friedmanchisquare(*[blocks[c].to_numpy() for c in blocks.columns])
+    assert got["statistic"] == pytest.approx(expected.statistic)
+    assert got["p_value"] == pytest.approx(expected.pvalue)
+    # Demšar (2006), table 5(a): q_0.05 = 2.569 for k = 4 -> CD = 2.569 sqrt(4 * 5 / (6 * 3))
+    assert got["cd"] == pytest.approx(2.569 * math.sqrt(20 / 18), abs=1e-3)
+    assert stats.critical_difference(10, 14) == pytest.approx(3.164 * math.sqrt(110 / 84),
+                                                               abs=1e-3)
+    nemenyi = stats.nemenyi(summary, "Insertion")
+    reference = sp.posthoc_nemenyi_friedman(blocks[list(nemenyi.columns)].to_numpy())
+    np.testing.assert_allclose(nemenyi.to_numpy(), reference.to_numpy())
+    ranks = stats.average_ranks(summary)
+    # Saliency is best on every model under Insertion, worst under Complexity
+    assert row(ranks, metric="Insertion", explainer="Saliency")["average_rank"] == 1.0
+    assert row(ranks, metric="Complexity", explainer="Saliency")["average_rank"] == 4.0
+    # a path works as well as a summary
+    assert stats.friedman(planted[0])["metric"].tolist() == ["Insertion", "Complexity"]
+
+
+def test_agreement_equals_kendalltau(planted):
+    _, _, summary, _ = planted
+    metrics = stats.metric_agreement(summary)
+    # Insertion (higher is better) and Complexity (lower) hold the same values: once
+    # oriented, their rankings are reversed
+    for model in MODELS:
+        got = row(metrics, model=model, metric_a="Insertion", metric_b="Complexity")
+        ins = summary[(summary["model"] == model) & (summary["metric"] == "Insertion")
+                      & ~summary["degenerate"]].set_index("explainer")["mean"]
+        com = summary[(summary["model"] == model) & (summary["metric"] == "Complexity")
+                      & ~summary["degenerate"]].set_index("explainer")["mean"]
+        expected = st.kendalltau(ins.sort_index(), -com.sort_index())
+        assert got["tau"] == pytest.approx(expected.statistic) and got["n"] == 4
+        assert got["tau"] == pytest.approx(-1.0)
+    models = stats.model_agreement(summary)
+    got = row(models, metric="Insertion", model_a="DinoV2", model_b="ResNet50")
+    a = summary[(summary["model"] == "ResNet50") & (summary["metric"] == "Insertion")
+                & ~summary["degenerate"]].set_index("explainer")["mean"].sort_index()
+    b = summary[(summary["model"] == "DinoV2") & (summary["metric"] == "Insertion")
+                ].set_index("explainer")["mean"].sort_index()
+    assert got["tau"] == pytest.approx(st.kendalltau(a, b).statistic)
+    matrix = stats.matrix(metrics, "metric_a", "metric_b")
+    assert matrix.loc["Insertion", "Complexity"] == pytest.approx(-1.0)
+    assert matrix.loc["Complexity", "Complexity"] == 1.0
+
+
+def frame(values: dict[str, np.ndarray], model="ResNet50", metric="Insertion"):
+    return pd.concat([pd.DataFrame({"model": model, "explainer": e, "metric": metric,
+                                    "activation": "softmax", "index": np.arange(len(v)),
+                                    "image_id": "", "label": -1, "prediction": -1,
+                                    "score": v}) for e, v in values.items()])
+
+
+def test_stability():
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=400)
+    apart = frame({"Saliency": base + 3, "Rise": base, "Lime": base - 3})
+    got = stats.stability(apart, sizes=(10, 100, 1000), n_boot=30)
+    assert got["n"].tolist() == [10, 100, 400]  # 1000 > 400 images: the full size instead
+    assert (got["share_equal"] == 1).all() and (got["tau_mean"] == 1).all()
+    assert (got["images"] == 400).all() and (got["explainers"] == 3).all()
+    # two explainers drawn from the same distribution: rankings flip, more at small n
+    close = frame({"Saliency": rng.normal(size=400), "Rise": rng.normal(size=400),
+                   "Lime": rng.normal(size=400) - 3})
+    got = stats.stability(close, sizes=(10,), n_boot=200, seed=1)
+    small = row(got, n=10)
+    assert 0 < small["share_equal"] < 1 and small["tau_low"] < small["tau_mean"] < 1
+    with pytest.raises(ConfigError, match="positive"):
+        stats.stability(close, n_boot=0)
+
+
+def test_inputs_path_relation_frame_agree(planted):
+    path = planted[0]
+    by_path = stats.summary(path, ci="normal")
+    con = duckdb.connect()
+    by_relation = stats.summary(con.read_parquet(path), ci="normal")
+    by_frame = stats.summary(pd.read_parquet(path), ci="normal")
+    for other in (by_relation, by_frame):
+        pd.testing.assert_frame_equal(by_path, other)
+
+
+def test_filters(planted, tmp_path):
+    path = planted[0]
+    one = stats.summary(path, ci="normal", filters=["index=0,1,2", "model=DinoV2"])
+    assert set(one["model"]) == {"DinoV2"} and (one["n"] == 3).all()
+    # labels 0..3; the model is right on every 4th image only
+    table = pd.read_parquet(path).assign(
+        label=lambda f: f["index"] % 4,
+        prediction=lambda f: np.where(f["index"] % 4 == 0, 0, (f["index"] % 4 + 1) % 4))
+    correct = stats.summary(table, ci="normal", filters=["correct"])
+    assert (correct["n"] + correct["n_undefined"] == N // 4).all()
+    wrong = stats.summary(table, ci="normal", filters=["wrong"])
+    assert (wrong["n"] + wrong["n_undefined"] == N - N // 4).all()
+    classes = stats.summary(table, ci="normal", filters=["class=1,2"])
+    assert (classes["n"] + classes["n_undefined"] == N // 2).all()
+    with pytest.raises(ConfigError, match="no scores left .* need a table built with keys"):
+        stats.summary(path, filters=["correct"])
+    with pytest.raises(ConfigError, match="unknown filter 'colour=red'; valid: correct"):
+        stats.summary(path, filters=["colour=red"])
+    with pytest.raises(ConfigError, match="takes integers"):
+        stats.summary(path, filters=["class=cat"])
+    with pytest.raises(LayoutError, match="no scores table at"):
+        stats.summary(str(tmp_path / "nope.parquet"))
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(FormatError, match="is not a Parquet scores table"):
+        stats.summary(str(tmp_path / "bad.parquet"))
+    with pytest.raises(FormatError, match="lacks the columns"):
+        stats.summary(pd.DataFrame({"model": ["x"]}))
+    with pytest.raises(ConfigError, match="alpha must be between 0 and 1"):
+        stats.pairs(path, alpha=2)
+
+
+def test_zero_maps_are_never_crowned(tmp_path):
+    """The demo's case: all-zero maps (ResNet50 GradCAM with random weights) scored by the
+    real metric code: Complexity undefined, the explainer flagged, not ranked."""
+    from dina_datasets.metrics.evaluation import evaluate
+
+    root = str(tmp_path / "bucket")
+    layout = Layout(root)
+    rng = np.random.default_rng(0)
+    write_explanations(layout.explanations("ResNet50", "GradCAM"),
+                       np.zeros((6, 224, 224, 1), np.float32))
+    write_explanations(layout.explanations("ResNet50", "Rise"),
+                       rng.random((6, 224, 224, 1), np.float32))
+    for explainer in ("GradCAM", "Rise"):
+        evaluate("ResNet50", explainer, ["Complexity", "Sparseness"], data_url=root,
+                 progress=False)
+    with open(layout.scores("ResNet50", "GradCAM", "Complexity")) as handle:
+        assert handle.read() == "[" + ", ".join(["null"] * 6) + "]"
+    path = str(tmp_path / "scores.parquet")
+    scores.build(root, path)
+    summary = stats.summary(path, ci="normal")
+    gradcam = summary[summary["explainer"] == "GradCAM"]
+    assert gradcam["degenerate"].all() and gradcam["rank"].isna().all()
+    assert (summary.loc[summary["explainer"] == "Rise", "rank"] == 1).all()
+
+
+def test_report_tables_and_figures(planted, tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    out = tmp_path / "report"
+    assert main(["report", "--scores", planted[0], "--out", str(out), "--filter",
+                 "metric=Insertion", "--n-boot", "50", "--stability-sizes", "10,20",
+                 "--stability-boot", "20"]) == 0
+    assert "report.md" in capsys.readouterr().out
+    for name in ("summary", "pairs", "leaders", "degenerate", "friedman", "average_ranks",
+                 "agreement_metrics", "agreement_models", "stability"):
+        assert (out / "tables" / f"{name}.csv").stat().st_size > 0, name
+        assert (out / "tables" / f"{name}.md").read_text().startswith("| "), name
+    leaders = pd.read_csv(out / "tables" / "leaders.csv")
+    assert set(leaders["leader"]) == {"Saliency"} and set(leaders["vs_next"]) == {"better"}
+    figures = {p.name for p in (out / "figures").iterdir()}
+    stems = {"cd_Insertion", "agreement_models", "stability_Insertion",
+             *(f"distributions_{m}" for m in MODELS)}
+    assert figures == {f"{s}.{ext}" for s in stems for ext in ("png", "svg")}
+    for stem in stems:
+        with Image.open(out / "figures" / f"{stem}.png") as image:
+            assert image.format == "PNG" and min(image.size) > 200
+            assert np.asarray(image.convert("L")).std() > 10  # not blank
+        assert ET.parse(out / "figures" / f"{stem}.svg").getroot().tag.endswith("svg")
+    text = (out / "report.md").read_text()
+    for section in ("## Leaders per model and metric", "## Sanity floor", "How to read",
+                    "## Across models", "## Agreement", "## Stability", "![figures/cd_Insertion"
+                    ".png](figures/cd_Insertion.png)"):
+        assert section in text, section
+    assert "| ResNet50 | Insertion | GradCAM |" in text  # degenerate, listed
+    assert "Cost vs quality" not in text  # no cost records, no such section
+    stability = pd.read_csv(out / "tables" / "stability.csv")
+    assert sorted(set(stability["n"])) == [10, 20, N]
+
+
+def test_report_cost_hook(planted, tmp_path):
+    from dina_datasets.report import write_report
+
+    cost = pd.DataFrame({"model": ["DinoV2"] * 3, "explainer": ["Saliency", "Rise", "Lime"],
+                         "seconds_per_image": [0.01, 3.0, 9.0]})
+    made = write_report(planted[0], str(tmp_path / "r"), filters=["model=DinoV2",
+                                                                  "metric=Insertion"],
+                        n_boot=20, sizes=(10,), stability_boot=10, cost=cost)
+    quality = made.frames["cost_quality"]
+    assert quality.set_index("explainer")["seconds_per_image"].to_dict() == {
+        "Saliency": 0.01, "Rise": 3.0, "Lime": 9.0}
+    assert (tmp_path / "r" / "figures" / "cost_Insertion.svg").exists()
+    assert "## Cost vs quality" in (tmp_path / "r" / "report.md").read_text()
+    with pytest.raises(ConfigError, match="missing seconds_per_image"):
+        write_report(planted[0], str(tmp_path / "x"), cost=cost.drop(
+            columns="seconds_per_image"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_report_bad_input(tmp_path, capsys):
+    assert main(["report", "--scores", str(tmp_path / "none.parquet"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "no scores table at" in capsys.readouterr().err
+    assert main(["report", "--data-url", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "no folder at" in capsys.readouterr().err
+    assert main(["report", "--data-url", str(tmp_path), "--n-boot", "0"]) == 2
+    assert "--n-boot must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
