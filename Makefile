@@ -21,7 +21,7 @@ $(UV):
 $(VENV)/.ready: pyproject.toml | $(UV)
 	test -x $(PY) || $(UV) venv --seed --python $(PYTHON) $(VENV)
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"
-	$(UV) sync --inexact --extra generate --extra viz --extra stats --extra jax --extra dev
+	$(UV) sync --inexact --extra generate --extra viz --extra stats --extra jax --extra grain --extra dev
 	touch $@
 
 demo: env

@@ -33,8 +33,10 @@ from dina_datasets.recordio.records import (
     inspect,
     read_explanation,
     read_explanations,
+    read_explanations_at,
     read_record,
     read_records,
+    read_records_at,
     write_explanations,
     write_records,
 )
@@ -55,6 +57,7 @@ __all__ = [
     "Layout",
     "LayoutError",
     "NetworkError",
+    "RandomAccessDataset",
     "RecordError",
     "RecordIndexError",
     "RecordWriter",
@@ -65,8 +68,10 @@ __all__ = [
     "load_dataset",
     "read_explanation",
     "read_explanations",
+    "read_explanations_at",
     "read_record",
     "read_records",
+    "read_records_at",
     "register_explainer",
     "register_model",
     "write_explanations",
@@ -79,6 +84,10 @@ def __getattr__(name: str):
         from dina_datasets.hf.loading import load_dataset
 
         return load_dataset
+    if name == "RandomAccessDataset":
+        from dina_datasets.hf.random_access import RandomAccessDataset
+
+        return RandomAccessDataset
     if name in ("DinaConfig", "DinaBuilder"):
         from dina_datasets.hf import builder
 

@@ -14,7 +14,7 @@ from dina_datasets import catalog, maps
 from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
 from dina_datasets.layout import Layout
 from dina_datasets.recordio import storage
-from dina_datasets.recordio.records import read_record
+from dina_datasets.recordio.records import read_records_at
 
 CENTRAL_CROP = 0.95  # kecam's evaluation crop, so that the picture lines up with the map
 # --out suffix -> matplotlib format
@@ -75,17 +75,20 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
     entries = _image_entries(images)
     by_id = {e.image_id: e.path for e in entries or ()}
     missing: list[str] = []
+    columns = []
+    for cell in cells:  # each config's records in one batch of ranged reads
+        url = layout.explanations(cell.model, cell.explainer)
+        if not storage.exists(url, storage_options):
+            raise LayoutError(f"{cell.name}: no explanations at {url}; check --data-url "
+                              "(a bucket-shaped folder: Model/Explainer/explanations."
+                              "tfrecord)")
+        columns.append(read_records_at(url, indices, storage_options=storage_options,
+                                       tensors=frozenset({"explanations"})))
     rows = []
-    for index in indices:
+    for k, index in enumerate(indices):
         row = []
-        for cell in cells:
-            url = layout.explanations(cell.model, cell.explainer)
-            if not storage.exists(url, storage_options):
-                raise LayoutError(f"{cell.name}: no explanations at {url}; check --data-url "
-                                  "(a bucket-shaped folder: Model/Explainer/explanations."
-                                  "tfrecord)")
-            record = read_record(url, index, storage_options=storage_options,
-                                 tensors=frozenset({"explanations"}))
+        for cell, records in zip(cells, columns, strict=True):
+            record = records[k]
             image_id = record.get("image_id", b"")
             image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
             explanation = record["explanations"]

@@ -2,7 +2,9 @@
 
 `gcp-storage-emulator` serves the JSON and media APIs that gcsfs speaks; `FaultProxy`
 forwards each request to it on a fresh connection, counts the body bytes that reach the
-client, and can answer 503 or cut a response mid-body at chosen media requests.
+client, and can answer 503 or cut a response mid-body at chosen media requests. With a
+`delay`, each media request is held that long before it is answered, so that concurrent
+requests overlap; `max_in_flight` is the most media requests it held at once.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -65,8 +68,10 @@ class FaultProxy:
     upstream_port: int
     plan: Callable[[int, Request], Fault] = lambda n, r: None
     requests: list[Request] = field(default_factory=list)
+    delay: float = 0.0
 
     def __post_init__(self) -> None:
+        self.in_flight = self.max_in_flight = 0
         self.port = free_port()
         self._sock = socket.create_server((HOST, self.port))
         self._sock.settimeout(0.2)
@@ -116,24 +121,39 @@ class FaultProxy:
                 if request.media:
                     self._media += 1
             request.fault = fault if isinstance(fault, str) else (fault and fault[0])
-            if fault == "503":
-                client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain"
-                               b"\r\nContent-Length: 11\r\nConnection: close\r\n\r\nunavailable")
-                return
-            response = _forward(self.upstream_port, lines, head, body)
-            split = response.find(b"\r\n\r\n") + 4
-            resp_head, resp_body = response[:split], response[split:]
-            resp_head = b"\r\n".join(
-                line for line in resp_head.split(b"\r\n")
-                if not line.lower().startswith(b"connection:"))
-            resp_head = resp_head[:-2] + b"Connection: close\r\n\r\n"
-            if isinstance(fault, tuple) and fault[0] == "cut":
-                resp_body = resp_body[:fault[1]]
-            request.body_bytes = len(resp_body)
-            with contextlib.suppress(OSError):
-                client.sendall(resp_head + resp_body)
-                if isinstance(fault, tuple):
-                    client.shutdown(socket.SHUT_RDWR)
+            if request.media:
+                with self._lock:
+                    self.in_flight += 1
+                    self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    time.sleep(self.delay)
+                    self._answer(client, request, fault, lines, head, body)
+                finally:
+                    with self._lock:
+                        self.in_flight -= 1
+            else:
+                self._answer(client, request, fault, lines, head, body)
+
+    def _answer(self, client: socket.socket, request: Request, fault: Fault, lines: list[str],
+                head: bytes, body: bytes) -> None:
+        if fault == "503":
+            client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain"
+                           b"\r\nContent-Length: 11\r\nConnection: close\r\n\r\nunavailable")
+            return
+        response = _forward(self.upstream_port, lines, head, body)
+        split = response.find(b"\r\n\r\n") + 4
+        resp_head, resp_body = response[:split], response[split:]
+        resp_head = b"\r\n".join(
+            line for line in resp_head.split(b"\r\n")
+            if not line.lower().startswith(b"connection:"))
+        resp_head = resp_head[:-2] + b"Connection: close\r\n\r\n"
+        if isinstance(fault, tuple) and fault[0] == "cut":
+            resp_body = resp_body[:fault[1]]
+        request.body_bytes = len(resp_body)
+        with contextlib.suppress(OSError):
+            client.sendall(resp_head + resp_body)
+            if isinstance(fault, tuple):
+                client.shutdown(socket.SHUT_RDWR)
 
 
 def _read_request(sock: socket.socket) -> tuple[bytes | None, bytes]:

@@ -113,9 +113,9 @@ def test_shard_after_shard_each_chunk_is_read_once(stream_bucket, monkeypatch):
     reads = []
     real = planner.read_chunk
 
-    def counted(info, a, b, storage_options=None):
+    def counted(info, a, b, storage_options=None, **kw):
         reads.append((a, b))
-        return real(info, a, b, storage_options)
+        return real(info, a, b, storage_options, **kw)
 
     monkeypatch.setattr(planner, "read_chunk", counted)
     rows = list(streaming(root, num_shards=4).with_format("numpy"))

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dina_datasets.cli.demo", "run the whole DINA loop offline on the embedded default"),
     "export": ("dina_datasets.cli.export", "export configs as a Hub dataset repository (Parquet)"),
     "push": ("dina_datasets.cli.push", "upload an exported folder to the Hugging Face Hub"),
+    "subset": ("dina_datasets.cli.subset", "the same records of several configs as a small DINA"),
     "generate": ("dina_datasets.cli.generate", "compute attribution maps for new entries"),
     "merge": ("dina_datasets.cli.merge", "join generated shards into explanations.tfrecord"),
     "evaluate": ("dina_datasets.cli.evaluate", "compute metric scores of a config"),

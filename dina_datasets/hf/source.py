@@ -48,6 +48,7 @@ class Source:
     _schemas: dict[str, pa.Schema] = field(default_factory=dict, repr=False)
     _ahead: ReadAhead = field(default_factory=lambda: ReadAhead(DECODE_THREADS), repr=False,
                               compare=False)
+    _window: planner.Window = field(default_factory=planner.Window, repr=False, compare=False)
 
     @classmethod
     def open(cls, cell: catalog.Cell, data_url: str, *, imagenet_json: str | None = None,
@@ -141,13 +142,16 @@ class Source:
         return ((k, i, table) for (k, i, _, _), table in zip(tasks, tables, strict=True))
 
     def chunk_table(self, a: int, b: int, schema: pa.Schema, encoding: str) -> pa.Table:
-        """The table of records [a, b), read in one ranged read."""
-        chunk = planner.read_chunk(self.info, a, b, self.storage_options)
+        """The table of records [a, b), read in one ranged read (remote files: in requests of
+        whole records, the reader's window of them in flight: `planner.read_chunk`)."""
+        chunk = planner.read_chunk(self.info, a, b, self.storage_options, window=self._window)
         maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc)
-        return self._table(a, b, maps, keys, schema, encoding)
+        return self.table(a, b, maps, keys, schema, encoding)
 
-    def _table(self, start: int, stop: int, maps: np.ndarray, keys: dict[str, list[Any]],
-               schema: pa.Schema, encoding: str) -> pa.Table:
+    def table(self, start: int, stop: int, maps: np.ndarray, keys: dict[str, list[Any]],
+              schema: pa.Schema, encoding: str) -> pa.Table:
+        """The rows of records [start, stop) from their decoded maps and keys
+        (`arrow.decode_chunk`), joined with the scores, json and preprocess file."""
         k = stop - start
         positions = np.arange(start, stop, dtype=np.int64)
         columns: dict[str, pa.Array] = {

@@ -6,7 +6,9 @@ One owner per concept:
 - `storage`: fsspec access (credentials, ranged reads with retries, atomic writes and
   streamed uploads);
 - `index`: the sidecar offset index written beside the files we write;
-- `planner`: the one chunk planner (record ranges -> byte spans) and record spans;
+- `planner`: the one chunk planner (record ranges -> byte spans), record spans, runs of
+  scattered records, and their reads;
+- `window`: the ranged requests a reader keeps in flight;
 - `reader`: where records lie in a file (index, fixed size, scan) and their bytes in order;
 - `records`: the public read/write API.
 

@@ -4,14 +4,14 @@
 valid (`recordio.index`); else a fixed record size (first and last records the same size,
 the file size a multiple of it), checked against every record header for local files and
 taken as a guess for remote ones; else a scan of the headers (cached, bounded).
-`iter_frames` then reads the planned chunks, the next one prefetched by a thread while the
-current one is checked, and falls back to a scan when a guessed fixed size is contradicted.
+`iter_frames` then reads the planned chunks in order, a window of them in flight ahead of the
+caller (`planner.fetch`: one for local files, several ranged requests for remote ones), and
+falls back to a scan when a guessed fixed size is contradicted.
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -122,10 +122,14 @@ def check_range(info: RecordFile, start: Any, stop: Any) -> tuple[int, int | Non
 
 def iter_frames(info: RecordFile, start: int, stop: int | None, *, check_crc: bool = True,
                 storage_options: dict[str, Any] | None = None,
-                chunk_bytes: int | None = None) -> Iterator[tuple[int, memoryview, int]]:
-    """(index, data, frame offset) of records [start, stop), checked, in order. The data
-    views stay valid as long as the caller keeps them: a chunk buffer is reused only when
-    nothing refers to it any more (`planner.BufferPool`)."""
+                chunk_bytes: int | None = None, window: int | None = None
+                ) -> Iterator[tuple[int, memoryview, int]]:
+    """(index, data, frame offset) of records [start, stop), checked, in order.
+
+    The planned chunks are read `window` ahead of the caller (`planner.fetch`; default
+    `planner.stream_window`: one for local files, several ranged requests for remote ones).
+    The data views stay valid as long as the caller keeps them: a local chunk buffer is
+    reused only when nothing refers to it any more (`planner.BufferPool`)."""
     fs, path = storage.filesystem(info.url, storage_options)
     chunk_bytes = chunk_bytes or planner.stream_chunk_bytes(info.url, storage_options)
     if info.record_size is None and info.offsets is None:
@@ -133,46 +137,34 @@ def iter_frames(info: RecordFile, start: int, stop: int | None, *, check_crc: bo
         return
     if stop is None or start >= stop:
         return
-    plan = planner.chunks(info, start, stop, chunk_bytes)
-    buffers = planner.BufferPool()
-    with contextlib.ExitStack() as stack, \
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dina-read") as pool:
-        local = stack.enter_context(open(path, "rb", buffering=0)) \
-            if storage.is_local(fs) else None
-
-        def read(a: int, b: int) -> planner.Chunk:
-            begin, end = info.span(a, b)
-            return planner.read_chunk(info, a, b, storage_options,
-                                      into=buffers.take(end - begin), handle=local)
-
-        fetch = lambda ab: pool.submit(read, *ab)  # noqa: E731
-        pending = fetch(plan[0])
-        try:
-            for k in range(len(plan)):
-                chunk = pending.result()
-                if k + 1 < len(plan):
-                    pending = fetch(plan[k + 1])
-                for i in range(len(chunk)):
-                    try:
-                        data = chunk.frame(i, check_crc)
-                    except RecordError:
-                        if info.exact:
-                            raise
-                        again = rescan(info, storage_options)
-                        if again.num_records == info.num_records and \
-                                np.array_equal(again.offsets, np.arange(info.num_records)
-                                               * info.record_size):
-                            raise
-                        pending.cancel()
-                        end = again.num_records if stop == info.num_records else stop
-                        yield from iter_frames(again, chunk.start + i, end,
-                                               check_crc=check_crc,
-                                               storage_options=storage_options,
-                                               chunk_bytes=chunk_bytes)
-                        return
-                    yield chunk.start + i, data, chunk.offset + int(chunk.frames[i])
-        finally:
-            pending.cancel()
+    window = window or planner.stream_window(info.url, storage_options)
+    local = storage.is_local(fs)
+    plan = planner.chunks(info, start, stop, chunk_bytes,
+                          **({} if local else {"multiple": 1}))  # requests: no table rows
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(open(path, "rb", buffering=0)) if local else None
+        chunks = stack.enter_context(contextlib.closing(planner.fetch(
+            info, plan, storage_options, window=window, handle=handle,
+            buffers=planner.BufferPool(window + 3) if local else None)))
+        for chunk in chunks:
+            for i in range(len(chunk)):
+                try:
+                    data = chunk.frame(i, check_crc)
+                except RecordError:
+                    if info.exact:
+                        raise
+                    again = rescan(info, storage_options)
+                    if again.num_records == info.num_records and \
+                            np.array_equal(again.offsets, np.arange(info.num_records)
+                                           * info.record_size):
+                        raise
+                    chunks.close()
+                    end = again.num_records if stop == info.num_records else stop
+                    yield from iter_frames(again, chunk.start + i, end, check_crc=check_crc,
+                                           storage_options=storage_options,
+                                           chunk_bytes=chunk_bytes, window=window)
+                    return
+                yield chunk.start + i, data, chunk.offset + int(chunk.frames[i])
 
 
 def _stream(fs: Any, path: str, url: str, size: int, check_crc: bool,

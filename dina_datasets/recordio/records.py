@@ -14,14 +14,15 @@ import crc32c
 import numpy as np
 
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.recordio import framing, proto, reader, storage
+from dina_datasets.recordio import framing, planner, proto, reader, storage
 from dina_datasets.recordio import index as sidecar
 from dina_datasets.recordio.fastpath import Template
 from dina_datasets.recordio.planner import RecordFile
 from dina_datasets.recordio.reader import inspect
 
-__all__ = ["RecordFile", "RecordWriter", "decode_record", "explanation_record_size", "inspect",
-           "read_explanation", "read_explanations", "read_record", "read_records",
+__all__ = ["RecordFile", "RecordWriter", "check_indices", "decode_record",
+           "explanation_record_size", "inspect", "read_explanation", "read_explanations",
+           "read_explanations_at", "read_record", "read_records", "read_records_at",
            "write_explanations", "write_records"]
 
 EXPLANATIONS = "explanations"
@@ -58,13 +59,15 @@ def _decoded(url: str, index: int, data: memoryview, offset: int,
 def read_records(url: str, start: int | None = None, stop: int | None = None, *,
                  tensors: frozenset[str] = TENSOR_FEATURES, check_crc: bool = True,
                  storage_options: dict[str, Any] | None = None,
-                 chunk_bytes: int | None = None) -> Iterator[dict[str, Any]]:
-    """Decoded records [start, stop) of a TFRecord file of Examples, in order."""
+                 chunk_bytes: int | None = None, window: int | None = None
+                 ) -> Iterator[dict[str, Any]]:
+    """Decoded records [start, stop) of a TFRecord file of Examples, in order (`window`:
+    ranged reads in flight, see `reader.iter_frames`)."""
     info = reader.inspect(url, storage_options, scan=start not in (None, 0) or stop is not None)
     start, stop = reader.check_range(info, start, stop)
     for index, data, offset in reader.iter_frames(info, start, stop, check_crc=check_crc,
                                                   storage_options=storage_options,
-                                                  chunk_bytes=chunk_bytes):
+                                                  chunk_bytes=chunk_bytes, window=window):
         yield _decoded(url, index, data, offset, tensors)
 
 
@@ -77,26 +80,115 @@ def explanation_record_size(shape: tuple[int, ...], dtype: str = "float32") -> i
 
 def read_explanations(url: str, start: int | None = None, stop: int | None = None, *,
                       check_crc: bool = True, storage_options: dict[str, Any] | None = None,
-                      chunk_bytes: int | None = None) -> Iterator[np.ndarray]:
+                      chunk_bytes: int | None = None, window: int | None = None
+                      ) -> Iterator[np.ndarray]:
     """The explanation maps of records [start, stop), as read-only arrays (a stop past the
     end is clamped, as Python slices do).
 
-    Records laid out like the previous one (DINA's files: same shape, same features first)
-    are sliced at the same place without parsing them again (`fastpath.Template`).
+    Remote files are read with `window` ranged requests in flight (default
+    `planner.WINDOW`; local files: one chunk read ahead). Records laid out like the previous
+    one (DINA's files: same shape, same features first) are sliced at the same place without
+    parsing them again (`fastpath.Template`).
     """
     info = reader.inspect(url, storage_options, scan=start not in (None, 0) or stop is not None)
     start, stop = reader.check_range(info, start, stop)
-    template = None
+    decode = _MapDecoder(url)
     for index, data, offset in reader.iter_frames(info, start, stop, check_crc=check_crc,
                                                   storage_options=storage_options,
-                                                  chunk_bytes=chunk_bytes):
-        if template is not None and template.matches(data):
-            yield template.view(data)
-            continue
-        array = _explanation(_decoded(url, index, data, offset, frozenset({EXPLANATIONS})),
-                             url, index)
-        template = Template.learn(data, array)
-        yield array
+                                                  chunk_bytes=chunk_bytes, window=window):
+        yield decode(index, data, offset)
+
+
+class _MapDecoder:
+    """The map of each record, through the template learned from the previous one."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.template: Template | None = None
+
+    def __call__(self, index: int, data: memoryview, offset: int) -> np.ndarray:
+        if self.template is not None and self.template.matches(data):
+            return self.template.view(data)
+        array = _explanation(_decoded(self.url, index, data, offset,
+                                      frozenset({EXPLANATIONS})), self.url, index)
+        self.template = Template.learn(data, array)
+        return array
+
+
+def check_indices(indices: Any, num_records: int, url: str, *, negative: bool = False
+                  ) -> np.ndarray:
+    """`indices` (a sequence of integers) as an int64 array, each in [0, num_records) (with
+    `negative`, -n..-1 count from the end, as Python sequences do); RecordIndexError naming
+    the first bad one."""
+    values = indices if isinstance(indices, np.ndarray) else \
+        list(indices) if isinstance(indices, Iterable) and not isinstance(indices, (str, bytes)) \
+        else None
+    array = np.asarray(values) if values is not None else None
+    if array is None or array.ndim != 1 or (len(array) and (
+            not np.issubdtype(array.dtype, np.integer) or
+            any(isinstance(v, (bool, np.bool_)) for v in values))):
+        raise RecordIndexError(f"indices must be a sequence of integers, got {indices!r:.80}")
+    array = array.astype(np.int64)
+    if negative:
+        array = np.where(array < 0, array + num_records, array)
+    bad = np.flatnonzero((array < 0) | (array >= num_records))
+    if len(bad):
+        valid = f"-{num_records} <= index < {num_records}" if negative else \
+            f"0 <= index < {num_records}"
+        raise RecordIndexError(f"index {int(values[bad[0]])} is outside {url}, which holds "
+                               f"{num_records} records (position {bad[0]} of the indices): "
+                               f"use {valid}")
+    return array
+
+
+def read_explanations_at(url: str, indices: Iterable[int], *,
+                         storage_options: dict[str, Any] | None = None,
+                         check_crc: bool = True, window: int = planner.RANDOM_WINDOW
+                         ) -> list[np.ndarray]:
+    """The explanation maps of the records at `indices`, in the caller's order.
+
+    Neighbouring records are coalesced into one ranged read (`planner.runs`), and the reads
+    go `window` at a time; only the records asked for are fetched. An index outside
+    [0, number of records) raises RecordIndexError before any record is read; a duplicate
+    index is read once and its (read-only) array returned at each of its positions.
+    """
+    return _at(url, indices, storage_options, check_crc, window, lambda: _MapDecoder(url))
+
+
+def read_records_at(url: str, indices: Iterable[int], *,
+                    tensors: frozenset[str] = TENSOR_FEATURES,
+                    storage_options: dict[str, Any] | None = None, check_crc: bool = True,
+                    window: int = planner.RANDOM_WINDOW) -> list[dict[str, Any]]:
+    """The decoded records at `indices`, in the caller's order, read as
+    `read_explanations_at` reads them (a duplicate index gives the same dict twice)."""
+    return _at(url, indices, storage_options, check_crc, window,
+               lambda: lambda index, data, offset: _decoded(url, index, data, offset, tensors))
+
+
+def _at(url: str, indices: Iterable[int], storage_options: dict[str, Any] | None,
+        check_crc: bool, window: int, decoder: Any) -> list[Any]:
+    info = reader.inspect(url, storage_options)
+    wanted = check_indices(indices, info.num_records, url)
+    unique = np.unique(wanted)
+    try:
+        found = _decode_at(info, unique, storage_options, check_crc, window, decoder())
+    except RecordError:
+        if info.exact:
+            raise
+        info = reader.rescan(info, storage_options)  # a guessed fixed size was wrong
+        found = _decode_at(info, unique, storage_options, check_crc, window, decoder())
+    return [found[i] for i in wanted.tolist()]
+
+
+def _decode_at(info: RecordFile, unique: np.ndarray, storage_options: dict[str, Any] | None,
+               check_crc: bool, window: int, decode: Any) -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for chunk in planner.fetch(info, planner.runs(info, unique), storage_options,
+                               window=window):
+        for i in range(len(chunk)):
+            found[chunk.start + i] = decode(chunk.start + i, chunk.frame(i, check_crc),
+                                            chunk.offset + int(chunk.frames[i]))
+    return found
 
 
 def _explanation(record: Mapping[str, Any], url: str, index: int) -> np.ndarray:

@@ -1,0 +1,53 @@
+"""`dina subset`: the same records of several configs as a small DINA (records or Parquet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dina_datasets.layout import DEFAULT_DATA_URL
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configs", nargs="+", required=True, metavar="CONFIG",
+                        help="config names (e.g. DinoV2-Rise), patterns (DinoV2-*) or 'all'")
+    parser.add_argument("--indices", nargs="+", required=True, metavar="SPEC",
+                        help="record indices: START:STOP[:STEP] ranges or integers, e.g. "
+                             "0:1000 (the first 1,000 images) or 0:50000:50 or 3,17,42")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="the folder to write (any fsspec URL)")
+    parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
+                        help=f"bucket-shaped folder to read (default {DEFAULT_DATA_URL})")
+    parser.add_argument("--format", dest="output", choices=("records", "parquet"),
+                        default="records",
+                        help="records: the bucket layout (explanations.tfrecord with its "
+                             "index, sliced score files; default); parquet: the Hub export")
+    parser.add_argument("--encoding", choices=("array", "binary"), default="array",
+                        help="explanation column of --format parquet (see `dina export`)")
+    parser.add_argument("--imagenet-json", metavar="FILE",
+                        help="kecam's imagenet_data.json of the full data: fills image_id, "
+                             "label")
+    parser.add_argument("--preprocess-url", metavar="URL",
+                        help="preprocess_dataset.tfrecord, or a bucket holding them: fills "
+                             "prediction")
+    parser.add_argument("--jobs", type=int, default=2, metavar="N",
+                        help="configs written at a time (default 2)")
+    parser.add_argument("--no-crc", action="store_true", help="skip the records' CRC checks")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dina_datasets.errors import check_positive_int
+    from dina_datasets.subset import parse_indices, subset
+
+    indices = parse_indices(args.indices)
+
+    def done(result) -> None:
+        state = "already complete, skipped" if result.skipped else "written"
+        print(f"{result.name}: {result.rows:,} rows ({state})", flush=True)
+
+    found = subset(args.configs, args.out, indices, data_url=args.data_url,
+                   output=args.output, storage_options=args.storage_options,
+                   imagenet_json=args.imagenet_json, preprocess_url=args.preprocess_url,
+                   encoding=args.encoding, check_crc=not args.no_crc,
+                   jobs=check_positive_int("--jobs", args.jobs), done=done)
+    print(f"{args.out}: {len(found)} configs x {len(indices):,} rows ({args.output})")
+    return 0

@@ -1,0 +1,266 @@
+"""A small multi-config DINA cut from a large one: the same records of every config (e.g. the
+first 1,000 images of the 117 cells, the LATEC-sized slice that researchers pass around).
+
+`output="records"` writes the bucket layout (`layout.Layout`), a file per config:
+- `{Model}/{Explainer}/explanations.tfrecord` (+ its sidecar index, `write_explanations`):
+  the records at `indices`, in that order. Each carries `index` = the full row's `index` (its
+  position in the full file, or the record's own `index`), so subset rows stay joinable with
+  the full dataset; and `image_id`, `label`, `prediction` as the full rows had them (`""` /
+  -1 when unknown).
+- every `{Metric}_scores.json` (and `{Metric}_scores.{activation}.json`) of the config,
+  sliced to the same indices (null where the full file is shorter, as the randomization
+  metrics are).
+The builder, `RandomAccessDataset`, `dina leaderboard` and `dina show` read it as any DINA
+folder. `output="parquet"` writes the Hub export of those rows instead
+(`{config}/validation-*.parquet` + README.md, see `hf.export`).
+
+Rows are read in batches of about `planner.WINDOW x planner.RANGE_BYTES` bytes
+(`RandomAccessDataset.__getitems__`: neighbouring records coalesced, a window of ranged reads
+in flight), the next batch read while the current one is written; `jobs` configs at a time.
+
+Resumable: every file is written atomically, and `subset.json` at the root records the
+source, the indices and each config once it is complete; a rerun skips complete configs. A
+folder holding a subset of another source or of other indices is refused (ConfigError).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import posixpath
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dina_datasets import catalog, formats
+from dina_datasets.errors import ConfigError, FormatError
+from dina_datasets.layout import ACTIVATIONS, DEFAULT_DATA_URL, Layout
+from dina_datasets.recordio import planner, storage
+from dina_datasets.recordio.reader import inspect
+from dina_datasets.recordio.records import check_indices, write_explanations
+
+MANIFEST = "subset.json"
+FORMAT = "dina-subset"
+OUTPUTS = ("records", "parquet")
+
+
+@dataclass(frozen=True)
+class SubsetConfig:
+    """One config of a subset run: its rows, and whether it was already complete."""
+
+    name: str
+    rows: int
+    skipped: bool
+
+
+def parse_indices(specs: str | Iterable[str]) -> np.ndarray:
+    """Record indices from `START:STOP[:STEP]` ranges and single integers, comma- or
+    space-separated (e.g. "0:1000", "0:50000:50", "3,17,42"); ConfigError on anything else,
+    on a negative index or on an index given twice."""
+    text = specs if isinstance(specs, str) else ",".join(specs)
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    out: list[int] = []
+    for part in parts:
+        try:
+            numbers = [int(v) if v else None for v in part.split(":")]
+        except ValueError:
+            numbers = []
+        if not 1 <= len(numbers) <= 3 or (len(numbers) == 1 and numbers[0] is None):
+            raise ConfigError(f"cannot read the indices {part!r}: use START:STOP[:STEP] or "
+                              "integers, comma-separated (e.g. 0:1000 or 3,17,42)")
+        if len(numbers) == 1:
+            out.append(numbers[0])
+            continue
+        start, stop, step = [*numbers, None][:3]
+        if stop is None:
+            raise ConfigError(f"the range {part!r} has no stop: use START:STOP (e.g. 0:1000)")
+        out += range(start or 0, stop, step or 1)
+    array = np.asarray(out, np.int64)
+    if not len(array):
+        raise ConfigError(f"no indices in {text!r}: use START:STOP (e.g. 0:1000)")
+    if np.any(array < 0):
+        raise ConfigError(f"index {int(array[array < 0][0])} is negative: indices count "
+                          "records from 0")
+    values, counts = np.unique(array, return_counts=True)
+    if np.any(counts > 1):
+        raise ConfigError(f"index {int(values[counts > 1][0])} is given {counts.max()} times: "
+                          "a subset holds each record once")
+    return array
+
+
+def subset(configs: Iterable[str], out: str, indices: Iterable[int] | np.ndarray, *,
+           data_url: str = DEFAULT_DATA_URL, output: str = "records",
+           storage_options: dict[str, Any] | None = None, imagenet_json: str | None = None,
+           preprocess_url: str | None = None, encoding: str = "array", check_crc: bool = True,
+           jobs: int = 2, done: Callable[[SubsetConfig], Any] | None = None
+           ) -> list[SubsetConfig]:
+    """Write the records at `indices` of each config under `out` (see the module docstring);
+    `done(result)` is called as each config completes. Every index is checked against every
+    config's file (RecordIndexError) before anything is written."""
+    from dina_datasets.hf.export import resolve_configs
+
+    if output not in OUTPUTS:
+        raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if out.rstrip("/") == data_url.rstrip("/"):
+        raise ConfigError(f"--out {out} is the folder read: write the subset elsewhere")
+    wanted = np.asarray(indices, np.int64)
+    names = resolve_configs(configs)
+    cells = [catalog.Cell.from_name(name) for name in names]
+    layout = Layout(data_url)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # index ranges, before any write
+        infos = list(pool.map(lambda c: inspect(layout.explanations(c.model, c.explainer),
+                                                storage_options), cells))
+    for info in infos:
+        check_indices(wanted, info.num_records, info.url)
+    manifest = _Manifest(out, data_url, output, wanted, storage_options)
+
+    def run(cell: catalog.Cell) -> SubsetConfig:
+        if manifest.complete(cell.name):
+            result = SubsetConfig(cell.name, len(wanted), True)
+        else:
+            kw = dict(imagenet_json=imagenet_json, preprocess_url=preprocess_url,
+                      check_crc=check_crc)
+            if output == "records":
+                _write_records(cell, data_url, out, wanted, storage_options, **kw)
+            else:
+                _write_parquet(cell, data_url, out, wanted, storage_options, encoding, **kw)
+            manifest.add(cell.name, len(wanted))
+            result = SubsetConfig(cell.name, len(wanted), False)
+        if done:
+            done(result)
+        return result
+
+    with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="dina-subset") as pool:
+        futures = [pool.submit(run, cell) for cell in cells]
+        try:
+            results = [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
+    if output == "parquet":
+        from dina_datasets.hf import card, export
+
+        export.write_readme(out, export.scan(out), card.read_template(None))
+    return results
+
+
+def _rows(cell: catalog.Cell, data_url: str, indices: np.ndarray,
+          storage_options: dict[str, Any] | None, **options: Any) -> Iterator[dict[str, Any]]:
+    """The builder's rows at `indices`, in order, a batch read ahead of the caller."""
+    from dina_datasets.hf.random_access import RandomAccessDataset
+
+    ds = RandomAccessDataset(cell, data_url=data_url, storage_options=storage_options,
+                             **options)
+    record = max(1, ds.source.info.size // max(1, len(ds)))
+    per = max(1, planner.WINDOW * planner.RANGE_BYTES // record)
+    batches = [indices[k:k + per] for k in range(0, len(indices), per)]
+    with planner.Window(1) as ahead:
+        for batch in ahead.map(ds.__getitems__, batches):
+            yield from batch
+
+
+def _write_records(cell: catalog.Cell, data_url: str, out: str, indices: np.ndarray,
+                   storage_options: dict[str, Any] | None, **options: Any) -> None:
+    """The config's sliced score files, then its records (the file a rerun checks last)."""
+    source, target = Layout(data_url), Layout(out)
+    for metric, activation, values in _score_files(source, cell, storage_options):
+        sliced = np.full(len(indices), np.nan)
+        inside = indices < len(values)
+        sliced[inside] = values[indices[inside]]
+        formats.write_scores(target.scores(cell.model, cell.explainer, metric, activation),
+                             sliced, storage_options)
+    keys = ("explanation", "index", "image_id", "label", "prediction")
+    streams = dict(zip(keys, itertools.tee(_rows(cell, data_url, indices, storage_options,
+                                                 **options), len(keys)), strict=True))
+    columns = {k: _column(rows, k) for k, rows in streams.items()}
+    write_explanations(target.explanations(cell.model, cell.explainer),
+                       columns.pop("explanation"), storage_options=storage_options,
+                       **columns)
+
+
+def _column(rows: Iterator[dict[str, Any]], name: str) -> Iterator[Any]:
+    return (row[name] for row in rows)
+
+
+def _score_files(layout: Layout, cell: catalog.Cell, storage_options: dict[str, Any] | None
+                 ) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(metric, activation, values) of every score file of the cell (one listing of its
+    folder)."""
+    folder = posixpath.dirname(layout.explanations(cell.model, cell.explainer))
+    fs, path = storage.filesystem(folder, storage_options)
+    try:
+        present = {posixpath.basename(p) for p in fs.ls(path, detail=False)}
+    except FileNotFoundError:
+        present = set()
+    for metric in catalog.METRICS:
+        for activation in ACTIVATIONS:
+            url = layout.scores(cell.model, cell.explainer, metric, activation)
+            if posixpath.basename(url) in present:
+                values = formats.read_scores(url, storage_options)
+                if values is not None:
+                    yield metric, activation, values
+
+
+def _write_parquet(cell: catalog.Cell, data_url: str, out: str, indices: np.ndarray,
+                   storage_options: dict[str, Any] | None, encoding: str, **options: Any
+                   ) -> None:
+    """The config's Parquet shards, exported from a records subset in a temporary folder."""
+    from dina_datasets.hf import export
+    from dina_datasets.hf.source import Source
+
+    with tempfile.TemporaryDirectory(prefix="dina-subset-") as tmp:
+        _write_records(cell, data_url, tmp, indices, storage_options, **options)
+        source = Source.open(cell, tmp, check_crc=options.get("check_crc", True))
+        export.write_config(source, out, encoding=encoding)
+
+
+class _Manifest:
+    """`subset.json`: the source, the indices, and the configs complete so far."""
+
+    def __init__(self, out: str, data_url: str, output: str, indices: np.ndarray,
+                 storage_options: dict[str, Any] | None) -> None:
+        self.url = storage.join(out, MANIFEST)
+        self.options = storage_options
+        self.out, self.output = out, output
+        self.doc: dict[str, Any] = {"format": FORMAT, "version": 1, "data_url": data_url,
+                                    "output": output, "indices": indices.tolist(),
+                                    "configs": {}}
+        self._lock = threading.Lock()
+        fs, path = storage.filesystem(self.url, storage_options)
+        try:
+            found = json.loads(fs.cat_file(path))
+        except FileNotFoundError:
+            return
+        except ValueError as err:
+            raise FormatError(f"{self.url} is not JSON ({err}): delete it or use another "
+                              "--out") from None
+        for key, what in (("data_url", "another source"), ("output", "another format"),
+                          ("indices", "other indices")):
+            if not isinstance(found, dict) or found.get(key) != self.doc[key]:
+                have = found.get(key) if isinstance(found, dict) else found
+                shown = f"{len(have)} other indices" if key == "indices" and \
+                    isinstance(have, list) else repr(have)
+                raise ConfigError(f"{out} holds a subset of {what} ({shown}); "
+                                  "use another --out, or delete it to start over")
+        self.doc["configs"] = dict(found.get("configs") or {})
+
+    def complete(self, name: str) -> bool:
+        if self.doc["configs"].get(name) != len(self.doc["indices"]):
+            return False
+        if self.output == "records":
+            cell = catalog.Cell.from_name(name)
+            return storage.exists(Layout(self.out).explanations(cell.model, cell.explainer),
+                                  self.options)
+        fs, path = storage.filesystem(storage.join(self.out, name), self.options)
+        return bool(fs.glob(posixpath.join(path, "*.parquet")))
+
+    def add(self, name: str, rows: int) -> None:
+        with self._lock:
+            self.doc["configs"][name] = rows
+            with storage.atomic_write(self.url, "w", self.options) as handle:
+                json.dump(self.doc, handle)
