@@ -20,8 +20,10 @@ $(UV):
 
 $(VENV)/.ready: pyproject.toml | $(UV)
 	test -x $(PY) || $(UV) venv --seed --python $(PYTHON) $(VENV)
+	# the explorer's browser test drives Debian's Chromium (installed as root when missing)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"
-	$(UV) sync --inexact --extra generate --extra viz --extra stats --extra jax --extra grain --extra dev
+	$(UV) sync --inexact --extra generate --extra viz --extra stats --extra explore --extra jax --extra grain --extra dev
 	touch $@
 
 demo: env

@@ -201,3 +201,17 @@ def draw(rows: list[list[Panel]], out: str, *, alpha: float = 0.8) -> str:
         fig.savefig(handle, format=kind, dpi=110)
     plt.close(fig)
     return out
+
+
+def render(rows: list[list[Panel]], *, alpha: float = 0.8) -> bytes:
+    """The PNG bytes of panels (rows x columns), the same picture `draw` writes to a .png
+    (`dina show`); the explorer shows these bytes."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, alpha=alpha)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("dina_datasets.cli.report", "statistics tables and figures: which explainer "
                "can I trust?"),
     "show": ("dina_datasets.cli.show", "draw maps over their images"),
+    "explore": ("dina_datasets.cli.explore", "a local web app: maps beside images and scores"),
 }
 
 

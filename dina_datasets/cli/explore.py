@@ -1,0 +1,49 @@
+"""`dina explore`: a local web app to see maps beside their images and scores (Gradio)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dina_datasets.layout import DEFAULT_DATA_URL
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
+                        help="bucket-shaped folder or URL (default: %(default)s)")
+    parser.add_argument("--images", metavar="SRC",
+                        help="the images (folder or kecam imagenet_data.json) to draw under "
+                        "the maps; without it the maps are drawn alone")
+    parser.add_argument("--imagenet-json", metavar="FILE",
+                        help="kecam's imagenet_data.json of the cells: fills image ids and "
+                        "labels of the scores table built at start")
+    parser.add_argument("--scores", metavar="FILE",
+                        help="a scores table (`dina scores --out FILE`); without it one is "
+                        "built at start into a temporary folder, removed at exit")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s, this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dina_datasets.errors import ConfigError
+
+    try:
+        from dina_datasets.explore.app import launch
+    except ImportError as err:
+        raise ConfigError(f"dina explore needs the 'explore' extra ({err.name} is missing): "
+                          "pip install 'dina-datasets[explore]'") from None
+    from dina_datasets.explore.data import Explorer
+
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+    explorer = Explorer(args.data_url, scores=args.scores, images=args.images,
+                        imagenet_json=args.imagenet_json,
+                        storage_options=args.storage_options).open()
+    if explorer.problem:
+        print(f"dina explore: problem (shown in the page too): {explorer.problem}")
+    print(f"dina explore: http://{args.host}:{args.port} (Ctrl+C stops)")
+    try:
+        launch(explorer, host=args.host, port=args.port, block=True, quiet=True)
+    finally:
+        explorer.close()
+    return 0

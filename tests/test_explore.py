@@ -1,0 +1,207 @@
+"""The explorer's API (`dina explore`): each endpoint called with gradio_client against the
+app started here on a free loopback port, over a tiny bucket and its scores table; maps
+compared pixel by pixel with `dina show`'s picture of the same config and index."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import make_bucket
+from gcs_server import free_port
+from gradio_client import Client
+from PIL import Image
+
+from dina_datasets import Layout, leaderboard, stats
+from dina_datasets import scores as score_table
+from dina_datasets.cli import main
+
+CONFIGS = ["ResNet50-Saliency", "ResNet50-Rise", "ResNet50-GradCAM", "DinoV2-Rise"]
+N = 6
+SHARED = ("all", "", "", "softmax")  # predictions, classes, image ids, activation
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """(root, images, scores path, client, explorer) of one app for the whole module."""
+    from dina_datasets.explore.app import launch
+    from dina_datasets.explore.data import Explorer
+
+    tmp = tmp_path_factory.mktemp("explore")
+    root, images = str(tmp / "bucket"), tmp / "images"
+    make_bucket(root, CONFIGS, n=N, keys=True)
+    images.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(N):  # image ids of make_bucket(keys=True): img_000 ...
+        Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(
+            images / f"img_{i:03d}.png")
+    path = str(tmp / "scores.parquet")
+    score_table.build(root, path)
+    explorer = Explorer(root, scores=path, images=str(images), render_workers=0,
+                        cache_dir=str(tmp / "cache")).open()
+    assert explorer.problem is None
+    port = free_port()
+    demo = launch(explorer, port=port, block=False, quiet=True)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    yield root, str(images), path, client, explorer
+    demo.close()
+    explorer.close()
+
+
+def pixels(path_or_bytes) -> np.ndarray:
+    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+    with Image.open(source) as img:
+        return np.asarray(img.convert("RGBA"))
+
+
+def shown(tmp_path, root: str, images: str, config: str, index: int) -> np.ndarray:
+    """The picture `dina show CONFIG --index I` draws."""
+    out = str(tmp_path / f"{config}-{index}.png")
+    assert main(["show", config, "--index", str(index), "--data-url", root, "--images",
+                 images, "--out", out]) == 0
+    return pixels(out)
+
+
+def score_files(root: str, config: str) -> dict[str, list]:
+    model, explainer = config.split("-")
+    folder = os.path.dirname(Layout(root).explanations(model, explainer))
+    return {name.removesuffix("_scores.json"): json.load(open(os.path.join(folder, name)))
+            for name in os.listdir(folder) if name.endswith("_scores.json")}
+
+
+def table(result: dict) -> list[dict]:
+    return [dict(zip(result["headers"], row, strict=True)) for row in result["data"]]
+
+
+def test_leaderboard_is_the_statistics_table(site):
+    root, _, path, client, _ = site
+    got = table(client.predict("ResNet50", "Insertion", *SHARED, api_name="/leaderboard"))
+    board = leaderboard.from_table(path, filters=["model=ResNet50", "metric=Insertion"])
+    want = board.summary
+    assert [r["explainer"] for r in got] == list(want["explainer"])
+    assert [r["rank"] for r in got] == list(want["rank"])
+    assert [r["marker"] for r in got] == list(want["marker"])
+    assert [r["n"] for r in got] == [N] * 3
+    for row in got:  # means straight from the score files
+        expected = np.mean(score_files(root, f"ResNet50-{row['explainer']}")["Insertion"])
+        assert row["mean"] == pytest.approx(expected, abs=1e-6)
+        assert row["ci_low"] < row["mean"] < row["ci_high"]
+    ranked = sorted(got, key=lambda r: -r["mean"])  # Insertion: higher is better
+    assert [r["rank"] for r in ranked] == [1, 2, 3]
+
+
+def test_leaderboard_filters_by_class_and_prediction(site):
+    _, _, _, client, _ = site
+    # make_bucket(keys=True): label i % 7, prediction 3i % 7: correct only for i = 0
+    got = table(client.predict("ResNet50", "all", "correct", "", "", "softmax",
+                               api_name="/leaderboard"))
+    assert got and {r["n"] for r in got} == {1}
+    got = table(client.predict("ResNet50", "Deletion", "all", "2,3", "", "softmax",
+                               api_name="/leaderboard"))
+    assert {r["n"] for r in got} == {2}
+    assert {r["metric"] for r in got} == {"Deletion"}
+
+
+def test_sample_of_a_model_draws_each_explainer_as_dina_show(site, tmp_path):
+    root, images, _, client, _ = site
+    image, keys, maps = client.predict("ResNet50", 2, "", "softmax", api_name="/sample")
+    configs = ["ResNet50-Saliency", "ResNet50-GradCAM", "ResNet50-Rise"]
+    assert [m["caption"].split(" · ")[0] for m in maps] == configs
+    for config, item in zip(configs, maps, strict=True):
+        assert np.array_equal(pixels(item["image"]), shown(tmp_path, root, images, config, 2))
+        files = score_files(root, config)
+        assert f"Insertion {files['Insertion'][2]:.3g}" in item["caption"]
+        assert f"Deletion {files['Deletion'][2]:.3g}" in item["caption"]
+    assert "image id `img_002`" in keys and "label **2**" in keys
+    assert "prediction **6** (wrong)" in keys
+    from dina_datasets.figures import display_image
+
+    assert np.array_equal(pixels(image)[..., :3],
+                          display_image(os.path.join(images, "img_002.png"), 224))
+
+
+def test_sample_of_an_explainer_goes_across_models(site, tmp_path):
+    root, images, _, client, _ = site
+    _, keys, maps = client.predict("Rise", 0, "img_004", "softmax", api_name="/sample")
+    assert "record **4**" in keys  # the image id chose the record
+    assert [m["caption"].split(" · ")[0] for m in maps] == ["DinoV2-Rise", "ResNet50-Rise"]
+    for item, config in zip(maps, ["DinoV2-Rise", "ResNet50-Rise"], strict=True):
+        assert np.array_equal(pixels(item["image"]), shown(tmp_path, root, images, config, 4))
+
+
+def test_compare_pairs_images_and_ranks_disagreement(site):
+    from scipy.stats import rankdata
+
+    root, _, _, client, _ = site
+    plot, result = client.predict("ResNet50-Saliency", "DinoV2-Rise", "Insertion", *SHARED,
+                                  api_name="/compare")
+    got = table(result)
+    a = np.array(score_files(root, "ResNet50-Saliency")["Insertion"])
+    b = np.array(score_files(root, "DinoV2-Rise")["Insertion"])
+    pa, pb = ((rankdata(x, method="min") - 1) / (N - 1) for x in (a, b))
+    expected = sorted(range(N), key=lambda i: (-abs(pa[i] - pb[i]), i))
+    assert [r["index"] for r in got] == expected
+    for r in got:
+        assert r["score_a"] == pytest.approx(a[r["index"]])
+        assert r["score_b"] == pytest.approx(b[r["index"]])
+        assert r["image_id"] == f"img_{r['index']:03d}"
+    assert pixels(plot).shape[0] > 200  # a drawn scatter, not an empty image
+    wrong = table(client.predict("ResNet50-Saliency", "DinoV2-Rise", "Insertion", "wrong", "",
+                                 "", "softmax", api_name="/compare")[1])
+    assert sorted(r["index"] for r in wrong) == [1, 2, 3, 4, 5]
+
+
+def test_agreement_and_stability_come_from_the_statistics(site):
+    _, _, path, client, _ = site
+    plot, result = client.predict("metrics", *SHARED, api_name="/agreement")
+    want = stats.metric_agreement(stats.summary(path, ci="normal"))
+    got = table(result)
+    assert [(r["model"], r["metric_a"], r["metric_b"]) for r in got] == list(
+        want[["model", "metric_a", "metric_b"]].itertuples(index=False, name=None))
+    assert pixels(plot).shape[0] > 200
+    plot, result = client.predict("ResNet50", "Insertion", *SHARED, api_name="/stability")
+    got = table(result)
+    assert got and {r["model"] for r in got} == {"ResNet50"} and got[-1]["n"] == N
+    assert all(0 <= r["share_equal"] <= 1 for r in got)
+
+
+@pytest.mark.parametrize(("endpoint", "args", "words"), [
+    ("/sample", ("ResNet50", 99, "", "softmax"), "index 99 is outside"),
+    ("/sample", ("ResNet50", -1, "", "softmax"), "whole number >= 0"),
+    ("/sample", ("Resnet5O", 1, "", "softmax"), "neither a model nor an explainer"),
+    ("/sample", ("ResNet50", 0, "nope_id", "softmax"), "no image 'nope_id'"),
+    ("/compare", ("ResNet50-Rize", "DinoV2-Rise", "Insertion", *SHARED), "did you mean"),
+    ("/compare", ("MaxVIT-Rise", "DinoV2-Rise", "Insertion", *SHARED), "not in this data"),
+    ("/leaderboard", ("ResNet50", "Fidelity", *SHARED), "unknown metric 'Fidelity'"),
+    ("/leaderboard", ("ResNet50", "all", "all", "cat", "", "softmax"), "takes integers"),
+])
+def test_bad_input_is_a_message_and_the_app_lives_on(site, endpoint, args, words):
+    client = site[3]
+    with pytest.raises(Exception, match=words) as info:
+        client.predict(*args, api_name=endpoint)
+    assert "Traceback" not in str(info.value)
+    assert client.predict("ResNet50", 0, "", "softmax", api_name="/sample")[2]
+
+
+def test_a_folder_without_the_layout_or_scores_is_named_in_the_page(tmp_path):
+    from dina_datasets.explore.app import build
+    from dina_datasets.explore.data import Explorer
+
+    empty = Explorer(str(tmp_path), render_workers=0, cache_dir=str(tmp_path / "c")).open()
+    assert "no score files under" in empty.problem
+    missing = Explorer(str(tmp_path), scores=str(tmp_path / "none.parquet"),
+                       render_workers=0, cache_dir=str(tmp_path / "d")).open()
+    assert "no scores table at" in missing.problem
+    demo = build(missing)  # the page still builds, with the problem at its top
+    texts = [getattr(block, "value", "") for block in demo.blocks.values()]
+    assert any("no scores table at" in str(t) for t in texts)
+    with pytest.raises(Exception, match="no scores table at"):
+        missing.sample("ResNet50", 0)
+
+
+def test_cli_rejects_a_bad_port(capsys):
+    assert main(["explore", "--port", "0", "--data-url", "/nowhere"]) == 2
+    assert "--port must be between" in capsys.readouterr().err
