@@ -24,7 +24,6 @@ import numpy as np
 from dina_datasets import catalog, figures
 from dina_datasets.errors import ConfigError, DinaError, LayoutError, RecordIndexError
 from dina_datasets.layout import DEFAULT_ACTIVATION, Layout
-from dina_datasets.recordio.records import read_record
 from dina_datasets.stats.table import literal
 
 READERS = 16  # records fetched at once (gs:// requests overlap)
@@ -273,21 +272,11 @@ class Explorer:
         return sample
 
     def _panel(self, model: str, explainer: str, index: int) -> figures.Panel:
-        url = self.layout.explanations(model, explainer)
-        try:
-            record = read_record(url, index, storage_options=self.storage_options,
-                                 tensors=frozenset({"explanations"}))
-        except FileNotFoundError:
-            raise LayoutError(f"no explanations at {url}") from None
-        image_id = record.get("image_id", b"")
-        image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
-        explanation = record["explanations"]
-        image = None
-        entries = self.entries()
-        if entries is not None:
-            path = figures._find(entries, image_id, index, self.images)
-            image = figures.display_image(path, explanation.shape[0])
-        return figures.Panel(f"{model}-{explainer}", index, explanation, image_id, image)
+        """One map and its image, paired exactly as `dina show` pairs them (by the record's
+        own image id; keyless records only with the kecam json that produced them)."""
+        return figures.load_panels([f"{model}-{explainer}"], [index], data_url=self.data_url,
+                                   images=self.images,
+                                   storage_options=self.storage_options)[0][0]
 
     def _keys(self, cells: list[tuple[str, str]], index: int, activation: str) -> dict:
         models = sorted({m for m, _ in cells})
