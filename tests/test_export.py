@@ -140,8 +140,9 @@ def test_failed_export_leaves_no_partial_file(tmp_path):
 
 
 def test_resolve_configs():
-    assert resolve_configs(["all"]) == catalog.config_names()
-    assert resolve_configs(["dinov2-rise", "DinoV2-R*"]) == ["DinoV2-Rise"]
+    assert resolve_configs(["all"]) == [c.name for c in catalog.published_cells()]
+    assert len(resolve_configs(["*-Sobel"])) == len(catalog.MODELS)
+    assert resolve_configs(["dinov2-rise", "DinoV2-Ri*"]) == ["DinoV2-Rise"]
     assert len(resolve_configs(["*-GradCAM"])) == 5
     with pytest.raises(ValueError, match="did you mean"):
         resolve_configs(["DinoV2-Rize"])

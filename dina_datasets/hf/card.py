@@ -94,6 +94,18 @@ GENERATED_START = "<!-- generated from dina_datasets.catalog: start -->"
 GENERATED_END = "<!-- generated from dina_datasets.catalog: end -->"
 
 
+# One line per reference explainer; the full definitions are in
+# dina_datasets/generation/baselines.py.
+REFERENCE_DEFINITIONS = {
+    "Sobel": "`sqrt(sobel(g, 0)**2 + sobel(g, 1)**2)`, g = channel mean, "
+             "`scipy.ndimage.sobel`, reflected borders",
+    "Laplace": "`abs(laplace(g))`, g = channel mean, `scipy.ndimage.laplace`, "
+               "reflected borders",
+    "RandomExp": "uniform [0, 1) per pixel, `numpy.random.default_rng([seed, "
+                 "blake2b(image bytes)])`, seed=0",
+}
+
+
 def _value(value: Any) -> str:
     return "dataset mean" if value == "dataset_mean" else repr(value)
 
@@ -117,13 +129,20 @@ def catalog_tables() -> str:
             continue
         params = ", ".join(f"{k}={_value(v)}" for k, v in e.params.items()) or "defaults"
         lines.append(f"| {e.name} | `{e.method}` | {params} | {e.channels} |")
-    lines += ["", "| metric | family | better | images scored | parameters |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| reference explainer (not published) | definition, on the model's "
+              "preprocessed input | map channels |", "|---|---|---|"]
+    for e in catalog.EXPLAINERS.values():
+        if e.reference:
+            lines.append(f"| {e.name} | {REFERENCE_DEFINITIONS.get(e.name, e.method)} | "
+                         f"{e.channels} |")
+    lines += ["", "| metric | family | better | images scored | parameters | depends on the "
+              "output activation |", "|---|---|---|---|---|---|"]
     for spec in catalog.METRICS.values():
         params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items()) or "-"
         images = f"first {spec.subset:,}" if spec.subset else f"all {catalog.NUM_IMAGES:,}"
         lines.append(f"| {spec.name} | {spec.family} | "
-                     f"{'higher' if spec.higher_is_better else 'lower'} | {images} | {params} |")
+                     f"{'higher' if spec.higher_is_better else 'lower'} | {images} | {params} | "
+                     f"{'yes' if spec.depends_on_activation else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
