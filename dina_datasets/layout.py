@@ -6,7 +6,8 @@ One template per kind of file, configurable, never hard-wired twice (FACTS.md §
 - `{model}/{explainer}/{metric}_scores.json`: scores with the published softmax head;
 - `{model}/{explainer}/{metric}_scores.{activation}.json`: the same metric computed with
   another output activation (`sigmoid`, `logits`); such a name never matches the published
-  pattern, since it does not end in `_scores.json`;
+  pattern, since it does not end in `_scores.json`. Only the metrics that run the model have
+  such files (`catalog.MetricSpec.depends_on_activation`; not Sparseness and Complexity);
 - `{model}/{explainer}/{metric}_cost.{activation}.json`: what `dina evaluate` spent on that
   score file (images, seconds, seconds per image, batch size, device, library versions;
   format in `dina_datasets.cost`); it never matches the score patterns above. The cost of

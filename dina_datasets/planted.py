@@ -5,18 +5,24 @@ input, so a faithful explanation puts its mass there and nowhere else.
 registry file with `factory = "dina_datasets.planted:planted_model"`):
 
     x (32 x 32 x 3, pixels / 255: kecam's "raw01")
-      -> Flatten -> Dense "region_mean" (3 units, no bias): the mean of each colour channel
-         over the region, rows 4..11 and columns 18..27 (weight 1/80 there, 0 elsewhere)
+      -> Flatten -> Rescaling(1 / 1024) -> Dense "region_mean" (3 units, no bias, weight
+         1024 / 80 on the region's pixels, 0 elsewhere): the mean of each colour channel over
+         the region, rows 4..11 and columns 18..27 (80 pixels)
       -> Dense "predictions" (1000 units, softmax): fixed weights N(0, 1) * 30 drawn with
          numpy's default_rng(0), no bias.
+
+(The Rescaling keeps the region layer's output at the same scale once a randomization
+metric gives it uniform [0, 1) weights, so that the randomized model is not saturated and
+its gradients are not all zero.)
 
 The region is off-centre and not square, so a transposed or flipped map misses it. Deleting
 the region (baseline 0) sends every logit to 0 (probability 1/1000), so Deletion and
 Insertion reward a map that ranks the region first; Saliency and IntegratedGradients are 0
 outside it. Its weights are its definition: `weights="pretrained"` and `"none"` both give
 them (a weights FILE is loaded over them). With four layers, the published
-ModelRandomizationMetric01/05 randomize none of them (1.5 % and 5 % of 4 layers round down
-to 0): use `ModelRandomizationMetric(fraction=0.75)` to randomize the region layer.
+ModelRandomizationMetric01/05 randomize none of them (1.5 % and 5 % of 5 layers round down
+to 0): use `ModelRandomizationMetric(fraction=0.8)` to randomize the first four layers, the
+region layer included.
 """
 
 from __future__ import annotations
@@ -53,11 +59,12 @@ def ideal_maps(n: int) -> np.ndarray:
 
 
 def region_weights() -> np.ndarray:
-    """(32 * 32 * 3, 3) float32: the region_mean layer's kernel."""
+    """(32 * 32 * 3, 3) float32: the region_mean layer's kernel (after the 1/1024
+    rescaling)."""
     mask = region().reshape(-1)
     kernel = np.zeros((SIZE * SIZE, 3, 3), np.float32)
     for c in range(3):
-        kernel[mask, c, c] = 1.0 / mask.sum()
+        kernel[mask, c, c] = SIZE * SIZE / mask.sum()
     return kernel.reshape(SIZE * SIZE * 3, 3)
 
 
@@ -72,7 +79,8 @@ def planted_model(weights: str = "none") -> Any:
 
     inputs = tf.keras.Input((SIZE, SIZE, 3), name="image")
     flat = tf.keras.layers.Flatten(name="pixels")(inputs)
-    means = tf.keras.layers.Dense(3, use_bias=False, name="region_mean")(flat)
+    scaled = tf.keras.layers.Rescaling(1.0 / (SIZE * SIZE), name="per_pixel")(flat)
+    means = tf.keras.layers.Dense(3, use_bias=False, name="region_mean")(scaled)
     probs = tf.keras.layers.Dense(CLASSES, use_bias=False, activation="softmax",
                                   name="predictions")(means)
     model = tf.keras.Model(inputs, probs, name=NAME)
