@@ -37,7 +37,7 @@ from typing import Any
 
 from dina_datasets import catalog
 from dina_datasets.errors import ConfigError, FormatError, LayoutError
-from dina_datasets.generation.parts import MANIFEST_SUFFIX
+from dina_datasets.generation.parts import MANIFEST_SUFFIX, read_manifest
 from dina_datasets.layout import DEFAULT_ACTIVATION, Layout
 from dina_datasets.recordio import storage
 
@@ -193,13 +193,8 @@ def collect(data_url: str, storage_options: dict[str, Any] | None = None) -> lis
     rows: list[Row] = []
     for fields, url in _glob(data_url, layout.explanations_template + MANIFEST_SUFFIX,
                              storage_options):
-        fs, path = storage.filesystem(url, storage_options)
-        try:
-            manifest = json.loads(fs.cat_file(path))
-        except ValueError as err:
-            raise FormatError(f"{url} is not JSON ({err}); expected a generation manifest"
-                              ) from None
-        rows += _generation_rows(fields, manifest if isinstance(manifest, dict) else {})
+        manifest = read_manifest(url.removesuffix(MANIFEST_SUFFIX), storage_options)
+        rows += _generation_rows(fields, manifest or {})
     for fields, url in _glob(data_url, layout.cost_template, storage_options):
         data = read(url, storage_options)
         if data is None:
