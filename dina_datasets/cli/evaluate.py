@@ -134,6 +134,7 @@ def script(family: str, argv: Sequence[str] | None = None) -> int:
         f"`dina evaluate --metrics {' '.join(defaults)}`.")
     add_arguments(parser, defaults)
     args = parser.parse_args(argv)
+    args.storage_options = None  # the scripts have no --storage-option
     try:
         return run(args)
     except DinaError as err:
