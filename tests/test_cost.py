@@ -14,13 +14,14 @@ import pytest
 from dina_datasets import Layout, catalog, cost, planted
 from dina_datasets.cli import main
 
-pytest.importorskip("tensorflow")
-from dina_datasets.generation.merge import merge
-from dina_datasets.generation.parts import manifest_url
-from dina_datasets.generation.pipeline import generate
-from dina_datasets.metrics.evaluation import evaluate
+tf = pytest.importorskip("tensorflow")
+from dina_datasets.generation.merge import merge  # noqa: E402
+from dina_datasets.generation.parts import manifest_url  # noqa: E402
+from dina_datasets.generation.pipeline import generate  # noqa: E402
+from dina_datasets.metrics.evaluation import evaluate  # noqa: E402
 
 IMAGES = 7
+DEVICE = "GPU: " if tf.config.list_physical_devices("GPU") else "CPU: "  # tests hide GPUs
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_generation_records_every_part_in_the_manifest(bucket):
         assert p["batch_size"] == 2
         assert 0 < p["explain_seconds"] <= p["wall_seconds"] < 60
         assert math.isclose(p["seconds_per_image"], p["explain_seconds"] / p["images"])
-        assert p["device"].startswith("CPU: ")  # the tests hide any GPU
+        assert p["device"].startswith(DEVICE) and len(p["device"]) > len(DEVICE)
         versions = p["versions"]
         assert {"python", "numpy", "tensorflow", "dina-datasets"} <= set(versions)
         assert versions["numpy"] == np.__version__
@@ -87,7 +88,7 @@ def test_evaluate_writes_a_cost_record_beside_each_score_file(bucket):
         assert record["images"] == IMAGES and record["batch_size"] == 8
         assert 0 < record["seconds"] <= record["wall_seconds"]
         assert math.isclose(record["seconds_per_image"], record["seconds"] / IMAGES)
-        assert record["device"].startswith("CPU: ") and "numpy" in record["versions"]
+        assert record["device"].startswith(DEVICE) and "numpy" in record["versions"]
     assert os.path.basename(layout.cost(planted.NAME, "Sobel", "Deletion")) == \
         "Deletion_cost.softmax.json"
     sparse = _json(layout.cost(planted.NAME, "RandomExp", "Sparseness"))
