@@ -231,6 +231,28 @@ def text(rows: list[Row]) -> str:
                      for line in lines)
 
 
+def generation_seconds(rows: list[Row]) -> dict[tuple[str, str], float]:
+    """Seconds per image of generating each cell's maps, {(model, explainer): s}, over every
+    device and batch size its generation records hold (cells without any are left out)."""
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+    for row in rows:
+        if row.kind == "generate":
+            totals[row.model, row.explainer][0] += row.images
+            totals[row.model, row.explainer][1] += row.seconds
+    return {cell: seconds / n for cell, (n, seconds) in totals.items() if n}
+
+
+def report_frame(rows: list[Row]) -> Any:
+    """The generation cost as `report.write_report(..., cost=)` takes it: a pandas frame with
+    columns model, explainer, seconds_per_image (one row per generated cell)."""
+    import pandas as pd
+
+    per_cell = generation_seconds(rows)
+    return pd.DataFrame({"model": [m for m, _ in per_cell],
+                         "explainer": [e for _, e in per_cell],
+                         "seconds_per_image": list(per_cell.values())})
+
+
 @dataclass(frozen=True)
 class Point:
     """One explainer of one model under one metric: its generation cost and mean score."""
@@ -250,22 +272,18 @@ def cost_quality(rows: list[Row], data_url: str,
     each metric (the published softmax scores), for the cells that have both."""
     from dina_datasets.leaderboard import collect as leaderboard
 
-    seconds: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])
-    for row in rows:
-        if row.kind == "generate":
-            seconds[row.model, row.explainer][0] += row.images
-            seconds[row.model, row.explainer][1] += row.seconds
+    seconds = generation_seconds(rows)
     try:
         board = leaderboard(data_url, storage_options=storage_options)
     except LayoutError:
         return []
     points = []
     for entry in board.entries.values():
-        n, total = seconds.get((entry.model, entry.explainer), (0, 0.0))
-        if not n or not math.isfinite(entry.mean):
+        per_image = seconds.get((entry.model, entry.explainer))
+        if per_image is None or not math.isfinite(entry.mean):
             continue
         spec = catalog.EXPLAINERS.get(entry.explainer)
-        points.append(Point(entry.model, entry.explainer, entry.metric, total / n, entry.mean,
+        points.append(Point(entry.model, entry.explainer, entry.metric, per_image, entry.mean,
                             entry.n, bool(getattr(spec, "reference", False))))
     order = {name: k for k, name in enumerate(catalog.METRICS)}
     return sorted(points, key=lambda p: (order.get(p.metric, len(order)), p.metric, p.model,

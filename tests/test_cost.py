@@ -155,3 +155,41 @@ def test_a_broken_record_is_named(bucket, tmp_path, capsys):
     assert main(["cost", "--data-url", copy, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "Deletion_cost.softmax.json is not JSON" in err and err.count("\n") == 1
+
+
+def test_dina_report_adds_cost_vs_quality_from_the_records(bucket, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    pytest.importorskip("duckdb")
+    rows = cost.collect(bucket)
+    frame = cost.report_frame(rows)
+    assert list(frame.columns) == ["model", "explainer", "seconds_per_image"]
+    generated = {r.explainer: r.seconds_per_image for r in rows if r.kind == "generate"}
+    assert frame.set_index("explainer")["seconds_per_image"].to_dict() == pytest.approx(
+        generated)
+    argv = ["--n-boot", "20", "--stability-sizes", "5", "--stability-boot", "5",
+            "--no-figures", "--no-progress"]
+    out = tmp_path / "report"
+    assert main(["report", "--data-url", bucket, "--out", str(out), *argv]) == 0
+    assert "## Cost vs quality" in (out / "report.md").read_text()
+    quality = pd.read_csv(out / "tables" / "cost_quality.csv")
+    assert set(zip(quality["explainer"], quality["metric"], strict=True)) == {
+        (e, m) for e in ("Sobel", "RandomExp") for m in ("Deletion", "Sparseness")}
+    for row in quality.itertuples():
+        assert row.seconds_per_image == pytest.approx(generated[row.explainer])
+
+    # the same scores without generation cost records: no such section
+    copy = tmp_path / "copy"
+    shutil.copytree(bucket, copy)
+    for explainer in ("Sobel", "RandomExp"):
+        path = manifest_url(Layout(str(copy)).explanations(planted.NAME, explainer))
+        manifest = _json(path)
+        del manifest["cost"]
+        with open(path, "w") as handle:
+            json.dump(manifest, handle)
+    bare = tmp_path / "bare"
+    assert main(["report", "--data-url", str(copy), "--out", str(bare), *argv]) == 0
+    assert "Cost vs quality" not in (bare / "report.md").read_text()
+    assert not (bare / "tables" / "cost_quality.csv").exists()

@@ -112,13 +112,21 @@ def test_model_randomization_drops_to_near_zero_correlation(setup):
 
 
 def test_verdict_reads_a_leaderboard(setup):
-    from dina_datasets.leaderboard import Entry, Leaderboard
+    import pandas as pd
 
-    entries = [Entry(planted.NAME, "Saliency", "Deletion", 4, 0.05, 0.01),
-               Entry(planted.NAME, "RandomExp", "Deletion", 4, 0.5, 0.1),
-               Entry(planted.NAME, "Saliency", "Insertion", 4, 0.2, 0.01),
-               Entry(planted.NAME, "RandomExp", "Insertion", 4, 0.5, 0.1)]
-    text = planted.verdict(Leaderboard(entries))
+    from dina_datasets.leaderboard import Leaderboard
+
+    def board(rows):
+        summary = pd.DataFrame(
+            [{"model": planted.NAME, "explainer": e, "metric": m, "n": 4, "mean": mean,
+              "ci_low": mean - 0.01, "ci_high": mean + 0.01, "rank": rank,
+              "degenerate": False, "vs_next": None, "vs_random": None}
+             for e, m, mean, rank in rows])
+        return Leaderboard(summary, pd.DataFrame(), alpha=0.01, ci="normal")
+
+    rows = [("Saliency", "Deletion", 0.05, 1.0), ("RandomExp", "Deletion", 0.5, 2.0),
+            ("Saliency", "Insertion", 0.2, 2.0), ("RandomExp", "Insertion", 0.5, 1.0)]
+    text = planted.verdict(board(rows))
     assert "Deletion (lower is better): Saliency 0.05 vs RandomExp 0.5: right" in text
     assert "Insertion (higher is better): Saliency 0.2 vs RandomExp 0.5: WRONG" in text
-    assert "no Insertion/Deletion scores" in planted.verdict(Leaderboard(entries[:1]))
+    assert "no Insertion/Deletion scores" in planted.verdict(board(rows[:1]))

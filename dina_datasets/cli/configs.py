@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     line = (f"{len(published)} configs, {sum(r['num_records'] for r in published):,} maps, "
             f"{total / 1e12:.2f} TB")
     others = len(table) - len(published)
-    print(line + (f" published; {others} more not published (reference explainers and "
-                  "contributed configs: `dina generate` computes them, as many maps as the "
-                  "images they are run on)" if others else ""))
+    references = sum(1 for r in table if r["reference"])
+    print(line + (f" published; {others} contributed (as many maps as the images they are "
+                  f"run on), {references} of them the reference explainers' (`dina generate` "
+                  "computes them)" if others else ""))
     return 0

@@ -90,6 +90,7 @@ def replace_key(front: str, key: str, block: str) -> str:
     return "".join(lines[:start]) + block + "".join(lines[end:])
 
 
+SCORES_CONFIG = "scores"  # the export's scores table, beside the configs of maps
 GENERATED_START = "<!-- generated from dina_datasets.catalog: start -->"
 GENERATED_END = "<!-- generated from dina_datasets.catalog: end -->"
 
@@ -212,19 +213,26 @@ def render(template: str, names: Iterable[str],
 
 
 def contents_text(rows: Mapping[str, int], origins: Mapping[str, Mapping[str, Any]]) -> str:
-    """What the repository holds: its configs, their rows and origin."""
-    total = sum(rows.values())
-    if all(o.get("origin") == PUBLISHED for o in origins.values()) and \
-            set(rows.values()) == {catalog.NUM_IMAGES}:
-        return _wrap(f"This repository holds {len(rows)} configurations of the published DINA "
+    """What the repository holds: its configs of maps, their rows and origin, and the
+    `scores` config (the scores table of those configs) when present."""
+    table = rows.get(SCORES_CONFIG)
+    maps = {name: count for name, count in rows.items() if name != SCORES_CONFIG}
+    total = sum(maps.values())
+    also = "" if table is None else (f" The `{SCORES_CONFIG}` config holds their per-image "
+                                     f"scores, {table:,} rows (`dina scores`).")
+    if all(origins.get(n, {}).get("origin") == PUBLISHED for n in maps) and \
+            set(maps.values()) == {catalog.NUM_IMAGES}:
+        return _wrap(f"This repository holds {len(maps)} configurations of the published DINA "
                      f"files (computed by the DINA authors), {catalog.NUM_IMAGES:,} rows each: "
-                     f"{total:,} rows in all.") + "\n"
-    lines = [_wrap(f"This repository holds {len(rows)} configuration(s), {total:,} rows in all, "
+                     f"{total:,} rows in all.{also}") + "\n"
+    lines = [_wrap(f"This repository holds {len(maps)} configuration(s), {total:,} rows in all, "
                    "in the DINA format (see the provenance of each under \"Source and "
-                   "licence\"):"), "",
+                   f"licence\"):{also}"), "",
              "| config | rows | origin |", "|---|---|---|"]
-    for name, count in rows.items():
+    for name, count in maps.items():
         lines.append(f"| {name} | {count:,} | {_origin_words(origins.get(name, {}))} |")
+    if table is not None:
+        lines.append(f"| {SCORES_CONFIG} | {table:,} | the score files of the configs above |")
     return "\n".join(lines) + "\n"
 
 
@@ -238,7 +246,9 @@ def _origin_words(origin: Mapping[str, Any]) -> str:
 
 
 def provenance_text(origins: Mapping[str, Mapping[str, Any]]) -> str:
-    """Where each config came from, from the exported data's own records."""
+    """Where each config came from, from the exported data's own records (the `scores`
+    config comes from theirs)."""
+    origins = {n: o for n, o in origins.items() if n != SCORES_CONFIG}
     published = [n for n, o in origins.items() if o.get("origin") == PUBLISHED]
     generated = {n: o for n, o in origins.items() if o.get("origin") == GENERATED}
     unknown = [n for n, o in origins.items() if o.get("origin") not in (PUBLISHED, GENERATED)]

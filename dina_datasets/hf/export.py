@@ -38,7 +38,7 @@ PROVENANCE_KEY = b"dina_provenance"  # Parquet key-value metadata of every shard
 # Manifest entries that say how a generated config was made (see generation.parts).
 MANIFEST_KEYS = ("model", "explainer", "weights", "model_source", "explainer_params", "params",
                  "versions", "images_source", "num_images", "seed")
-SCORES_CONFIG = "scores"
+SCORES_CONFIG = card.SCORES_CONFIG
 
 Progress = Callable[[int], Any]
 
