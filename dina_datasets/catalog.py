@@ -46,6 +46,7 @@ class ExplainerSpec:
     channels: int = 1
     needs_conv: bool = False
     contributed: bool = False
+    reference: bool = False  # a baseline to compare explainers with (Sobel, Laplace, RandomExp)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -66,6 +67,13 @@ class MetricSpec:
     @property
     def score_file(self) -> str:
         return f"{self.name}_scores.json"
+
+    @property
+    def depends_on_activation(self) -> bool:
+        """Whether the scores change with the model's output activation (softmax, sigmoid,
+        logits): true for every metric that runs the model, false for the map-only ones
+        (Sparseness, Complexity), whose softmax scores stand for every activation."""
+        return self.needs_model
 
 
 def _frozen(**kw: Any) -> MappingProxyType:
@@ -111,6 +119,17 @@ _EXPLAINERS = (
     ExplainerSpec("SobolAttributionMethod", "SobolAttributionMethod", _frozen(grid_size=11)),
 )
 
+# Reference explainers (FACTS.md §7): baselines that any explainer should beat, computed in
+# numpy from the model's preprocessed input (definitions in dina_datasets.generation.baselines).
+# Explainers of every model, contributed (not in the published bucket).
+_BASELINES = "dina_datasets.generation.baselines:"
+_REFERENCES = (
+    ExplainerSpec("Sobel", _BASELINES + "sobel", contributed=True, reference=True),
+    ExplainerSpec("Laplace", _BASELINES + "laplace", contributed=True, reference=True),
+    ExplainerSpec("RandomExp", _BASELINES + "random_exp", _frozen(seed=0), contributed=True,
+                  reference=True),
+)
+
 # FACTS.md §4: the definitions and parameters that produced the published scores.
 _METRICS = (
     MetricSpec("Insertion", "fidelity", True, params=_frozen(nb_steps=200, baseline=0.0)),
@@ -135,7 +154,7 @@ _MISSING = {
 
 # The tables themselves, changed only by register_*/unregister; everyone else reads the views.
 _MODEL_TABLE: dict[str, ModelSpec] = {m.name: m for m in _MODELS}
-_EXPLAINER_TABLE: dict[str, ExplainerSpec] = {e.name: e for e in _EXPLAINERS}
+_EXPLAINER_TABLE: dict[str, ExplainerSpec] = {e.name: e for e in (*_EXPLAINERS, *_REFERENCES)}
 MODELS: Mapping[str, ModelSpec] = MappingProxyType(_MODEL_TABLE)
 EXPLAINERS: Mapping[str, ExplainerSpec] = MappingProxyType(_EXPLAINER_TABLE)
 METRICS: Mapping[str, MetricSpec] = MappingProxyType({m.name: m for m in _METRICS})
@@ -260,7 +279,8 @@ def _suggest_config(name: str) -> str:
 
 
 def cells() -> list[Cell]:
-    """Every available config: the 117 published cells, then contributed ones."""
+    """Every available config: the 117 published cells, then the reference explainers'
+    (Sobel, Laplace, RandomExp of every model) and other contributed ones."""
     every = [Cell(m, e) for m in MODELS for e in EXPLAINERS if not missing_reason(m, e)]
     return sorted(every, key=lambda c: not c.published)
 
@@ -315,7 +335,7 @@ def _check_new_name(kind: str, name: str, table: dict[str, Any], replace: bool) 
         raise ConfigError(f"{kind} name must be a non-empty string without '-', '/' or "
                           f"surrounding spaces, got {name!r}")
     clash = {k.lower(): k for k in table}.get(name.lower())
-    if clash and not (replace and table[clash].contributed):
+    if clash and not (replace and _replaceable(table[clash])):
         raise ConfigError(f"{kind} {name!r} already exists as {clash!r}; choose another name"
                           + (" (built-in entries cannot be replaced)" if replace else
                              " or pass replace=True for a contributed one"))
@@ -323,10 +343,20 @@ def _check_new_name(kind: str, name: str, table: dict[str, Any], replace: bool) 
         del table[clash]
 
 
+def _replaceable(spec: ModelSpec | ExplainerSpec) -> bool:
+    """Contributed by a user: the reference explainers ship with the package and stay."""
+    return spec.contributed and not getattr(spec, "reference", False)
+
+
+def reference_explainers() -> list[str]:
+    """The reference explainers (baselines), in catalog order."""
+    return [e.name for e in EXPLAINERS.values() if e.reference]
+
+
 def unregister(name: str) -> None:
     """Remove a contributed model or explainer (tests, interactive sessions)."""
     for table in (_MODEL_TABLE, _EXPLAINER_TABLE):
-        if name in table and table[name].contributed:
+        if name in table and _replaceable(table[name]):
             del table[name]
             return
     raise ConfigError(f"{name!r} is not a contributed model or explainer")

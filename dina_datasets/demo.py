@@ -1,9 +1,11 @@
 """The embedded default: the whole DINA loop, offline, on real photographs.
 
 Images (scikit-image's sample photographs) -> maps for 2 models x 4 explainers (1- and
-3-channel) with random weights -> metric scores -> `load_dataset` map-style and streaming
+3-channel) with random weights, and for the planted-truth model (whose right answer is
+known) x 4 explainers -> metric scores -> `load_dataset` map-style and streaming
 into a torch DataLoader -> a Hub-native Parquet export read by stock `datasets` -> a
-leaderboard -> pictures. Every step is the package's own public code.
+leaderboard (with the planted model's verdict) -> pictures -> a report. Every step is the
+package's own public code.
 
 The steps are one list, `STEPS`: each is a title and a function of the run (`Demo`), so a
 step is added by appending to it. The demo writes only into a folder it created (it leaves
@@ -29,6 +31,9 @@ METRICS = ("Deletion", "Sparseness", "Complexity", "RandomLogitMetric")
 # Deletion/Insertion steps: the published scores use 200 (the catalog's); 20 keep the
 # demo's forward passes (images x steps) ten times fewer, on the same definition.
 NB_STEPS = 20
+# The planted-truth model (dina_datasets.planted, 32x32): its right answer is known, so its
+# leaderboard must rank the gradient maps above the reference explainers.
+PLANTED = ("Saliency", "IntegratedGradients", "Sobel", "RandomExp")
 MARKER = ".dina-demo"
 REPLACED = ("bucket", "hub")  # what a new run replaces inside its own folder
 
@@ -41,6 +46,7 @@ class Settings:
     explainers: tuple[str, ...] = EXPLAINERS
     metrics: tuple[str, ...] = METRICS
     photos: tuple[str, ...] = PHOTOS
+    planted_explainers: tuple[str, ...] = PLANTED  # explainers of the planted-truth model
     nb_steps: int = NB_STEPS
     batch_size: int = 8
 
@@ -51,10 +57,11 @@ class Settings:
 
 
 FULL = Settings()
-# `dina demo --quick`: one model, a 3-channel and a 1-channel explainer, no re-explaining.
+# `dina demo --quick`: one model, a 3-channel and a 1-channel explainer, no re-explaining;
+# the planted model's Saliency against RandomExp (32x32 inputs: seconds).
 QUICK = Settings(models=("ResNet50",), explainers=("Saliency", "GradCAM"),
                  metrics=("Deletion", "Sparseness", "Complexity"), photos=PHOTOS[:2],
-                 nb_steps=10)
+                 nb_steps=10, planted_explainers=("Saliency", "RandomExp"))
 
 
 @dataclass
@@ -136,15 +143,19 @@ def claim_folder(out: str) -> str:
 
 def run(out: str = "demo_output", *, settings: Settings = FULL,
         models: tuple[str, ...] | None = None, explainers: tuple[str, ...] | None = None,
-        metrics: tuple[str, ...] | None = None, batch_size: int | None = None,
+        metrics: tuple[str, ...] | None = None,
+        planted_explainers: tuple[str, ...] | None = None, batch_size: int | None = None,
         say: Callable[[str], None] = print, steps: list[Step] | None = None) -> DemoResult:
     """Run the loop (`STEPS`) into `out`; returns what was made.
 
     `out` must be new, empty or an earlier demo's folder (`claim_folder`); `models`,
-    `explainers`, `metrics` and `batch_size` override the settings.
+    `explainers`, `metrics`, `planted_explainers` (the planted-truth model's; () for none)
+    and `batch_size` override the settings.
     """
     overrides = {k: v for k, v in (("models", models), ("explainers", explainers),
-                                   ("metrics", metrics), ("batch_size", batch_size))
+                                   ("metrics", metrics),
+                                   ("planted_explainers", planted_explainers),
+                                   ("batch_size", batch_size))
                  if v is not None}
     demo = Demo(replace(settings, **overrides), DemoResult(claim_folder(out)), say)
     steps = STEPS if steps is None else steps
@@ -170,19 +181,24 @@ def _generate(demo: Demo) -> None:
     from dina_datasets.generation.pipeline import generate
 
     s = demo.settings
-    for model in s.models:
-        for explainer in s.explainers:
-            demo.say(f"  $ dina generate --model {model} --explainer {explainer} --images "
-                     f"{demo.images} --out {demo.bucket} --weights none --batch-size "
-                     f"{s.batch_size}")
-            with warnings.catch_warnings():  # the count is in the summary
-                warnings.simplefilter("ignore")
-                made = generate(model, explainer, demo.images, demo.bucket, weights="none",
-                                batch_size=s.batch_size, progress=True)
-            demo.say("  " + made.summary().replace("\n", "\n  "))
-            config = f"{model}-{explainer}"
-            demo.result.configs.append(config)
-            demo.result.generated[config] = (made.seconds, made.loop_seconds)
+    pairs = [(m, e) for m in s.models for e in s.explainers]
+    if s.planted_explainers:
+        from dina_datasets import planted
+
+        planted.register()  # a contributed model, registered as a user's would be
+        pairs += [(planted.NAME, e) for e in s.planted_explainers]
+    for model, explainer in pairs:
+        demo.say(f"  $ dina generate --model {model} --explainer {explainer} --images "
+                 f"{demo.images} --out {demo.bucket} --weights none --batch-size "
+                 f"{s.batch_size}")
+        with warnings.catch_warnings():  # the count is in the summary
+            warnings.simplefilter("ignore")
+            made = generate(model, explainer, demo.images, demo.bucket, weights="none",
+                            batch_size=s.batch_size, progress=True)
+        demo.say("  " + made.summary().replace("\n", "\n  "))
+        config = f"{model}-{explainer}"
+        demo.result.configs.append(config)
+        demo.result.generated[config] = (made.seconds, made.loop_seconds)
 
 
 def estimate_evaluate(demo: Demo) -> float:
@@ -275,6 +291,10 @@ def _leaderboard(demo: Demo) -> None:
 
     board = collect(demo.bucket)
     demo.say(board.text())
+    from dina_datasets import planted
+
+    if demo.settings.planted_explainers:
+        demo.say(planted.verdict(board))
     for suffix, content in (("csv", board.csv()), ("md", board.markdown()),
                             ("png", board.png())):
         path = os.path.join(demo.out, f"leaderboard.{suffix}")
@@ -284,11 +304,14 @@ def _leaderboard(demo: Demo) -> None:
 
 
 def _pictures(demo: Demo) -> None:
-    from dina_datasets import figures
+    from dina_datasets import figures, planted
 
-    indices = range(len(demo.result.images))
-    for model in demo.settings.models:
-        configs = [f"{model}-{e}" for e in demo.settings.explainers]
+    s, indices = demo.settings, range(len(demo.result.images))
+    rows_of = [(m, s.explainers) for m in s.models]
+    if s.planted_explainers:
+        rows_of.append((planted.NAME, s.planted_explainers))
+    for model, explainers in rows_of:
+        configs = [f"{model}-{e}" for e in explainers]
         path = os.path.join(demo.out, "figures", f"{model}.png")
         demo.say(f"  $ dina show {' '.join(configs)} --index {' '.join(map(str, indices))} "
                  f"--data-url {demo.bucket} --images {demo.images} --out {path}")
@@ -318,8 +341,9 @@ STEPS: list[Step] = [
     Step("images", lambda d: f"images: {len(d.settings.photos)} scikit-image photographs -> "
          f"{d.images}", _images),
     Step("generate", lambda d: f"generate: {len(d.settings.models)} model(s) x "
-         f"{len(d.settings.explainers)} explainers with DINA's hyperparameters -> {d.bucket}",
-         _generate),
+         f"{len(d.settings.explainers)} explainers with DINA's hyperparameters"
+         + (f", and the planted-truth model x {len(d.settings.planted_explainers)}"
+            if d.settings.planted_explainers else "") + f" -> {d.bucket}", _generate),
     Step("evaluate", lambda d: f"evaluate: {', '.join(d.settings.metrics)}"
          + (f" (Deletion/Insertion with {d.settings.nb_steps} steps; published: 200)"
             if d.settings.metric_params else ""), _evaluate),

@@ -39,6 +39,15 @@ PUBLISHED_CONFIGS = tuple(f"{m}-{e}" for m in DINA_MODELS for e in DINA_EXPLAINE
 DINA_METRICS = ("Insertion", "Deletion", "MuFidelity", "Sparseness", "Complexity",
                 "RandomLogitMetric", "ModelRandomizationMetric01", "ModelRandomizationMetric05")
 
+# The metrics whose scores depend on the output head, hence the activation score columns
+# (the issue: Insertion, Deletion, MuFidelity and the randomization metrics).
+ACTIVATION_METRICS = ("Insertion", "Deletion", "MuFidelity", "RandomLogitMetric",
+                      "ModelRandomizationMetric01", "ModelRandomizationMetric05")
+SCORE_COLUMNS = (*DINA_METRICS, *(f"{m}_sigmoid" for m in ACTIVATION_METRICS),
+                 *(f"{m}_logits" for m in ACTIVATION_METRICS))
+# Reference explainers (baselines) of every model, contributed, not published.
+REFERENCE_EXPLAINERS = ("Sobel", "Laplace", "RandomExp")
+
 
 def configs_with(channels: int) -> list[str]:
     """The published configs whose maps have `channels` channels."""

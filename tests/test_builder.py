@@ -8,7 +8,15 @@ import os
 import datasets
 import numpy as np
 import pytest
-from conftest import DINA_METRICS, PUBLISHED_CONFIGS, configs_with, make_bucket, make_maps
+from conftest import (
+    DINA_MODELS,
+    PUBLISHED_CONFIGS,
+    REFERENCE_EXPLAINERS,
+    SCORE_COLUMNS,
+    configs_with,
+    make_bucket,
+    make_maps,
+)
 
 from dina_datasets import (
     AlignmentError,
@@ -33,10 +41,12 @@ def prepare(root, name, cache, **config):
     return builder.as_dataset("validation").with_format("numpy")[:]
 
 
-def test_builder_configs_are_the_published_cells():
+def test_builder_configs_are_the_published_cells_then_the_references():
     assert len(PUBLISHED_CONFIGS) == 117
     names = [c.name for c in DinaBuilder.BUILDER_CONFIGS]
-    assert sorted(names) == sorted(PUBLISHED_CONFIGS)
+    assert sorted(names[:117]) == sorted(PUBLISHED_CONFIGS)
+    assert sorted(names[117:]) == sorted(f"{m}-{e}" for m in DINA_MODELS
+                                         for e in REFERENCE_EXPLAINERS)
     assert list(DinaBuilder.builder_configs) == names
 
 
@@ -58,7 +68,11 @@ def test_config_info_and_features(channels, tmp_path):
         assert isinstance(explanation, datasets.Array3D)
         assert (explanation.shape, explanation.dtype) == ((224, 224, channels), "float32"), name
         assert list(info.features) == ["index", "model", "explainer", "explanation",
-                                       "image_id", "label", "prediction", *DINA_METRICS]
+                                       "image_id", "label", "prediction", *SCORE_COLUMNS]
+
+
+def test_score_columns_carry_the_activations():
+    assert metric_columns() == list(SCORE_COLUMNS)
 
 
 def test_config_names_are_derived_and_validated():

@@ -10,6 +10,7 @@ from conftest import (
     DINA_METRICS,
     DINA_MODELS,
     PUBLISHED_CONFIGS,
+    REFERENCE_EXPLAINERS,
     UNPUBLISHED,
     configs_with,
 )
@@ -20,17 +21,42 @@ from dina_datasets.errors import ConfigError
 
 
 def test_grid_has_the_published_coverage():
-    assert tuple(catalog.MODELS) == DINA_MODELS and tuple(catalog.EXPLAINERS) == DINA_EXPLAINERS
-    assert sorted(catalog.config_names()) == sorted(PUBLISHED_CONFIGS)
+    assert tuple(catalog.MODELS) == DINA_MODELS
+    assert tuple(catalog.EXPLAINERS) == DINA_EXPLAINERS + REFERENCE_EXPLAINERS
+    names = catalog.config_names()
+    assert names[:117] == [c.name for c in catalog.published_cells()]
+    assert sorted(names[:117]) == sorted(PUBLISHED_CONFIGS)
     assert len(PUBLISHED_CONFIGS) == 117
+
+
+def test_reference_explainers_are_contributed_cells_of_every_model():
+    assert tuple(catalog.reference_explainers()) == REFERENCE_EXPLAINERS
+    for name in REFERENCE_EXPLAINERS:
+        spec = catalog.explainer(name)
+        assert spec.reference and spec.contributed and spec.channels == 1
+        assert getattr(spec, "reference", False) is True
+        cells = [c for c in catalog.cells() if c.explainer == name]
+        assert tuple(c.model for c in cells) == DINA_MODELS
+        assert not any(c.published for c in cells)
+    assert not any(getattr(s, "reference", False) for n, s in catalog.EXPLAINERS.items()
+                   if n not in REFERENCE_EXPLAINERS)
+    names = catalog.config_names()
+    assert sorted(names[117:]) == sorted(f"{m}-{e}" for m in DINA_MODELS
+                                         for e in REFERENCE_EXPLAINERS)
+    with pytest.raises(ConfigError, match="built-in entries cannot be replaced"):
+        catalog.register_explainer("Sobel", "x:y", channels=1, replace=True)
+    with pytest.raises(ConfigError, match="not a contributed"):
+        catalog.unregister("RandomExp")
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_config_round_trips_by_name(channels):
-    """Every published config (here those of one channel count), by any spelling."""
-    for name in configs_with(channels):
+    """Every published config (here those of one channel count), by any spelling; the
+    reference explainers' configs with the one-channel ones."""
+    extra = [f"{m}-{e}" for m in DINA_MODELS for e in REFERENCE_EXPLAINERS]
+    for name in configs_with(channels) + (extra if channels == 1 else []):
         cell = catalog.Cell.from_name(name)
-        assert cell.name == name and cell.published
+        assert cell.name == name and cell.published == (name in PUBLISHED_CONFIGS)
         assert catalog.Cell.from_name(name.lower()) == cell
         assert catalog.Cell.from_name(name.upper()).name == name
         assert cell.shape == (224, 224, channels), name
@@ -71,6 +97,8 @@ def test_metrics_table():
         n for n, m in catalog.METRICS.items() if m.subset == 1024}
     assert catalog.metric("Deletion").score_file == "Deletion_scores.json"
     assert catalog.metric("Deletion").params["nb_steps"] == 200
+    assert [m.name for m in catalog.iter_metrics() if not m.depends_on_activation] == [
+        "Sparseness", "Complexity"]
 
 
 def test_registering_a_model_adds_its_configs_everywhere():
@@ -106,18 +134,23 @@ def test_registering_an_explainer_checks_channels():
 def test_dina_configs_json(capsys):
     assert main(["configs", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 117
+    assert len([r for r in rows if r["published"]]) == 117
+    assert {r["explainer"] for r in rows if r["reference"]} == set(REFERENCE_EXPLAINERS)
+    assert len(rows) == 117 + 27 and not any(r["published"] for r in rows if r["reference"])
     row = next(r for r in rows if r["config"] == "DinoV2-Rise")
     assert row["shape"] == [224, 224, 1] and row["record_bytes"] == 200_776
     assert row["size_bytes"] == 200_776 * 50_000
     assert main(["configs", "--model", "maxvit", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 11
+    assert len(json.loads(capsys.readouterr().out)) == 11 + 3
 
 
 def test_dina_configs_table_and_bad_input(capsys):
     assert main(["configs"]) == 0
     out = capsys.readouterr().out
     assert "DinoV2-Rise" in out and "117 configs, 5,850,000 maps" in out
+    assert "DinoV2-Sobel" in out and ("27 contributed (as many maps as the images they are "
+                                      "run on), 27 of them the reference explainers'") in out
+    assert out.count("(reference, not published)") == 27
     assert main(["configs", "--explainer", "Rize"]) == 2
     err = capsys.readouterr().err
     assert "unknown explainer 'Rize'" in err and "did you mean 'Rise'" in err
@@ -132,7 +165,7 @@ def test_tables_are_read_only_outside_register():
         with pytest.raises(TypeError):
             del table[next(iter(table))]
         assert not hasattr(table, "pop") and not hasattr(table, "update")
-    assert [len(t) for t in tables] == [9, 14, 8]
+    assert [len(t) for t in tables] == [9, 14 + 3, 8]  # + the reference explainers
     try:  # registering still works, and shows through the read-only views
         catalog.register_model("ViewNet", "pkg.mod:net")
         catalog.register_explainer("ViewBlur", "Saliency", channels=1)

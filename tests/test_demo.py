@@ -41,7 +41,8 @@ def test_demo_loop_on_one_cell(tmp_path):
     said: list[str] = []
     result = demo.run(str(tmp_path / "out"), settings=demo.QUICK, models=("EfficientNetV2",),
                       explainers=("GradCAM",), metrics=("Sparseness", "Deletion"),
-                      batch_size=4, say=said.append)
+                      planted_explainers=("Saliency", "RandomExp"), batch_size=4,
+                      say=said.append)
     text = "\n".join(said)
     assert "WEIGHTS ARE RANDOM" in text and "--weights pretrained" in text
     steps = [line.split("]")[0].strip("\n[") for line in said if line.startswith("\n[")]
@@ -52,15 +53,18 @@ def test_demo_loop_on_one_cell(tmp_path):
     first_evaluate = next(i for i, line in enumerate(said) if "$ dina evaluate" in line)
     assert estimate < first_evaluate and "--metric-param Deletion.nb_steps=10" in text
     assert "identical to the builder's rows" in text
-    assert result.configs == ["EfficientNetV2-GradCAM"]
-    assert len(result.images) == len(demo.QUICK.photos) and result.score_files == 2
+    assert result.configs == ["EfficientNetV2-GradCAM", "Planted-Saliency", "Planted-RandomExp"]
+    assert len(result.images) == len(demo.QUICK.photos) and result.score_files == 2 * 3
+    # the planted-truth model's ranking is right by construction
+    assert "Deletion (lower is better): Saliency" in text and "WRONG" not in text
     scores = Layout(os.path.join(result.out, "bucket")).scores("EfficientNetV2", "GradCAM",
                                                               "Deletion")
     with open(scores) as handle:
         assert len(json.load(handle)) == len(demo.QUICK.photos)
     for path in [*result.pictures, *result.tables]:
         assert os.path.getsize(path) > 0, path
-    assert result.pictures == [os.path.join(result.out, "figures", "EfficientNetV2.png")]
+    assert result.pictures == [os.path.join(result.out, "figures", f"{name}.png")
+                               for name in ("EfficientNetV2", "Planted")]
     with open(os.path.join(result.out, "hub", "README.md")) as handle:
         card = " ".join(handle.read().split())
     assert "weights `none` (random initialisation" in card

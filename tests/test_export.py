@@ -140,8 +140,9 @@ def test_failed_export_leaves_no_partial_file(tmp_path):
 
 
 def test_resolve_configs():
-    assert resolve_configs(["all"]) == catalog.config_names()
-    assert resolve_configs(["dinov2-rise", "DinoV2-R*"]) == ["DinoV2-Rise"]
+    assert resolve_configs(["all"]) == [c.name for c in catalog.published_cells()]
+    assert len(resolve_configs(["*-Sobel"])) == len(catalog.MODELS)
+    assert resolve_configs(["dinov2-rise", "DinoV2-Ri*"]) == ["DinoV2-Rise"]
     assert len(resolve_configs(["*-GradCAM"])) == 5
     with pytest.raises(ValueError, match="did you mean"):
         resolve_configs(["DinoV2-Rize"])
@@ -269,7 +270,9 @@ def test_card_of_an_export_is_generated_from_what_was_exported(tmp_path):
     assert "| DinoV2-Rise | 4 | not recorded (no generation manifest" in text
     assert "The origin of DinoV2-Rise is not recorded" in text
     assert "**ResNet50-GradCAM** was generated" in text
-    assert [c.provenance["origin"] for c in scan(out)] == ["unknown", "generated"]
+    assert "| scores | " in text and "The `scores` config holds their per-image scores" in text
+    assert [c.provenance["origin"] for c in scan(out) if c.name != "scores"] == [
+        "unknown", "generated"]
     assert meta["size_categories"] == ["n<1K"]
 
 

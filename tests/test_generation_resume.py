@@ -40,7 +40,9 @@ def test_killed_run_resumes_to_identical_bytes(toy, capsys):
     assert complete == [parts.plan(NUM_IMAGES, 2)[0].name], names
     assert inspect(os.path.join(folder, complete[0])).num_records == 2
     indexes = {n + ".index.json" for n in complete}  # each complete part's index
-    others = set(names) - set(complete) - indexes - {"baseline.json"}
+    costs = {n for n in names if n.endswith(parts.COST_SUFFIX)}  # cost records of parts
+    assert costs <= {n.removesuffix(".tfrecord") + parts.COST_SUFFIX for n in complete}
+    others = set(names) - set(complete) - indexes - costs - {"baseline.json"}
     assert others and all(storage.TMP_MARK in n for n in others), names
 
     # The resumed run (here in-process: what it resumes from is on disk) redoes parts 1-5.

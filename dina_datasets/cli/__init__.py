@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scores": ("dina_datasets.cli.scores", "every per-image score in one Parquet table"),
     "report": ("dina_datasets.cli.report", "statistics tables and figures: which explainer "
                "can I trust?"),
+    "cost": ("dina_datasets.cli.cost", "seconds per image of generation and metrics, and "
+             "cost vs quality"),
     "show": ("dina_datasets.cli.show", "draw maps over their images"),
     "explore": ("dina_datasets.cli.explore", "a local web app: maps beside images and scores"),
 }

@@ -34,7 +34,7 @@ def rows(model: str | None = None, explainer: str | None = None) -> list[dict]:
                     "shape": list(cell.shape), "dtype": "float32",
                     "record_bytes": record_size(cell.shape), "num_records": count,
                     "size_bytes": None if count is None else record_size(cell.shape) * count,
-                    "published": cell.published})
+                    "published": cell.published, "reference": cell.explainer_spec.reference})
     return out
 
 
@@ -47,15 +47,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'config':<{width}}  {'model':<14} {'explainer':<22} {'shape':<13} {'size':>8}")
     for r in table:
         shape = "x".join(map(str, r["shape"]))
-        size = f"{r['size_bytes'] / 1e9:>6.1f}GB" if r["published"] else \
-            f"{'-':>8}  (contributed)"
+        note = "  (reference, not published)" if r["reference"] else "  (contributed)"
+        size = f"{r['size_bytes'] / 1e9:>6.1f}GB" if r["published"] else f"{'-':>8}{note}"
         print(f"{r['config']:<{width}}  {r['model']:<14} {r['explainer']:<22} {shape:<13} "
               f"{size}")
     published = [r for r in table if r["published"]]
     total = sum(r["size_bytes"] for r in published)
     line = (f"{len(published)} configs, {sum(r['num_records'] for r in published):,} maps, "
             f"{total / 1e12:.2f} TB")
-    contributed = len(table) - len(published)
-    print(line + (f" published; {contributed} contributed (as many maps as the images they "
-                  "are run on)" if contributed else ""))
+    others = len(table) - len(published)
+    references = sum(1 for r in table if r["reference"])
+    print(line + (f" published; {others} contributed (as many maps as the images they are "
+                  f"run on), {references} of them the reference explainers' (`dina generate` "
+                  "computes them)" if others else ""))
     return 0

@@ -1,4 +1,6 @@
-"""`dina evaluate`: per-sample metric scores of a config, written as `{Metric}_scores.json`.
+"""`dina evaluate`: per-sample metric scores of a config, written as `{Metric}_scores.json`
+(`{Metric}_scores.{activation}.json` with `--activation sigmoid|logits`), each with its cost
+record (`{Metric}_cost.{activation}.json`).
 
 The original scripts' option names (`--model_name`, `--explainer_name`, `--metric_name`,
 `--batch_size`) are accepted as aliases; `--output_dir DIR` is the original's bench folder
@@ -14,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from dina_datasets import catalog
-from dina_datasets.layout import DEFAULT_DATA_URL
+from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION, DEFAULT_DATA_URL
 from dina_datasets.metrics.base import VARIANTS
 
 
@@ -72,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
     parser.add_argument("--metric-param", action="append", default=[], metavar="METRIC.NAME=V",
                         help="replace a metric's published parameter, e.g. Deletion.nb_steps=20"
                         " (VALUE as JSON; repeatable); the scores are then not DINA's")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default=DEFAULT_ACTIVATION,
+                        help="the model's output head while scoring: softmax (published, "
+                        "default), sigmoid or logits; written as {Metric}_scores.{activation}"
+                        ".json. Sparseness and Complexity read the maps alone and are skipped")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
                       preprocess_url=args.preprocess_url,
                       weights=args.weights, limit=args.limit, subsample=args.subsample,
                       batch_size=args.batch_size, seed=args.seed, variant=args.variant,
+                      activation=args.activation,
                       progress=not args.no_progress and sys.stderr.isatty(),
                       assume_order=args.assume_order, overwrite=args.overwrite,
                       metric_params=metric_params(args.metric_param),
@@ -127,6 +134,7 @@ def script(family: str, argv: Sequence[str] | None = None) -> int:
         f"`dina evaluate --metrics {' '.join(defaults)}`.")
     add_arguments(parser, defaults)
     args = parser.parse_args(argv)
+    args.storage_options = None  # the scripts have no --storage-option
     try:
         return run(args)
     except DinaError as err:

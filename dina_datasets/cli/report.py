@@ -1,6 +1,7 @@
 """`dina report`: the statistics of a scores table (or of every score file under a folder)
 as tables (CSV, Markdown) and figures (PNG, SVG) under one folder, with a report.md that
-says how to read them."""
+says how to read them. With `--data-url`, the generation cost records found there
+(`dina_datasets.cost`) add the cost-vs-quality section."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder of score files (any fsspec URL; "
-                        f"default {DEFAULT_DATA_URL})")
+                        f"default {DEFAULT_DATA_URL}); its generation cost records, if any, "
+                        "add a cost-vs-quality section")
     parser.add_argument("--scores", metavar="FILE",
                         help="a scores table made by `dina scores` (instead of --data-url)")
     parser.add_argument("--configs", nargs="+", metavar="CONFIG",
@@ -59,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dina_datasets import scores
+    from dina_datasets import cost, scores
     from dina_datasets.errors import ConfigError
     from dina_datasets.report import write_report
 
@@ -73,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
         if show:
             print(f"  {text}", file=sys.stderr)
 
-    def report(table: str):
+    def report(table: str, cost_frame=None):
         return write_report(table, args.out, filters=args.filters, alpha=args.alpha,
                             alpha_cd=args.alpha_cd, n_boot=args.n_boot,
                             sizes=args.stability_sizes, stability_boot=args.stability_boot,
-                            seed=args.seed, figures=not args.no_figures,
+                            seed=args.seed, figures=not args.no_figures, cost=cost_frame,
                             storage_options=args.storage_options, say=say)
 
     if args.scores:
@@ -88,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
             scores.build(args.data_url, path, configs=args.configs,
                          imagenet_json=args.imagenet_json,
                          storage_options=args.storage_options, progress=show)
-            made = report(path)
+            # the cost records beside the maps and scores (`dina generate`, `dina evaluate`)
+            # add the cost-vs-quality section; without them there is none
+            rows = cost.collect(args.data_url, args.storage_options)
+            made = report(path, cost.report_frame(rows) if any(
+                r.kind == "generate" for r in rows) else None)
     print(f"{args.out}: report.md, {len(made.files) - 1} tables and figures")
     return 0

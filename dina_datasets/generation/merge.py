@@ -71,7 +71,8 @@ def concatenate(sources: Sequence[str], url: str, *, expected: int | None = None
 def merge(out: str, model: str, explainer: str, *, keep_parts: bool = False,
           storage_options: dict[str, Any] | None = None) -> MergeResult:
     """Join the parts of the run for `model`/`explainer` under `out` into the layout's
-    `explanations.tfrecord` (and `preprocess_dataset.tfrecord` when it was asked for)."""
+    `explanations.tfrecord` (and `preprocess_dataset.tfrecord` when it was asked for); the
+    parts' cost records go into the run's manifest (key `cost`)."""
     layout = Layout(out)
     url = layout.explanations(model, explainer)
     manifest = parts_mod.read_manifest(url, storage_options)
@@ -105,6 +106,8 @@ def merge(out: str, model: str, explainer: str, *, keep_parts: bool = False,
                                  storage_options)
     count = concatenate([parts_mod.part_url(url, p) for p in plan], url,
                         expected=num_images, storage_options=storage_options)
+    costs = parts_mod.part_costs(url, plan, storage_options)
+    parts_mod.write_manifest(url, {**manifest, "cost": costs}, storage_options)
     if not keep_parts:
         fs, folder = storage.filesystem(parts_mod.parts_folder(url), storage_options)
         with contextlib.suppress(FileNotFoundError):

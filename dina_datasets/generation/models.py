@@ -188,6 +188,50 @@ def unmatched_layers(model: Any, path: str) -> list[str]:
     return [layer.name for layer in model.layers if layer.weights and layer.name not in stored]
 
 
+def with_activation(model: Any, activation: str) -> Any:
+    """`model` with its classifier activation swapped for `activation` ("softmax", the
+    published head: the model itself; "sigmoid"; "logits": none).
+
+    The model's last layer must be its softmax head: a Dense (kecam's "predictions"/"head")
+    or an Activation/Softmax layer. A new functional model reuses every other layer as it is
+    (shared, not copied) and ends with a copy of the head with the new activation, so it has
+    as many layers as `model`.
+    """
+    from dina_datasets.layout import check_activation
+
+    activation = check_activation(activation)
+    if activation == "softmax":
+        return model
+    import tensorflow as tf
+
+    layers = list(getattr(model, "layers", None) or [])
+    last = layers[-1] if layers else None
+    config = last.get_config() if last is not None else {}
+    softmax = isinstance(last, tf.keras.layers.Softmax) or config.get("activation") == "softmax"
+    if not softmax or len(getattr(model, "outputs", None) or []) != 1 or \
+            model.outputs[0] is not last.output:
+        what = type(last).__name__ if last is not None else "no layer"
+        raise ConfigError(f"cannot swap the output activation of model {model.name!r} for "
+                          f"{activation!r}: its last layer ({what} "
+                          f"{getattr(last, 'name', '')!r}) is not a softmax head (a Dense or "
+                          "Activation layer with activation='softmax', or a Softmax layer)")
+    new = "linear" if activation == "logits" else activation
+    if isinstance(last, tf.keras.layers.Dense):
+        head = type(last).from_config({**config, "activation": new,
+                                       "name": f"{last.name}_{activation}"})
+        outputs = head(last.input)
+        head.set_weights(last.get_weights())
+    else:
+        head = tf.keras.layers.Activation(new, dtype=config.get("dtype"),
+                                          name=f"{last.name}_{activation}")
+        outputs = head(last.input)
+    swapped = tf.keras.Model(model.inputs, outputs, name=f"{model.name}_{activation}")
+    for attr in ("rescale_mode", "preprocess_input", "decode_predictions"):  # kecam's extras
+        if hasattr(model, attr):
+            setattr(swapped, attr, getattr(model, attr))
+    return swapped
+
+
 def input_size(model: Any) -> int:
     """The square input size of a Keras image model (channels last)."""
     shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape

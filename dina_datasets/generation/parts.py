@@ -23,6 +23,7 @@ PART_SIZE = 256
 MANIFEST_FORMAT = "dina-generation/1"
 PARTS_SUFFIX = ".parts"
 MANIFEST_SUFFIX = ".manifest.json"
+COST_SUFFIX = ".cost.json"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,24 @@ def parts_folder(url: str) -> str:
 def part_url(url: str, part: Part, kind: str = "") -> str:
     """The part file of `url` (`kind` "preprocess" for the preprocess parts)."""
     return storage.join(parts_folder(url), f"{kind}-{part.name}" if kind else part.name)
+
+
+def cost_url(url: str, part: Part) -> str:
+    """The cost record of a part (`dina_datasets.cost`), written once the part is complete."""
+    return storage.join(parts_folder(url), part.name.removesuffix(".tfrecord") + COST_SUFFIX)
+
+
+def part_costs(url: str, parts: Sequence[Part], storage_options: dict[str, Any] | None = None
+               ) -> list[dict]:
+    """The cost records of the parts that have one, in part order."""
+    from dina_datasets import cost
+
+    found = []
+    for part in parts:
+        data = cost.read(cost_url(url, part), storage_options)
+        if data is not None:
+            found.append(data)
+    return found
 
 
 def manifest_url(url: str) -> str:

@@ -6,6 +6,10 @@ re-run skips the complete parts and redoes the rest. Every part starts from the 
 seed, so a resumed run, a sharded run and an uninterrupted one write identical bytes. An
 unsharded run merges its parts into the layout's `explanations.tfrecord` at the end; sharded
 runs are merged with `dina merge`.
+
+Each complete part leaves a cost record beside it (images, wall seconds, seconds per image
+while explaining, batch size, device, library versions: `dina_datasets.cost`); the merge
+gathers them into the run's manifest beside the records.
 """
 
 from __future__ import annotations
@@ -126,7 +130,8 @@ def generate(model: str, explainer: str, images: str, out: str, *,
     if todo:
         loop_started, result.degenerate = _run_parts(
             cell, entries, todo, url, weights=weights, batch_size=batch_size, params=params,
-            seed=seed, kinds=kinds, source=source, progress=progress, options=storage_options)
+            seed=seed, kinds=kinds, source=source, progress=progress, options=storage_options,
+            shard=(k, n))
         result.loop_seconds = time.perf_counter() - loop_started
         result.images = sum(len(p) for p in todo)
         result.parts_written = len(todo)
@@ -192,10 +197,11 @@ def _batches(entries: list[ImageEntry], todo: list[parts_mod.Part], batch_size: 
 
 def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_mod.Part],
                url: str, *, weights: str, batch_size: int, params: dict, seed: int,
-               kinds: list[str], source: str | None, progress: bool, options: dict | None
-               ) -> tuple[float, int]:
-    """Write the parts in `todo`; returns the time the explaining loop started and the
-    number of degenerate maps (a DegenerateMapWarning is issued at the first batch with one).
+               kinds: list[str], source: str | None, progress: bool, options: dict | None,
+               shard: tuple[int, int] = (1, 1)) -> tuple[float, int]:
+    """Write the parts in `todo` and their cost records; returns the time the explaining
+    loop started and the number of degenerate maps (a DegenerateMapWarning is issued at the
+    first batch with one).
 
     With `source` (a matching preprocess file) the inputs and predictions are read from it
     instead of decoding, preprocessing and predicting again.
@@ -230,10 +236,14 @@ def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_m
         x = preprocess_images([e.path for e in batch], cell.model, input_size=size)
         return x, np.asarray(predict(x))
 
+    from dina_datasets import cost
+
+    cost.environment()  # device and versions, looked up once TensorFlow is imported
     loop_started = time.perf_counter()
     batches = list(_batches(entries, todo, batch_size))
     writers: dict[str, RecordWriter] = {}
     degenerate = 0
+    part_started, explaining = loop_started, 0.0
     with ThreadPoolExecutor(1) as pool, tqdm(total=sum(len(p) for p in todo), unit="img",
                                               desc=cell.name, disable=not progress) as bar:
         pending = pool.submit(load, *batches[0][1:])
@@ -247,7 +257,10 @@ def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_m
                     writers = {kind: RecordWriter(parts_mod.part_url(url, part, kind),
                                                   options, index=True) for kind in kinds}
                     tf.keras.utils.set_random_seed(seed)
-                flat = _write_batch(writers, batch, start, x, probs, explain, num_classes)
+                    part_started, explaining = time.perf_counter(), 0.0
+                flat, seconds = _write_batch(writers, batch, start, x, probs, explain,
+                                             num_classes)
+                explaining += seconds
                 if flat and not degenerate:
                     warnings.warn(maps.DegenerateMapWarning(
                         f"{cell.name}: {flat} of the {len(batch)} maps of images "
@@ -258,6 +271,11 @@ def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_m
                 if start + len(batch) == part.stop:
                     for kind in sorted(kinds, reverse=True):  # explanations renamed last
                         writers[kind].close()
+                    cost.write(parts_mod.cost_url(url, part), cost.record(
+                        "generate", images=len(part), seconds=explaining,
+                        batch_size=batch_size, part=part.index,
+                        wall_seconds=time.perf_counter() - part_started,
+                        shard=f"{shard[0]}/{shard[1]}"), options)
                 bar.update(len(batch))
         except BaseException as err:
             for writer in writers.values():  # closed writers ignore this
@@ -272,15 +290,19 @@ def _needs_baseline(cell: catalog.Cell, params: dict) -> bool:
 
 
 def _write_batch(writers: dict[str, RecordWriter], batch: list[ImageEntry], start: int,
-                 x: np.ndarray, probs: np.ndarray, explain: Any, num_classes: int) -> int:
-    """Explain and write one batch; returns how many of its maps are degenerate."""
+                 x: np.ndarray, probs: np.ndarray, explain: Any, num_classes: int
+                 ) -> tuple[int, float]:
+    """Explain and write one batch; returns how many of its maps are degenerate and the
+    seconds spent explaining."""
     predictions = probs.argmax(axis=-1)
     one_hot = np.eye(num_classes, dtype=np.float32)[predictions]
+    started = time.perf_counter()
     made = explain(x, one_hot)
+    explaining = time.perf_counter() - started
     for j, entry in enumerate(batch):
         if PREPROCESS in writers:
             writers[PREPROCESS].write({"preprocess_input": x[j], "one_hot_prediction": one_hot[j]})
         writers[""].write({"explanations": made[j], "index": start + j, "image_id": entry.image_id,
                            "label": entry.label, "prediction": int(predictions[j])})
-    return int(maps.degenerate(made).sum())
+    return int(maps.degenerate(made).sum()), explaining
 

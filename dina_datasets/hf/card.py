@@ -90,8 +90,21 @@ def replace_key(front: str, key: str, block: str) -> str:
     return "".join(lines[:start]) + block + "".join(lines[end:])
 
 
+SCORES_CONFIG = "scores"  # the export's scores table, beside the configs of maps
 GENERATED_START = "<!-- generated from dina_datasets.catalog: start -->"
 GENERATED_END = "<!-- generated from dina_datasets.catalog: end -->"
+
+
+# One line per reference explainer; the full definitions are in
+# dina_datasets/generation/baselines.py.
+REFERENCE_DEFINITIONS = {
+    "Sobel": "`sqrt(sobel(g, 0)**2 + sobel(g, 1)**2)`, g = channel mean, "
+             "`scipy.ndimage.sobel`, reflected borders",
+    "Laplace": "`abs(laplace(g))`, g = channel mean, `scipy.ndimage.laplace`, "
+               "reflected borders",
+    "RandomExp": "uniform [0, 1) per pixel, `numpy.random.default_rng([seed, "
+                 "blake2b(image bytes)])`, seed=0",
+}
 
 
 def _value(value: Any) -> str:
@@ -117,13 +130,20 @@ def catalog_tables() -> str:
             continue
         params = ", ".join(f"{k}={_value(v)}" for k, v in e.params.items()) or "defaults"
         lines.append(f"| {e.name} | `{e.method}` | {params} | {e.channels} |")
-    lines += ["", "| metric | family | better | images scored | parameters |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| reference explainer (not published) | definition, on the model's "
+              "preprocessed input | map channels |", "|---|---|---|"]
+    for e in catalog.EXPLAINERS.values():
+        if e.reference:
+            lines.append(f"| {e.name} | {REFERENCE_DEFINITIONS.get(e.name, e.method)} | "
+                         f"{e.channels} |")
+    lines += ["", "| metric | family | better | images scored | parameters | depends on the "
+              "output activation |", "|---|---|---|---|---|---|"]
     for spec in catalog.METRICS.values():
         params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items()) or "-"
         images = f"first {spec.subset:,}" if spec.subset else f"all {catalog.NUM_IMAGES:,}"
         lines.append(f"| {spec.name} | {spec.family} | "
-                     f"{'higher' if spec.higher_is_better else 'lower'} | {images} | {params} |")
+                     f"{'higher' if spec.higher_is_better else 'lower'} | {images} | {params} | "
+                     f"{'yes' if spec.depends_on_activation else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -193,19 +213,26 @@ def render(template: str, names: Iterable[str],
 
 
 def contents_text(rows: Mapping[str, int], origins: Mapping[str, Mapping[str, Any]]) -> str:
-    """What the repository holds: its configs, their rows and origin."""
-    total = sum(rows.values())
-    if all(o.get("origin") == PUBLISHED for o in origins.values()) and \
-            set(rows.values()) == {catalog.NUM_IMAGES}:
-        return _wrap(f"This repository holds {len(rows)} configurations of the published DINA "
+    """What the repository holds: its configs of maps, their rows and origin, and the
+    `scores` config (the scores table of those configs) when present."""
+    table = rows.get(SCORES_CONFIG)
+    maps = {name: count for name, count in rows.items() if name != SCORES_CONFIG}
+    total = sum(maps.values())
+    also = "" if table is None else (f" The `{SCORES_CONFIG}` config holds their per-image "
+                                     f"scores, {table:,} rows (`dina scores`).")
+    if all(origins.get(n, {}).get("origin") == PUBLISHED for n in maps) and \
+            set(maps.values()) == {catalog.NUM_IMAGES}:
+        return _wrap(f"This repository holds {len(maps)} configurations of the published DINA "
                      f"files (computed by the DINA authors), {catalog.NUM_IMAGES:,} rows each: "
-                     f"{total:,} rows in all.") + "\n"
-    lines = [_wrap(f"This repository holds {len(rows)} configuration(s), {total:,} rows in all, "
+                     f"{total:,} rows in all.{also}") + "\n"
+    lines = [_wrap(f"This repository holds {len(maps)} configuration(s), {total:,} rows in all, "
                    "in the DINA format (see the provenance of each under \"Source and "
-                   "licence\"):"), "",
+                   f"licence\"):{also}"), "",
              "| config | rows | origin |", "|---|---|---|"]
-    for name, count in rows.items():
+    for name, count in maps.items():
         lines.append(f"| {name} | {count:,} | {_origin_words(origins.get(name, {}))} |")
+    if table is not None:
+        lines.append(f"| {SCORES_CONFIG} | {table:,} | the score files of the configs above |")
     return "\n".join(lines) + "\n"
 
 
@@ -219,7 +246,9 @@ def _origin_words(origin: Mapping[str, Any]) -> str:
 
 
 def provenance_text(origins: Mapping[str, Mapping[str, Any]]) -> str:
-    """Where each config came from, from the exported data's own records."""
+    """Where each config came from, from the exported data's own records (the `scores`
+    config comes from theirs)."""
+    origins = {n: o for n, o in origins.items() if n != SCORES_CONFIG}
     published = [n for n, o in origins.items() if o.get("origin") == PUBLISHED]
     generated = {n: o for n, o in origins.items() if o.get("origin") == GENERATED}
     unknown = [n for n, o in origins.items() if o.get("origin") not in (PUBLISHED, GENERATED)]

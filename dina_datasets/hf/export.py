@@ -38,7 +38,7 @@ PROVENANCE_KEY = b"dina_provenance"  # Parquet key-value metadata of every shard
 # Manifest entries that say how a generated config was made (see generation.parts).
 MANIFEST_KEYS = ("model", "explainer", "weights", "model_source", "explainer_params", "params",
                  "versions", "images_source", "num_images", "seed")
-SCORES_CONFIG = "scores"
+SCORES_CONFIG = card.SCORES_CONFIG
 
 Progress = Callable[[int], Any]
 
@@ -74,7 +74,9 @@ def resolve_configs(patterns: Iterable[str], present: Iterable[str] | None = Non
     """Config names from names (case-insensitive), shell patterns ("DinoV2-*") or "all".
 
     Patterns and "all" expand against `present` (the configs found under `data_url`) when
-    given, else against the whole catalog; a name is taken as it is.
+    given, else against the whole catalog; a name is taken as it is. "all" leaves out the
+    reference explainers' configs (Sobel, Laplace, RandomExp): name them or match them with
+    a pattern, e.g. "*-Sobel".
     """
     import fnmatch
 
@@ -83,7 +85,8 @@ def resolve_configs(patterns: Iterable[str], present: Iterable[str] | None = Non
     out: list[str] = []
     for pattern in patterns:
         if pattern.lower() == "all":
-            chosen = names
+            references = {c.name for c in catalog.cells() if c.explainer_spec.reference}
+            chosen = [n for n in names if n not in references]
             if not chosen:
                 raise ConfigError(f"'all': no config found{where} (no "
                                   "{Model}/{Explainer}/explanations.tfrecord)")

@@ -16,8 +16,12 @@
   `ModelRandomizationMetric05`), null when unknown: the per-image score from
   `{Metric}_scores.json` beside the explanations; null where the file is missing or
   shorter (the randomization metrics cover the first 1,024 images).
+- one float64 column `{Metric}_{activation}` per metric that depends on the model's output
+  activation (all but Sparseness and Complexity) and per activation other than the
+  published softmax (`sigmoid`, `logits`), e.g. `Insertion_logits`: the score from
+  `{Metric}_scores.{activation}.json`, null where that file is missing or shorter.
 
-Every config has every metric column, so all configs share one schema except for the
+Every config has every score column, so all configs share one schema except for the
 channel count of `explanation`; a missing score file gives an all-null column, never an
 error. Unknown labels are -1 and unknown image ids `""` (not null) so that batches of every
 column collate in numpy, torch and jax.
@@ -32,14 +36,26 @@ from __future__ import annotations
 import datasets
 
 from dina_datasets import catalog
+from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION
 
 UNKNOWN_IMAGE_ID = ""
 ENCODINGS = ("array", "binary")
 
 
+def score_columns() -> list[tuple[str, str, str]]:
+    """(column, metric, activation) of every score column: the catalog's metrics with the
+    published softmax head, then `{Metric}_{activation}` for the other activations."""
+    columns = [(name, name, DEFAULT_ACTIVATION) for name in catalog.METRICS]
+    for activation in ACTIVATIONS:
+        if activation != DEFAULT_ACTIVATION:
+            columns += [(f"{spec.name}_{activation}", spec.name, activation)
+                        for spec in catalog.iter_metrics() if spec.depends_on_activation]
+    return columns
+
+
 def metric_columns() -> list[str]:
-    """The score columns, in catalog order."""
-    return list(catalog.METRICS)
+    """The score columns' names, in `score_columns` order."""
+    return [column for column, _, _ in score_columns()]
 
 
 def explanation_feature(cell: catalog.Cell) -> datasets.Array3D:

@@ -21,7 +21,12 @@ from dina_datasets import catalog, formats
 from dina_datasets.errors import AlignmentError, DinaError, LayoutError, ProtoError, RecordError
 from dina_datasets.formats import UNKNOWN_LABEL
 from dina_datasets.hf import arrow
-from dina_datasets.hf.features import UNKNOWN_IMAGE_ID, features, metric_columns
+from dina_datasets.hf.features import (
+    UNKNOWN_IMAGE_ID,
+    features,
+    metric_columns,
+    score_columns,
+)
 from dina_datasets.hf.readahead import ReadAhead
 from dina_datasets.layout import Layout
 from dina_datasets.recordio import planner, proto, reader, storage
@@ -68,8 +73,9 @@ class Source:
             raise RecordError(f"the explanations file of {cell.name} is empty (0 records): a "
                               "run that wrote nothing, or a copy that failed; regenerate or "
                               "copy it again", url=url)
-        scores = {name: _scores(layout.scores(cell.model, cell.explainer, name), n, url,
-                                storage_options) for name in metric_columns()}
+        scores = {column: _scores(layout.scores(cell.model, cell.explainer, metric, activation),
+                                  n, url, storage_options)
+                  for column, metric, activation in score_columns()}
         source = cls(cell, info, scores, storage_options=storage_options, check_crc=check_crc,
                      chunk_bytes=chunk_bytes)
         if imagenet_json:

@@ -15,6 +15,7 @@ import importlib
 from typing import Any
 
 from dina_datasets import catalog
+from dina_datasets.errors import ConfigError
 
 
 def metric_class(name: str) -> type:
@@ -28,10 +29,19 @@ def build(name: str, model: Any = None, explainer_factory: Any = None, **params:
     """The metric `name` with its published parameters (catalog), overridden by `params`.
 
     Randomization metrics also need `explainer_factory(model) -> explain(inputs, targets)`.
+    `activation` ("softmax", "sigmoid", "logits") applies to the metrics that run the model;
+    the map-only ones (Sparseness, Complexity) refuse any other than softmax.
     """
     spec = catalog.metric(name)
     cls = metric_class(spec.name)
     kwargs = {**spec.params, **params}
+    if not spec.depends_on_activation and "activation" in kwargs:
+        from dina_datasets.layout import DEFAULT_ACTIVATION, check_activation
+
+        if check_activation(kwargs.pop("activation")) != DEFAULT_ACTIVATION:
+            raise ConfigError(f"{spec.name} does not depend on the output activation (it reads "
+                              f"the maps alone): its {DEFAULT_ACTIVATION} scores stand for "
+                              "every activation")
     if spec.family == "randomization":
         return cls(model, explainer_factory, **kwargs)
     return cls(model, **kwargs)

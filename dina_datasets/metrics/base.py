@@ -15,6 +15,7 @@ import numpy as np
 
 from dina_datasets import catalog
 from dina_datasets.errors import AlignmentError, ConfigError, check_positive_int
+from dina_datasets.layout import DEFAULT_ACTIVATION, check_activation
 
 Batch = tuple[np.ndarray | None, np.ndarray | None, np.ndarray]
 
@@ -33,6 +34,22 @@ def reduce_channels(maps: np.ndarray) -> np.ndarray:
         raise AlignmentError(f"explanations must have shape (N, H, W) or (N, H, W, C), got "
                              f"{maps.shape}")
     return maps.astype(np.float32, copy=False)
+
+
+def swap_activation(model: Any, activation: str, metric: str = "") -> Any:
+    """A Keras model with its softmax head replaced by `activation` (sigmoid, logits).
+
+    Only Keras models can be changed; a plain callable must return the scores wanted."""
+    if isinstance(model, Forward):
+        model = model.model
+    if not (hasattr(model, "layers") and callable(model)):
+        raise ConfigError(f"{metric or 'the metric'}: activation={activation!r} swaps the "
+                          "softmax head of a Keras model; for a callable model, pass "
+                          f"activation='{DEFAULT_ACTIVATION}' and make the callable return the "
+                          f"{activation} scores itself")
+    from dina_datasets.generation.models import with_activation
+
+    return with_activation(model, activation)
 
 
 def check_variant(variant: str) -> str:
@@ -183,11 +200,19 @@ class Metric(ABC):
 
     name: ClassVar[str] = ""
 
-    def __init__(self, model: Any = None, *, batch_size: int = 32) -> None:
+    def __init__(self, model: Any = None, *, batch_size: int = 32,
+                 activation: str = DEFAULT_ACTIVATION) -> None:
         check_positive_int("batch_size", batch_size)
         if model is None and self.spec.needs_model:
             raise ConfigError(f"{self.name} needs a model: pass a Keras model or a callable "
                               "mapping a float32 batch (N, H, W, 3) to scores (N, classes)")
+        self.activation = check_activation(activation)
+        if self.activation != DEFAULT_ACTIVATION and not self.spec.depends_on_activation:
+            raise ConfigError(f"{self.name} does not depend on the output activation (it reads "
+                              f"the maps alone): its {DEFAULT_ACTIVATION} scores stand for "
+                              "every activation")
+        if self.activation != DEFAULT_ACTIVATION:
+            model = swap_activation(model, self.activation, self.name)
         self.model = model
         self.batch_size = int(batch_size)
         self.forward = Forward(model) if model is not None else None

@@ -2,13 +2,21 @@
 
 One pass over the data serves every metric asked for; the randomization metrics stop after
 their subset (the first 1,024 samples by default, as published). Each score file is
-written atomically as soon as its metric is done.
+written atomically as soon as its metric is done, with its cost record beside it
+(`Layout.cost`: images, seconds inside the metric, seconds per image, batch size, device,
+library versions; `dina_datasets.cost`).
+
+With `activation="sigmoid"` or `"logits"` the model's softmax head is swapped before
+scoring (targets stay the model's own prediction) and the files are
+`{Metric}_scores.{activation}.json`; the map-only metrics (Sparseness, Complexity) do not
+depend on the activation and are skipped with a note.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +25,7 @@ import numpy as np
 
 from dina_datasets import catalog, formats
 from dina_datasets.errors import ConfigError, LayoutError, check_positive_int
-from dina_datasets.layout import DEFAULT_DATA_URL, Layout
+from dina_datasets.layout import DEFAULT_ACTIVATION, DEFAULT_DATA_URL, Layout, check_activation
 from dina_datasets.metrics import build, metric_class
 from dina_datasets.metrics.base import Forward
 from dina_datasets.metrics.sources import (
@@ -88,7 +96,8 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
              images: str | None = None, preprocess_url: str | None = None,
              weights: str = "pretrained", limit: int | None = None,
              subsample: int | None = None, batch_size: int = 32, seed: int = 42,
-             variant: str = "dina", progress: bool = True, assume_order: bool = False,
+             variant: str = "dina", activation: str = DEFAULT_ACTIVATION,
+             progress: bool = True, assume_order: bool = False,
              overwrite: bool = False, metric_params: dict[str, dict[str, Any]] | None = None,
              storage_options: dict[str, Any] | None = None) -> EvaluateResult:
     """Score the maps of `model`/`explainer` under `data_url`; write the score files under
@@ -101,12 +110,24 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
     with `images` by position only for the kecam json that produced them or with
     `assume_order`. A score file is never replaced by a shorter one (a partial run) unless
     `overwrite`: choose another `out` instead. `metric_params` ({metric: {name: value}})
-    replace a metric's published parameters (e.g. Deletion's nb_steps).
+    replace a metric's published parameters (e.g. Deletion's nb_steps). `activation`
+    (softmax, sigmoid, logits) is the model's output head while scoring; metrics that do not
+    depend on it are skipped with a note when it is not softmax.
     """
+    started = time.perf_counter()
     cell = catalog.Cell(model, explainer, allow_missing=True)
     specs = list({spec.name: spec for spec in map(catalog.metric, metrics)}.values())
     if not specs:
         raise ConfigError(f"no metric given; valid: {', '.join(catalog.METRICS)}")
+    activation = check_activation(activation)
+    skipped = [s.name for s in specs
+               if activation != DEFAULT_ACTIVATION and not s.depends_on_activation]
+    specs = [s for s in specs if s.name not in skipped]
+    if not specs:
+        dependent = [m.name for m in catalog.iter_metrics() if m.depends_on_activation]
+        raise ConfigError(f"{', '.join(skipped)}: map-only, not dependent on the output "
+                          f"activation (the {DEFAULT_ACTIVATION} scores stand for {activation} "
+                          f"too); the metrics that depend on it: {', '.join(dependent)}")
     for name, value in (("limit", limit), ("subsample", subsample),
                         ("batch size", batch_size)):
         check_positive_int(name, value, allow_none=name != "batch size")
@@ -119,7 +140,11 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
     if total == 0:
         raise LayoutError(f"{url} holds no records")
     if not overwrite:
-        _keep_longer(out_layout, cell, stops, storage_options)
+        _keep_longer(out_layout, cell, stops, activation, storage_options)
+    if skipped:
+        result.notes.append(f"skipped {', '.join(skipped)}: map-only, not recomputed for "
+                            f"{activation} (the {DEFAULT_ACTIVATION} scores stand for every "
+                            "activation)")
 
     net = None
     batches = explanation_batches(url, max(stops.values()), batch_size,
@@ -152,9 +177,13 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
     if unused:
         raise ConfigError(f"parameters given for {', '.join(sorted(unused))}, which is not "
                           f"among the metrics computed ({', '.join(s.name for s in specs)})")
-    scorers = {s.name: _metric(s, net, factory, batch_size, seed, variant,
+    scorers = {s.name: _metric(s, net, factory, batch_size, seed, variant, activation,
                                params.get(s.name, {})) for s in specs}
     scores: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
+    seconds = dict.fromkeys(scorers, 0.0)
+    from dina_datasets import cost
+
+    cost.environment()  # device and versions, looked up once TensorFlow is imported
     mismatched = 0
     from tqdm import tqdm
 
@@ -169,13 +198,23 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
                 if n <= 0:
                     continue
                 part = slice(0, n)
+                began = time.perf_counter()
                 scores[name].append(np.asarray(metric.scores(
                     None if batch.inputs is None else batch.inputs[part],
                     None if batch.targets is None else batch.targets[part],
                     batch.explanations[part], start=batch.start), np.float64))
+                seconds[name] += time.perf_counter() - began
                 if batch.start + n == stops[name]:
                     result.written.append(_write(name, scores[name], out_layout, cell,
-                                                 storage_options))
+                                                 activation, storage_options))
+                    cost.write(out_layout.cost(cell.model, cell.explainer, name, activation),
+                               cost.record("evaluate", images=stops[name],
+                                           seconds=seconds[name], batch_size=batch_size,
+                                           model=cell.model, explainer=cell.explainer,
+                                           metric=name, activation=activation,
+                                           variant=variant, weights=weights,
+                                           wall_seconds=time.perf_counter() - started),
+                               storage_options)
             bar.update(len(batch))
     if mismatched:
         result.notes.append(f"{mismatched} targets differ from the predictions recorded with "
@@ -184,35 +223,41 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
 
 
 def _metric(spec: catalog.MetricSpec, net: Any, factory: Any, batch_size: int, seed: int,
-            variant: str, params: dict[str, Any] | None = None) -> Any:
+            variant: str, activation: str = DEFAULT_ACTIVATION,
+            params: dict[str, Any] | None = None) -> Any:
     accepted = inspect.signature(metric_class(spec.name)).parameters
     extra = {k: v for k, v in (("seed", seed), ("variant", variant)) if k in accepted}
+    if "activation" in (params or {}):
+        raise ConfigError(f"{spec.name}.activation: choose the output head with --activation "
+                          "(it also names the score file), not as a metric parameter")
     unknown = set(params or {}) - set(accepted)
     if unknown:
         raise ConfigError(f"{spec.name} has no parameter {', '.join(sorted(unknown))}; its "
                           "parameters: " + ", ".join(k for k in accepted
                                                      if k not in ("self", "model")))
     extra.update(params or {})
+    if activation != DEFAULT_ACTIVATION:
+        extra["activation"] = activation
     if spec.family == "randomization":
         return build(spec.name, net, factory, batch_size=batch_size, **extra)
     return build(spec.name, net if spec.needs_model else None, batch_size=batch_size, **extra)
 
 
 def _write(name: str, parts: list[np.ndarray], layout: Layout, cell: catalog.Cell,
-           options: dict | None) -> Written:
+           activation: str, options: dict | None) -> Written:
     values = np.concatenate(parts)
-    url = layout.scores(cell.model, cell.explainer, name)
+    url = layout.scores(cell.model, cell.explainer, name, activation)
     formats.write_scores(url, values, options)
     finite = values[np.isfinite(values)]
     return Written(name, url, len(values), float(finite.mean()) if len(finite) else math.nan)
 
 
-def _keep_longer(layout: Layout, cell: catalog.Cell, stops: dict[str, int],
+def _keep_longer(layout: Layout, cell: catalog.Cell, stops: dict[str, int], activation: str,
                  options: dict | None) -> None:
     """ConfigError before any work when a score file to write holds more scores than this
     run computes (a `--limit` or `--subsample` run over a full file)."""
     for name, stop in stops.items():
-        url = layout.scores(cell.model, cell.explainer, name)
+        url = layout.scores(cell.model, cell.explainer, name, activation)
         existing = formats.read_scores(url, options)
         if existing is not None and len(existing) > stop:
             raise ConfigError(f"{url} holds {len(existing)} scores and this run computes "

@@ -2,7 +2,9 @@
 (Bhatt et al. 2020), with DINA's definitions (FACTS.md §4), per sample.
 
 The model is a Keras model or any callable mapping a float32 batch (N, H, W, C) to scores
-(N, classes); the score of an input is sum(model(x) * target).
+(N, classes); the score of an input is sum(model(x) * target). `activation="sigmoid"` or
+`"logits"` swaps a Keras model's softmax head first (the targets stay the same one-hot
+classes), so the curves follow the sigmoid or the logit of the target class.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dina_datasets.errors import ConfigError, check_positive_int
+from dina_datasets.layout import DEFAULT_ACTIVATION
 from dina_datasets.metrics.base import Metric, check_variant, reduce_channels
 from dina_datasets.metrics.perturbation import Fill, perturbed_scores
 from dina_datasets.metrics.ranks import spearman
@@ -67,8 +70,8 @@ class CausalFidelity(Metric):
 
     def __init__(self, model: Any, *, nb_steps: int = 200, baseline: Baseline = 0.0,
                  max_percentage_perturbed: float = 1.0, batch_size: int = 32,
-                 variant: str = "dina") -> None:
-        super().__init__(model, batch_size=batch_size)
+                 variant: str = "dina", activation: str = DEFAULT_ACTIVATION) -> None:
+        super().__init__(model, batch_size=batch_size, activation=activation)
         self.variant = check_variant(variant)
         check_positive_int("nb_steps", nb_steps, minimum=2)
         if not 0.0 < max_percentage_perturbed <= 1.0:
@@ -162,8 +165,9 @@ class MuFidelity(Metric):
 
     def __init__(self, model: Any, *, nb_samples: int = 200, grid_size: int = 8,
                  subset_percent: float = 0.2, baseline: Baseline = 0.0, batch_size: int = 32,
-                 seed: int = 42, variant: str = "dina") -> None:
-        super().__init__(model, batch_size=batch_size)
+                 seed: int = 42, variant: str = "dina", activation: str = DEFAULT_ACTIVATION
+                 ) -> None:
+        super().__init__(model, batch_size=batch_size, activation=activation)
         check_positive_int("nb_samples", nb_samples, minimum=2)
         check_positive_int("grid_size", grid_size)
         self.nb_samples = int(nb_samples)

@@ -4,6 +4,11 @@ better.
 
 They take an explainer factory, `explainer_factory(model) -> explain(inputs, targets) ->
 maps`, e.g. `functools.partial(dina_datasets.generation.explainers.make_explainer, name)`.
+
+With `activation="sigmoid"` or `"logits"` the model's softmax head is swapped first, so the
+re-explanations (for the other class, or of the randomized copy) are made through that head,
+while the stored maps were made through the model's own (softmax) head: part of the
+difference then comes from the head itself.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 
 from dina_datasets import catalog
 from dina_datasets.errors import AlignmentError, ConfigError
+from dina_datasets.layout import DEFAULT_ACTIVATION
 from dina_datasets.metrics.base import Metric, check_variant, reduce_channels
 from dina_datasets.metrics.ranks import spearman
 from dina_datasets.metrics.ssim import ssim
@@ -38,8 +44,8 @@ def _maps(values: Any, like: np.ndarray) -> np.ndarray:
 
 class _Reexplaining(Metric):
     def __init__(self, model: Any, explainer_factory: ExplainerFactory, *, batch_size: int,
-                 seed: int) -> None:
-        super().__init__(model, batch_size=batch_size)
+                 seed: int, activation: str = DEFAULT_ACTIVATION) -> None:
+        super().__init__(model, batch_size=batch_size, activation=activation)
         if not callable(explainer_factory):
             raise ConfigError("explainer_factory must be a callable: explainer_factory(model) "
                               "-> explain(inputs, targets) -> maps")
@@ -67,8 +73,10 @@ class RandomLogitMetric(_Reexplaining):
     name = "RandomLogitMetric"
 
     def __init__(self, model: Any, explainer_factory: ExplainerFactory, *,
-                 batch_size: int = 32, seed: int = 42) -> None:
-        super().__init__(model, explainer_factory, batch_size=batch_size, seed=seed)
+                 batch_size: int = 32, seed: int = 42, activation: str = DEFAULT_ACTIVATION
+                 ) -> None:
+        super().__init__(model, explainer_factory, batch_size=batch_size, seed=seed,
+                         activation=activation)
 
     def off_classes(self, classes: np.ndarray, num_classes: int, start: int = 0) -> np.ndarray:
         """A class other than classes[i] for each sample start + i, uniformly drawn."""
@@ -108,14 +116,15 @@ class ModelRandomizationMetric(_Reexplaining):
 
     def __init__(self, model: Any, explainer_factory: ExplainerFactory, *,
                  fraction: float | None = None, batch_size: int = 32, seed: int = 42,
-                 variant: str = "dina") -> None:
+                 variant: str = "dina", activation: str = DEFAULT_ACTIVATION) -> None:
         if fraction is None and self.fraction_default is None:
             raise ConfigError("ModelRandomizationMetric needs fraction= (the share of "
                               "model.layers to randomize), e.g. 0.05")
         self.fraction = float(self.fraction_default if fraction is None else fraction)
         if not 0.0 <= self.fraction <= 1.0:
             raise ConfigError(f"fraction must be in [0, 1], got {self.fraction!r}")
-        super().__init__(model, explainer_factory, batch_size=batch_size, seed=seed)
+        super().__init__(model, explainer_factory, batch_size=batch_size, seed=seed,
+                         activation=activation)
         self.variant = check_variant(variant)
         self._randomized: Any = None
 

@@ -1,0 +1,46 @@
+"""`dina cost`: what generating and scoring cost per image, and cost against quality."""
+
+from __future__ import annotations
+
+import argparse
+
+from dina_datasets.layout import DEFAULT_DATA_URL
+
+FILES = ("cost.csv", "cost_quality.csv", "cost_quality.png", "cost_quality.svg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
+                        help="root of a bucket-shaped folder written by `dina generate` and "
+                        f"`dina evaluate` (any fsspec URL; default {DEFAULT_DATA_URL})")
+    parser.add_argument("--out", default="cost", metavar="DIR",
+                        help=f"folder (or URL) for {', '.join(FILES)} (default ./cost)")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG and SVG")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dina_datasets import cost
+    from dina_datasets.errors import LayoutError
+    from dina_datasets.recordio import storage
+
+    rows = cost.collect(args.data_url, args.storage_options)
+    if not rows:
+        raise LayoutError(f"no cost records under {args.data_url}: they are written by "
+                          "`dina generate` (in the manifest beside the maps) and `dina "
+                          "evaluate` ({Metric}_cost.{activation}.json beside the scores)")
+    print(cost.text(rows))
+    points = cost.cost_quality(rows, args.data_url, args.storage_options)
+    outputs = {"cost.csv": cost.csv_text(rows).encode(),
+               "cost_quality.csv": cost.points_csv(points).encode()}
+    if points and not args.no_plot:
+        outputs["cost_quality.png"] = cost.draw(points, "png")
+        outputs["cost_quality.svg"] = cost.draw(points, "svg")
+    elif not points:
+        print("no cell has both generation cost records and score files: no cost-vs-quality "
+              "picture")
+    for name, data in outputs.items():
+        url = storage.join(args.out, name)
+        with storage.atomic_write(url, "wb", args.storage_options) as handle:
+            handle.write(data)
+        print(f"wrote {url}")
+    return 0
