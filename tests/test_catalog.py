@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import (
@@ -174,3 +175,36 @@ def test_tables_are_read_only_outside_register():
         catalog.unregister("ViewNet")
         catalog.unregister("ViewBlur")
     assert "ViewNet" not in catalog.MODELS and "ViewBlur" not in catalog.EXPLAINERS
+
+
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+
+
+def test_readme_examples_print_what_the_code_prints(capsys):
+    """Every `>>> expression` of the README followed by `SomeError: message` raises that
+    error with that message (a trailing "..." stands for the rest), and the `$ dina configs`
+    lines shown are the command's own."""
+    import re
+
+    from dina_datasets import Cell  # noqa: F401  (the README's examples use it)
+
+    with open(README, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    checked = 0
+    for line, answer in zip(lines, lines[1:], strict=False):  # noqa: RUF007
+        match = re.fullmatch(r"(\w+Error): (.*)", answer)
+        if not line.startswith(">>> ") or not match:
+            continue
+        with pytest.raises(Exception) as info:
+            eval(line[4:])
+        assert type(info.value).__name__ == match[1], line
+        shown = match[2]
+        real = str(info.value)
+        assert real.startswith(shown[:-3]) if shown.endswith("...") else real == shown, (
+            f"README: {shown}\nreal:   {real}")
+        checked += 1
+    assert checked >= 2
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    block = lines[lines.index("$ dina configs") + 1:]
+    assert block[:2] == out[:2] and block[3] == out[-1]

@@ -139,11 +139,13 @@ def test_stream_fails_clearly_when_retries_run_out(emulator, proxy, fast_retries
     maps = emulator[2]["ResNet50-Saliency"]
     proxy.plan = lambda n, r: "503" if n >= 3 else None
     got = []
-    with pytest.raises(storage.TransferError) as info:
+    with pytest.raises(dd.TransferError) as info:  # the README's Reliability claim
         for array in dd.read_explanations(SALIENCY, chunk_bytes=2 * RECORD,
                                           storage_options=opts(proxy)):
             got.append(np.array(array))
     assert SALIENCY in str(info.value) and "attempts" in str(info.value)
+    assert isinstance(info.value, dd.NetworkError) and isinstance(info.value, dd.DinaError)
+    assert storage.TransferError is dd.TransferError
     assert 0 < len(got) < len(maps)
     assert all(same(g, m) for g, m in zip(got, maps, strict=False))
 

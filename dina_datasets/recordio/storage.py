@@ -4,13 +4,13 @@ and atomic writes (temporary name, then rename)."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import io
 import ipaddress
 import os
 import posixpath
 import socket
+import threading
 import time
 import urllib.parse
 import uuid
@@ -115,12 +115,38 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _resolve(host: str, port: int, timeout: float) -> list[tuple]:
+    """getaddrinfo in a daemon thread, so that a resolver that does not answer costs at most
+    `timeout` seconds, now and at exit."""
+    found: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            found["addresses"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as err:
+            found["error"] = err
+
+    thread = threading.Thread(target=run, name="dina-dns", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError("no answer from the name resolver")
+    if "error" in found:
+        raise found["error"]
+    return found["addresses"]
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                   "all_proxy")
+
+
 def check_network(url: str, storage_options: dict[str, Any] | None = None,
                   timeout: float = CONNECT_TIMEOUT) -> None:
     """NetworkError, within `timeout` seconds, when the endpoint of a remote `url` cannot be
     reached; at once in offline mode (HF_DATASETS_OFFLINE=1) unless it is on loopback.
 
-    One DNS lookup and one TCP connect per endpoint and process; local URLs pass untouched.
+    One DNS lookup and one TCP connect per endpoint and process; local URLs pass untouched,
+    and so does every URL when a proxy variable is set (the route is then the proxy's).
     """
     found = _endpoint(url, storage_options or {})
     if found is None or found[:2] in _REACHED:
@@ -131,16 +157,15 @@ def check_network(url: str, storage_options: dict[str, Any] | None = None,
     if offline() and not _loopback(host):
         raise NetworkError(f"{url} is remote and offline mode is on (HF_DATASETS_OFFLINE or "
                            f"HF_HUB_OFFLINE): {advice}, or unset it to use the network")
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return
     deadline = time.monotonic() + timeout
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dina-dns")
     try:
-        addresses = pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM
-                                ).result(timeout=timeout)
-        reason = None
-        for family, kind, proto, _, address in addresses:
+        reason: OSError | None = None
+        for family, kind, proto, _, address in _resolve(host, port, timeout):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no answer within {timeout:g} s")
+                raise TimeoutError("no answer in time")
             with socket.socket(family, kind, proto) as sock:
                 sock.settimeout(left)
                 try:
@@ -151,13 +176,11 @@ def check_network(url: str, storage_options: dict[str, Any] | None = None,
             _REACHED.add((host, port))
             return
         raise reason or OSError(f"no address for {host}")
-    except (OSError, concurrent.futures.TimeoutError) as err:
-        what = ("timed out" if isinstance(err, (TimeoutError, concurrent.futures.TimeoutError))
-                else err.strerror or str(err) or type(err).__name__)
+    except OSError as err:
+        what = "timed out" if isinstance(err, TimeoutError) else \
+            err.strerror or str(err) or type(err).__name__
         raise NetworkError(f"cannot reach {endpoint} for {url} ({what}, checked within "
                            f"{timeout:g} s): check the network, or {advice}") from None
-    finally:
-        pool.shutdown(wait=False)
 
 
 def join(url: str, *parts: str) -> str:
