@@ -107,7 +107,8 @@ def test_leaderboard_filters_by_class_and_prediction(site):
 
 def test_sample_of_a_model_draws_each_explainer_as_dina_show(site, tmp_path):
     root, images, _, client, _ = site
-    image, keys, maps = client.predict("ResNet50", 2, "", "softmax", api_name="/sample")
+    image, keys, maps, scores = client.predict("ResNet50", 2, "", "softmax",
+                                               api_name="/sample")
     configs = ["ResNet50-Saliency", "ResNet50-GradCAM", "ResNet50-Rise"]
     assert [m["caption"].split(" · ")[0] for m in maps] == configs
     for config, item in zip(configs, maps, strict=True):
@@ -115,6 +116,9 @@ def test_sample_of_a_model_draws_each_explainer_as_dina_show(site, tmp_path):
         files = score_files(root, config)
         assert f"Insertion {files['Insertion'][2]:.3g}" in item["caption"]
         assert f"Deletion {files['Deletion'][2]:.3g}" in item["caption"]
+        row = next(r for r in table(scores) if r["config"] == config)
+        assert row["Insertion"] == pytest.approx(files["Insertion"][2])
+        assert row["RandomLogitMetric"] == pytest.approx(files["RandomLogitMetric"][2])
     assert "image id `img_002`" in keys and "label **2**" in keys
     assert "prediction **6** (wrong)" in keys
     from dina_datasets.figures import display_image
@@ -125,7 +129,7 @@ def test_sample_of_a_model_draws_each_explainer_as_dina_show(site, tmp_path):
 
 def test_sample_of_an_explainer_goes_across_models(site, tmp_path):
     root, images, _, client, _ = site
-    _, keys, maps = client.predict("Rise", 0, "img_004", "softmax", api_name="/sample")
+    _, keys, maps, _ = client.predict("Rise", 0, "img_004", "softmax", api_name="/sample")
     assert "record **4**" in keys  # the image id chose the record
     assert [m["caption"].split(" · ")[0] for m in maps] == ["DinoV2-Rise", "ResNet50-Rise"]
     for item, config in zip(maps, ["DinoV2-Rise", "ResNet50-Rise"], strict=True):

@@ -19,7 +19,9 @@ from gcs_server import free_port
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -90,6 +92,14 @@ def wait_text(driver, css: str, words: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
+def choose(driver, elem_id: str, value: str) -> None:
+    """Type a value into a dropdown and confirm it."""
+    box = driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input")
+    box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(value, Keys.ENTER)
+
+
 def tab(driver, name: str) -> None:
     button = WebDriverWait(driver, WAIT).until(ec.element_to_be_clickable(
         (By.XPATH, f"//button[@role='tab' and normalize-space()='{name}']")))
@@ -99,15 +109,21 @@ def tab(driver, name: str) -> None:
 def test_leaderboard_sample_compare_in_chromium(page):
     driver, url, tmp = page
     driver.get(url)
-    # the leaderboard is filled on load: the first model's explainers, ranked
+    # the leaderboard is filled on load: the first model (DinoV2, catalog order), ranked
+    table = wait_text(driver, "#lb-table", "Rise")
+    assert "explainer" in table and "Insertion" in table and "Saliency" not in table
+    choose(driver, "lb-model", "ResNet50")
+    driver.find_element(By.CSS_SELECTOR, "#lb-go").click()
     table = wait_text(driver, "#lb-table", "Saliency")
-    assert "Rise" in table and "explainer" in table and "Insertion" in table
+    assert "Rise" in table
     driver.save_screenshot(str(tmp / "1-leaderboard.png"))
 
     tab(driver, "Sample")
+    choose(driver, "s-name", "ResNet50")
     driver.find_element(By.CSS_SELECTOR, "#s-go").click()
     keys = wait_text(driver, "#s-keys", "record")
     assert "img_000" in keys and "label" in keys
+    assert "Insertion" in wait_text(driver, "#s-scores", "ResNet50-Rise")
     gallery = wait_text(driver, "#s-maps", "ResNet50-Saliency")
     assert "ResNet50-Rise" in gallery and "Insertion" in gallery
     maps = driver.find_elements(By.CSS_SELECTOR, "#s-maps img")
@@ -122,11 +138,12 @@ def test_leaderboard_sample_compare_in_chromium(page):
     assert "score_a" in rows and "disagreement" in rows
     driver.save_screenshot(str(tmp / "3-compare.png"))
     # a click on a disagreeing image opens it in Sample
-    cell = driver.find_element(By.XPATH, "//*[@id='c-table']//td[contains(., 'img_00')]")
+    cell = next(c for c in driver.find_elements(
+        By.XPATH, "//*[@id='c-table']//span[contains(text(), 'img_00')]") if c.is_displayed())
     chosen = cell.text.strip()
-    cell.click()
+    ActionChains(driver).move_to_element(cell).click().perform()
     keys = wait_text(driver, "#s-keys", chosen)
-    assert "ResNet50" in keys
+    assert "DinoV2" in keys  # config A's model (DinoV2-Rise by default)
     driver.save_screenshot(str(tmp / "4-sample-from-compare.png"))
 
     # bad input: a message in the page, and the page still works

@@ -76,7 +76,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                    " (wrong)" if s.label >= 0 and s.prediction >= 0 else ""))
         if s.notes:
             keys += "\n\n" + "\n".join(f"- {html.escape(n)}" for n in s.notes)
-        return image, keys, s.maps
+        return image, keys, s.maps, s.scores
 
     @guarded
     def compare(config_a, config_b, metric, prediction, classes, image_ids, activation):
@@ -115,7 +115,7 @@ def build(explorer: Explorer) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Leaderboard", id="leaderboard"):
                 with gr.Row():
-                    lb_model = _choice(models, value=first, label="model")
+                    lb_model = _choice(models, value=first, label="model", elem_id="lb-model")
                     lb_metric = _choice(["all", *metrics], value=first_metric,
                                             label="metric")
                     lb_go = gr.Button("Show leaderboard", elem_id="lb-go")
@@ -126,7 +126,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                                         interactive=False)
             with gr.Tab("Sample", id="sample"):
                 with gr.Row():
-                    s_name = _choice(names, value=first,
+                    s_name = _choice(names, value=first, elem_id="s-name",
                                          label="model (its explainers) or explainer (its "
                                          "models)")
                     s_index = gr.Number(0, precision=0, label="record index", elem_id="s-index")
@@ -136,8 +136,11 @@ def build(explorer: Explorer) -> gr.Blocks:
                     s_image = gr.Image(type="filepath", label="image", height=260,
                                        interactive=False)
                     s_keys = gr.Markdown(elem_id="s-keys")
-                s_maps = gr.Gallery(label="maps (as `dina show` draws them)", columns=4,
-                                    height="auto", elem_id="s-maps", interactive=False)
+                s_scores = gr.Dataframe(label="this image's scores", elem_id="s-scores",
+                                        interactive=False)
+                s_maps = gr.Gallery(label="maps (as `dina show` draws them)", columns=3,
+                                    height="auto", object_fit="contain", elem_id="s-maps",
+                                    interactive=False)
             with gr.Tab("Compare", id="compare"):
                 with gr.Row():
                     c_a = _choice(configs, value=configs[0] if configs else None,
@@ -170,7 +173,7 @@ def build(explorer: Explorer) -> gr.Blocks:
         lb_go.click(leaderboard, [lb_model, lb_metric, *shared], lb_table,
                     api_name="leaderboard")
         s_go.click(sample, [s_name, s_index, s_image_id, activation],
-                   [s_image, s_keys, s_maps], api_name="sample")
+                   [s_image, s_keys, s_maps, s_scores], api_name="sample")
         c_go.click(compare, [c_a, c_b, c_metric, *shared], [c_plot, c_table],
                    api_name="compare")
         a_go.click(agreement, [a_between, *shared], [a_plot, a_table], api_name="agreement")
@@ -184,17 +187,19 @@ def build(explorer: Explorer) -> gr.Blocks:
 
         c_table.select(open_row, [c_a, c_table], [tabs, s_name, s_index, s_image_id],
                        api_name=False).then(
-            sample, [s_name, s_index, s_image_id, activation], [s_image, s_keys, s_maps],
+            sample, [s_name, s_index, s_image_id, activation], [s_image, s_keys, s_maps, s_scores],
             api_name=False)
         if not problem:
             demo.load(leaderboard, [lb_model, lb_metric, *shared], lb_table, api_name=False)
     return demo
 
 
-def _choice(choices: list[str], value: str | None = None, label: str = "") -> gr.Dropdown:
+def _choice(choices: list[str], value: str | None = None, label: str = "",
+            elem_id: str | None = None) -> gr.Dropdown:
     """A dropdown that also takes a typed value: the handler checks it and names the
     valid ones (Gradio's own check would only print a traceback on the server)."""
-    return gr.Dropdown(choices=choices, value=value, label=label, allow_custom_value=True)
+    return gr.Dropdown(choices=choices, value=value, label=label, allow_custom_value=True,
+                       elem_id=elem_id)
 
 
 def _png(image: Any) -> bytes:

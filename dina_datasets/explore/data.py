@@ -82,6 +82,7 @@ class Sample:
     maps: list[tuple[str, str]] = field(default_factory=list)  # (png path, caption)
     notes: list[str] = field(default_factory=list)
     panels: list[figures.Panel] = field(default_factory=list)
+    scores: Any = None  # pandas frame: one row per config, one column per metric
 
 
 class Explorer:
@@ -265,6 +266,10 @@ class Explorer:
         sample = Sample(title=f"{kind} {name}", index=index, image_id=image_id,
                         label=keys.get("label", -1), prediction=keys.get("prediction", -1),
                         image=first.image, notes=notes, panels=panels)
+        import pandas as pd
+
+        sample.scores = pd.DataFrame([{"config": p.config, **keys["scores"].get(p.config, {})}
+                                      for p in panels])
         for panel, png in zip(panels, pngs, strict=True):
             caption = panel.config + " · " + ", ".join(
                 f"{m} {_fmt(v)}" for m, v in keys["scores"].get(panel.config, {}).items())
