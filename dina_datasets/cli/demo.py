@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 
@@ -34,4 +35,8 @@ def run(args: argparse.Namespace) -> int:
     print("  pictures     " + ", ".join(result.pictures))
     print("Weights were random (offline). Next: `dina show CONFIG --index I --data-url "
           f"{result.out}/bucket --images {result.out}/images`, or the README's quick start.")
+    scores = os.path.join(result.out, "scores.parquet")
+    print("See the maps beside their images and scores in the explorer:\n"
+          f"  dina explore --data-url {result.out}/bucket --images {result.out}/images"
+          + (f" --scores {scores}" if os.path.exists(scores) else ""))
     return 0
