@@ -154,6 +154,13 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
 
         kind, source = _model_input_source(layout, cell.model, images, preprocess_url,
                                            storage_options)
+        if kind == "images":  # refuse a pairing by position before any work
+            first = records.read_record(url, 0, tensors=frozenset(),
+                                        storage_options=storage_options)
+            if "image_id" not in first:
+                from dina_datasets.generation.images import check_positional
+
+                check_positional(source, f"the records of {cell.name}", assume_order)
         net = build_model(cell.model, weights)
         if kind == "images":
             batches = _with_images(batches, cell, source, net, num_records, assume_order)
