@@ -88,8 +88,8 @@ def test_a_killed_run_resumes_to_the_same_bytes(toy, tmp_path):
     root = str(tmp_path / "bucket")
     make_bucket(root, ["Tiny-Saliency"], n=12, scores=False, size=32)  # 12 toy images
     args = ["--model", "Tiny", "--explainer", "Saliency", "--data-url", root, "--images",
-            toy.images, "--weights", "none", "--metrics", "Deletion", "Sparseness",
-            "--batch-size", "2", "--part-size", "2"]
+            toy.images, "--assume-order", "--weights", "none", "--metrics", "Deletion",
+            "Sparseness", "--batch-size", "2", "--part-size", "2"]
     url = Layout(root).scores("Tiny", "Saliency", "Deletion")
     folder = parts_folder(url)
     cmd, env = toy.command("evaluate", *args), toy.env()
@@ -131,19 +131,22 @@ def test_part_names_cover_the_metric_subset():
     assert score_parts.part_name(0, 3) == "part-0000000-0000003.json"
 
 
-def test_all_configs_and_a_missing_ray_extra_fail_clearly(tmp_path, capsys, monkeypatch):
+def test_all_and_patterns_take_the_configs_present_and_a_missing_ray_extra_fails(
+        tmp_path, capsys, monkeypatch):
     root = str(tmp_path / "bucket")
-    make_bucket(root, ["DinoV2-Rise"], n=2, scores=False, size=8)
-    first = catalog.config_names()[0]
-    assert main(["evaluate", "--all", "--metrics", "Sparseness", "--data-url", root]) == 2
-    err = capsys.readouterr().err
-    assert f"no explanations for {first}" in err or first.replace("-", "/") in err, err
-    assert not os.path.exists(parts_folder(Layout(root).scores("DinoV2", "Rise", "Sparseness")))
+    make_bucket(root, ["DinoV2-Rise", "ResNet50-Rise"], n=2, scores=False, size=8)
+    assert main(["evaluate", "--all", "--metrics", "Sparseness", "--data-url", root]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Sparseness: 2 scores") == 2, out
+    assert main(["evaluate", "--configs", "*-Rise", "--metrics", "Complexity", "--data-url",
+                 root, "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out.count("Complexity: 2 scores") == 2
     assert main(["evaluate", "--model", "DinoV2", "--configs", "DinoV2-Rise", "--metrics",
                  "Sparseness", "--data-url", root]) == 2
     assert "exactly one of them" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    out = str(tmp_path / "ray")
     assert main(["evaluate", "--configs", "DinoV2-Rise", "--metrics", "Sparseness",
-                 "--data-url", root, "--engine", "ray"]) == 2
+                 "--data-url", root, "--out", out, "--engine", "ray"]) == 2
     assert "pip install 'dina-datasets[ray]'" in capsys.readouterr().err
-    assert not os.path.exists(Layout(root).scores("DinoV2", "Rise", "Sparseness"))
+    assert not os.path.exists(out)

@@ -298,9 +298,9 @@ def test_evaluate_on_ray_writes_the_local_bytes(cluster, tmp_path):
     data = str(tmp_path / "maps")
     make_bucket(data, configs, n=IMAGES, scores=False, size=32)  # joined by position
     base = ["evaluate", "--registry", cluster.registry, "--configs", *configs, "--data-url",
-            data, "--images", cluster.images, "--weights", "none", "--metrics", "Deletion",
-            "Sparseness", "RandomLogitMetric", "--subsample", "2", "--part-size", "2",
-            "--batch-size", "4"]
+            data, "--images", cluster.images, "--assume-order", "--weights", "none", "--metrics",
+            "Deletion", "Sparseness", "RandomLogitMetric", "--subsample", "2", "--part-size",
+            "2", "--batch-size", "4"]
     local, far = str(tmp_path / "local"), str(tmp_path / "ray")
     assert main([*base, "--out", local]) == 0
     assert main([*base, "--out", far, "--engine", "ray", "--workers", "2"]) == 0
