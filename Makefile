@@ -23,7 +23,7 @@ $(VENV)/.ready: pyproject.toml | $(UV)
 	# the explorer's browser test drives Debian's Chromium (installed as root when missing)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"
-	$(UV) sync --inexact --extra generate --extra viz --extra stats --extra explore --extra jax --extra grain --extra dev
+	$(UV) sync --inexact --extra generate --extra viz --extra stats --extra explore --extra jax --extra grain --extra ray --extra dev
 	touch $@
 
 demo: env

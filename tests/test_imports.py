@@ -23,7 +23,8 @@ READ_PATH = ("dina_datasets.hf.builder", "dina_datasets.hf.loading", "dina_datas
              "dina_datasets.hf.features", "dina_datasets.hf.readahead",
              "dina_datasets.hf.batches", "dina_datasets.leaderboard", "dina_datasets.figures",
              "dina_datasets.registry", "dina_datasets.metrics.evaluation",
-             "dina_datasets.metrics.sources", "dina_datasets.cli",
+             "dina_datasets.metrics.sources", "dina_datasets.metrics.parts",
+             "dina_datasets.metrics.scorer", "dina_datasets.cli", "dina_datasets.cli.engine",
              *(f"dina_datasets.cli.{c}" for c in ("configs", "export", "push", "show",
                                                    "leaderboard", "evaluate", "merge")))
 NOT_IN_READ_PATH = ("tensorflow", "keras", "tf_keras", "jax", "xplique",

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 
 from dina_datasets import catalog
+from dina_datasets.cli import engine
+from dina_datasets.generation.parts import PART_SIZE
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION, DEFAULT_DATA_URL
 from dina_datasets.metrics.base import VARIANTS
 
@@ -23,10 +25,9 @@ from dina_datasets.metrics.base import VARIANTS
 def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str] = ()
                   ) -> None:
     names = ", ".join(catalog.METRICS)
-    parser.add_argument("--model", "--model_name", required=True,
-                        help="model name (see `dina configs`)")
-    parser.add_argument("--explainer", "--explainer_name", required=True,
-                        help="explainer name")
+    parser.add_argument("--model", "--model_name", help="model name (see `dina configs`)")
+    parser.add_argument("--explainer", "--explainer_name", help="explainer name")
+    engine.add_config_arguments(parser, "present under --data-url")
     parser.add_argument("--metrics", "--metric_name", nargs="+", metavar="METRIC",
                         required=not default_metrics, default=list(default_metrics) or None,
                         help=f"metrics to compute: {names}"
@@ -55,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N maps (a "
                         "longer existing score file is kept: see --out, --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing score files even with fewer scores")
+                        help="replace existing score files even with fewer scores, and "
+                        "discard the parts of an earlier run made with other settings")
     parser.add_argument("--assume-order", action="store_true",
                         help="pair maps that carry no image_id (the published files) with the "
                         "images of a folder by position; without it, only the kecam json "
@@ -78,7 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
                         help="the model's output head while scoring: softmax (published, "
                         "default), sigmoid or logits; written as {Metric}_scores.{activation}"
                         ".json. Sparseness and Complexity read the maps alone and are skipped")
+    parser.add_argument("--part-size", type=int, default=PART_SIZE, metavar="N",
+                        help=f"maps per part, the unit of resumption ({PART_SIZE})")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="score only the K-th of N blocks of parts (1 <= K <= N); the "
+                        "score files are written by the run that completes the last part")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    engine.add_arguments(parser)
 
 
 def metric_params(items: list[str]) -> dict[str, dict]:
@@ -109,17 +117,27 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--imagenet-json takes kecam's imagenet_data.json, got "
                           f"{args.imagenet_json!r}; give a folder of images with --images")
     data_url = args.data_url or args.output_dir or DEFAULT_DATA_URL
-    result = evaluate(args.model, args.explainer, args.metrics, data_url=data_url,
-                      out=args.out or args.output_dir, images=args.images or args.imagenet_json,
-                      preprocess_url=args.preprocess_url,
-                      weights=args.weights, limit=args.limit, subsample=args.subsample,
-                      batch_size=args.batch_size, seed=args.seed, variant=args.variant,
-                      activation=args.activation,
-                      progress=not args.no_progress and sys.stderr.isatty(),
-                      assume_order=args.assume_order, overwrite=args.overwrite,
-                      metric_params=metric_params(args.metric_param),
-                      storage_options=args.storage_options)
-    print(result.summary())
+    cells = engine.cells(args, allow_missing=True, data_url=data_url,
+                         storage_options=args.storage_options)
+    ray_engine = engine.engine(args)
+    settings = dict(data_url=data_url, out=args.out or args.output_dir,
+                    images=args.images or args.imagenet_json,
+                    preprocess_url=args.preprocess_url, weights=args.weights, limit=args.limit,
+                    subsample=args.subsample, batch_size=args.batch_size, seed=args.seed,
+                    variant=args.variant, activation=args.activation,
+                    assume_order=args.assume_order, overwrite=args.overwrite,
+                    metric_params=metric_params(args.metric_param), part_size=args.part_size,
+                    shard=args.shard, storage_options=args.storage_options)
+    if ray_engine is not None:
+        from dina_datasets.ray import engine as ray_engines
+
+        results = ray_engines.evaluate(cells, args.metrics, ray_engine, **settings)
+    else:
+        progress = not args.no_progress and sys.stderr.isatty()
+        results = [evaluate(cell.model, cell.explainer, args.metrics, progress=progress,
+                            **settings) for cell in cells]
+    for result in results:
+        print(result.summary())
     return 0
 
 

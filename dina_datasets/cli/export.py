@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from dina_datasets.cli import engine
 from dina_datasets.hf.export import MAX_SHARD_BYTES
 from dina_datasets.hf.features import ENCODINGS
 from dina_datasets.layout import DEFAULT_DATA_URL
@@ -34,13 +35,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--card", metavar="FILE",
                         help="dataset card template (default: the project's dataset_card.md)")
     parser.add_argument("--no-crc", action="store_true", help="skip the records' CRC checks")
+    engine.add_arguments(parser, workers=False)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from dina_datasets.hf.export import SCORES_CONFIG, export
+    from dina_datasets.hf.export import export
 
+    settings = dict(data_url=args.data_url, imagenet_json=args.imagenet_json,
+                    preprocess_url=args.preprocess_url, encoding=args.encoding,
+                    compression=args.compression, max_shard_bytes=args.max_shard_bytes,
+                    card_template=args.card, check_crc=not args.no_crc,
+                    storage_options=args.storage_options)
+    ray_engine = engine.engine(args)
+    if ray_engine is not None:
+        from dina_datasets.ray import engine as ray_engines
+
+        found = ray_engines.export(args.configs, args.out, ray_engine, **settings)
+        _print(args.out, found)
+        return 0
     bars = []
 
     def progress(config: str, total: int):
@@ -49,20 +63,21 @@ def run(args: argparse.Namespace) -> int:
         return bar.update
 
     try:
-        found = export(args.configs, args.out, data_url=args.data_url,
-                       imagenet_json=args.imagenet_json, preprocess_url=args.preprocess_url,
-                       encoding=args.encoding, compression=args.compression,
-                       max_shard_bytes=args.max_shard_bytes, card_template=args.card,
-                       check_crc=not args.no_crc, progress=progress,
-                       storage_options=args.storage_options)
+        found = export(args.configs, args.out, progress=progress, **settings)
     finally:
         for bar in bars:
             bar.close()
+    _print(args.out, found)
+    return 0
+
+
+def _print(out: str, found: list) -> None:
+    from dina_datasets.hf.export import SCORES_CONFIG
+
     table = next((c for c in found if c.name == SCORES_CONFIG), None)
     found = [c for c in found if c is not table]
     rows = sum(c.num_examples for c in found)
-    print(f"{args.out}: {len(found)} configs, {rows:,} rows, "
+    print(f"{out}: {len(found)} configs, {rows:,} rows, "
           f"{sum(len(c.files) for c in found)} Parquet files, README.md"
           + (f"; config '{SCORES_CONFIG}': {table.num_examples:,} per-image scores" if table
              else ""))
-    return 0

@@ -7,13 +7,15 @@ import json
 import sys
 from typing import Any
 
+from dina_datasets.cli import engine
 from dina_datasets.errors import ConfigError
 from dina_datasets.generation.parts import PART_SIZE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model name (see `dina configs`)")
-    parser.add_argument("--explainer", required=True, help="explainer name")
+    parser.add_argument("--model", help="model name (see `dina configs`)")
+    parser.add_argument("--explainer", help="explainer name")
+    engine.add_config_arguments(parser)
     parser.add_argument("--images", required=True, metavar="SRC",
                         help="a folder of class folders (ImageNet val, structured), a kecam "
                         "imagenet_data.json, or a flat folder of images")
@@ -39,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-parts", action="store_true",
                         help="keep the part files after merging")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    engine.add_arguments(parser)
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -59,12 +62,21 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from dina_datasets.generation.pipeline import generate
 
-    result = generate(args.model, args.explainer, args.images, args.out, weights=args.weights,
-                      batch_size=args.batch_size, limit=args.limit, shard=args.shard,
-                      part_size=args.part_size, write_preprocess=args.write_preprocess,
-                      params=parse_params(args.param), seed=args.seed,
-                      overwrite=args.overwrite, keep_parts=args.keep_parts,
-                      progress=not args.no_progress and sys.stderr.isatty(),
-                      storage_options=args.storage_options)
-    print(result.summary())
+    cells = engine.cells(args, allow_missing=True)
+    ray_engine = engine.engine(args)
+    settings = dict(weights=args.weights, batch_size=args.batch_size, limit=args.limit,
+                    shard=args.shard, part_size=args.part_size,
+                    write_preprocess=args.write_preprocess, params=parse_params(args.param),
+                    seed=args.seed, overwrite=args.overwrite, keep_parts=args.keep_parts,
+                    storage_options=args.storage_options)
+    if ray_engine is not None:
+        from dina_datasets.ray import engine as ray_engines
+
+        results = ray_engines.generate(cells, args.images, args.out, ray_engine, **settings)
+    else:
+        progress = not args.no_progress and sys.stderr.isatty()
+        results = [generate(cell.model, cell.explainer, args.images, args.out,
+                            progress=progress, **settings) for cell in cells]
+    for result in results:
+        print(result.summary())
     return 0

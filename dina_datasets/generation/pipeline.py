@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +67,33 @@ class GenerateResult:
         return "\n".join([text, *self.notes])
 
 
+@dataclass
+class Run:
+    """One config's generation run, checked and started: its settings, its parts and the
+    parts left to write (picklable: it travels to Ray workers)."""
+
+    cell: catalog.Cell
+    entries: list[ImageEntry]
+    out: str
+    url: str
+    weights: str
+    batch_size: int
+    params: dict[str, Any]
+    seed: int
+    kinds: list[str]
+    source: str | None
+    plan: list[parts_mod.Part]
+    todo: list[parts_mod.Part]
+    result: GenerateResult
+    keep_parts: bool = False
+    storage_options: dict[str, Any] | None = None
+    started: float = 0.0
+
+    @property
+    def needs_baseline(self) -> bool:
+        return _needs_baseline(self.cell, self.params)
+
+
 def generate(model: str, explainer: str, images: str, out: str, *,
              weights: str = "pretrained", batch_size: int = 32, limit: int | None = None,
              shard: str | tuple[int, int] | None = None, part_size: int = parts_mod.PART_SIZE,
@@ -80,6 +107,34 @@ def generate(model: str, explainer: str, images: str, out: str, *,
     Records hold `explanations` (readable by the original loader) and the join keys `index`,
     `image_id`, `label`, `prediction`. `params` override the explainer's hyperparameters.
     """
+    run = prepare(model, explainer, images, out, weights=weights, batch_size=batch_size,
+                  limit=limit, shard=shard, part_size=part_size,
+                  write_preprocess=write_preprocess, params=params, seed=seed,
+                  overwrite=overwrite, keep_parts=keep_parts, storage_options=storage_options)
+    if run.result.complete:
+        return run.result
+    if run.todo:
+        from tqdm import tqdm
+
+        writer = PartWriter(run, progress=progress)
+        loop_started = time.perf_counter()
+        with tqdm(total=sum(len(p) for p in run.todo), unit="img", desc=run.cell.name,
+                  disable=not progress) as bar:
+            degenerate = writer.write(run.todo, bar.update)
+        run.result.loop_seconds = time.perf_counter() - loop_started
+        wrote(run, degenerate)
+    return finish(run)
+
+
+def prepare(model: str, explainer: str, images: str, out: str, *,
+            weights: str = "pretrained", batch_size: int = 32, limit: int | None = None,
+            shard: str | tuple[int, int] | None = None, part_size: int = parts_mod.PART_SIZE,
+            write_preprocess: bool = False, params: dict[str, Any] | None = None,
+            seed: int = SEED, overwrite: bool = False, keep_parts: bool = False,
+            storage_options: dict[str, Any] | None = None) -> Run:
+    """Check a run's settings, record its manifest (or check the one it resumes) and find
+    the parts of its shard left to write (`run.todo`); `run.result.complete` when the
+    merged file is already there. Arguments as `generate`."""
     started = time.perf_counter()
     cell = catalog.Cell(model, explainer, allow_missing=True)
     if cell.explainer_spec.needs_conv and not cell.model_spec.has_conv:
@@ -113,6 +168,8 @@ def generate(model: str, explainer: str, images: str, out: str, *,
     parts_mod.start_run(url, manifest, overwrite, storage_options)
     plan = parts_mod.plan(len(entries), part_size)
     kinds = [""] + ([PREPROCESS] if write_preprocess else [])
+    run = Run(cell, entries, out, url, weights, batch_size, params, seed, kinds, source, plan,
+              [], result, keep_parts, storage_options, started)
     done = parts_mod.complete_parts(url, plan, kinds, storage_options)
     if not done and storage.exists(url, storage_options) and not overwrite:
         from dina_datasets.recordio.records import inspect
@@ -123,26 +180,34 @@ def generate(model: str, explainer: str, images: str, out: str, *,
                 "; no preprocess file was written (pass --overwrite to redo the run)"
                 if write_preprocess else ""))
             result.seconds = time.perf_counter() - started
-            return result
+            return run
     mine = parts_mod.shard(plan, k, n)
-    todo = [p for p in mine if p.index not in done]
-    result.parts_skipped = len(mine) - len(todo)
-    if todo:
-        loop_started, result.degenerate = _run_parts(
-            cell, entries, todo, url, weights=weights, batch_size=batch_size, params=params,
-            seed=seed, kinds=kinds, source=source, progress=progress, options=storage_options,
-            shard=(k, n))
-        result.loop_seconds = time.perf_counter() - loop_started
-        result.images = sum(len(p) for p in todo)
-        result.parts_written = len(todo)
-        if result.degenerate:
-            result.notes.append(f"{result.degenerate} of {result.images} maps are degenerate "
-                                "(constant, e.g. all zero): they rank no pixel")
-    complete = parts_mod.complete_parts(url, plan, kinds, storage_options)
+    run.todo = [p for p in mine if p.index not in done]
+    result.parts_skipped = len(mine) - len(run.todo)
+    return run
+
+
+def wrote(run: Run, degenerate: int) -> None:
+    """Count the parts of `run.todo` as written, with their degenerate maps."""
+    result = run.result
+    result.images = sum(len(p) for p in run.todo)
+    result.parts_written = len(run.todo)
+    result.degenerate = degenerate
+    if degenerate:
+        result.notes.append(f"{degenerate} of {result.images} maps are degenerate "
+                            "(constant, e.g. all zero): they rank no pixel")
+
+
+def finish(run: Run) -> GenerateResult:
+    """After the parts are written: merge when every part is complete and the run is not
+    sharded, and say what is left otherwise."""
+    result, url, options = run.result, run.url, run.storage_options
+    cell, out, plan = run.cell, run.out, run.plan
+    complete = parts_mod.complete_parts(url, plan, run.kinds, options)
     result.complete = len(complete) == len(plan)
-    if result.complete and n == 1:
-        result.merged = merge(out, cell.model, cell.explainer, keep_parts=keep_parts,
-                              storage_options=storage_options)
+    if result.complete and result.shard[1] == 1:
+        result.merged = merge(out, cell.model, cell.explainer, keep_parts=run.keep_parts,
+                              storage_options=options)
         result.notes.append(f"wrote {result.merged.url} ({result.merged.num_records} records)")
         if result.merged.preprocess_url:
             result.notes.append(f"wrote {result.merged.preprocess_url}")
@@ -152,7 +217,7 @@ def generate(model: str, explainer: str, images: str, out: str, *,
     else:
         result.notes.append(f"{len(complete)} of {len(plan)} parts complete; the other shards "
                             "must run before `dina merge`")
-    result.seconds = time.perf_counter() - started
+    result.seconds = time.perf_counter() - run.started
     return result
 
 
@@ -164,6 +229,15 @@ def _model_source(spec: catalog.ModelSpec) -> str:
     kwargs = ", ".join(f"{k}={v!r}" for k, v in spec.kwargs.items())
     return spec.constructor if spec.contributed else \
         f"keras_cv_attention_models.{spec.constructor}({kwargs})"
+
+
+def dataset_baseline(run: Run, progress: bool = False) -> np.ndarray | None:
+    """The explainer's "dataset_mean" baseline of a run (per-channel mean of the inputs of
+    all its images, cached beside its parts), or None when its explainer takes none."""
+    if not run.needs_baseline:
+        return None
+    return _baseline(run.cell, run.entries, run.cell.model_spec.input_size, run.url,
+                     run.batch_size, run.source, progress, run.storage_options)
 
 
 def _baseline(cell: catalog.Cell, entries: list[ImageEntry], size: int, url: str,
@@ -195,93 +269,110 @@ def _batches(entries: list[ImageEntry], todo: list[parts_mod.Part], batch_size: 
             yield part, start, entries[start:min(part.stop, start + batch_size)]
 
 
-def _run_parts(cell: catalog.Cell, entries: list[ImageEntry], todo: list[parts_mod.Part],
-               url: str, *, weights: str, batch_size: int, params: dict, seed: int,
-               kinds: list[str], source: str | None, progress: bool, options: dict | None,
-               shard: tuple[int, int] = (1, 1)) -> tuple[float, int]:
-    """Write the parts in `todo` and their cost records; returns the time the explaining
-    loop started and the number of degenerate maps (a DegenerateMapWarning is issued at the
-    first batch with one).
+class PartWriter:
+    """The model, explainer and prediction function of a run, built once, writing any of
+    its parts with their cost records (the unit a Ray worker runs; `generate` runs them all
+    in one process).
 
-    With `source` (a matching preprocess file) the inputs and predictions are read from it
-    instead of decoding, preprocessing and predicting again.
+    With `run.source` (a matching preprocess file) the inputs and predictions are read from
+    it instead of decoding, preprocessing and predicting again. `net` reuses a model already
+    built with the run's weights; `baseline` a dataset mean already computed.
     """
-    import tensorflow as tf
-    from tqdm import tqdm
 
-    from dina_datasets.generation.explainers import make_explainer
-    from dina_datasets.generation.models import build_model, input_size
-    from dina_datasets.generation.preprocessing import preprocess_images
+    def __init__(self, run: Run, net: Any = None, baseline: np.ndarray | None = None,
+                 progress: bool = False) -> None:
+        import tensorflow as tf
 
-    net = build_model(cell.model, weights)
-    size = input_size(net)
-    if size != cell.model_spec.input_size:
-        raise ConfigError(f"model {cell.model!r} takes {size}x{size} images but the catalog "
-                          f"says {cell.model_spec.input_size}: register it with "
-                          f"input_size={size}")
-    baseline = None
-    if _needs_baseline(cell, params):
-        baseline = _baseline(cell, entries, size, url, batch_size, source, progress, options)
-    explain = make_explainer(cell.explainer, net, model_name=cell.model, batch_size=batch_size,
-                             baseline=baseline, **params)
-    predict = tf.function(lambda x: net(x, training=False), input_signature=[
-        tf.TensorSpec([None, size, size, 3], tf.float32)])  # one trace, any batch size
-    num_classes = int(net.output_shape[-1])
+        from dina_datasets.generation.explainers import make_explainer
+        from dina_datasets.generation.models import build_model, input_size
 
-    def load(start: int, batch: list[ImageEntry]) -> tuple[np.ndarray, np.ndarray]:
-        if source:
-            rows = list(read_records(source, start, start + len(batch), storage_options=options))
+        cell = run.cell
+        self.run = run
+        net = build_model(cell.model, run.weights) if net is None else net
+        self.size = size = input_size(net)
+        if size != cell.model_spec.input_size:
+            raise ConfigError(f"model {cell.model!r} takes {size}x{size} images but the "
+                              f"catalog says {cell.model_spec.input_size}: register it with "
+                              f"input_size={size}")
+        if baseline is None and run.needs_baseline:
+            baseline = _baseline(cell, run.entries, size, run.url, run.batch_size, run.source,
+                                 progress, run.storage_options)
+        self.explain = make_explainer(cell.explainer, net, model_name=cell.model,
+                                      batch_size=run.batch_size, baseline=baseline,
+                                      **run.params)
+        self.predict = tf.function(lambda x: net(x, training=False), input_signature=[
+            tf.TensorSpec([None, size, size, 3], tf.float32)])  # one trace, any batch size
+        self.num_classes = int(net.output_shape[-1])
+
+    def _load(self, start: int, batch: list[ImageEntry]) -> tuple[np.ndarray, np.ndarray]:
+        from dina_datasets.generation.preprocessing import preprocess_images
+
+        run = self.run
+        if run.source:
+            rows = list(read_records(run.source, start, start + len(batch),
+                                     storage_options=run.storage_options))
             return (np.stack([r["preprocess_input"] for r in rows]),
                     np.stack([r["one_hot_prediction"] for r in rows]))
-        x = preprocess_images([e.path for e in batch], cell.model, input_size=size)
-        return x, np.asarray(predict(x))
+        x = preprocess_images([e.path for e in batch], run.cell.model, input_size=self.size)
+        return x, np.asarray(self.predict(x))
 
-    from dina_datasets import cost
+    def write(self, todo: list[parts_mod.Part], update: Callable[[int], Any] | None = None
+              ) -> int:
+        """Write the parts in `todo` and their cost records, each part under a temporary name
+        renamed when complete; `update(n)` after every batch of n images. Returns the number
+        of degenerate maps (a DegenerateMapWarning is issued at the first batch with one)."""
+        import tensorflow as tf
 
-    cost.environment()  # device and versions, looked up once TensorFlow is imported
-    loop_started = time.perf_counter()
-    batches = list(_batches(entries, todo, batch_size))
-    writers: dict[str, RecordWriter] = {}
-    degenerate = 0
-    part_started, explaining = loop_started, 0.0
-    with ThreadPoolExecutor(1) as pool, tqdm(total=sum(len(p) for p in todo), unit="img",
-                                              desc=cell.name, disable=not progress) as bar:
-        pending = pool.submit(load, *batches[0][1:])
-        try:
-            for i, (part, start, batch) in enumerate(batches):
-                x, probs = pending.result()
-                if i + 1 < len(batches):
-                    pending = pool.submit(load, *batches[i + 1][1:])
-                if start == part.start:
-                    parts_mod.remove_partial(url, part, kinds, options)
-                    writers = {kind: RecordWriter(parts_mod.part_url(url, part, kind),
-                                                  options, index=True) for kind in kinds}
-                    tf.keras.utils.set_random_seed(seed)
-                    part_started, explaining = time.perf_counter(), 0.0
-                flat, seconds = _write_batch(writers, batch, start, x, probs, explain,
-                                             num_classes)
-                explaining += seconds
-                if flat and not degenerate:
-                    warnings.warn(maps.DegenerateMapWarning(
-                        f"{cell.name}: {flat} of the {len(batch)} maps of images "
-                        f"{start}-{start + len(batch) - 1} are degenerate (constant, e.g. all "
-                        "zero): they rank no pixel (random weights? an explainer that does not "
-                        "fit the model?); the run goes on and counts them"), stacklevel=2)
-                degenerate += flat
-                if start + len(batch) == part.stop:
-                    for kind in sorted(kinds, reverse=True):  # explanations renamed last
-                        writers[kind].close()
-                    cost.write(parts_mod.cost_url(url, part), cost.record(
-                        "generate", images=len(part), seconds=explaining,
-                        batch_size=batch_size, part=part.index,
-                        wall_seconds=time.perf_counter() - part_started,
-                        shard=f"{shard[0]}/{shard[1]}"), options)
-                bar.update(len(batch))
-        except BaseException as err:
-            for writer in writers.values():  # closed writers ignore this
-                writer.abort(err)
-            raise
-    return loop_started, degenerate
+        from dina_datasets import cost
+
+        run, options = self.run, self.run.storage_options
+        url, kinds, shard = run.url, run.kinds, run.result.shard
+        cost.environment()  # device and versions, looked up once TensorFlow is imported
+        batches = list(_batches(run.entries, todo, run.batch_size))
+        writers: dict[str, RecordWriter] = {}
+        degenerate = 0
+        part_started, explaining = time.perf_counter(), 0.0
+        if not batches:
+            return degenerate
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(self._load, *batches[0][1:])
+            try:
+                for i, (part, start, batch) in enumerate(batches):
+                    x, probs = pending.result()
+                    if i + 1 < len(batches):
+                        pending = pool.submit(self._load, *batches[i + 1][1:])
+                    if start == part.start:
+                        parts_mod.remove_partial(url, part, kinds, options)
+                        writers = {kind: RecordWriter(parts_mod.part_url(url, part, kind),
+                                                      options, index=True) for kind in kinds}
+                        tf.keras.utils.set_random_seed(run.seed)
+                        part_started, explaining = time.perf_counter(), 0.0
+                    flat, seconds = _write_batch(writers, batch, start, x, probs, self.explain,
+                                                 self.num_classes)
+                    explaining += seconds
+                    if flat and not degenerate:
+                        warnings.warn(maps.DegenerateMapWarning(
+                            f"{run.cell.name}: {flat} of the {len(batch)} maps of images "
+                            f"{start}-{start + len(batch) - 1} are degenerate (constant, e.g. "
+                            "all zero): they rank no pixel (random weights? an explainer that "
+                            "does not fit the model?); the run goes on and counts them"),
+                            stacklevel=2)
+                    degenerate += flat
+                    if start + len(batch) == part.stop:
+                        for kind in sorted(kinds, reverse=True):  # explanations renamed last
+                            writers[kind].close()
+                        cost.write(parts_mod.cost_url(url, part), cost.record(
+                            "generate", images=len(part), seconds=explaining,
+                            batch_size=run.batch_size, part=part.index,
+                            wall_seconds=time.perf_counter() - part_started,
+                            shard=f"{shard[0]}/{shard[1]}"), options)
+                    if update:
+                        update(len(batch))
+            except BaseException as err:
+                for writer in writers.values():  # closed writers ignore this
+                    writer.abort(err)
+                raise
+        return degenerate
 
 
 def _needs_baseline(cell: catalog.Cell, params: dict) -> bool:

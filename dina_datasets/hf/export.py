@@ -13,6 +13,7 @@ config present in the folder, read from `data_url`'s score files:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import posixpath
@@ -135,12 +136,16 @@ def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL
            storage_options: dict[str, Any] | None = None, encoding: str = "array",
            compression: str = "none", max_shard_bytes: int = MAX_SHARD_BYTES,
            card_template: str | None = None, check_crc: bool = True,
-           progress: Callable[[str, int], Progress] | None = None) -> list[ExportedConfig]:
+           progress: Callable[[str, int], Progress] | None = None,
+           map_configs: Callable[[Callable[[Source], Any], list[Source]], Any] | None = None
+           ) -> list[ExportedConfig]:
     """Export configs as Parquet shards plus README.md under `out`; returns every config
     now in `out`.
 
     All inputs are opened (and their lengths checked) before anything is written.
     `progress(config, total_rows)` may return a callable fed the rows written.
+    `map_configs(write, sources)` runs `write(source)` for every source elsewhere (e.g. as
+    Ray tasks) instead of one after the other here.
     """
     if encoding not in ENCODINGS:
         raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
@@ -153,10 +158,14 @@ def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL
     sources = [Source.open(catalog.Cell.from_name(name), data_url, imagenet_json=imagenet_json,
                            preprocess_url=preprocess_url, storage_options=storage_options,
                            check_crc=check_crc) for name in names]
-    for source in sources:
-        update = progress(source.cell.name, source.num_records) if progress else None
-        write_config(source, out, encoding=encoding, compression=compression,
-                     max_shard_bytes=max_shard_bytes, update=update)
+    write = functools.partial(write_config, out=out, encoding=encoding, compression=compression,
+                              max_shard_bytes=max_shard_bytes)
+    if map_configs is not None:
+        map_configs(write, sources)
+    else:
+        for source in sources:
+            write(source, update=progress(source.cell.name, source.num_records) if progress
+                  else None)
     write_scores_config(out, [c.name for c in scan(out) if c.name != SCORES_CONFIG],
                         data_url=data_url, imagenet_json=imagenet_json,
                         storage_options=storage_options)

@@ -1,22 +1,26 @@
 """Score a cell's stored maps with DINA's metrics and write `{Metric}_scores.json`.
 
-One pass over the data serves every metric asked for; the randomization metrics stop after
-their subset (the first 1,024 samples by default, as published). Each score file is
-written atomically as soon as its metric is done, with its cost record beside it
-(`Layout.cost`: images, seconds inside the metric, seconds per image, batch size, device,
+The maps are scored part by part (`dina_datasets.metrics.parts`): each part is read once for
+every metric asked for, and its scores are written atomically, so an interrupted run resumes
+where it stopped and `shard=(K, N)` splits a run over machines. The randomization metrics
+stop after their subset (the first 1,024 samples by default, as published). A metric's
+score file is written, atomically, when all its parts are there, with its cost record beside
+it (`Layout.cost`: images, seconds inside the metric, seconds per image, batch size, device,
 library versions; `dina_datasets.cost`).
 
 With `activation="sigmoid"` or `"logits"` the model's softmax head is swapped before
 scoring (targets stay the model's own prediction) and the files are
 `{Metric}_scores.{activation}.json`; the map-only metrics (Sparseness, Complexity) do not
 depend on the activation and are skipped with a note.
+
+`evaluate` runs everything in this process; `prepare`, `scorer.PartScorer` and `finish` are
+the same steps for an engine that runs the parts elsewhere (`dina_datasets.ray`).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,15 +29,12 @@ import numpy as np
 
 from dina_datasets import catalog, formats
 from dina_datasets.errors import ConfigError, LayoutError, check_positive_int
+from dina_datasets.generation import parts as parts_mod
 from dina_datasets.layout import DEFAULT_ACTIVATION, DEFAULT_DATA_URL, Layout, check_activation
 from dina_datasets.metrics import build, metric_class
+from dina_datasets.metrics import parts as score_parts
 from dina_datasets.metrics.base import Forward
-from dina_datasets.metrics.sources import (
-    explanation_batches,
-    join_images,
-    join_preprocess,
-    prefetch,
-)
+from dina_datasets.metrics.sources import join_images
 from dina_datasets.recordio import records, storage
 
 
@@ -49,13 +50,28 @@ class Written:
 
 @dataclass
 class EvaluateResult:
+    """What a run did: score files written, parts scored now or found done, maps scored."""
+
     config: str
     written: list[Written] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    parts_written: int = 0
+    parts_skipped: int = 0
+    maps: int = 0
+    mismatched: int = 0
+
+    def add(self, maps: int, mismatched: int) -> None:
+        """Count one scored part of `maps` maps."""
+        self.parts_written += 1
+        self.maps += maps
+        self.mismatched += mismatched
 
     def summary(self) -> str:
         lines = [f"{w.metric}: {w.count} scores, mean {w.mean:.6g} -> {w.url}"
                  for w in self.written]
+        if self.parts_skipped:
+            lines.append(f"{self.config}: {self.parts_written} part(s) scored, "
+                         f"{self.parts_skipped} already complete")
         return "\n".join([*lines, *self.notes])
 
 
@@ -91,6 +107,43 @@ def _needs_dataset_mean(cell: catalog.Cell) -> bool:
                for v in cell.explainer_spec.params.values())
 
 
+@dataclass
+class Evaluation:
+    """One config's evaluation, checked and started: what to score, from what, where, and
+    the parts left (picklable: it travels to Ray workers)."""
+
+    cell: catalog.Cell
+    metrics: list[str]
+    url: str
+    num_records: int
+    stops: dict[str, int]
+    out: str
+    inputs: tuple[str, str] | None
+    weights: str
+    batch_size: int
+    seed: int
+    variant: str
+    plan: list[parts_mod.Part]
+    todo: list[parts_mod.Part]
+    activation: str = DEFAULT_ACTIVATION
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    assume_order: bool = False
+    baseline: list[float] | None = None
+    storage_options: dict[str, Any] | None = None
+    result: EvaluateResult = field(default_factory=lambda: EvaluateResult(""))
+
+    def score_url(self, metric: str) -> str:
+        return Layout(self.out).scores(self.cell.model, self.cell.explainer, metric,
+                                       self.activation)
+
+    def ranges(self, metric: str, parts: Sequence[parts_mod.Part] | None = None
+               ) -> list[tuple[int, int]]:
+        """The map ranges of `metric` in `parts` (default: the whole plan)."""
+        stop = self.stops[metric]
+        return [(p.start, min(p.stop, stop)) for p in (self.plan if parts is None else parts)
+                if p.start < stop]
+
+
 def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
              data_url: str = DEFAULT_DATA_URL, out: str | None = None,
              images: str | None = None, preprocess_url: str | None = None,
@@ -99,6 +152,7 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
              variant: str = "dina", activation: str = DEFAULT_ACTIVATION,
              progress: bool = True, assume_order: bool = False,
              overwrite: bool = False, metric_params: dict[str, dict[str, Any]] | None = None,
+             part_size: int = parts_mod.PART_SIZE, shard: str | tuple[int, int] | None = None,
              storage_options: dict[str, Any] | None = None) -> EvaluateResult:
     """Score the maps of `model`/`explainer` under `data_url`; write the score files under
     `out` (default: `data_url`) in the bucket layout.
@@ -113,8 +167,45 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
     replace a metric's published parameters (e.g. Deletion's nb_steps). `activation`
     (softmax, sigmoid, logits) is the model's output head while scoring; metrics that do not
     depend on it are skipped with a note when it is not softmax.
+
+    Parts of `part_size` maps are written as they are done; a re-run resumes, `shard="K/N"`
+    scores the K-th of N blocks of parts, and `overwrite` also discards the parts of an
+    earlier run made with other settings.
     """
-    started = time.perf_counter()
+    run = prepare(model, explainer, metrics, data_url=data_url, out=out, images=images,
+                  preprocess_url=preprocess_url, weights=weights, limit=limit,
+                  subsample=subsample, batch_size=batch_size, seed=seed, variant=variant,
+                  activation=activation, assume_order=assume_order, overwrite=overwrite,
+                  metric_params=metric_params, part_size=part_size, shard=shard,
+                  storage_options=storage_options)
+    if run.todo:
+        from tqdm import tqdm
+
+        from dina_datasets.metrics.scorer import PartScorer
+
+        scorer = PartScorer(run)
+        with tqdm(total=sum(len(p) for p in run.todo), unit="map", desc=run.cell.name,
+                  disable=not progress) as bar:
+            for part in run.todo:
+                run.result.add(len(part), scorer.score(part))
+                bar.update(len(part))
+    return finish(run)
+
+
+def prepare(model: str, explainer: str, metrics: Sequence[str], *,
+            data_url: str = DEFAULT_DATA_URL, out: str | None = None,
+            images: str | None = None, preprocess_url: str | None = None,
+            weights: str = "pretrained", limit: int | None = None,
+            subsample: int | None = None, batch_size: int = 32, seed: int = 42,
+            variant: str = "dina", activation: str = DEFAULT_ACTIVATION,
+            assume_order: bool = False, overwrite: bool = False,
+            metric_params: dict[str, dict[str, Any]] | None = None,
+            part_size: int = parts_mod.PART_SIZE, shard: str | tuple[int, int] | None = None,
+            storage_options: dict[str, Any] | None = None) -> Evaluation:
+    """Check an evaluation's settings, record them beside its parts (or check those of the
+    run it resumes) and find the parts of its shard left to score. Arguments as `evaluate`;
+    nothing is written when a check fails.
+    """
     cell = catalog.Cell(model, explainer, allow_missing=True)
     specs = list({spec.name: spec for spec in map(catalog.metric, metrics)}.values())
     if not specs:
@@ -129,125 +220,146 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
                           f"activation (the {DEFAULT_ACTIVATION} scores stand for {activation} "
                           f"too); the metrics that depend on it: {', '.join(dependent)}")
     for name, value in (("limit", limit), ("subsample", subsample),
-                        ("batch size", batch_size)):
-        check_positive_int(name, value, allow_none=name != "batch size")
-    layout, out_layout = Layout(data_url), Layout(out or data_url)
-    url = layout.explanations(cell.model, cell.explainer)
-    num_records = records.inspect(url, storage_options).num_records
-    total = min(num_records, limit or num_records)
-    stops = {s.name: min(total, subsample or s.subset) if s.subset else total for s in specs}
-    result = EvaluateResult(cell.name)
-    if total == 0:
-        raise LayoutError(f"{url} holds no records")
-    if not overwrite:
-        _keep_longer(out_layout, cell, stops, activation, storage_options)
-    if skipped:
-        result.notes.append(f"skipped {', '.join(skipped)}: map-only, not recomputed for "
-                            f"{activation} (the {DEFAULT_ACTIVATION} scores stand for every "
-                            "activation)")
-
-    net = None
-    batches = explanation_batches(url, max(stops.values()), batch_size,
-                                  storage_options=storage_options)
-    if any(s.needs_model for s in specs):
-        from dina_datasets.generation.models import build_model
-
-        kind, source = _model_input_source(layout, cell.model, images, preprocess_url,
-                                           storage_options)
-        if kind == "images":  # refuse a pairing by position before any work
-            first = records.read_record(url, 0, tensors=frozenset(),
-                                        storage_options=storage_options)
-            if "image_id" not in first:
-                from dina_datasets.generation.images import check_positional
-
-                check_positional(source, f"the records of {cell.name}", assume_order)
-        net = build_model(cell.model, weights)
-        if kind == "images":
-            batches = _with_images(batches, cell, source, net, num_records, assume_order)
-        else:
-            batches = join_preprocess(batches, source, num_records,
-                                      storage_options=storage_options)
-    factory = None
-    if any(s.family == "randomization" for s in specs):
-        import tensorflow as tf
-
-        baseline = None
-        if _needs_dataset_mean(cell):
-            baseline = _dataset_mean(cell, images, preprocess_url, layout, total, batch_size,
-                                     storage_options)
-            result.notes.append(f"{cell.explainer} baseline: per-channel mean of the "
-                                f"{total} evaluated inputs {np.round(baseline, 4).tolist()}")
-        factory = _explainer_factory(cell, batch_size, baseline)
-        tf.keras.utils.set_random_seed(seed)
+                        ("batch size", batch_size), ("part size", part_size)):
+        check_positive_int(name, value, allow_none=name in ("limit", "subsample"))
+    k, n = parts_mod.parse_shard(shard)
     params = {catalog.metric(name).name: dict(kv) for name, kv in (metric_params or {}).items()}
     unused = set(params) - {s.name for s in specs}
     if unused:
         raise ConfigError(f"parameters given for {', '.join(sorted(unused))}, which is not "
                           f"among the metrics computed ({', '.join(s.name for s in specs)})")
-    scorers = {s.name: _metric(s, net, factory, batch_size, seed, variant, activation,
-                               params.get(s.name, {})) for s in specs}
-    scores: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
-    seconds = dict.fromkeys(scorers, 0.0)
+    for spec in specs:
+        _check_params(spec, params.get(spec.name, {}))
+    layout, out_layout = Layout(data_url), Layout(out or data_url)
+    url = layout.explanations(cell.model, cell.explainer)
+    num_records = records.inspect(url, storage_options).num_records
+    total = min(num_records, limit or num_records)
+    if total == 0:
+        raise LayoutError(f"{url} holds no records")
+    stops = {s.name: min(total, subsample or s.subset) if s.subset else total for s in specs}
+    if not overwrite:
+        _keep_longer(out_layout, cell, stops, activation, storage_options)
+    inputs = None
+    if any(s.needs_model for s in specs):
+        from dina_datasets.generation.models import check_weights
+
+        weights = check_weights(weights)
+        inputs = _model_input_source(layout, cell.model, images, preprocess_url,
+                                     storage_options)
+        if inputs[0] == "images":  # refuse a pairing by position before any work
+            first = records.read_record(url, 0, tensors=frozenset(),
+                                        storage_options=storage_options)
+            if "image_id" not in first:
+                from dina_datasets.generation.images import check_positional
+
+                check_positional(inputs[1], f"the records of {cell.name}", assume_order)
+    plan = parts_mod.plan(max(stops.values()), part_size)
+    run = Evaluation(cell, [s.name for s in specs], url, num_records, stops, out or data_url,
+                     inputs, weights, batch_size, seed, variant, plan, [], activation, params,
+                     assume_order, storage_options=storage_options,
+                     result=EvaluateResult(cell.name))
+    if skipped:
+        run.result.notes.append(f"skipped {', '.join(skipped)}: map-only, not recomputed for "
+                                f"{activation} (the {DEFAULT_ACTIVATION} scores stand for "
+                                "every activation)")
+    randomization = any(s.family == "randomization" for s in specs)
+    keep = ("baseline",) if randomization and _needs_dataset_mean(cell) else ()
+    recorded = {s.name: score_parts.start(run.score_url(s.name), _settings(run, s, total),
+                                         overwrite, storage_options, keep) for s in specs}
+    if keep:
+        stored = next((r["baseline"] for r in recorded.values() if "baseline" in r), None)
+        run.baseline = stored or _dataset_mean(cell, images, preprocess_url, layout, total,
+                                               batch_size, storage_options).tolist()
+        run.result.notes.append(f"{cell.explainer} baseline: per-channel mean of the "
+                                f"{total} evaluated inputs {np.round(run.baseline, 4).tolist()}")
+        for spec in specs:
+            if spec.family == "randomization":
+                recorded[spec.name]["baseline"] = run.baseline
+    for spec in specs:
+        score_parts.write_settings(run.score_url(spec.name), recorded[spec.name], overwrite,
+                                   storage_options)
+    mine = parts_mod.shard(plan, k, n)
+    have = {name: score_parts.present(run.score_url(name), storage_options)
+            for name in run.metrics}
+    run.todo = [p for p in mine if any(
+        score_parts.part_name(*r) not in have[name]
+        for name in run.metrics for r in run.ranges(name, [p]))]
+    run.result.parts_skipped = len(mine) - len(run.todo)
+    return run
+
+
+def _settings(run: Evaluation, spec: catalog.MetricSpec, total: int) -> dict[str, Any]:
+    """What a metric's scores depend on, beyond the map they score."""
+    settings: dict[str, Any] = {"config": run.cell.name, "metric": spec.name,
+                                "explanations": run.url, "num_records": run.num_records,
+                                "params": run.params.get(spec.name, {})}
+    if spec.needs_model:
+        settings.update(weights=run.weights, inputs=list(run.inputs or ()),
+                        batch_size=run.batch_size, activation=run.activation)
+    accepted = inspect.signature(metric_class(spec.name)).parameters
+    settings.update({k: v for k, v in (("seed", run.seed), ("variant", run.variant))
+                     if k in accepted})
+    if spec.family == "randomization" and _needs_dataset_mean(run.cell):
+        settings["baseline_samples"] = total
+    return settings
+
+
+def finish(run: Evaluation) -> EvaluateResult:
+    """Join the parts of every metric whose parts are all there into its score file, with
+    its cost record (the seconds of its parts)."""
     from dina_datasets import cost
 
-    cost.environment()  # device and versions, looked up once TensorFlow is imported
-    mismatched = 0
-    from tqdm import tqdm
-
-    with tqdm(total=max(stops.values()), unit="map", desc=cell.name,
-              disable=not progress) as bar:
-        for batch in prefetch(batches):
-            if batch.prediction is not None and batch.targets is not None:
-                mismatched += int(np.sum(np.asarray(batch.prediction) !=
-                                         batch.targets.argmax(axis=-1)))
-            for name, metric in scorers.items():
-                n = min(len(batch), stops[name] - batch.start)
-                if n <= 0:
-                    continue
-                part = slice(0, n)
-                began = time.perf_counter()
-                scores[name].append(np.asarray(metric.scores(
-                    None if batch.inputs is None else batch.inputs[part],
-                    None if batch.targets is None else batch.targets[part],
-                    batch.explanations[part], start=batch.start), np.float64))
-                seconds[name] += time.perf_counter() - began
-                if batch.start + n == stops[name]:
-                    result.written.append(_write(name, scores[name], out_layout, cell,
-                                                 activation, storage_options))
-                    cost.write(out_layout.cost(cell.model, cell.explainer, name, activation),
-                               cost.record("evaluate", images=stops[name],
-                                           seconds=seconds[name], batch_size=batch_size,
-                                           model=cell.model, explainer=cell.explainer,
-                                           metric=name, activation=activation,
-                                           variant=variant, weights=weights,
-                                           wall_seconds=time.perf_counter() - started),
-                               storage_options)
-            bar.update(len(batch))
-    if mismatched:
-        result.notes.append(f"{mismatched} targets differ from the predictions recorded with "
-                            "the maps: were they made with other weights?")
+    result, options, cell = run.result, run.storage_options, run.cell
+    layout = Layout(run.out)
+    for name in run.metrics:
+        url = run.score_url(name)
+        ranges = run.ranges(name)
+        joined = score_parts.join(url, ranges, options)
+        if joined is None:
+            done = len(score_parts.present(url, options))
+            result.notes.append(f"{name}: {done} of {len(ranges)} parts scored; the other "
+                                "shards must run before its score file is written")
+            continue
+        values, seconds, wall = joined
+        result.written.append(_write(name, [values], layout, cell, run.activation, options))
+        cost.write(layout.cost(cell.model, cell.explainer, name, run.activation),
+                   cost.record("evaluate", images=len(values), seconds=seconds,
+                               batch_size=run.batch_size, model=cell.model,
+                               explainer=cell.explainer, metric=name,
+                               activation=run.activation, variant=run.variant,
+                               weights=run.weights, wall_seconds=wall), options)
+        score_parts.remove(url, options)
+    if result.mismatched:
+        result.notes.append(f"{result.mismatched} targets differ from the predictions recorded "
+                            "with the maps: were they made with other weights?")
     return result
 
 
 def _metric(spec: catalog.MetricSpec, net: Any, factory: Any, batch_size: int, seed: int,
             variant: str, activation: str = DEFAULT_ACTIVATION,
             params: dict[str, Any] | None = None) -> Any:
-    accepted = inspect.signature(metric_class(spec.name)).parameters
+    accepted = _check_params(spec, params or {})
     extra = {k: v for k, v in (("seed", seed), ("variant", variant)) if k in accepted}
-    if "activation" in (params or {}):
-        raise ConfigError(f"{spec.name}.activation: choose the output head with --activation "
-                          "(it also names the score file), not as a metric parameter")
-    unknown = set(params or {}) - set(accepted)
-    if unknown:
-        raise ConfigError(f"{spec.name} has no parameter {', '.join(sorted(unknown))}; its "
-                          "parameters: " + ", ".join(k for k in accepted
-                                                     if k not in ("self", "model")))
     extra.update(params or {})
     if activation != DEFAULT_ACTIVATION:
         extra["activation"] = activation
     if spec.family == "randomization":
         return build(spec.name, net, factory, batch_size=batch_size, **extra)
     return build(spec.name, net if spec.needs_model else None, batch_size=batch_size, **extra)
+
+
+def _check_params(spec: catalog.MetricSpec, params: dict[str, Any]) -> Any:
+    """A metric's accepted parameters; ConfigError for a parameter it does not take."""
+    accepted = inspect.signature(metric_class(spec.name)).parameters
+    if "activation" in params:
+        raise ConfigError(f"{spec.name}.activation: choose the output head with --activation "
+                          "(it also names the score file), not as a metric parameter")
+    unknown = set(params) - set(accepted)
+    if unknown:
+        raise ConfigError(f"{spec.name} has no parameter {', '.join(sorted(unknown))}; its "
+                          "parameters: " + ", ".join(k for k in accepted
+                                                     if k not in ("self", "model")))
+    return accepted
 
 
 def _write(name: str, parts: list[np.ndarray], layout: Layout, cell: catalog.Cell,
@@ -273,15 +385,13 @@ def _keep_longer(layout: Layout, cell: catalog.Cell, stops: dict[str, int], acti
                               "to replace the file")
 
 
-def _with_images(batches: Any, cell: catalog.Cell, source: str, net: Any, num_records: int,
-                 assume_order: bool = False) -> Any:
-    from dina_datasets.generation.images import check_positional, list_images
+def _with_images(batches: Any, cell: catalog.Cell, source: str, entries: list[Any],
+                 forward: Forward, num_records: int, assume_order: bool = False) -> Any:
+    from dina_datasets.generation.images import check_positional
     from dina_datasets.generation.models import input_size
     from dina_datasets.generation.preprocessing import preprocess_images
 
-    entries = list_images(source)
-    size = input_size(net)
-    forward = Forward(net)
+    size = input_size(forward.model)
 
     def load(paths: list[str]) -> np.ndarray:
         return preprocess_images(paths, cell.model, input_size=size)

@@ -46,13 +46,12 @@ def _key(record: dict, name: str) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def explanation_batches(url: str, stop: int, batch_size: int, *,
+def explanation_batches(url: str, stop: int, batch_size: int, *, start: int = 0,
                         storage_options: dict[str, Any] | None = None) -> Iterator[Batch]:
-    """The first `stop` maps of an explanations file, `batch_size` at a time, with the
+    """Maps [start, stop) of an explanations file, `batch_size` at a time, with the
     `index`, `image_id` and `prediction` keys when the records carry them."""
     pending: list[dict] = []
-    start = 0
-    stream = records.read_records(url, 0, stop, tensors=frozenset({"explanations"}),
+    stream = records.read_records(url, start, stop, tensors=frozenset({"explanations"}),
                                   storage_options=storage_options)
     for record in stream:
         if "explanations" not in record:
