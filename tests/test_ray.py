@@ -163,7 +163,8 @@ def test_export_on_ray_writes_the_local_bytes(cluster, tmp_path):
     assert main([*common, "--out", local]) == 0
     assert main([*common, "--out", far, "--engine", "ray"]) == 0
     files = sorted(str(p.relative_to(local)) for p in Path(local).rglob("*") if p.is_file())
-    assert len(files) == 3 and files == sorted(
+    # a Parquet file per config, the scores config, the card
+    assert len(files) == len(CONFIGS) + 2 and files == sorted(
         str(p.relative_to(far)) for p in Path(far).rglob("*") if p.is_file())
     for name in files:
         assert (Path(local) / name).read_bytes() == (Path(far) / name).read_bytes(), name
