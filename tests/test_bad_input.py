@@ -200,6 +200,7 @@ def test_one_positive_integer_rule(tmp_path):
     refused with the same message, numpy integers accepted."""
     import numpy as np
 
+    from dina_datasets import stats
     from dina_datasets.errors import check_positive_int
     from dina_datasets.generation import parts
     from dina_datasets.generation.pipeline import generate
@@ -220,6 +221,8 @@ def test_one_positive_integer_rule(tmp_path):
         "batch size": lambda v: generate("ResNet50", "Rise", root, root, batch_size=v),
         "limit": lambda v: evaluate("ResNet50", "Rise", ["Sparseness"], data_url=root, limit=v),
         "input_size": lambda v: dd.register_model("Sized", "a.b:c", input_size=v),
+        "n_boot": lambda v: stats.summary(root, n_boot=v),
+        "sizes": lambda v: stats.stability(root, sizes=(10, v)),
     }
     for bad in (True, False, 0, -3, 2.0, "4", None):
         for name, call in callers.items():
