@@ -206,6 +206,7 @@ def test_one_positive_integer_rule(tmp_path):
     from dina_datasets.generation.pipeline import generate
     from dina_datasets.metrics import build
     from dina_datasets.metrics.evaluation import evaluate
+    from dina_datasets.ray.cluster import fit_workers
 
     assert check_positive_int("n", np.int64(3)) == 3 and check_positive_int("n", 1) == 1
     assert check_positive_int("n", None, allow_none=True) is None
@@ -223,10 +224,11 @@ def test_one_positive_integer_rule(tmp_path):
         "input_size": lambda v: dd.register_model("Sized", "a.b:c", input_size=v),
         "n_boot": lambda v: stats.summary(root, n_boot=v),
         "sizes": lambda v: stats.stability(root, sizes=(10, v)),
+        "--workers": lambda v: fit_workers(None, v, 0.0),  # checked before Ray is asked
     }
     for bad in (True, False, 0, -3, 2.0, "4", None):
         for name, call in callers.items():
-            if bad is None and name == "limit":  # no limit
+            if bad is None and name in ("limit", "--workers"):  # no limit, as many as fit
                 continue
             with pytest.raises(dd.ConfigError, match=f"{name} must be a positive integer, got "
                                f"{re.escape(repr(bad))}$"):
