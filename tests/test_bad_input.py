@@ -200,11 +200,13 @@ def test_one_positive_integer_rule(tmp_path):
     refused with the same message, numpy integers accepted."""
     import numpy as np
 
+    from dina_datasets import stats
     from dina_datasets.errors import check_positive_int
     from dina_datasets.generation import parts
     from dina_datasets.generation.pipeline import generate
     from dina_datasets.metrics import build
     from dina_datasets.metrics.evaluation import evaluate
+    from dina_datasets.ray.cluster import fit_workers
 
     assert check_positive_int("n", np.int64(3)) == 3 and check_positive_int("n", 1) == 1
     assert check_positive_int("n", None, allow_none=True) is None
@@ -220,10 +222,13 @@ def test_one_positive_integer_rule(tmp_path):
         "batch size": lambda v: generate("ResNet50", "Rise", root, root, batch_size=v),
         "limit": lambda v: evaluate("ResNet50", "Rise", ["Sparseness"], data_url=root, limit=v),
         "input_size": lambda v: dd.register_model("Sized", "a.b:c", input_size=v),
+        "n_boot": lambda v: stats.summary(root, n_boot=v),
+        "sizes": lambda v: stats.stability(root, sizes=(10, v)),
+        "--workers": lambda v: fit_workers(None, v, 0.0),  # checked before Ray is asked
     }
     for bad in (True, False, 0, -3, 2.0, "4", None):
         for name, call in callers.items():
-            if bad is None and name == "limit":  # no limit
+            if bad is None and name in ("limit", "--workers"):  # no limit, as many as fit
                 continue
             with pytest.raises(dd.ConfigError, match=f"{name} must be a positive integer, got "
                                f"{re.escape(repr(bad))}$"):

@@ -167,6 +167,8 @@ def test_output_dir_is_where_scores_go_and_imagenet_json_a_kecam_json(tmp_path, 
     assert main([*common, "--output_dir", source, "--imagenet_json", str(tmp_path)]) == 2
     assert "--imagenet-json takes kecam's imagenet_data.json" in capsys.readouterr().err
     assert not os.path.exists(Layout(source).scores("DinoV2", "Rise", "Sparseness"))
+
+
 def test_keyless_maps_are_paired_by_position_only_when_allowed(tmp_path, capsys, cell):
     _, images = cell  # 5 images in class folders
     root = str(tmp_path / "bucket")

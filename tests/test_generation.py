@@ -315,7 +315,8 @@ def test_unreadable_image_stops_the_run_cleanly(toy, images, tmp_path):
                  progress=False)
     url = Layout(out).explanations("Toy", "Saliency")
     left = sorted(os.listdir(parts.parts_folder(url)))
-    assert left == ["part-00000-of-00003.tfrecord",  # images 0-1; img_002x is image 3
+    assert left == ["part-00000-of-00003" + parts.COST_SUFFIX,  # images 0-1; img_002x is
+                    "part-00000-of-00003.tfrecord",           # image 3
                     "part-00000-of-00003.tfrecord.index.json"]
     assert not os.path.exists(url) and not any(TMP_MARK in name for name in left)
 

@@ -16,19 +16,27 @@ RECORDIO = ("dina_datasets", "dina_datasets.recordio", "dina_datasets.recordio.f
             "dina_datasets.catalog")
 NOT_IN_RECORDIO = ("datasets", "torch", "tensorflow", "keras", "tf_keras", "jax", "xplique",
                    "keras_cv_attention_models", "ray", "gradio")
+# Random access for DataLoaders and grain: neither torch nor grain until a loader asks.
+RANDOM_ACCESS = ("dina_datasets.hf.random_access",)
+NOT_IN_RANDOM_ACCESS = ("torch", "grain", "jax", "tensorflow")
 # The rest of the read path: the Hugging Face side, the CLI's read commands, the leaderboard,
-# figures, model-free metrics and their evaluation, the registry.
+# figures, scores table, statistics, report, subset, cost, the explorer's package, model-free
+# metrics and their evaluation, the registry. (Heavy libraries load inside the functions.)
 READ_PATH = ("dina_datasets.hf.builder", "dina_datasets.hf.loading", "dina_datasets.hf.export",
              "dina_datasets.hf.source", "dina_datasets.hf.arrow", "dina_datasets.hf.card",
              "dina_datasets.hf.features", "dina_datasets.hf.readahead",
              "dina_datasets.hf.batches", "dina_datasets.leaderboard", "dina_datasets.figures",
              "dina_datasets.registry", "dina_datasets.metrics.evaluation",
              "dina_datasets.metrics.sources", "dina_datasets.metrics.parts",
-             "dina_datasets.metrics.scorer", "dina_datasets.cli", "dina_datasets.cli.engine",
+             "dina_datasets.metrics.scorer", "dina_datasets.scores", "dina_datasets.stats",
+             "dina_datasets.report", "dina_datasets.subset", "dina_datasets.cost",
+             "dina_datasets.explore", "dina_datasets.cli", "dina_datasets.cli.engine",
              *(f"dina_datasets.cli.{c}" for c in ("configs", "export", "push", "show",
-                                                   "leaderboard", "evaluate", "merge")))
+                                                   "leaderboard", "evaluate", "merge", "scores",
+                                                   "report", "subset", "cost", "explore")))
 NOT_IN_READ_PATH = ("tensorflow", "keras", "tf_keras", "jax", "xplique",
-                    "keras_cv_attention_models", "ray", "gradio")
+                    "keras_cv_attention_models", "ray", "gradio", "duckdb", "matplotlib",
+                    "scipy")
 
 TOY = "import tensorflow\ndef tiny(weights='none'):\n    raise AssertionError('built')\n"
 REGISTRY = ('[models.Lazy]\nfactory = "dina_imports_toy:tiny"\ninput_size = 8\n'
@@ -48,6 +56,12 @@ write_explanations({url!r}, np.ones((2, 4, 4, 1), np.float32))
 assert [m.shape for m in read_explanations({url!r})] == [(4, 4, 1)] * 2
 assert not loaded({not_in_recordio}), ("record I/O", loaded({not_in_recordio}))
 
+for name in {random_access}:
+    importlib.import_module(name)
+import dina_datasets as dd
+dd.RandomAccessDataset
+assert not loaded({not_in_random_access}), ("random access", loaded({not_in_random_access}))
+
 for name in {read_path}:
     importlib.import_module(name)
 from dina_datasets import DinaBuilder, load_dataset
@@ -66,7 +80,9 @@ assert not loaded({not_in_read_path}), ("read path", loaded({not_in_read_path}))
 def test_read_path_imports_no_heavy_library(tmp_path):
     (tmp_path / "dina_imports_toy.py").write_text(TOY)
     (tmp_path / "registry.toml").write_text(REGISTRY)
-    code = CODE.format(recordio=RECORDIO, not_in_recordio=NOT_IN_RECORDIO, read_path=READ_PATH,
+    code = CODE.format(recordio=RECORDIO, not_in_recordio=NOT_IN_RECORDIO,
+                       random_access=RANDOM_ACCESS, not_in_random_access=NOT_IN_RANDOM_ACCESS,
+                       read_path=READ_PATH,
                        not_in_read_path=NOT_IN_READ_PATH, url=str(tmp_path / "x.tfrecord"),
                        registry=str(tmp_path / "registry.toml"))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -170,7 +170,7 @@ def test_cli(bucket, tmp_path, capsys):
     assert main(["scores", "--data-url", bucket, "--configs", "Nope-*", "--out", out]) == 2
     assert "no score files of config 'Nope-*'" in capsys.readouterr().err
     assert main(["scores", "--data-url", bucket, "--concurrency", "0", "--out", out]) == 2
-    assert "--concurrency must be at least 1" in capsys.readouterr().err
+    assert "--concurrency must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_gcs_reads_concurrently(emulator, tmp_path, monkeypatch):

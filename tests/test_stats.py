@@ -391,5 +391,5 @@ def test_report_bad_input(tmp_path, capsys):
                  str(tmp_path / "o")]) == 2
     assert "no folder at" in capsys.readouterr().err
     assert main(["report", "--data-url", str(tmp_path), "--n-boot", "0"]) == 2
-    assert "--n-boot must be at least 1" in capsys.readouterr().err
+    assert "--n-boot must be a positive integer, got 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -14,14 +14,13 @@ from dina_datasets.layout import DEFAULT_DATA_URL
 
 
 def _sizes(text: str) -> tuple[int, ...]:
+    from dina_datasets.errors import check_positive_int
+
     try:
-        sizes = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected image counts such as 100,1000, got "
-                                         f"{text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"image counts must be positive, got {text!r}")
-    return sizes
+        return tuple(check_positive_int("image count", int(v)) for v in text.split(","))
+    except ValueError:  # not an integer, or a ConfigError: not positive
+        raise argparse.ArgumentTypeError(f"expected positive image counts such as 100,1000, "
+                                         f"got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,13 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dina_datasets import cost, scores
-    from dina_datasets.errors import ConfigError
+    from dina_datasets.errors import check_positive_int
     from dina_datasets.report import write_report
 
     for name in ("n_boot", "stability_boot"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got "
-                              f"{getattr(args, name)}")
+        check_positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     show = not args.no_progress and sys.stderr.isatty()
 
     def say(text: str) -> None:

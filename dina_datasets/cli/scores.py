@@ -32,10 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dina_datasets import scores
-    from dina_datasets.errors import ConfigError
+    from dina_datasets.errors import check_positive_int
 
-    if args.concurrency < 1:
-        raise ConfigError(f"--concurrency must be at least 1, got {args.concurrency}")
+    check_positive_int("--concurrency", args.concurrency)
     built = scores.build(args.data_url, args.out, configs=args.configs, metrics=args.metrics,
                          activations=args.activations, imagenet_json=args.imagenet_json,
                          storage_options=args.storage_options, concurrency=args.concurrency,

@@ -10,7 +10,7 @@ import socket
 from collections.abc import Iterator
 from types import ModuleType
 
-from dina_datasets.errors import ConfigError
+from dina_datasets.errors import ConfigError, check_positive_int
 from dina_datasets.ray import require
 
 PROBE_SECONDS = 5.0
@@ -72,9 +72,7 @@ def fit_workers(ray: ModuleType, workers: int | None, gpus_per_worker: float,
                 cpus_per_worker: float = 1.0) -> int:
     """How many workers the cluster holds at once (`workers` when given, checked); a
     ConfigError when it cannot hold one."""
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or
-                                workers < 1):
-        raise ConfigError(f"--workers must be a positive integer, got {workers!r}")
+    check_positive_int("--workers", workers, allow_none=True)
     if gpus_per_worker < 0:
         raise ConfigError(f"--gpus-per-worker must be 0 or more, got {gpus_per_worker!r}")
     resources = ray.cluster_resources()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
-from dina_datasets.errors import ConfigError
+from dina_datasets.errors import check_positive_int
 from dina_datasets.stats import summary as summaries
 from dina_datasets.stats.degenerate import DEGENERATE_SHARE
 from dina_datasets.stats.table import open_scores, order
@@ -61,8 +61,9 @@ def stability(scores: Any, *, sizes: tuple[int, ...] = SIZES, n_boot: int = N_BO
     """One row per (model, metric, n): `COLUMNS` (a pandas frame)."""
     import pandas as pd
 
-    if n_boot < 1 or any(int(s) < 1 for s in sizes):
-        raise ConfigError(f"n_boot and sizes must be positive, got {n_boot} and {sizes}")
+    check_positive_int("n_boot", n_boot)
+    for size in sizes:
+        check_positive_int("sizes", size)
     table = open_scores(scores, filters, activation, storage_options)
     if summary is None:
         summary = summaries.summary(table, ci="normal", degenerate_share=degenerate_share)

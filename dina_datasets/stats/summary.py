@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
-from dina_datasets.errors import ConfigError
+from dina_datasets.errors import ConfigError, check_positive_int
 from dina_datasets.stats.degenerate import DEGENERATE_SHARE, flag
 from dina_datasets.stats.table import higher_is_better, is_reference, open_scores, order
 
@@ -85,8 +85,7 @@ def summary(scores: Any, *, filters=(), activation: str | None = "softmax",
     """One row per (model, metric, explainer): `COLUMNS` (a pandas frame)."""
     if ci not in CI_METHODS:
         raise ConfigError(f"ci must be one of {', '.join(CI_METHODS)}, got {ci!r}")
-    if n_boot < 1:
-        raise ConfigError(f"n_boot must be at least 1, got {n_boot}")
+    check_positive_int("n_boot", n_boot)
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
     table = open_scores(scores, filters, activation, storage_options)
