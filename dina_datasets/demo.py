@@ -197,7 +197,6 @@ def _generate(demo: Demo) -> None:
         demo.say("  " + made.summary().replace("\n", "\n  "))
         config = f"{model}-{explainer}"
         demo.result.configs.append(config)
-        demo.result.generated[config] = (made.seconds, made.loop_seconds)
 
 
 # Wall time of the evaluate step over that of the generate step, measured in whole runs on

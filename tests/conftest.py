@@ -220,3 +220,13 @@ def toy(tmp_path, monkeypatch):
     yield ToyRun(tmp_path, str(images), str(tmp_path / "registry.toml"))
     if "Tiny" in catalog.MODELS:
         catalog.unregister("Tiny")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _contributions_stay_in_their_module():
+    """Models and explainers a test module registers (the planted model, toys) are removed
+    after it, so no other module sees configs it did not make."""
+    before = set(catalog.MODELS) | set(catalog.EXPLAINERS)
+    yield
+    for name in (set(catalog.MODELS) | set(catalog.EXPLAINERS)) - before:
+        catalog.unregister(name)
