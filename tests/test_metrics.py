@@ -123,7 +123,9 @@ def test_complexity_range_and_degenerate_maps():
     assert 0 < entropy[4] < np.log(size * size) and np.log(size * size) == pytest.approx(10.82,
                                                                                          abs=0.01)
     gini = Sparseness()(maps)
-    assert np.all((gini >= -1e-6) & (gini < 1)) and gini[0] > 0.99
+    assert np.isnan(gini[2])  # all zeros: undefined; a constant map is the least sparse, 0
+    defined = np.delete(gini, 2)
+    assert np.all((defined >= -1e-6) & (defined < 1)) and gini[0] > 0.99
     assert degenerate(maps).tolist() == [False, True, True, True, False]
     nan = np.full((2, 2), np.nan, np.float32)
     assert degenerate(np.stack([nan, np.array([[np.nan, 1], [1, 1]], np.float32)])).tolist() \
