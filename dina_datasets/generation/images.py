@@ -7,22 +7,13 @@ A source is a folder of class sub-folders (ImageNet validation once structured),
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from dina_datasets import formats
 from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
 from dina_datasets.formats import UNKNOWN_LABEL
+from dina_datasets.formats import ImageRef as ImageEntry  # one type for an image and its keys
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-
-@dataclass(frozen=True)
-class ImageEntry:
-    """One image: its file, its id (the file stem) and its class (-1 when unknown)."""
-
-    path: str
-    image_id: str
-    label: int = UNKNOWN_LABEL
 
 
 def is_image(name: str) -> bool:
