@@ -109,7 +109,7 @@ def test_complexity_by_hand():
 def test_complexity_range_and_degenerate_maps():
     """The docstrings' ranges: Complexity in [0, ln(H*W)] for maps that rank their pixels,
     undefined (NaN, a null score) for constant and all-zero maps, which are flagged degenerate;
-    Sparseness in [0, 1)."""
+    Sparseness in [0, 1), 0 for a constant map, undefined for an all-zero one."""
     from dina_datasets.maps import degenerate, describe
 
     size = 224

@@ -48,8 +48,8 @@ class _MapMetric(Metric):
 
 
 class Sparseness(_MapMetric):
-    """Gini index of |map|, in [0, 1): 0 for a uniform (or all-zero) map, towards 1 when one
-    pixel holds everything.
+    """Gini index of |map|, in [0, 1): 0 for a uniform (or constant) map, towards 1 when one
+    pixel holds everything; NaN for an all-zero map (see the module docstring).
 
     dina: a = |mean_c E| / (sum + 1e-8), sorted ascending, + 1e-7;
     score = sum_k (2k - n - 1) a_k / (n sum a). Higher is better.
