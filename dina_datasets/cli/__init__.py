@@ -39,7 +39,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # (add a row with each new extra).
 EXTRAS = {"tensorflow": "generate", "tf_keras": "generate", "keras_cv_attention_models":
           "generate", "xplique": "generate", "skimage": "generate", "matplotlib": "viz",
-          "PIL": "viz", "torch": "torch", "jax": "jax"}
+          "PIL": "viz", "torch": "torch", "jax": "jax", "duckdb": "stats", "scipy": "stats",
+          "scikit_posthocs": "stats", "statsmodels": "stats", "pandas": "stats",
+          "gradio": "explore", "gradio_client": "explore", "ray": "ray", "grain": "grain"}
 
 
 def missing_extra(err: ModuleNotFoundError) -> str | None:
