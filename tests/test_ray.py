@@ -314,9 +314,9 @@ def test_evaluate_on_ray_writes_the_local_bytes(cluster, tmp_path):
                     open(Layout(local).scores(model, explainer, metric), "rb") as b:
                 assert a.read() == b.read(), (name, metric)
             assert not os.path.exists(parts_folder(url))
-        # RandomLogitMetric re-explains (SmoothGrad): TensorFlow's reductions run on as many
-        # threads as the process has CPUs, and a Ray actor has one, so the last digits of a
-        # float sum may differ (seen: 1e-11); same scores otherwise
+        # RandomLogitMetric re-explains (SmoothGrad) in float32: TensorFlow's reductions run on
+        # as many threads as the process has CPUs, and a Ray actor has one, so the sums may
+        # differ in float32's last digits (seen: 2.5e-7 relative); same scores otherwise
         far_scores = read_scores(Layout(far).scores(model, explainer, "RandomLogitMetric"))
         here = read_scores(Layout(local).scores(model, explainer, "RandomLogitMetric"))
-        np.testing.assert_allclose(far_scores, here, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(far_scores, here, rtol=1e-5, atol=1e-7)
