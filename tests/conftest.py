@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -230,3 +231,17 @@ def _contributions_stay_in_their_module():
     yield
     for name in (set(catalog.MODELS) | set(catalog.EXPLAINERS)) - before:
         catalog.unregister(name)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    """Shorten the back-off sleeps of gcsfs and of our own retries; the logic is unchanged."""
+    import gcsfs.retry
+
+    real_sleep = asyncio.sleep
+
+    async def short_sleep(_seconds):
+        await real_sleep(0.01)
+
+    monkeypatch.setattr(gcsfs.retry.asyncio, "sleep", short_sleep)
+    monkeypatch.setattr(storage, "BACKOFF", 0.01)

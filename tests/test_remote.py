@@ -3,7 +3,6 @@ through a real GCS server (gcp-storage-emulator) and a fault proxy on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
@@ -58,20 +57,6 @@ def proxy(emulator):
     server = FaultProxy(emulator[0].port, delay=0.02)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def fast_retries(monkeypatch):
-    """Shorten the back-off sleeps of gcsfs and of our own retries; the logic is unchanged."""
-    import gcsfs.retry
-
-    real_sleep = asyncio.sleep
-
-    async def short_sleep(_seconds):
-        await real_sleep(0.01)
-
-    monkeypatch.setattr(gcsfs.retry.asyncio, "sleep", short_sleep)
-    monkeypatch.setattr(storage, "BACKOFF", 0.01)
 
 
 @pytest.fixture(scope="module")
