@@ -33,7 +33,9 @@ demo: env
 
 test: env
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	# two workers, a test module per worker at a time (module fixtures: the GCS server, the
+	# Ray cluster, the app); the suite waits on subprocesses and servers half of its time
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: env
 	$(VENV)/bin/ruff check .
