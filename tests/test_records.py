@@ -62,13 +62,13 @@ def test_variable_size_records_are_scanned_once_and_cached(tmp_path):
     arrays = [special_values((i + 1, 3), np.float32, i) for i in range(6)]
     path = str(tmp_path / "var.tfrecord")
     dd.write_records(path, ({"explanations": a} for a in arrays))  # no index: scanned
-    reader._SCANS.clear()
+    reader._LAYOUTS.clear()
     info = dd.inspect(path)
     assert info.record_size is None and info.num_records == 6
-    assert len(reader._SCANS) == 1
+    assert len(reader._LAYOUTS) == 1
     for i in (5, 0, 3):
         assert same_bits(dd.read_explanation(path, i), arrays[i])
-    assert len(reader._SCANS) == 1
+    assert len(reader._LAYOUTS) == 1
     got = list(records.read_explanations(path, 2, 5))
     assert all(same_bits(a, b) for a, b in zip(arrays[2:5], got, strict=True))
     got = list(records.read_records(path, chunk_bytes=7))

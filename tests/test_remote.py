@@ -158,6 +158,27 @@ def test_random_access_coalesces_neighbours_and_moves_only_the_records(emulator,
     assert same(records[0]["explanations"], emulator[2]["ResNet50-Saliency"][5])
 
 
+def test_an_unchanged_files_layout_is_kept_and_a_rewritten_one_is_read_again(emulator,
+                                                                              proxy):
+    url = f"{BUCKET}/kept/explanations.tfrecord"
+    first, second = make_maps(6, 1, seed=7, size=8), make_maps(6, 1, seed=8, size=8)
+    dd.write_explanations(url, first, storage_options=opts(emulator[0]))  # with its index
+
+    def index_reads() -> int:
+        return sum(".index.json" in r.target for r in proxy.requests if r.method == "GET")
+
+    assert same(dd.read_explanations_at(url, [1], storage_options=opts(proxy))[0], first[1])
+    assert index_reads() == 1
+    before = len(media(proxy))
+    for i in (4, 2):  # the same file version: its layout is kept, one ranged read each
+        assert same(dd.read_explanations_at(url, [i], storage_options=opts(proxy))[0],
+                    first[i])
+    assert index_reads() == 1 and len(media(proxy)) == before + 2
+    dd.write_explanations(url, second, storage_options=opts(emulator[0]))  # a new generation
+    assert same(dd.read_explanations_at(url, [1], storage_options=opts(proxy))[0], second[1])
+    assert index_reads() == 2
+
+
 def test_out_of_range_indices_raise_before_any_record_is_read(emulator, proxy, small):
     for bad in ([0, SMALL_N], [-1], [2.0], 5):
         with pytest.raises(dd.RecordIndexError) as info:

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class Explorer:
         self.readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="dina-read")
         workers = (min(4, os.cpu_count() or 1) if render_workers is None else render_workers)
         self.renderers: Executor | None = None
+        self._drawing = threading.Lock()
         if workers > 1:
             import multiprocessing
 
@@ -247,20 +249,23 @@ class Explorer:
         if image_id and image_id.strip():
             index = self.index_of(cells[0][0], image_id.strip())
         index = _index(index)
-        keys = self._keys(cells, index, activation)
-        jobs = [self.readers.submit(self._panel, m, e, index) for m, e in cells]
-        panels, notes = [], []
+        # each map drawn as soon as it is read; the scores looked up meanwhile
+        keys_job = self.readers.submit(self._keys, cells, index, activation)
+        jobs = [self.readers.submit(self._drawn, m, e, index) for m, e in cells]
+        panels, pngs, notes = [], [], []
         for (model, explainer), job in zip(cells, jobs, strict=True):
             try:
-                panels.append(job.result())
+                panel, png = job.result()
             except RecordIndexError:
                 raise
             except DinaError as err:
                 notes.append(f"{model}-{explainer}: {err}")
+                continue
+            panels.append(panel)
+            pngs.append(png)
         if not panels:
             raise LayoutError("no map could be read: " + "; ".join(notes))
-        mapper = self.renderers.map if self.renderers is not None else map
-        pngs = list(mapper(_render, panels))
+        keys = keys_job.result()
         first = panels[0]
         image_id = first.image_id or keys.get("image_id", "")
         sample = Sample(title=f"{kind} {name}", index=index, image_id=image_id,
@@ -275,6 +280,14 @@ class Explorer:
                 f"{m} {_fmt(v)}" for m, v in keys["scores"].get(panel.config, {}).items())
             sample.maps.append((self.save(png), caption))
         return sample
+
+    def _drawn(self, model: str, explainer: str, index: int) -> tuple[figures.Panel, bytes]:
+        """A panel and its PNG (drawn by a renderer process when there are several)."""
+        panel = self._panel(model, explainer, index)
+        if self.renderers is None:
+            with self._drawing:  # matplotlib draws one figure at a time in a process
+                return panel, _render(panel)
+        return panel, self.renderers.submit(_render, panel).result()
 
     def _panel(self, model: str, explainer: str, index: int) -> figures.Panel:
         """One map and its image, paired exactly as `dina show` pairs them (by the record's

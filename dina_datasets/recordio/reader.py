@@ -3,7 +3,9 @@
 `inspect` finds where the records lie, cheapest first: the file's sidecar index when it is
 valid (`recordio.index`); else a fixed record size (first and last records the same size,
 the file size a multiple of it), checked against every record header for local files and
-taken as a guess for remote ones; else a scan of the headers (cached, bounded).
+taken as a guess for remote ones; else a scan of the headers. Layouts are kept (bounded)
+per file version (size and generation or mtime), so that random reads of an unchanged file
+cost one metadata call and the ranged reads, not the index or a scan again.
 `iter_frames` then reads the planned chunks in order, a window of them in flight ahead of the
 caller (`planner.fetch`: one for local files, several ranged requests for remote ones), and
 falls back to a scan when a guessed fixed size is contradicted.
@@ -23,11 +25,10 @@ from dina_datasets.errors import RecordError, RecordIndexError
 from dina_datasets.recordio import framing, index, planner, storage
 from dina_datasets.recordio.planner import RecordFile
 
-SCAN_CACHE_SIZE = 32
+LAYOUT_CACHE_SIZE = 64
 SAMPLE_HEADERS = 16
-_SCANS: collections.OrderedDict[tuple[str, int, str | None], np.ndarray] = \
-    collections.OrderedDict()
-_SCANS_LOCK = threading.Lock()
+_LAYOUTS: collections.OrderedDict[tuple[Any, ...], RecordFile] = collections.OrderedDict()
+_LAYOUTS_LOCK = threading.Lock()
 
 
 def inspect(url: str, storage_options: dict[str, Any] | None = None, *,
@@ -40,6 +41,29 @@ def inspect(url: str, storage_options: dict[str, Any] | None = None, *,
     fs, path = storage.filesystem(url, storage_options)
     meta = storage.info(fs, path, url)
     size = int(meta["size"])
+    version = storage.signature(meta)
+    key = (url, getattr(fs, "_fs_token", None), size, version, use_index)
+    with _LAYOUTS_LOCK:
+        kept = _LAYOUTS.get(key)
+        if kept is not None:
+            _LAYOUTS.move_to_end(key)
+            return kept
+    found = _layout(fs, path, url, size, scan, use_index, meta)
+    if found.num_records is not None and version is not None:
+        _keep(key, found)
+    return found
+
+
+def _keep(key: tuple[Any, ...], layout: RecordFile) -> None:
+    with _LAYOUTS_LOCK:
+        _LAYOUTS[key] = layout
+        _LAYOUTS.move_to_end(key)
+        while len(_LAYOUTS) > LAYOUT_CACHE_SIZE:
+            _LAYOUTS.popitem(last=False)
+
+
+def _layout(fs: Any, path: str, url: str, size: int, scan: bool, use_index: bool,
+            meta: dict[str, Any]) -> RecordFile:
     if use_index and (found := index.load(url, fs, path, meta)) is not None:
         return RecordFile(url, size, found.num_records, found.record_size, found.offsets,
                           keys=found.keys)
@@ -51,19 +75,9 @@ def inspect(url: str, storage_options: dict[str, Any] | None = None, *,
         fixed = _fixed(fs, path, url, size, record_size)
         if fixed is not None:
             return fixed
-    key = (url, size, storage.signature(meta))
-    with _SCANS_LOCK:
-        offsets = _SCANS.get(key)
-        if offsets is not None:
-            _SCANS.move_to_end(key)
-    if offsets is None:
-        if not scan:
-            return RecordFile(url, size, None, None)
-        offsets = _scan(fs, path, url, size)
-        with _SCANS_LOCK:
-            _SCANS[key] = offsets
-            while len(_SCANS) > SCAN_CACHE_SIZE:
-                _SCANS.popitem(last=False)
+    if not scan:
+        return RecordFile(url, size, None, None)
+    offsets = _scan(fs, path, url, size)
     return RecordFile(url, size, len(offsets), None, offsets)
 
 
@@ -100,10 +114,16 @@ def _scan(fs: Any, path: str, url: str, size: int) -> np.ndarray:
 
 
 def rescan(info: RecordFile, storage_options: dict[str, Any] | None = None) -> RecordFile:
-    """The layout of a file whose guessed fixed size was contradicted: scanned."""
+    """The layout of a file whose guessed fixed size was contradicted: scanned (and kept in
+    place of the guess)."""
     fs, path = storage.filesystem(info.url, storage_options)
     offsets = _scan(fs, path, info.url, info.size)
-    return RecordFile(info.url, info.size, len(offsets), None, offsets)
+    found = RecordFile(info.url, info.size, len(offsets), None, offsets)
+    with _LAYOUTS_LOCK:
+        stale = [k for k, v in _LAYOUTS.items() if v is info]
+    for key in stale:
+        _keep(key, found)
+    return found
 
 
 def check_range(info: RecordFile, start: Any, stop: Any) -> tuple[int, int | None]:
