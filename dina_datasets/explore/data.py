@@ -109,10 +109,12 @@ class Explorer:
         self.problem: str | None = None
         self._entries: list[Any] | None = None
         self._cells: list[tuple[str, str]] | None = None
+        self._choices: dict[str, list[str]] = {}
         self.readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="dina-read")
         workers = (min(4, os.cpu_count() or 1) if render_workers is None else render_workers)
         self.renderers: Executor | None = None
         self._drawing = threading.Lock()
+        self._thread = threading.local()
         if workers > 1:
             import multiprocessing
 
@@ -154,12 +156,17 @@ class Explorer:
             raise LayoutError(self.problem)
 
     def table(self, extra: Iterable[str] = ()) -> Any:
-        """A filtered `stats.Scores` view (its own DuckDB connection: safe per thread)."""
+        """A filtered `stats.Scores` view on this thread's DuckDB connection (opened once per
+        server thread, the Parquet footer read once: a connection serves one thread)."""
         from dina_datasets import stats
 
         self.check()
-        return stats.open_scores(self.scores_path, list(extra),
-                                 storage_options=self.storage_options)
+        base = getattr(self._thread, "scores", None)
+        if base is None:
+            base = self._thread.scores = stats.open_scores(
+                self.scores_path, activation=None, storage_options=self.storage_options)
+        # (the default activation filter applies to a view, not to the unfiltered base)
+        return stats.open_scores(base, list(extra) or [f"activation={DEFAULT_ACTIVATION}"])
 
     def cells(self) -> list[tuple[str, str]]:
         """(model, explainer) of every cell in the scores table, in catalog order."""
@@ -184,9 +191,11 @@ class Explorer:
             return list(dict.fromkeys(e for _, e in self.cells()))
         if column == "config":
             return [f"{m}-{e}" for m, e in self.cells()]
-        got = self.table().frame(f'SELECT DISTINCT "{column}" AS v FROM scores')["v"]
-        table = catalog.METRICS if column == "metric" else {}
-        return sorted(got, key=lambda v: _pos(v, list(table)))
+        if column not in self._choices:  # the table does not change while the app runs
+            got = self.table().frame(f'SELECT DISTINCT "{column}" AS v FROM scores')["v"]
+            table = catalog.METRICS if column == "metric" else {}
+            self._choices[column] = sorted(got, key=lambda v: _pos(v, list(table)))
+        return list(self._choices[column])
 
     def entries(self) -> list[Any] | None:
         if self._entries is None and self.images is not None:

@@ -35,15 +35,24 @@ COLUMNS = ["model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted
 
 
 def rank_biserial(differences: np.ndarray) -> float:
-    """Matched-pairs rank-biserial correlation of paired differences (zeros dropped)."""
-    from scipy import stats
-
+    """Matched-pairs rank-biserial correlation of paired differences (zeros dropped): the
+    signed ranks of |d| (ties averaged, as `scipy.stats.rankdata` ranks them), one sort."""
     d = differences[differences != 0]
     if len(d) == 0:
         return float("nan")
-    ranks = stats.rankdata(np.abs(d))
-    plus, minus = ranks[d > 0].sum(), ranks[d < 0].sum()
-    return float((plus - minus) / (plus + minus))
+    size = np.abs(d)
+    order = np.argsort(size)
+    size = size[order]
+    positive = d[order] > 0
+    starts = np.flatnonzero(np.r_[True, size[1:] != size[:-1]])  # groups of equal |d|
+    if len(starts) == len(d):  # no ties: the ranks are 1..n
+        plus = float((np.flatnonzero(positive) + 1).sum())
+    else:
+        ends = np.r_[starts[1:], len(d)]
+        ranks = np.repeat((starts + ends + 1) / 2, ends - starts)  # a group's average rank
+        plus = float(ranks[positive].sum())
+    total = len(d) * (len(d) + 1) / 2  # plus + minus
+    return float((2 * plus - total) / total)
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> tuple[int, float, float, float, float]:
@@ -72,10 +81,13 @@ def verdict(p_adjusted: float, effect: float, metric: str, alpha: float) -> str:
     return "better" if (effect > 0) == direction else "worse"
 
 
-def family(values: np.ndarray) -> list[tuple[int, int, int, float, float, float, float]]:
-    """(i, j, *compare) for every pair of columns i < j of images x explainers `values`."""
-    return [(i, j, *compare(values[:, i], values[:, j]))
-            for i, j in itertools.combinations(range(values.shape[1]), 2)]
+def family(values: np.ndarray, pairs_: Any = None
+           ) -> list[tuple[int, int, int, float, float, float, float]]:
+    """(i, j, *compare) for each pair of columns (default: every i < j) of images x
+    explainers `values`."""
+    if pairs_ is None:
+        pairs_ = itertools.combinations(range(values.shape[1]), 2)
+    return [(i, j, *compare(values[:, i], values[:, j])) for i, j in pairs_]
 
 
 def holm(p: np.ndarray) -> np.ndarray:
@@ -99,8 +111,8 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
     """One row per (model, metric, a, b): `COLUMNS` (a pandas frame). `random_like` marks
     the pairs of an explainer with RandomExp that are not distinguishable. `summary`: a
     summary frame of the same table, to reuse (its degenerate flags decide who is compared).
-    `workers`: threads testing (model, metric) families at once (default: the CPUs, at most
-    4; the sorts behind the tests release the GIL)."""
+    `workers`: threads testing the pairs (default: the CPUs, at most 4; the sorts behind the
+    tests release the GIL)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
@@ -121,16 +133,18 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
                           catalog.EXPLAINERS)
             if len(names) < 2:
                 continue
-            # DuckDB queries stay on this thread; the tests run in the pool, a few
-            # families ahead at most (bounded memory)
-            waiting = [job for job in jobs if not job[3].done()]
+            # DuckDB queries stay on this thread; the tests run in the pool, the pairs of a
+            # family split between the workers, a few families ahead at most (bounded memory)
+            waiting = [part for job in jobs for part in job[3] if not part.done()]
             if len(waiting) > 2 * workers:
-                waiting[0][3].result()
-            matrix = table.matrix(model, metric, names)
-            jobs.append((model, metric, names, pool.submit(family, matrix.values)))
+                waiting[0].result()
+            values = table.matrix(model, metric, names).values
+            every = list(itertools.combinations(range(len(names)), 2))
+            parts = [pool.submit(family, values, every[k::workers]) for k in range(workers)]
+            jobs.append((model, metric, names, parts))
         rows = []
-        for model, metric, names, job in jobs:
-            found = job.result()
+        for model, metric, names, parts in jobs:
+            found = sorted(r for part in parts for r in part.result())  # (i, j) order
             adjusted = holm(np.array([r[4] for r in found], np.float64))
             for (i, j, n, statistic, p_value, effect, median), q in zip(found, adjusted,
                                                                          strict=True):
