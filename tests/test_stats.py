@@ -111,6 +111,20 @@ def test_pairs_equal_the_libraries(planted):
         assert r.n == N and {r.a, r.b} <= set(names)
 
 
+def test_rank_biserial_with_ties_and_zeros_equals_scipys_signed_ranks():
+    from dina_datasets.stats.pairs import rank_biserial
+
+    rng = np.random.default_rng(3)
+    for decimals in (0, 1, 2, None):  # rounded: many ties and zero differences
+        d = rng.normal(0.3, 1, 400)
+        d = d if decimals is None else np.round(d, decimals)
+        nonzero = int((d != 0).sum())
+        plus = st.wilcoxon(d, alternative="greater").statistic  # R+, zeros dropped
+        total = nonzero * (nonzero + 1) / 2
+        assert rank_biserial(d) == pytest.approx(2 * plus / total - 1, abs=1e-12)
+    assert math.isnan(rank_biserial(np.zeros(5)))
+
+
 def test_summary_equals_the_libraries(planted):
     path, written, summary, _ = planted
     for (model, explainer, metric), values in written.items():
