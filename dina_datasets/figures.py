@@ -141,16 +141,79 @@ LEFT, TOP, SUPTITLE, ROW_GAP, BOTTOM = 0.3, 0.28, 0.34, 0.12, 0.1
 COLUMN = MAP + BAR_PAD + BAR + BAR_LABELS
 
 
-def figure(rows: list[list[Panel]], *, alpha: float = 0.8) -> Any:
-    """The matplotlib figure of panels (rows x columns), a colour bar beside each map that
-    ranks its pixels; a degenerate map says "empty map" instead of getting a scale."""
-    from matplotlib.figure import Figure
+@dataclass
+class _Look:
+    """How one panel is drawn: a degenerate map's note, or its values on a scale."""
 
+    empty: str | None
+    values: np.ndarray | None = None
+    norm: Any = None
+    cmap: str = ""
+    weight: np.ndarray | None = None
+
+
+def _look(panel: Panel, alpha: float) -> _Look:
+    import matplotlib
+
+    empty = maps.describe(panel.explanation)
+    if empty:
+        return _Look(empty)
+    values, signed = heatmap(panel.explanation)
+    bound = float(np.nanpercentile(np.abs(values), 99.5)) or float(np.nanmax(np.abs(values)))
+    low = -bound if signed else (0.0 if np.nanmin(values) >= 0 else None)
+    weight = None
+    if panel.image is not None:
+        weight = alpha * np.sqrt(np.clip(np.abs(np.nan_to_num(values)) / bound, 0, 1))
+    return _Look(None, values, matplotlib.colors.Normalize(vmin=low, vmax=bound),
+                 "RdBu_r" if signed else "inferno", weight)
+
+
+_KEPT: dict[tuple[Any, ...], tuple[Any, list[Any]]] = {}  # figures kept for `reuse`
+
+
+def figure(rows: list[list[Panel]], *, alpha: float = 0.8, reuse: bool = False) -> Any:
+    """The matplotlib figure of panels (rows x columns), a colour bar beside each map that
+    ranks its pixels; a degenerate map says "empty map" instead of getting a scale.
+    `reuse`: refill a figure kept from an earlier call of the same structure (same pixels;
+    for a process that draws many pictures, e.g. the explorer's renderers)."""
     if not rows or not rows[0]:
         raise ConfigError("nothing to draw: give at least one config and one index")
+    looks = [[_look(p, alpha) for p in row] for row in rows]
     models = {p.config.split("-", 1)[0] for row in rows for p in row}
+    shape = tuple((None if p.image is None else p.image.shape, look.empty is None,
+                   None if look.values is None else look.values.shape,
+                   look.norm is not None and look.norm.vmin is None)
+                  for row, row_looks in zip(rows, looks, strict=True)
+                  for p, look in zip(row, row_looks, strict=True))
+    key = (len(models) == 1, len(rows), len(rows[0]), shape)
+    autoscaled = any(part[3] for part in shape)  # a scale from the data: drawn afresh
+    if reuse and not autoscaled and key in _KEPT:
+        fig, parts = _KEPT[key]
+        _fill(fig, parts, rows, looks, models)
+        return fig
+    fig, parts = _build(rows, looks, models)
+    if reuse and not autoscaled:
+        if len(_KEPT) >= 8:
+            _KEPT.clear()
+        _KEPT[key] = (fig, parts)
+    return fig
+
+
+def _titles(rows: list[list[Panel]], models: set[str]) -> tuple[list[str], list[str], str]:
+    one = len(models) == 1
+    titles = [p.config if not one else p.config.split("-", 1)[1] for p in rows[0]]
+    labels = [row[0].image_id or f"record {row[0].index}" for row in rows]
+    return titles, labels, f"{next(iter(models))}: attribution maps" if one else ""
+
+
+def _build(rows: list[list[Panel]], looks: list[list[_Look]], models: set[str]
+           ) -> tuple[Any, list[Any]]:
+    import matplotlib
+    from matplotlib.figure import Figure
+
     n_rows, n_cols = len(rows), len(rows[0])
-    top = TOP + (SUPTITLE if len(models) == 1 else 0.0)
+    titles, labels, suptitle = _titles(rows, models)
+    top = TOP + (SUPTITLE if suptitle else 0.0)
     width = LEFT + n_cols * COLUMN
     height = top + n_rows * (MAP + ROW_GAP) - ROW_GAP + BOTTOM
     fig = Figure(figsize=(width, height))
@@ -160,46 +223,62 @@ def figure(rows: list[list[Panel]], *, alpha: float = 0.8) -> Any:
         return [(LEFT + c * COLUMN + x) / width, y / height, w / width, MAP / height]
 
     axes = [[fig.add_axes(box(r, c, 0.0, MAP)) for c in range(n_cols)] for r in range(n_rows)]
-    for r, row in enumerate(rows):
-        for c, panel in enumerate(row):
+    parts = []  # per panel: (photo, note or overlay, colour bar)
+    for r, (row, row_looks) in enumerate(zip(rows, looks, strict=True)):
+        for c, (panel, look) in enumerate(zip(row, row_looks, strict=True)):
             ax = axes[r][c]
-            empty = maps.describe(panel.explanation)
-            if panel.image is not None:
-                ax.imshow(panel.image)
-            if empty:
+            photo = ax.imshow(panel.image) if panel.image is not None else None
+            bar = None
+            if look.empty:
                 if panel.image is None:
                     ax.set_facecolor("0.85")
-                ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center",
-                        fontsize=9, bbox={"boxstyle": "round", "facecolor": "white",
-                                          "alpha": 0.85})
+                shown = ax.text(0.5, 0.5, look.empty, transform=ax.transAxes, ha="center",
+                                va="center", fontsize=9, bbox={"boxstyle": "round",
+                                                               "facecolor": "white",
+                                                               "alpha": 0.85})
             else:
-                _overlay(fig, ax, fig.add_axes(box(r, c, MAP + BAR_PAD, BAR)), panel, alpha)
+                shown = ax.imshow(look.values, cmap=look.cmap, norm=look.norm,
+                                  alpha=look.weight)
+                bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=look.norm,
+                                                                cmap=look.cmap),
+                                   cax=fig.add_axes(box(r, c, MAP + BAR_PAD, BAR)))
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                title = panel.config if len(models) > 1 else panel.config.split("-", 1)[1]
-                ax.set_title(title, fontsize=10)
+                ax.set_title(titles[c], fontsize=10)
             if c == 0:
-                ax.set_ylabel(panel.image_id or f"record {panel.index}", fontsize=9)
-    if len(models) == 1:
-        fig.suptitle(f"{models.pop()}: attribution maps", fontsize=12,
-                     y=1 - 0.08 / height, va="top")
-    return fig
+                ax.set_ylabel(labels[r], fontsize=9)
+            parts.append((ax, photo, shown, bar))
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=12, y=1 - 0.08 / fig.get_figheight(), va="top")
+    return fig, parts
 
 
-def _overlay(fig: Any, ax: Any, bar: Any, panel: Panel, alpha: float) -> None:
+def _fill(fig: Any, parts: list[Any], rows: list[list[Panel]], looks: list[list[_Look]],
+          models: set[str]) -> None:
     import matplotlib
 
-    values, signed = heatmap(panel.explanation)
-    bound = float(np.nanpercentile(np.abs(values), 99.5)) or float(np.nanmax(np.abs(values)))
-    low = -bound if signed else (0.0 if np.nanmin(values) >= 0 else None)
-    norm = matplotlib.colors.Normalize(vmin=low, vmax=bound)
-    cmap = "RdBu_r" if signed else "inferno"
-    weight = None
-    if panel.image is not None:
-        weight = alpha * np.sqrt(np.clip(np.abs(np.nan_to_num(values)) / bound, 0, 1))
-    ax.imshow(values, cmap=cmap, norm=norm, alpha=weight)
-    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), cax=bar)
+    titles, labels, suptitle = _titles(rows, models)
+    panels = [(r, c, p, look) for r, (row, row_looks) in enumerate(zip(rows, looks,
+                                                                        strict=True))
+              for c, (p, look) in enumerate(zip(row, row_looks, strict=True))]
+    for (r, c, panel, look), (ax, photo, shown, bar) in zip(panels, parts, strict=True):
+        if photo is not None:
+            photo.set_data(panel.image)
+        if look.empty:
+            shown.set_text(look.empty)
+        else:
+            shown.set_data(look.values)
+            shown.set_cmap(look.cmap)
+            shown.set_norm(look.norm)
+            shown.set_alpha(look.weight)
+            bar.update_normal(matplotlib.cm.ScalarMappable(norm=look.norm, cmap=look.cmap))
+        if r == 0:
+            ax.set_title(titles[c], fontsize=10)
+        if c == 0:
+            ax.set_ylabel(labels[r], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=12, y=1 - 0.08 / fig.get_figheight(), va="top")
 
 
 def draw(rows: list[list[Panel]], out: str, *, alpha: float = 0.8) -> str:
@@ -214,15 +293,16 @@ def draw(rows: list[list[Panel]], out: str, *, alpha: float = 0.8) -> str:
     return out
 
 
-def render(rows: list[list[Panel]], *, alpha: float = 0.8) -> bytes:
+def render(rows: list[list[Panel]], *, alpha: float = 0.8, reuse: bool = False) -> bytes:
     """The PNG bytes of panels (rows x columns): the pixels `draw` writes to a .png
-    (`dina show`), opaque RGB, lightly compressed (the explorer shows these bytes)."""
+    (`dina show`), opaque RGB, lightly compressed (the explorer shows these bytes).
+    `reuse`: see `figure`."""
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    canvas = FigureCanvasAgg(figure(rows, alpha=alpha))
+    canvas = FigureCanvasAgg(figure(rows, alpha=alpha, reuse=reuse))
     canvas.figure.dpi = DPI
     canvas.draw()
     rgb = np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3])

@@ -193,3 +193,27 @@ def test_out_suffix_chooses_the_format(shown, tmp_path, capsys):
     assert main(["show", "ResNet50-Rise", "--index", "0", "--data-url", root, "--out",
                  str(bad)]) == 2
     assert ".png, .jpg, .jpeg, .pdf, .svg" in capsys.readouterr().err and not bad.exists()
+
+
+def test_a_refilled_figure_draws_the_pixels_of_a_fresh_one():
+    import io
+
+    rng = np.random.default_rng(4)
+    photo = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    maps = [rng.random((64, 64, 3)), rng.standard_normal((64, 64, 1)), np.zeros((64, 64, 1)),
+            rng.random((64, 64, 1)) * 1e-6, np.full((64, 64, 3), 0.25),
+            -rng.random((64, 64, 1)), rng.random((64, 64, 3))]
+
+    def pixels(data: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+
+    figures._KEPT.clear()
+    for k, values in enumerate(maps * 2):  # the second round refills the kept figures
+        image = photo if k % 3 else None
+        model = "ResNet50" if k % 2 else "DinoV2"
+        rows = [[figures.Panel(f"{model}-E{k}", k, values.astype(np.float32),
+                               f"img_{k}" if k % 4 else "", image)]]
+        assert np.array_equal(pixels(figures.render(rows, reuse=True)),
+                              pixels(figures.render(rows))), k
+    assert figures._KEPT  # figures were kept and refilled
