@@ -3,7 +3,8 @@ rank (in the catalog's direction) and the verdicts of the paired tests, from the
 table (built on the fly from a bucket-shaped folder, or given).
 
 Markers: `*` the leader, distinguishable from the next (Wilcoxon + Holm at alpha);
-`≈` the leader, NOT distinguishable from the next; `=R` not distinguishable from RandomExp;
+`≈` the leader, NOT distinguishable from the next (a leader with no next has neither);
+`=R` not distinguishable from RandomExp;
 `<R` worse than RandomExp; `degenerate` mostly undefined scores, not ranked (see
 `dina_datasets.stats.degenerate`).
 """
@@ -79,8 +80,8 @@ def marker(row: Any) -> str:
     if row["degenerate"]:
         return "degenerate"
     marks = []
-    if row["rank"] == 1:
-        marks.append("≈" if row["vs_next"] not in ("better", "higher", None) else "*")
+    if row["rank"] == 1 and isinstance(row["vs_next"], str):  # no mark for a lone explainer
+        marks.append("*" if row["vs_next"] in ("better", "higher") else "≈")
     if row["vs_random"] == "not distinguishable":
         marks.append("=R")
     elif row["vs_random"] == "worse":

@@ -11,6 +11,7 @@ import math
 import uuid
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_stats import N, write_planted
 
@@ -136,6 +137,16 @@ def test_markers_on_planted_data(planted):
     assert "≈" in board.get(f"ResNet50-{leader}", "Complexity").marker
     text = board.text()
     assert f"n={N} #1 *" in text and "undefined n=0 degenerate" in text
+
+
+def test_a_lone_explainer_gets_no_leader_mark(tmp_path):
+    frame = pd.DataFrame({"model": "ResNet50", "explainer": "Saliency", "metric": "Insertion",
+                          "activation": "softmax", "index": np.arange(20),
+                          "image_id": [f"img_{i}" for i in range(20)], "label": 1,
+                          "prediction": 1, "score": np.linspace(0.1, 0.9, 20)})
+    board = leaderboard.from_table(frame)
+    entry = board.get("ResNet50-Saliency", "Insertion")
+    assert entry.rank == 1 and entry.marker == ""  # nothing to be distinguished from
 
 
 def test_filter(planted, tmp_path, capsys):
