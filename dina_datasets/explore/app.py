@@ -45,6 +45,10 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return handler
 
 
+# a map's caption (its config and every per-sample score) wraps instead of being cut
+CSS = ".caption-label { white-space: normal !important; max-width: 100% !important; }"
+
+
 def build(explorer: Explorer) -> gr.Blocks:
     """The Blocks app over an opened `Explorer`."""
     problem = explorer.problem
@@ -223,5 +227,5 @@ def launch(explorer: Explorer, *, host: str = "127.0.0.1", port: int = 7860,
     demo.queue(default_concurrency_limit=4)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
                 show_error=True, allowed_paths=[explorer.cache_dir], quiet=quiet,
-                footer_links=["api"])
+                footer_links=["api"], css=CSS)
     return demo
