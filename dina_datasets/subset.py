@@ -145,7 +145,8 @@ def subset(configs: Iterable[str], out: str, indices: Iterable[int] | np.ndarray
     if output == "parquet":
         from dina_datasets.hf import card, export
 
-        export.write_readme(out, export.scan(out), card.read_template(None))
+        export.write_readme(out, export.scan(out, storage_options),
+                            card.read_template(None), storage_options)
     return results
 
 
@@ -216,7 +217,7 @@ def _write_parquet(cell: catalog.Cell, data_url: str, out: str, indices: np.ndar
     with tempfile.TemporaryDirectory(prefix="dina-subset-") as tmp:
         _write_records(cell, data_url, tmp, indices, storage_options, **options)
         source = Source.open(cell, tmp, check_crc=options.get("check_crc", True))
-        export.write_config(source, out, encoding=encoding)
+        export.write_config(source, out, encoding=encoding, storage_options=storage_options)
 
 
 class _Manifest:

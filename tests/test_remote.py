@@ -294,6 +294,30 @@ def test_subset_over_gs_is_joinable_sliced_and_resumable(emulator, proxy, builde
     assert "other indices" in capsys.readouterr().err
 
 
+def test_parquet_subset_and_export_write_to_gs_with_the_storage_options(emulator,
+                                                                        builder_rows):
+    import pyarrow.parquet as pq
+
+    server = emulator[0]
+    common = ["--data-url", BUCKET, "--storage-option", f"endpoint_url={server.endpoint}"]
+    assert main(["subset", "--configs", "DinoV2-Rise", "--indices", "5,0", "--out",
+                 f"{BUCKET}/hub-subset", "--format", "parquet", *common]) == 0
+    assert main(["export", "DinoV2-Rise", "--out", f"{BUCKET}/hub-export",
+                 *common]) == 0
+    fs, _ = storage.filesystem(BUCKET, opts(server))
+    fs.invalidate_cache()
+    want = builder_rows["DinoV2-Rise"]
+    for folder, indices in (("hub-subset", [5, 0]), ("hub-export", list(range(len(want))))):
+        assert fs.isfile(f"xai-deel/{folder}/README.md")
+        shards = sorted(fs.glob(f"xai-deel/{folder}/DinoV2-Rise/validation-*.parquet"))
+        assert shards, folder
+        got = []
+        for shard in shards:
+            with fs.open(shard, "rb") as handle:
+                got += pq.read_table(handle, columns=["index"])["index"].to_pylist()
+        assert got == [want[i]["index"] for i in indices], folder
+
+
 def test_subset_as_parquet_and_bad_indices(emulator, builder_rows, tmp_path, capsys):
     import datasets
 

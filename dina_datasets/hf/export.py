@@ -145,11 +145,12 @@ def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL
     All inputs are opened (and their lengths checked) before anything is written.
     `progress(config, total_rows)` may return a callable fed the rows written.
     `map_configs(write, sources)` runs `write(source)` for every source elsewhere (e.g. as
-    Ray tasks) instead of one after the other here.
+    Ray tasks) instead of one after the other here. `storage_options` serve the inputs and
+    `out` alike.
     """
     if encoding not in ENCODINGS:
         raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
-    fs, path = storage.filesystem(out)
+    fs, path = storage.filesystem(out, storage_options)
     if fs.isfile(path):
         raise LayoutError(f"out {out} is a file, not a folder: give the folder to write the "
                           "repository into (new, or an earlier export)")
@@ -159,24 +160,26 @@ def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL
                            preprocess_url=preprocess_url, storage_options=storage_options,
                            check_crc=check_crc) for name in names]
     write = functools.partial(write_config, out=out, encoding=encoding, compression=compression,
-                              max_shard_bytes=max_shard_bytes)
+                              max_shard_bytes=max_shard_bytes, storage_options=storage_options)
     if map_configs is not None:
         map_configs(write, sources)
     else:
         for source in sources:
             write(source, update=progress(source.cell.name, source.num_records) if progress
                   else None)
-    write_scores_config(out, [c.name for c in scan(out) if c.name != SCORES_CONFIG],
+    write_scores_config(out, [c.name for c in scan(out, storage_options)
+                              if c.name != SCORES_CONFIG],
                         data_url=data_url, imagenet_json=imagenet_json,
                         storage_options=storage_options)
-    found = scan(out)
-    write_readme(out, found, template)
+    found = scan(out, storage_options)
+    write_readme(out, found, template, storage_options)
     return found
 
 
 def write_config(source: Source, out: str, *, encoding: str = "array",
                  compression: str = "none", max_shard_bytes: int = MAX_SHARD_BYTES,
-                 update: Progress | None = None) -> list[str]:
+                 update: Progress | None = None,
+                 storage_options: dict[str, Any] | None = None) -> list[str]:
     """Write one config's Parquet shards (atomically, one by one); drop stale ones."""
     name = source.cell.name
     per = rows_per_shard(source.cell, max_shard_bytes)
@@ -188,7 +191,7 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
     for i in range(count):
         start, stop = i * per, min(source.num_records, (i + 1) * per)
         url = storage.join(out, card.shard_name(name, i, count))
-        with storage.atomic_write(url, "wb") as handle, pq.ParquetWriter(
+        with storage.atomic_write(url, "wb", storage_options) as handle, pq.ParquetWriter(
                 handle, schema, compression={c: compression if c == "explanation" else
                                              "zstd" for c in schema.names},
                 use_dictionary=[c for c in schema.names if c != "explanation"],
@@ -199,7 +202,8 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
                 if update:
                     update(len(table))
         written.append(url)
-    _remove_stale(storage.join(out, name), {posixpath.basename(u) for u in written})
+    _remove_stale(storage.join(out, name), {posixpath.basename(u) for u in written},
+                  storage_options)
     return written
 
 
@@ -218,22 +222,24 @@ def write_scores_config(out: str, configs: list[str], *, data_url: str,
     url = storage.join(out, card.shard_name(SCORES_CONFIG, 0, 1))
     scores.build(data_url, url, files=files, imagenet_json=imagenet_json,
                  storage_options=storage_options)
-    _remove_stale(storage.join(out, SCORES_CONFIG), {posixpath.basename(url)})
+    _remove_stale(storage.join(out, SCORES_CONFIG), {posixpath.basename(url)},
+                  storage_options)
     return url
 
 
-def _remove_stale(folder: str, keep: set[str]) -> None:
-    fs, path = storage.filesystem(folder)
+def _remove_stale(folder: str, keep: set[str],
+                  storage_options: dict[str, Any] | None = None) -> None:
+    fs, path = storage.filesystem(folder, storage_options)
     for entry in fs.ls(path, detail=False):
         base = posixpath.basename(entry.rstrip("/"))
         if base.startswith(f"{card.SPLIT}-") and ".parquet" in base and base not in keep:
             fs.rm(entry)
 
 
-def scan(out: str) -> list[ExportedConfig]:
+def scan(out: str, storage_options: dict[str, Any] | None = None) -> list[ExportedConfig]:
     """The configs of an export folder: every `{config}/validation-*.parquet` set, in
     catalog order (folders that are not configs are ignored)."""
-    fs, root = storage.filesystem(out)
+    fs, root = storage.filesystem(out, storage_options)
     if not fs.isdir(root):
         raise LayoutError(f"{out} is not a folder")
     present = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)
@@ -261,7 +267,8 @@ def scan(out: str) -> list[ExportedConfig]:
     return found
 
 
-def write_readme(out: str, found: list[ExportedConfig], template: str) -> str:
+def write_readme(out: str, found: list[ExportedConfig], template: str,
+                 storage_options: dict[str, Any] | None = None) -> str:
     """README.md of an export: the card with the `configs:` and `dataset_info:` of `found`."""
     infos = {}
     for config in found:
@@ -273,7 +280,7 @@ def write_readme(out: str, found: list[ExportedConfig], template: str) -> str:
     text = card.render(template, [c.name for c in found], infos,
                        {c.name: c.provenance for c in found if c.provenance})
     url = storage.join(out, README)
-    with storage.atomic_write(url, "w") as handle:
+    with storage.atomic_write(url, "w", storage_options) as handle:
         handle.write(text)
     return url
 
