@@ -22,7 +22,7 @@ $(VENV)/.ready: pyproject.toml | $(UV)
 	test -x $(PY) || $(UV) venv --seed --python $(PYTHON) $(VENV)
 	# the explorer's browser test drives Debian's Chromium (installed as root when missing)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
-	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"
+	$(UV) pip install -q --python $(PY) "torch==$(TORCH_VERSION)"
 	# bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set, every process (each test
 	# subprocess, each Ray worker) would otherwise compile TensorFlow anew (~10 s)
 	$(UV) sync --compile-bytecode --inexact --extra generate --extra viz --extra stats --extra explore --extra jax --extra grain --extra ray --extra dev
