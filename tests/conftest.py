@@ -245,3 +245,16 @@ def fast_retries(monkeypatch):
 
     monkeypatch.setattr(gcsfs.retry.asyncio, "sleep", short_sleep)
     monkeypatch.setattr(storage, "BACKOFF", 0.01)
+
+
+# The modules that take longest (Ray actors, real architectures, killed runs, the browser)
+# are collected first, so that `make test`'s two workers (pytest-xdist, a module per worker)
+# do not end on one of them alone.
+SLOW_FIRST = ("test_ray.py", "test_models.py", "test_explore_browser.py", "test_demo.py",
+              "test_gcs_pipeline.py", "test_evaluate_parts.py", "test_generation_resume.py",
+              "test_generation.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: k for k, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
