@@ -21,13 +21,10 @@ Medians over `--repeats` runs (default 5). Data is written into a temporary fold
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -63,53 +60,6 @@ def photos(folder: str, n: int) -> str:
         Image.fromarray(picture.astype(np.uint8)).save(os.path.join(folder,
                                                                     f"img_{i:03d}.png"))
     return folder
-
-
-class LatencyProxy:
-    """A loopback HTTP proxy that waits `latency` seconds before forwarding each request
-    (adapted from tests/gcs_server.py's FaultProxy: one request per connection)."""
-
-    def __init__(self, upstream_port: int, latency: float = LATENCY) -> None:
-        from gcs_server import HOST, free_port
-
-        self.upstream_port, self.latency, self.requests = upstream_port, latency, 0
-        self.port = free_port()
-        self.endpoint = f"http://{HOST}:{self.port}"
-        self._sock = socket.create_server((HOST, self.port))
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
-
-    def _handle(self, client: socket.socket) -> None:
-        from gcs_server import _forward, _read_request
-
-        with contextlib.closing(client):
-            client.settimeout(30)
-            head, body = _read_request(client)
-            if head is None:
-                return
-            self.requests += 1
-            time.sleep(self.latency)
-            lines = head.decode("latin-1").split("\r\n")
-            response = _forward(self.upstream_port, lines, head, body)
-            split = response.find(b"\r\n\r\n") + 4
-            resp_head = b"\r\n".join(line for line in response[:split].split(b"\r\n")
-                                     if not line.lower().startswith(b"connection:"))
-            with contextlib.suppress(OSError):
-                client.sendall(resp_head[:-2] + b"Connection: close\r\n\r\n"
-                               + response[split:])
 
 
 def app(explorer):
@@ -183,7 +133,7 @@ def first_view(tmp: str, repeats: int) -> None:
 
 def sample(tmp: str, repeats: int) -> None:
     from conftest import make_bucket
-    from gcs_server import Emulator
+    from gcs_server import Emulator, FaultProxy
 
     from dina_datasets import Layout, catalog, figures
     from dina_datasets.explore.data import Explorer
@@ -217,7 +167,7 @@ def sample(tmp: str, repeats: int) -> None:
           f"target < 1 s: {'met' if ours < 1 else 'NOT met'}")
 
     server = Emulator()
-    proxy = LatencyProxy(server.port)
+    proxy = FaultProxy(server.port, latency=LATENCY)  # every request waits, as over a link
     try:
         fs, _ = storage.filesystem("gs://xai-deel", {"endpoint_url": server.endpoint})
         fs.put(root + "/", "xai-deel/", recursive=True)
@@ -225,10 +175,10 @@ def sample(tmp: str, repeats: int) -> None:
         explorer = Explorer("gs://xai-deel", images=images, storage_options=options)
         demo, _, client = app(explorer)
         client.predict("ResNet50", 0, "", "softmax", api_name="/sample")
-        before = proxy.requests
+        before = len(proxy.requests)
         ours, times = timed(lambda i: fetched(client.predict(
             "ResNet50", i + 1, "", "softmax", api_name="/sample")), repeats)
-        per_view = (proxy.requests - before) / repeats
+        per_view = (len(proxy.requests) - before) / repeats
         demo.close()
         explorer.close()
         layout = Layout("gs://xai-deel")

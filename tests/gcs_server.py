@@ -4,7 +4,8 @@
 forwards each request to it on a fresh connection, counts the body bytes that reach the
 client, and can answer 503 or cut a response mid-body at chosen media requests. With a
 `delay`, each media request is held that long before it is answered, so that concurrent
-requests overlap; `max_in_flight` is the most media requests it held at once.
+requests overlap; `max_in_flight` is the most media requests it held at once. With a
+`latency`, every request (metadata included) waits that long first, as over a slow link.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class FaultProxy:
     plan: Callable[[int, Request], Fault] = lambda n, r: None
     requests: list[Request] = field(default_factory=list)
     delay: float = 0.0
+    latency: float = 0.0
 
     def __post_init__(self) -> None:
         self.in_flight = self.max_in_flight = 0
@@ -110,6 +112,7 @@ class FaultProxy:
             head, body = _read_request(client)
             if head is None:
                 return
+            time.sleep(self.latency)
             lines = head.decode("latin-1").split("\r\n")
             method, target, _ = lines[0].split(" ", 2)
             headers = {k.strip().lower(): v.strip() for k, v in

@@ -75,6 +75,18 @@ def _warning_line(command: str, other: Any):
     return show
 
 
+def write_outputs(out: str, outputs: dict[str, bytes],
+                  storage_options: dict[str, Any] | None) -> None:
+    """Write each named output under the folder or URL `out` (atomically) and say where."""
+    from dina_datasets.recordio import storage
+
+    for name, data in outputs.items():
+        url = storage.join(out, name)
+        with storage.atomic_write(url, "wb", storage_options) as handle:
+            handle.write(data)
+        print(f"wrote {url}")
+
+
 def storage_option(text: str) -> tuple[str, Any]:
     """KEY=VALUE of `--storage-option`; VALUE is JSON when it parses, else the string."""
     key, sep, value = text.partition("=")

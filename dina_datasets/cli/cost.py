@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dina_datasets import cost
+    from dina_datasets.cli import write_outputs
     from dina_datasets.errors import LayoutError
-    from dina_datasets.recordio import storage
 
     rows = cost.collect(args.data_url, args.storage_options)
     if not rows:
@@ -38,9 +38,5 @@ def run(args: argparse.Namespace) -> int:
     elif not points:
         print("no cell has both generation cost records and score files: no cost-vs-quality "
               "picture")
-    for name, data in outputs.items():
-        url = storage.join(args.out, name)
-        with storage.atomic_write(url, "wb", args.storage_options) as handle:
-            handle.write(data)
-        print(f"wrote {url}")
+    write_outputs(args.out, outputs, args.storage_options)
     return 0

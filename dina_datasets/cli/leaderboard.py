@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dina_datasets import leaderboard
-    from dina_datasets.recordio import storage
+    from dina_datasets.cli import write_outputs
 
     board = leaderboard.collect(
         args.data_url, scores=args.scores, filters=args.filters, alpha=args.alpha,
@@ -61,9 +61,5 @@ def run(args: argparse.Namespace) -> int:
                "leaderboard.md": board.markdown().encode()}
     if not args.no_plot:
         outputs["leaderboard.png"] = board.png()
-    for name, data in outputs.items():
-        url = storage.join(args.out, name)
-        with storage.atomic_write(url, "wb", args.storage_options) as handle:
-            handle.write(data)
-        print(f"wrote {url}")
+    write_outputs(args.out, outputs, args.storage_options)
     return 0

@@ -39,31 +39,28 @@ def tau(x: Any, y: Any) -> tuple[int, float, float]:
 
 def metric_agreement(scores_or_summary: Any, **kwargs: Any) -> Any:
     """One row per (model, metric_a, metric_b): n explainers, tau, p_value."""
-    import pandas as pd
-
-    good = _oriented(summaries.of(scores_or_summary, **kwargs))
-    rows = []
-    for model in order(good["model"], catalog.MODELS):
-        wide = good[good["model"] == model].pivot(index="explainer", columns="metric",
-                                                  values="good")
-        for a, b in itertools.combinations(order(wide.columns, catalog.METRICS), 2):
-            rows.append([model, a, b, *tau(wide[a], wide[b])])
-    return pd.DataFrame(rows, columns=["model", "metric_a", "metric_b", "n", "tau",
-                                       "p_value"])
+    return _agreement(summaries.of(scores_or_summary, **kwargs), "model", "metric")
 
 
 def model_agreement(scores_or_summary: Any, **kwargs: Any) -> Any:
     """One row per (metric, model_a, model_b): n explainers, tau, p_value."""
+    return _agreement(summaries.of(scores_or_summary, **kwargs), "metric", "model")
+
+
+def _agreement(summary: Any, within: str, between: str) -> Any:
+    """Kendall's tau of the explainers' oriented means between every pair of `between`
+    values (metrics or models), within each `within` value."""
     import pandas as pd
 
-    good = _oriented(summaries.of(scores_or_summary, **kwargs))
+    tables = {"model": catalog.MODELS, "metric": catalog.METRICS}
+    good = _oriented(summary)
     rows = []
-    for metric in order(good["metric"], catalog.METRICS):
-        wide = good[good["metric"] == metric].pivot(index="explainer", columns="model",
-                                                    values="good")
-        for a, b in itertools.combinations(order(wide.columns, catalog.MODELS), 2):
-            rows.append([metric, a, b, *tau(wide[a], wide[b])])
-    return pd.DataFrame(rows, columns=["metric", "model_a", "model_b", "n", "tau",
+    for key in order(good[within], tables[within]):
+        wide = good[good[within] == key].pivot(index="explainer", columns=between,
+                                               values="good")
+        for a, b in itertools.combinations(order(wide.columns, tables[between]), 2):
+            rows.append([key, a, b, *tau(wide[a], wide[b])])
+    return pd.DataFrame(rows, columns=[within, f"{between}_a", f"{between}_b", "n", "tau",
                                        "p_value"])
 
 
