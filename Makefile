@@ -25,7 +25,7 @@ $(VENV)/.ready: pyproject.toml | $(UV)
 	$(UV) pip install -q --python $(PY) "torch==$(TORCH_VERSION)"
 	# bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set, every process (each test
 	# subprocess, each Ray worker) would otherwise compile TensorFlow anew (~10 s)
-	$(UV) sync --compile-bytecode --inexact --extra generate --extra viz --extra stats --extra explore --extra jax --extra grain --extra ray --extra dev
+	$(UV) sync --compile-bytecode --inexact --extra generate --extra viz --extra stats --extra explore --extra jax --extra grain --extra ray --extra docs --extra dev
 	touch $@
 
 demo: env

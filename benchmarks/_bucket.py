@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 
 from dina_datasets import Layout, catalog, inspect, write_explanations
-from dina_datasets.recordio.storage import atomic_write
+from dina_datasets.storage import atomic_write
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench_data")
 

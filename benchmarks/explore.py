@@ -101,7 +101,7 @@ def fetched(result, connections: int = BROWSER_CONNECTIONS):
 def first_view(tmp: str, repeats: int) -> None:
     from conftest import make_bucket
 
-    from dina_datasets import leaderboard
+    from dina_datasets.analysis import leaderboard
     from dina_datasets.explore.data import Explorer
 
     root = os.path.join(tmp, "demo")
@@ -135,10 +135,10 @@ def sample(tmp: str, repeats: int) -> None:
     from conftest import make_bucket
     from gcs_server import Emulator, FaultProxy
 
-    from dina_datasets import Layout, catalog, figures
+    from dina_datasets import Layout, catalog, storage
     from dina_datasets.explore.data import Explorer
-    from dina_datasets.recordio import storage
     from dina_datasets.recordio.records import read_record
+    from dina_datasets.viz import figures
 
     root = os.path.join(tmp, "fourteen")
     explainers = [e for e in catalog.EXPLAINERS
@@ -206,7 +206,7 @@ def write_big(path: str, images: int) -> int:
     import pyarrow.parquet as pq
 
     from dina_datasets import catalog
-    from dina_datasets.scores import SCHEMA
+    from dina_datasets.analysis.scores import SCHEMA
 
     rng = np.random.default_rng(0)
     metrics = ["Insertion", "Deletion", "MuFidelity", "Sparseness", "Complexity"]

@@ -166,9 +166,9 @@ def main() -> None:
     from _bucket import bucket
 
     import dina_datasets as dd
-    from dina_datasets import catalog
+    from dina_datasets import catalog, storage
     from dina_datasets.hf.source import Source
-    from dina_datasets.recordio import planner, storage
+    from dina_datasets.recordio import planner
 
     _, local, size = bucket(CONFIG, args.records)
     direct = {"endpoint_url": f"http://127.0.0.1:{emulator_port}"}

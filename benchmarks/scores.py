@@ -85,7 +85,8 @@ def ours(root: str, out: str) -> dict[str, float]:
     import scipy.stats  # noqa: F401
     import statsmodels.stats.multitest  # noqa: F401
 
-    from dina_datasets import leaderboard, scores, stats
+    from dina_datasets import stats
+    from dina_datasets.analysis import leaderboard, scores
 
     phases.mark("imports")
     built = scores.build(root, out)

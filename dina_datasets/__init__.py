@@ -6,6 +6,8 @@ keras-cv-attention-models and xplique inside `dina_datasets.generation`.
 
 from __future__ import annotations
 
+from dina_datasets import _moved
+from dina_datasets._version import __version__
 from dina_datasets.catalog import (
     EXPLAINERS,
     METRICS,
@@ -41,7 +43,7 @@ from dina_datasets.recordio.records import (
     write_records,
 )
 
-__version__ = "0.1.0"
+_moved.install()
 
 __all__ = [
     "DEFAULT_DATA_URL",
@@ -62,6 +64,7 @@ __all__ = [
     "RecordIndexError",
     "RecordWriter",
     "TransferError",
+    "__version__",
     "cells",
     "config_names",
     "inspect",

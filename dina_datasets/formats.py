@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from dina_datasets import storage
 from dina_datasets.errors import FormatError, LayoutError
-from dina_datasets.recordio import storage
 
 UNKNOWN_LABEL = -1
 _NUMBER_TYPES = {int, float, type(None)}

@@ -10,7 +10,7 @@ One template per kind of file, configurable, never hard-wired twice (FACTS.md §
   such files (`catalog.MetricSpec.depends_on_activation`; not Sparseness and Complexity);
 - `{model}/{explainer}/{metric}_cost.{activation}.json`: what `dina evaluate` spent on that
   score file (images, seconds, seconds per image, batch size, device, library versions;
-  format in `dina_datasets.cost`); it never matches the score patterns above. The cost of
+  format in `dina_datasets.runs.cost`); it never matches the score patterns above. The cost of
   generating the maps is in the generation manifest beside them,
   `explanations.tfrecord.manifest.json` (key `cost`, one entry per part);
 - `{model}/preprocess_dataset.tfrecord`.
@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 
 from dina_datasets.errors import ConfigError
-from dina_datasets.recordio.storage import join
+from dina_datasets.storage import join
 
 DEFAULT_DATA_URL = os.environ.get("DINA_DATA_URL", "gs://xai-deel")
 EXPLANATIONS = "{model}/{explainer}/explanations.tfrecord"

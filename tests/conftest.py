@@ -19,8 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
-from dina_datasets import Layout, catalog, inspect, write_explanations
-from dina_datasets.recordio import storage
+from dina_datasets import Layout, catalog, inspect, storage, write_explanations
 from dina_datasets.recordio.records import explanation_record_size
 
 # DINA's published grid as FACTS.md §1 states it, written out here rather than derived from the
@@ -85,7 +84,7 @@ def make_bucket(root: str, configs: list[str], n: int = 5, *, scores: bool = Tru
                 count = min(n, 3) if spec.subset else n
                 values = np.random.default_rng(k).random(count).round(6).tolist()
                 url = layout.scores(cell.model, cell.explainer, spec.name)
-                from dina_datasets.recordio.storage import atomic_write
+                from dina_datasets.storage import atomic_write
 
                 with atomic_write(url, "w") as handle:
                     json.dump(values, handle)

@@ -15,7 +15,7 @@ from conftest import make_bucket
 
 import dina_datasets as dd
 from dina_datasets.cli import main
-from dina_datasets.recordio.storage import TMP_MARK
+from dina_datasets.storage import TMP_MARK
 
 
 @pytest.fixture(scope="module")
@@ -202,11 +202,11 @@ def test_one_positive_integer_rule(tmp_path):
 
     from dina_datasets import stats
     from dina_datasets.errors import check_positive_int
-    from dina_datasets.generation import parts
     from dina_datasets.generation.pipeline import generate
     from dina_datasets.metrics import build
     from dina_datasets.metrics.evaluation import evaluate
     from dina_datasets.ray.cluster import fit_workers
+    from dina_datasets.runs import parts
 
     assert check_positive_int("n", np.int64(3)) == 3 and check_positive_int("n", 1) == 1
     assert check_positive_int("n", None, allow_none=True) is None
@@ -320,7 +320,7 @@ def test_offline_mode_fails_at_once_for_remote_urls(offline, tmp_path, capsys, m
 
 
 def test_offline_mode_follows_datasets(monkeypatch):
-    from dina_datasets.recordio.storage import offline
+    from dina_datasets.storage import offline
 
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -351,7 +351,7 @@ def test_unreachable_endpoint_fails_fast_with_one_clear_error(offline, tmp_path,
 def test_network_check_is_bounded_in_time(monkeypatch):
     import socket
 
-    from dina_datasets.recordio import storage
+    from dina_datasets import storage
 
     def slow_resolver(*args, **kwargs):  # a DNS server that does not answer
         time.sleep(3)

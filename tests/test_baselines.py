@@ -94,7 +94,7 @@ def generated(tmp_path_factory):
     pytest.importorskip("tensorflow")
     from PIL import Image
 
-    from dina_datasets import planted
+    from dina_datasets.demo import planted
     from dina_datasets.generation.pipeline import generate
 
     root = tmp_path_factory.mktemp("baselines")

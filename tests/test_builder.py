@@ -32,7 +32,7 @@ from dina_datasets import (
 from dina_datasets.hf.builder import DinaBuilder, DinaConfig
 from dina_datasets.hf.features import features, metric_columns
 from dina_datasets.hf.loading import load_dataset
-from dina_datasets.recordio.storage import atomic_write
+from dina_datasets.storage import atomic_write
 
 
 def prepare(root, name, cache, **config):

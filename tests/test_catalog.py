@@ -186,7 +186,7 @@ def test_readme_examples_print_what_the_code_prints(capsys):
     lines shown are the command's own."""
     import re
 
-    from dina_datasets import Cell  # noqa: F401  (the README's examples use it)
+    from dina_datasets import Cell  # noqa: F401  (the README's examples use it
 
     with open(README, encoding="utf-8") as handle:
         lines = handle.read().splitlines()

@@ -1,5 +1,5 @@
 """Cost per image: `dina generate` records every part's cost in the manifest beside the maps,
-`dina evaluate` one record beside each score file; `dina_datasets.cost` reads them into a
+`dina evaluate` one record beside each score file; `dina_datasets.analysis.cost` reads them into a
 table and sets them against the scores (cost vs quality), as CSV, PNG and SVG."""
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ import os
 import numpy as np
 import pytest
 
-from dina_datasets import Layout, catalog, cost, planted
+from dina_datasets import Layout, catalog
+from dina_datasets.analysis import cost
 from dina_datasets.cli import main
+from dina_datasets.demo import planted
+from dina_datasets.runs import cost as cost_records
 
 tf = pytest.importorskip("tensorflow")
 from dina_datasets.generation.merge import merge  # noqa: E402
-from dina_datasets.generation.parts import manifest_url  # noqa: E402
 from dina_datasets.generation.pipeline import generate  # noqa: E402
 from dina_datasets.metrics.evaluation import evaluate  # noqa: E402
+from dina_datasets.runs.parts import manifest_url  # noqa: E402
 
 IMAGES = 7
 DEVICE = "GPU: " if tf.config.list_physical_devices("GPU") else "CPU: "  # tests hide GPUs
@@ -66,7 +69,7 @@ def test_generation_records_every_part_in_the_manifest(bucket):
     assert [p["images"] for p in parts] == [3, 3, 1]
     assert [p["shard"] for p in parts] == ["1/2", "1/2", "2/2"]
     for p in parts:
-        assert p["format"] == cost.FORMAT and p["kind"] == "generate"
+        assert p["format"] == cost_records.FORMAT and p["kind"] == "generate"
         assert p["batch_size"] == 2
         assert 0 < p["explain_seconds"] <= p["wall_seconds"] < 60
         assert math.isclose(p["seconds_per_image"], p["explain_seconds"] / p["images"])

@@ -12,10 +12,10 @@ import pytest
 from conftest import make_bucket, make_maps
 
 import dina_datasets as dd
-from dina_datasets import Layout, catalog
+from dina_datasets import Layout, catalog, storage
 from dina_datasets.generation.merge import concatenate
 from dina_datasets.hf.source import Source
-from dina_datasets.recordio import framing, index, reader, storage
+from dina_datasets.recordio import framing, index, reader
 from dina_datasets.recordio.index import StaleIndexWarning
 
 

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from dina_datasets import ConfigError, Layout, demo
+from dina_datasets import ConfigError, Layout
+from dina_datasets.demo import tour as demo
 
 
 def test_demo_writes_only_into_its_own_folder(tmp_path):

@@ -185,7 +185,7 @@ def test_keyless_maps_are_paired_by_position_only_when_allowed(tmp_path, capsys,
     assert main([*common, "--images", images, "--assume-order"]) == 0
     by_order = read_scores(root, "Deletion")
     # the kecam json that produced the maps, listing the images in reverse sorted order
-    from dina_datasets.generation.images import list_images
+    from dina_datasets.images import list_images
 
     entries = list_images(images)
     kecam = tmp_path / "imagenet_data.json"

@@ -16,10 +16,10 @@ from conftest import make_bucket
 
 from dina_datasets import Layout, catalog
 from dina_datasets.cli import main
-from dina_datasets.generation.parts import parts_folder
 from dina_datasets.metrics import build
-from dina_datasets.metrics import parts as score_parts
-from dina_datasets.recordio.storage import TMP_MARK
+from dina_datasets.runs import score_parts
+from dina_datasets.runs.parts import parts_folder
+from dina_datasets.storage import TMP_MARK
 
 MAPS = ["--metrics", "Sparseness", "Complexity"]
 
@@ -127,8 +127,8 @@ def test_a_killed_run_resumes_to_the_same_bytes(toy, tmp_path):
 
 
 def test_part_names_cover_the_metric_subset():
-    from dina_datasets.generation.parts import plan
-    from dina_datasets.metrics.evaluation import Evaluation
+    from dina_datasets.metrics.plan import Evaluation
+    from dina_datasets.runs.parts import plan
 
     run = Evaluation(catalog.Cell("DinoV2", "Rise"), ["Sparseness", "RandomLogitMetric"],
                      "x", 10, {"Sparseness": 10, "RandomLogitMetric": 3}, "out", None,

@@ -15,8 +15,9 @@ from gcs_server import free_port
 from gradio_client import Client
 from PIL import Image
 
-from dina_datasets import Layout, leaderboard, stats
-from dina_datasets import scores as score_table
+from dina_datasets import Layout, stats
+from dina_datasets.analysis import leaderboard
+from dina_datasets.analysis import scores as score_table
 from dina_datasets.cli import main
 
 CONFIGS = ["ResNet50-Saliency", "ResNet50-Rise", "ResNet50-GradCAM", "DinoV2-Rise"]
@@ -121,7 +122,7 @@ def test_sample_of_a_model_draws_each_explainer_as_dina_show(site, tmp_path):
         assert row["RandomLogitMetric"] == pytest.approx(files["RandomLogitMetric"][2])
     assert "image id `img_002`" in keys and "label **2**" in keys
     assert "prediction **6** (wrong)" in keys
-    from dina_datasets.figures import display_image
+    from dina_datasets.viz.figures import display_image
 
     assert np.array_equal(pixels(image)[..., :3],
                           display_image(os.path.join(images, "img_002.png"), 224))

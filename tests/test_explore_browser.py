@@ -25,7 +25,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from dina_datasets import scores as score_table
+from dina_datasets.analysis import scores as score_table
 
 CONFIGS = ["ResNet50-Saliency", "ResNet50-Rise", "DinoV2-Rise"]
 WAIT = 60

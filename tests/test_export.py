@@ -241,7 +241,7 @@ def _readme(out):
 
 
 def test_card_of_an_export_is_generated_from_what_was_exported(tmp_path):
-    from dina_datasets.generation import parts
+    from dina_datasets.runs import parts
 
     root = str(tmp_path / "bucket")
     make_bucket(root, ["ResNet50-GradCAM", "DinoV2-Rise"], n=4, keys=True)

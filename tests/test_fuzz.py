@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dina_datasets as dd
+from dina_datasets import storage
 from dina_datasets.hf import arrow
 from dina_datasets.recordio import framing as tfrecord
-from dina_datasets.recordio import planner, proto, records, storage
+from dina_datasets.recordio import planner, proto, records
 
 FUZZ = settings(max_examples=150, deadline=2000, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -14,8 +14,7 @@ from conftest import BUCKET, RECORD
 from gcs_server import FaultProxy
 
 import dina_datasets as dd
-from dina_datasets import Layout
-from dina_datasets.recordio import storage
+from dina_datasets import Layout, storage
 from dina_datasets.recordio.records import explanation_record_size
 
 SALIENCY = f"{BUCKET}/ResNet50/Saliency/explanations.tfrecord"

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from conftest import BUCKET, TOY_RISE
 
-from dina_datasets import Layout, load_dataset
+from dina_datasets import Layout, load_dataset, storage
 from dina_datasets.cli import main
-from dina_datasets.recordio import storage
 
 NUM_IMAGES = 12
 

@@ -174,7 +174,7 @@ def test_preprocess_file_in_the_original_format(toy, images, tmp_path):
 
 def test_integrated_gradients_baseline_is_the_dataset_mean(toy, images, tmp_path, monkeypatch):
     from dina_datasets.generation import preprocessing
-    from dina_datasets.metrics import evaluation
+    from dina_datasets.metrics import plan
 
     calls = []
     one = preprocessing.dataset_mean
@@ -195,9 +195,9 @@ def test_integrated_gradients_baseline_is_the_dataset_mean(toy, images, tmp_path
     cell = catalog.Cell("Toy", "IntegratedGradients", allow_missing=True)
     layout = Layout(out)
     for images_src in (src, None):
-        mean = evaluation._dataset_mean(cell, images_src, None, layout, 5, 2, None)
+        mean = plan._dataset_mean(cell, images_src, None, layout, 5, 2, None)
         np.testing.assert_array_equal(mean, np.float32(cached["mean"]))
-    first3 = evaluation._dataset_mean(cell, None, None, layout, 3, 2, None)
+    first3 = plan._dataset_mean(cell, None, None, layout, 3, 2, None)
     np.testing.assert_allclose(first3, x[:3].mean(axis=(0, 1, 2), dtype=np.float64), rtol=1e-6)
     assert [bool(c.get("preprocess_url")) for c in calls] == [False, False, True, True]
     import xplique
@@ -305,7 +305,7 @@ def test_limit_and_changed_settings(toy, images, tmp_path):
 
 def test_unreadable_image_stops_the_run_cleanly(toy, images, tmp_path):
     from dina_datasets.errors import DinaError
-    from dina_datasets.recordio.storage import TMP_MARK
+    from dina_datasets.storage import TMP_MARK
 
     src, _ = images
     (tmp_path / "images" / "n01_cat" / "img_002x.png").write_bytes(b"not a png")

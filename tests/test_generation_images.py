@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dina_datasets.errors import ConfigError, DinaError, FormatError, LayoutError
-from dina_datasets.generation.images import ImageEntry, list_images
+from dina_datasets.images import ImageEntry, list_images
 
 PIL = pytest.importorskip("PIL.Image")
 

@@ -10,9 +10,8 @@ import subprocess
 import pytest
 from conftest import TOY_RISE, TOY_RISE_PARAMS
 
-from dina_datasets import Layout, inspect
-from dina_datasets.generation import parts
-from dina_datasets.recordio import storage
+from dina_datasets import Layout, inspect, storage
+from dina_datasets.runs import parts
 
 pytest.importorskip("tensorflow")
 

@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 from test_stats import N, write_planted
 
-from dina_datasets import Layout, leaderboard
+from dina_datasets import Layout
+from dina_datasets.analysis import leaderboard
 from dina_datasets.cli import main
 from dina_datasets.errors import FormatError
-from dina_datasets.recordio.storage import atomic_write
+from dina_datasets.storage import atomic_write
 
 Z = 1.959963984540054
 
@@ -176,7 +177,7 @@ def test_any_fsspec_url():
 
 
 def test_scores_table_input(planted, tmp_path):
-    from dina_datasets import scores
+    from dina_datasets.analysis import scores
 
     path = str(tmp_path / "scores.parquet")
     scores.build(planted, path)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dina_datasets import catalog, planted
+from dina_datasets import catalog
+from dina_datasets.demo import planted
 
 tf = pytest.importorskip("tensorflow")
 from dina_datasets.generation.explainers import make_explainer  # noqa: E402
@@ -39,7 +40,7 @@ def test_registered_like_a_users_model(setup, tmp_path):
 
     spec = catalog.model(planted.NAME)
     assert spec.contributed and spec.input_size == 32 and spec.rescale_mode == "raw01"
-    assert spec.constructor == "dina_datasets.planted:planted_model"
+    assert spec.constructor == "dina_datasets.demo.planted:planted_model"
     assert f"{planted.NAME}-Saliency" in catalog.config_names()
     assert f"{planted.NAME}-GradCAM" not in catalog.config_names()  # no conv layer
     registry = tmp_path / "planted.toml"
@@ -114,7 +115,7 @@ def test_model_randomization_drops_to_near_zero_correlation(setup):
 def test_verdict_reads_a_leaderboard(setup):
     import pandas as pd
 
-    from dina_datasets.leaderboard import Leaderboard
+    from dina_datasets.analysis.leaderboard import Leaderboard
 
     def board(rows):
         summary = pd.DataFrame(

@@ -24,7 +24,7 @@ from conftest import BUCKET, TOY_MODEL, make_bucket
 
 from dina_datasets import Layout, catalog
 from dina_datasets.cli import main
-from dina_datasets.generation.parts import parts_folder
+from dina_datasets.runs.parts import parts_folder
 
 ray = pytest.importorskip("ray")
 

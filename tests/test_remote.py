@@ -13,10 +13,10 @@ from conftest import BUCKET, RECORD, make_maps
 from gcs_server import FaultProxy
 
 import dina_datasets as dd
-from dina_datasets import Layout, catalog
+from dina_datasets import Layout, catalog, storage
 from dina_datasets.cli import main
 from dina_datasets.hf.source import Source
-from dina_datasets.recordio import planner, storage
+from dina_datasets.recordio import planner
 
 SALIENCY = f"{BUCKET}/ResNet50/Saliency/explanations.tfrecord"
 SMALL = f"{BUCKET}/small/explanations.tfrecord"

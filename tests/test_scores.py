@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import BUCKET, make_bucket
 
-from dina_datasets import Layout, catalog, scores, stats
+from dina_datasets import Layout, catalog, stats, storage
+from dina_datasets.analysis import scores
 from dina_datasets.cli import main
 from dina_datasets.errors import AlignmentError, ConfigError, FormatError
 from dina_datasets.formats import write_scores
-from dina_datasets.recordio import storage
 
 CONFIGS = ["ResNet50-Saliency", "DinoV2-Rise"]
 N = 5

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import dina_datasets as dd
-from dina_datasets import figures
 from dina_datasets.cli import main
+from dina_datasets.viz import figures
 
 
 @pytest.fixture

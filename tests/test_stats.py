@@ -16,11 +16,12 @@ import scikit_posthocs as sp
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
-from dina_datasets import Layout, scores, stats, write_explanations
+from dina_datasets import Layout, stats, write_explanations
+from dina_datasets.analysis import scores
+from dina_datasets.analysis.stats.summaries import bootstrap_ci
 from dina_datasets.cli import main
 from dina_datasets.errors import ConfigError, FormatError, LayoutError
 from dina_datasets.formats import write_scores
-from dina_datasets.stats.summary import bootstrap_ci
 
 N = 40
 MODELS = ("ResNet50", "DinoV2", "ConvNeXtV2")
@@ -112,7 +113,7 @@ def test_pairs_equal_the_libraries(planted):
 
 
 def test_rank_biserial_with_ties_and_zeros_equals_scipys_signed_ranks():
-    from dina_datasets.stats.pairs import rank_biserial
+    from dina_datasets.analysis.stats.comparisons import rank_biserial
 
     rng = np.random.default_rng(3)
     for decimals in (0, 1, 2, None):  # rounded: many ties and zero differences
@@ -379,7 +380,7 @@ def test_report_tables_and_figures(planted, tmp_path, capsys):
 
 
 def test_report_cost_hook(planted, tmp_path):
-    from dina_datasets.report import write_report
+    from dina_datasets.analysis.report import write_report
 
     cost = pd.DataFrame({"model": ["DinoV2"] * 3, "explainer": ["Saliency", "Rise", "Lime"],
                          "seconds_per_image": [0.01, 3.0, 9.0]})

@@ -78,7 +78,7 @@ def _warning_line(command: str, other: Any):
 def write_outputs(out: str, outputs: dict[str, bytes],
                   storage_options: dict[str, Any] | None) -> None:
     """Write each named output under the folder or URL `out` (atomically) and say where."""
-    from dina_datasets.recordio import storage
+    from dina_datasets import storage
 
     for name, data in outputs.items():
         url = storage.join(out, name)
@@ -101,7 +101,7 @@ def storage_option(text: str) -> tuple[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dina` console command; exit code 2 on bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from dina_datasets import __version__
+    from dina_datasets._version import __version__
 
     parser = argparse.ArgumentParser(prog="dina", description="DINA: DEEL ImageNet Attributions"
                                      " without TensorFlow on the read path.")

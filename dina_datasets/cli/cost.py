@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dina_datasets import cost
+    from dina_datasets.analysis import cost
     from dina_datasets.cli import write_outputs
     from dina_datasets.errors import LayoutError
 

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dina_datasets import demo
+    from dina_datasets.demo import tour as demo
 
     started = time.perf_counter()
     result = demo.run(args.out, settings=demo.QUICK if args.quick else demo.FULL,

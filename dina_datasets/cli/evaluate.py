@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 from dina_datasets import catalog
 from dina_datasets.cli import engine
-from dina_datasets.generation.parts import PART_SIZE
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION, DEFAULT_DATA_URL
 from dina_datasets.metrics.base import VARIANTS
+from dina_datasets.runs.parts import PART_SIZE
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str] = ()

@@ -9,7 +9,7 @@ from typing import Any
 
 from dina_datasets.cli import engine
 from dina_datasets.errors import ConfigError
-from dina_datasets.generation.parts import PART_SIZE
+from dina_datasets.runs.parts import PART_SIZE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

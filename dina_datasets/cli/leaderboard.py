@@ -12,7 +12,7 @@ FILES = ("leaderboard.csv", "leaderboard_pairs.csv", "leaderboard.md", "leaderbo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dina_datasets.stats.table import FILTER_HELP
+    from dina_datasets.analysis.table import FILTER_HELP
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder holding {Model}/{Explainer}/"
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dina_datasets import leaderboard
+    from dina_datasets.analysis import leaderboard
     from dina_datasets.cli import write_outputs
 
     board = leaderboard.collect(

@@ -1,7 +1,7 @@
 """`dina report`: the statistics of a scores table (or of every score file under a folder)
 as tables (CSV, Markdown) and figures (PNG, SVG) under one folder, with a report.md that
 says how to read them. With `--data-url`, the generation cost records found there
-(`dina_datasets.cost`) add the cost-vs-quality section."""
+(`dina_datasets.analysis.cost`) add the cost-vs-quality section."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dina_datasets.stats import SIZES
-    from dina_datasets.stats.table import FILTER_HELP
+    from dina_datasets.analysis.stats import SIZES
+    from dina_datasets.analysis.table import FILTER_HELP
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder of score files (any fsspec URL; "
@@ -60,9 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dina_datasets import cost, scores
+    from dina_datasets.analysis import cost, scores
+    from dina_datasets.analysis.report import write_report
     from dina_datasets.errors import check_positive_int
-    from dina_datasets.report import write_report
 
     for name in ("n_boot", "stability_boot"):
         check_positive_int(f"--{name.replace('_', '-')}", getattr(args, name))

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dina_datasets import scores
+    from dina_datasets.analysis import scores
     from dina_datasets.errors import check_positive_int
 
     check_positive_int("--concurrency", args.concurrency)

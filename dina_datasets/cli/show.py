@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dina_datasets import figures
+    from dina_datasets.viz import figures
 
     figures.image_format(args.out)  # a bad suffix fails before anything is read
     rows = figures.load_panels(args.configs, args.index, data_url=args.data_url,

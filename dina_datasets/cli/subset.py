@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dina_datasets.errors import check_positive_int
-    from dina_datasets.subset import parse_indices, subset
+    from dina_datasets.hf.subset import parse_indices, subset
 
     indices = parse_indices(args.indices)
 

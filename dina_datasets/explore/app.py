@@ -123,7 +123,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                     lb_metric = _choice(["all", *metrics], value=first_metric,
                                             label="metric")
                     lb_go = gr.Button("Show leaderboard", elem_id="lb-go")
-                from dina_datasets.leaderboard import LEGEND
+                from dina_datasets.analysis.leaderboard import LEGEND
 
                 gr.Markdown(LEGEND.format(alpha=0.01))
                 lb_table = gr.Dataframe(label="leaderboard", elem_id="lb-table",

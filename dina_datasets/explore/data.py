@@ -1,6 +1,6 @@
 """What the explorer shows, without Gradio: the scores table (DuckDB over Parquet, through
 `dina_datasets.stats`), maps read on demand (one ranged read per record, concurrently) and
-drawn by `dina_datasets.figures` exactly as `dina show` draws them.
+drawn by `dina_datasets.viz.figures` exactly as `dina show` draws them.
 
 Every method raises a `DinaError` naming the problem on bad input; the app turns it into a
 message in the page.
@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, figures
+from dina_datasets import catalog
+from dina_datasets.analysis.table import literal
 from dina_datasets.errors import ConfigError, DinaError, LayoutError, RecordIndexError
 from dina_datasets.layout import DEFAULT_ACTIVATION, Layout
-from dina_datasets.stats.table import literal
+from dina_datasets.viz import figures
 
 READERS = 16  # records fetched at once (gs:// requests overlap)
 PREDICTIONS = ("all", "correct", "wrong")
@@ -34,7 +35,7 @@ TOP = 20  # images listed where two configs disagree most
 
 def filters(prediction: str = "all", classes: str = "", image_ids: str = "",
             activation: str = DEFAULT_ACTIVATION) -> list[str]:
-    """The scores table's filters (`dina_datasets.stats.table`) of the app's controls."""
+    """The scores table's filters (`dina_datasets.analysis.table`) of the app's controls."""
     out = []
     if prediction and prediction != "all":
         if prediction not in PREDICTIONS:
@@ -128,7 +129,7 @@ class Explorer:
         A problem is kept in `self.problem` (shown by the app), not raised."""
         try:
             if self.scores_path is None:
-                from dina_datasets import scores
+                from dina_datasets.analysis import scores
 
                 self.scores_path = os.path.join(self.cache_dir, "scores.parquet")
                 self.say(f"building the scores table of {self.data_url} into "
@@ -159,7 +160,7 @@ class Explorer:
     def table(self, extra: Iterable[str] = ()) -> Any:
         """A filtered `stats.Scores` view on this thread's DuckDB connection (opened once per
         server thread, the Parquet footer read once: a connection serves one thread)."""
-        from dina_datasets import stats
+        from dina_datasets.analysis import stats
 
         self.check()
         base = getattr(self._thread, "scores", None)
@@ -172,7 +173,7 @@ class Explorer:
     def cells(self) -> list[tuple[str, str]]:
         """(model, explainer) of every cell in the scores table, in catalog order."""
         if self._cells is None:
-            from dina_datasets import stats
+            from dina_datasets.analysis import stats
 
             view = stats.open_scores(self.scores_path, activation=None,
                                      storage_options=self.storage_options)
@@ -200,7 +201,7 @@ class Explorer:
 
     def entries(self) -> list[Any] | None:
         if self._entries is None and self.images is not None:
-            from dina_datasets.generation.images import list_images
+            from dina_datasets.images import list_images
 
             self._entries = list_images(self.images)
         return self._entries
@@ -208,8 +209,8 @@ class Explorer:
     # ---- views --------------------------------------------------------------------------
     def leaderboard(self, model: str, metric: str, extra: Sequence[str] = ()) -> Any:
         """The ranked table of one model (and metric, or "all"): mean, 95 % interval, n,
-        rank, markers and verdicts (`dina_datasets.leaderboard`)."""
-        from dina_datasets import leaderboard
+        rank, markers and verdicts (`dina_datasets.analysis.leaderboard`)."""
+        from dina_datasets.analysis import leaderboard
 
         self.check()
         self._known("model", model)
@@ -353,8 +354,8 @@ class Explorer:
     def agreement(self, between: str, extra: Sequence[str] = ()) -> tuple[Any, bytes]:
         """Kendall's tau between the explainer rankings of metrics (per model, averaged) or
         of models (per metric, averaged): the pairs table and the heatmap (PNG)."""
-        from dina_datasets import stats
-        from dina_datasets.stats import figures as stat_figures
+        from dina_datasets.analysis import stats
+        from dina_datasets.viz import charts as stat_figures
 
         summary = stats.summary(self.table(extra), ci="normal")
         if between == "metrics":
@@ -373,8 +374,8 @@ class Explorer:
     def stability(self, model: str, metric: str, extra: Sequence[str] = ()
                   ) -> tuple[Any, bytes]:
         """How many images the explainer ranking of (model, metric) needs: the curve."""
-        from dina_datasets import stats
-        from dina_datasets.stats import figures as stat_figures
+        from dina_datasets.analysis import stats
+        from dina_datasets.viz import charts as stat_figures
 
         self._known("model", model)
         self._known("metric", metric)
@@ -436,7 +437,7 @@ def _fmt(value: Any) -> str:
 
 
 def _scatter(frame: Any, a: str, b: str, metric: str) -> bytes:
-    from dina_datasets.stats import figures as stat_figures
+    from dina_datasets.viz import charts as stat_figures
 
     plt = stat_figures._pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -8,10 +8,10 @@ import json
 import os
 from dataclasses import dataclass
 
+from dina_datasets import storage
 from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.formats import UNKNOWN_LABEL
-from dina_datasets.generation.images import is_image
-from dina_datasets.recordio import storage
+from dina_datasets.images import is_image
 
 SYNSET_LABELS = "imagenet_2012_validation_synset_labels.txt"
 VAL_NAME = "ILSVRC2012_val_{:08d}.JPEG"

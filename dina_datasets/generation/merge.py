@@ -14,10 +14,11 @@ from typing import Any
 
 import crc32c
 
+from dina_datasets import storage
 from dina_datasets.errors import LayoutError, RecordError
-from dina_datasets.generation import parts as parts_mod
 from dina_datasets.layout import Layout
-from dina_datasets.recordio import index, records, storage
+from dina_datasets.recordio import index, reader, records
+from dina_datasets.runs import parts as parts_mod
 
 CHUNK = 64 << 20
 PREPROCESS = "preprocess"
@@ -44,7 +45,7 @@ def concatenate(sources: Sequence[str], url: str, *, expected: int | None = None
     (CRC-32C computed on the way); the result's size is checked after the write and a wrong
     result removed.
     """
-    layouts = [index.of_file(source, storage_options) for source in sources]
+    layouts = [reader.file_index(source, storage_options) for source in sources]
     joined = index.concat(layouts)
     if expected is not None and joined.num_records != expected:
         raise RecordError(f"the {len(sources)} parts hold {joined.num_records} records, "

@@ -8,7 +8,7 @@ unsharded run merges its parts into the layout's `explanations.tfrecord` at the 
 runs are merged with `dina merge`.
 
 Each complete part leaves a cost record beside it (images, wall seconds, seconds per image
-while explaining, batch size, device, library versions: `dina_datasets.cost`); the merge
+while explaining, batch size, device, library versions: `dina_datasets.runs.cost`); the merge
 gathers them into the run's manifest beside the records.
 """
 
@@ -24,15 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, maps
+from dina_datasets import catalog, maps, storage
 from dina_datasets.errors import ConfigError, check_positive_int
-from dina_datasets.generation import parts as parts_mod
 from dina_datasets.generation.explainers import DATASET_MEAN, explainer_params
-from dina_datasets.generation.images import ImageEntry, image_root, list_images, relative_path
 from dina_datasets.generation.merge import PREPROCESS, MergeResult, merge
+from dina_datasets.images import ImageEntry, image_root, list_images, relative_path
 from dina_datasets.layout import Layout
-from dina_datasets.recordio import storage
 from dina_datasets.recordio.records import RecordWriter, read_records
+from dina_datasets.runs import parts as parts_mod
 
 SEED = 0
 BASELINE_FILE = "baseline.json"
@@ -323,7 +322,7 @@ class PartWriter:
         of degenerate maps (a DegenerateMapWarning is issued at the first batch with one)."""
         import tensorflow as tf
 
-        from dina_datasets import cost
+        from dina_datasets.runs import cost
 
         run, options = self.run, self.run.storage_options
         url, kinds, shard = run.url, run.kinds, run.result.shard

@@ -303,7 +303,7 @@ def published_card(template: str | None = None) -> str:
 
 def main() -> None:
     """Regenerate dataset_card.md and builders/dina/README.md from the catalog."""
-    from dina_datasets.recordio.storage import atomic_write
+    from dina_datasets.storage import atomic_write
 
     text = published_card()
     for path in (TEMPLATE, HUB_README):  # the second exists in a checkout only

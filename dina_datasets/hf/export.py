@@ -6,7 +6,7 @@ a temporary name and renamed) and a README.md whose YAML `configs:` block lets s
 Exporting more configs into the same folder adds them; the README always lists every
 config present, with its row count and its provenance (recorded in each shard's Parquet
 metadata when it is written, so a later export into the folder keeps it).
-The `scores` config is the long-format scores table (`dina_datasets.scores`) of every
+The `scores` config is the long-format scores table (`dina_datasets.analysis.scores`) of every
 config present in the folder, read from `data_url`'s score files:
 `datasets.load_dataset(folder_or_repo, "scores")`.
 """
@@ -24,13 +24,12 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 
-from dina_datasets import catalog
+from dina_datasets import catalog, storage
 from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.hf import card
 from dina_datasets.hf.features import ENCODINGS
 from dina_datasets.hf.source import Source
 from dina_datasets.layout import DEFAULT_DATA_URL, Layout
-from dina_datasets.recordio import storage
 
 MAX_SHARD_BYTES = 500 * 10**6
 ROW_OVERHEAD = 1024
@@ -109,7 +108,7 @@ def provenance(source: Source) -> dict[str, Any]:
     """Where a config's data came from: "generated" by `dina generate` (with its manifest's
     model, weights, explainer parameters and library versions), the "published" DINA file
     (a published cell, 50,000 records without keys, no manifest), or "unknown"."""
-    from dina_datasets.generation.parts import read_manifest
+    from dina_datasets.runs.parts import read_manifest
 
     url = source.info.url
     manifest = read_manifest(url, source.storage_options)
@@ -212,7 +211,7 @@ def write_scores_config(out: str, configs: list[str], *, data_url: str,
                         storage_options: dict[str, Any] | None = None) -> str | None:
     """Write the `scores` config: the scores table of `configs` (None, and no config, when
     they have no score files under `data_url`)."""
-    from dina_datasets import scores
+    from dina_datasets.analysis import scores
 
     wanted = set(configs)
     files = [f for f in scores.find_score_files(data_url, storage_options)

@@ -17,19 +17,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dina_datasets import catalog, formats
+from dina_datasets import catalog, formats, storage
 from dina_datasets.errors import AlignmentError, DinaError, LayoutError, ProtoError, RecordError
 from dina_datasets.formats import UNKNOWN_LABEL
 from dina_datasets.hf import arrow
-from dina_datasets.hf.features import (
-    UNKNOWN_IMAGE_ID,
-    features,
-    metric_columns,
-    score_columns,
-)
+from dina_datasets.hf.features import UNKNOWN_IMAGE_ID, features, metric_columns, score_columns
 from dina_datasets.hf.readahead import ReadAhead
 from dina_datasets.layout import Layout
-from dina_datasets.recordio import planner, proto, reader, storage
+from dina_datasets.recordio import planner, proto, reader
 from dina_datasets.recordio.planner import RecordFile
 from dina_datasets.recordio.reader import inspect
 

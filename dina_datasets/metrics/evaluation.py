@@ -1,12 +1,12 @@
 """Score a cell's stored maps with DINA's metrics and write `{Metric}_scores.json`.
 
-The maps are scored part by part (`dina_datasets.metrics.parts`): each part is read once for
+The maps are scored part by part (`dina_datasets.runs.score_parts`): each part is read once for
 every metric asked for, and its scores are written atomically, so an interrupted run resumes
 where it stopped and `shard=(K, N)` splits a run over machines. The randomization metrics
 stop after their subset (the first 1,024 samples by default, as published). A metric's
 score file is written, atomically, when all its parts are there, with its cost record beside
 it (`Layout.cost`: images, seconds inside the metric, seconds per image, batch size, device,
-library versions; `dina_datasets.cost`).
+library versions; `dina_datasets.runs.cost`).
 
 With `activation="sigmoid"` or `"logits"` the model's softmax head is swapped before
 scoring (targets stay the model's own prediction) and the files are
@@ -21,127 +21,28 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from dina_datasets import catalog, formats
 from dina_datasets.errors import ConfigError, LayoutError, check_positive_int
-from dina_datasets.generation import parts as parts_mod
 from dina_datasets.layout import DEFAULT_ACTIVATION, DEFAULT_DATA_URL, Layout, check_activation
-from dina_datasets.metrics import build, metric_class
-from dina_datasets.metrics import parts as score_parts
-from dina_datasets.metrics.base import Forward
-from dina_datasets.metrics.sources import join_images
-from dina_datasets.recordio import records, storage
-
-
-@dataclass
-class Written:
-    """One score file: where, how many samples, their mean."""
-
-    metric: str
-    url: str
-    count: int
-    mean: float
-
-
-@dataclass
-class EvaluateResult:
-    """What a run did: score files written, parts scored now or found done, maps scored."""
-
-    config: str
-    written: list[Written] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    parts_written: int = 0
-    parts_skipped: int = 0
-    maps: int = 0
-    mismatched: int = 0
-
-    def add(self, maps: int, mismatched: int) -> None:
-        """Count one scored part of `maps` maps."""
-        self.parts_written += 1
-        self.maps += maps
-        self.mismatched += mismatched
-
-    def summary(self) -> str:
-        lines = [f"{w.metric}: {w.count} scores, mean {w.mean:.6g} -> {w.url}"
-                 for w in self.written]
-        if self.parts_skipped:
-            lines.append(f"{self.config}: {self.parts_written} part(s) scored, "
-                         f"{self.parts_skipped} already complete")
-        return "\n".join([*lines, *self.notes])
-
-
-def _model_input_source(layout: Layout, model: str, images: str | None,
-                        preprocess_url: str | None, options: dict | None) -> tuple[str, str]:
-    if images and preprocess_url:
-        raise ConfigError("give --images or --preprocess-url, not both")
-    if images:
-        return "images", images
-    url = preprocess_url or layout.preprocess(model)
-    if not storage.exists(url, options):
-        raise LayoutError(f"no preprocess file at {url}: give --preprocess-url URL (a "
-                          "preprocess_dataset.tfrecord) or --images SRC (the images, "
-                          "preprocessed here and predicted by the model)")
-    return "preprocess", url
-
-
-def _explainer_factory(cell: catalog.Cell, batch_size: int, baseline: np.ndarray | None
-                       ) -> Callable[[Any], Any]:
-    from dina_datasets.generation.explainers import make_explainer
-
-    def factory(model: Any) -> Any:
-        return make_explainer(cell.explainer, model, model_name=cell.model,
-                              batch_size=batch_size, baseline=baseline)
-
-    return factory
-
-
-def _needs_dataset_mean(cell: catalog.Cell) -> bool:
-    from dina_datasets.generation.explainers import DATASET_MEAN
-
-    return any(isinstance(v, str) and v == DATASET_MEAN
-               for v in cell.explainer_spec.params.values())
-
-
-@dataclass
-class Evaluation:
-    """One config's evaluation, checked and started: what to score, from what, where, and
-    the parts left (picklable: it travels to Ray workers)."""
-
-    cell: catalog.Cell
-    metrics: list[str]
-    url: str
-    num_records: int
-    stops: dict[str, int]
-    out: str
-    inputs: tuple[str, str] | None
-    weights: str
-    batch_size: int
-    seed: int
-    variant: str
-    plan: list[parts_mod.Part]
-    todo: list[parts_mod.Part]
-    activation: str = DEFAULT_ACTIVATION
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    assume_order: bool = False
-    baseline: list[float] | None = None
-    storage_options: dict[str, Any] | None = None
-    result: EvaluateResult = field(default_factory=lambda: EvaluateResult(""))
-
-    def score_url(self, metric: str) -> str:
-        return Layout(self.out).scores(self.cell.model, self.cell.explainer, metric,
-                                       self.activation)
-
-    def ranges(self, metric: str, parts: Sequence[parts_mod.Part] | None = None
-               ) -> list[tuple[int, int]]:
-        """The map ranges of `metric` in `parts` (default: the whole plan)."""
-        stop = self.stops[metric]
-        return [(p.start, min(p.stop, stop)) for p in (self.plan if parts is None else parts)
-                if p.start < stop]
+from dina_datasets.metrics import metric_class
+from dina_datasets.metrics.plan import (
+    EvaluateResult,
+    Evaluation,
+    Written,
+    _check_params,
+    _dataset_mean,
+    _model_input_source,
+    _needs_dataset_mean,
+)
+from dina_datasets.metrics.scorer import PartScorer
+from dina_datasets.recordio import records
+from dina_datasets.runs import parts as parts_mod
+from dina_datasets.runs import score_parts
 
 
 def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
@@ -181,7 +82,6 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
     if run.todo:
         from tqdm import tqdm
 
-        from dina_datasets.metrics.scorer import PartScorer
 
         scorer = PartScorer(run)
         with tqdm(total=sum(len(p) for p in run.todo), unit="map", desc=run.cell.name,
@@ -250,7 +150,7 @@ def prepare(model: str, explainer: str, metrics: Sequence[str], *,
             first = records.read_record(url, 0, tensors=frozenset(),
                                         storage_options=storage_options)
             if "image_id" not in first:
-                from dina_datasets.generation.images import check_positional
+                from dina_datasets.images import check_positional
 
                 check_positional(inputs[1], f"the records of {cell.name}", assume_order)
     plan = parts_mod.plan(max(stops.values()), part_size)
@@ -307,7 +207,7 @@ def _settings(run: Evaluation, spec: catalog.MetricSpec, total: int) -> dict[str
 def finish(run: Evaluation) -> EvaluateResult:
     """Join the parts of every metric whose parts are all there into its score file, with
     its cost record (the seconds of its parts)."""
-    from dina_datasets import cost
+    from dina_datasets.runs import cost
 
     result, options, cell = run.result, run.storage_options, run.cell
     layout = Layout(run.out)
@@ -335,33 +235,6 @@ def finish(run: Evaluation) -> EvaluateResult:
     return result
 
 
-def _metric(spec: catalog.MetricSpec, net: Any, factory: Any, batch_size: int, seed: int,
-            variant: str, activation: str = DEFAULT_ACTIVATION,
-            params: dict[str, Any] | None = None) -> Any:
-    accepted = _check_params(spec, params or {})
-    extra = {k: v for k, v in (("seed", seed), ("variant", variant)) if k in accepted}
-    extra.update(params or {})
-    if activation != DEFAULT_ACTIVATION:
-        extra["activation"] = activation
-    if spec.family == "randomization":
-        return build(spec.name, net, factory, batch_size=batch_size, **extra)
-    return build(spec.name, net if spec.needs_model else None, batch_size=batch_size, **extra)
-
-
-def _check_params(spec: catalog.MetricSpec, params: dict[str, Any]) -> Any:
-    """A metric's accepted parameters; ConfigError for a parameter it does not take."""
-    accepted = inspect.signature(metric_class(spec.name)).parameters
-    if "activation" in params:
-        raise ConfigError(f"{spec.name}.activation: choose the output head with --activation "
-                          "(it also names the score file), not as a metric parameter")
-    unknown = set(params) - set(accepted)
-    if unknown:
-        raise ConfigError(f"{spec.name} has no parameter {', '.join(sorted(unknown))}; its "
-                          "parameters: " + ", ".join(k for k in accepted
-                                                     if k not in ("self", "model")))
-    return accepted
-
-
 def _write(name: str, parts: list[np.ndarray], layout: Layout, cell: catalog.Cell,
            activation: str, options: dict | None) -> Written:
     values = np.concatenate(parts)
@@ -383,35 +256,3 @@ def _keep_longer(layout: Layout, cell: catalog.Cell, stops: dict[str, int], acti
                               f"{stop}: it would replace them with fewer. Write elsewhere "
                               "with --out DIR (out=), or pass --overwrite (overwrite=True) "
                               "to replace the file")
-
-
-def _with_images(batches: Any, cell: catalog.Cell, source: str, entries: list[Any],
-                 forward: Forward, num_records: int, assume_order: bool = False) -> Any:
-    from dina_datasets.generation.images import check_positional
-    from dina_datasets.generation.models import input_size
-    from dina_datasets.generation.preprocessing import preprocess_images
-
-    size = input_size(forward.model)
-
-    def load(paths: list[str]) -> np.ndarray:
-        return preprocess_images(paths, cell.model, input_size=size)
-
-    def positional() -> None:
-        check_positional(source, f"the records of {cell.name}", assume_order)
-
-    return join_images(batches, entries, num_records, load, forward, positional)
-
-
-def _dataset_mean(cell: catalog.Cell, images: str | None, preprocess_url: str | None,
-                  layout: Layout, total: int, batch_size: int, options: dict | None
-                  ) -> np.ndarray:
-    """The explainer's "dataset_mean" baseline over the first `total` evaluated inputs."""
-    from dina_datasets.generation.preprocessing import dataset_mean
-
-    if images:
-        from dina_datasets.generation.images import list_images
-
-        paths = [e.path for e in list_images(images)[:total]]
-        return dataset_mean(cell.model, paths=paths, batch_size=batch_size)
-    return dataset_mean(cell.model, preprocess_url=preprocess_url or layout.preprocess(cell.model),
-                        limit=total, storage_options=options)

@@ -9,16 +9,11 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
-from dina_datasets.generation import parts as parts_mod
-from dina_datasets.metrics import parts as score_parts
 from dina_datasets.metrics.base import Forward
-from dina_datasets.metrics.evaluation import (
-    Evaluation,
-    _explainer_factory,
-    _metric,
-    _with_images,
-)
+from dina_datasets.metrics.plan import Evaluation, _explainer_factory, _metric, _with_images
 from dina_datasets.metrics.sources import explanation_batches, join_preprocess, prefetch
+from dina_datasets.runs import parts as parts_mod
+from dina_datasets.runs import score_parts
 
 
 class PartScorer:
@@ -26,7 +21,7 @@ class PartScorer:
     reuses a model already built with the run's weights."""
 
     def __init__(self, run: Evaluation, net: Any = None) -> None:
-        from dina_datasets import cost
+        from dina_datasets.runs import cost
 
         self.run = run
         specs = [catalog.metric(name) for name in run.metrics]
@@ -37,7 +32,7 @@ class PartScorer:
         self.net = net
         self.entries, self.forward = None, None
         if run.inputs is not None and run.inputs[0] == "images":
-            from dina_datasets.generation.images import list_images
+            from dina_datasets.images import list_images
 
             self.entries, self.forward = list_images(run.inputs[1]), Forward(net)
         factory = None

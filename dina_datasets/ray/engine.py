@@ -24,8 +24,8 @@ import ray
 from ray.util import ActorPool
 
 from dina_datasets.errors import DinaError
-from dina_datasets.generation import parts as parts_mod
 from dina_datasets.ray.cluster import connect, fit_workers
+from dina_datasets.runs import parts as parts_mod
 
 MAX_RESTARTS = 3
 MAX_TASK_RETRIES = 3

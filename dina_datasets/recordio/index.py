@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets.recordio import storage
+from dina_datasets import storage
 
 FORMAT = "dina-record-index"
 VERSION = 1
@@ -141,18 +141,6 @@ def read_index(url: str, storage_options: dict[str, Any] | None = None) -> Index
     """The valid index of `url`, or None (see `load`)."""
     fs, path = storage.filesystem(url, storage_options)
     return load(url, fs, path, fs.info(path))
-
-
-def of_file(url: str, storage_options: dict[str, Any] | None = None) -> Index:
-    """The index of a record file: its valid sidecar, else what `reader.inspect` finds
-    (a scan for variable-size files), without keys or checksum."""
-    found = read_index(url, storage_options)
-    if found is not None:
-        return found
-    from dina_datasets.recordio.reader import inspect
-
-    info = inspect(url, storage_options)
-    return Index(info.num_records or 0, info.size, info.record_size, info.offsets)
 
 
 def concat(parts: list[Index]) -> Index:

@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from dina_datasets import storage
 from dina_datasets.errors import RecordError, check_positive_int
-from dina_datasets.recordio import framing, storage
+from dina_datasets.recordio import framing
 from dina_datasets.recordio.window import WINDOW, Window
 
 SPAN_BYTES = 128 << 20

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from dina_datasets import storage
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.recordio import framing, index, planner, storage
+from dina_datasets.recordio import framing, index, planner
 from dina_datasets.recordio.planner import RecordFile
 
 LAYOUT_CACHE_SIZE = 64
@@ -224,3 +225,13 @@ def _length_at(buf: memoryview, pos: int, url: str, index: int, offset: int) -> 
     except Exception as err:
         what = "not a TFRecord file: " if index == 0 and offset == 0 else ""
         raise RecordError(f"{what}{err}", url=url, index=index, offset=offset) from None
+
+
+def file_index(url: str, storage_options: dict[str, Any] | None = None) -> index.Index:
+    """The index of a record file: its valid sidecar, else what `inspect` finds (a scan for
+    variable-size files), without keys or checksum."""
+    found = index.read_index(url, storage_options)
+    if found is not None:
+        return found
+    info = inspect(url, storage_options)
+    return index.Index(info.num_records or 0, info.size, info.record_size, info.offsets)

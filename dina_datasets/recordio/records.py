@@ -13,8 +13,9 @@ from typing import Any
 import crc32c
 import numpy as np
 
+from dina_datasets import storage
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.recordio import framing, planner, proto, reader, storage
+from dina_datasets.recordio import framing, planner, proto, reader
 from dina_datasets.recordio import index as sidecar
 from dina_datasets.recordio.fastpath import Template
 from dina_datasets.recordio.planner import RecordFile

@@ -1,27 +1,8 @@
-"""Statistics of the scores table, for notebooks and the report: each function takes the
-table (a Parquet path or URL, a DuckDB relation, a pandas frame, or a `Scores` view) and
-returns pandas frames.
+"""`dina_datasets.stats`: the public name of the statistics of the scores table.
 
-    from dina_datasets import stats
-    s = stats.summary("scores.parquet")                # mean, median, CI, rank, flags
-    p = stats.pairs("scores.parquet", alpha=0.01)      # Wilcoxon + Holm, effect, verdict
-    stats.friedman(s); stats.average_ranks(s)          # across models, Nemenyi CD
-    stats.metric_agreement(s); stats.model_agreement(s)   # Kendall's tau
-    stats.stability("scores.parquet", sizes=(100, 1000))  # how many images a ranking needs
-
-Needs the `stats` extra (duckdb, scipy, scikit-posthocs, statsmodels, pandas); each import
-happens inside the function that uses it.
+The code lives in `dina_datasets.analysis.stats`; this package only re-exports it, so that
+`from dina_datasets import stats; stats.summary(...)` stays the one line a notebook needs.
 """
 
-from dina_datasets.stats.agreement import matrix, metric_agreement, model_agreement
-from dina_datasets.stats.degenerate import DEGENERATE_SHARE, degenerate
-from dina_datasets.stats.pairs import ALPHA, RANDOM, annotate, pairs
-from dina_datasets.stats.ranks import average_ranks, critical_difference, friedman, nemenyi
-from dina_datasets.stats.stability import SIZES, stability
-from dina_datasets.stats.summary import summary
-from dina_datasets.stats.table import FILTER_HELP, Scores, open_scores
-
-__all__ = ["ALPHA", "DEGENERATE_SHARE", "FILTER_HELP", "RANDOM", "SIZES", "Scores",
-           "annotate", "average_ranks", "critical_difference", "degenerate", "friedman",
-           "matrix", "metric_agreement", "model_agreement", "nemenyi", "open_scores", "pairs",
-           "stability", "summary"]
+from dina_datasets.analysis.stats import *  # noqa: F403
+from dina_datasets.analysis.stats import __all__  # noqa: F401

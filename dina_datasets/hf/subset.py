@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, formats
+from dina_datasets import catalog, formats, storage
 from dina_datasets.errors import ConfigError, FormatError
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_DATA_URL, Layout
-from dina_datasets.recordio import planner, storage
+from dina_datasets.recordio import planner
 from dina_datasets.recordio.reader import inspect
 from dina_datasets.recordio.records import check_indices, write_explanations
 

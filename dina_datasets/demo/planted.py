@@ -2,7 +2,7 @@
 input, so a faithful explanation puts its mass there and nowhere else.
 
 `Planted` is a contributed model, registered as any user's would be (`register()`, or a
-registry file with `factory = "dina_datasets.planted:planted_model"`):
+registry file with `factory = "dina_datasets.demo.planted:planted_model"`):
 
     x (32 x 32 x 3, pixels / 255: kecam's "raw01")
       -> Flatten -> Rescaling(1 / 1024) -> Dense "region_mean" (3 units, no bias, weight
@@ -41,7 +41,7 @@ COLS = (18, 28)  # region columns [18, 28)
 CLASSES = catalog.NUM_CLASSES
 SCALE = 30.0
 SEED = 0
-FACTORY = "dina_datasets.planted:planted_model"
+FACTORY = "dina_datasets.demo.planted:planted_model"
 
 
 def region(size: int = SIZE) -> np.ndarray:

@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog
+from dina_datasets import catalog, storage
 from dina_datasets.errors import ConfigError
-from dina_datasets.recordio import storage
 
 COST_COLUMNS = ("model", "explainer", "seconds_per_image")
 HOW_TO_READ = """\
@@ -104,7 +103,7 @@ class _Writer:
         self.bytes(f"tables/{name}.md", markdown_table(frame).encode())
 
     def figure(self, name: str, fig: Any) -> str:
-        from dina_datasets.stats import figures
+        from dina_datasets.viz import charts as figures
 
         for fmt, data in figures.render(fig).items():
             self.bytes(f"figures/{name}.{fmt}", data)
@@ -144,9 +143,9 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
                  figures: bool = True, storage_options: dict[str, Any] | None = None,
                  say: Callable[[str], None] | None = None) -> Report:
     """Compute every statistic of the scores table and write the report under `out`."""
-    from dina_datasets import stats
-    from dina_datasets.stats import figures as draw
-    from dina_datasets.stats.table import higher_is_better, order
+    from dina_datasets.analysis import stats
+    from dina_datasets.analysis.table import higher_is_better, order
+    from dina_datasets.viz import charts as draw
 
     say = say or (lambda _: None)
     sizes = tuple(sizes or stats.SIZES)

@@ -1,7 +1,7 @@
 """The part files of an evaluation run: per-part scores, the run's settings, the join.
 
 A metric is computed part by part, on the fixed slices of the maps that a generation run uses
-(`dina_datasets.generation.parts`). Each part's scores are written atomically as
+(`dina_datasets.runs.parts`). Each part's scores are written atomically as
 `{Metric}_scores.json.parts/part-{start}-{stop}.json` (its scores, null where undefined, and
 the seconds they took), so an interrupted run loses at most the parts in flight, and a re-run
 or another shard computes only the missing ones. When every part of a metric is there they
@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import formats
+from dina_datasets import formats, storage
 from dina_datasets.errors import ConfigError, FormatError
-from dina_datasets.generation.parts import parts_folder
-from dina_datasets.recordio import storage
+from dina_datasets.runs.parts import parts_folder
 
 FORMAT = "dina-evaluation/1"
 RUN_FILE = "run.json"

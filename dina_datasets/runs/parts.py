@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dina_datasets import storage
 from dina_datasets.errors import ConfigError, FormatError, LayoutError, check_positive_int
-from dina_datasets.recordio import storage
 from dina_datasets.recordio.index import SUFFIX
 
 PART_SIZE = 256
@@ -91,14 +91,14 @@ def part_url(url: str, part: Part, kind: str = "") -> str:
 
 
 def cost_url(url: str, part: Part) -> str:
-    """The cost record of a part (`dina_datasets.cost`), written once the part is complete."""
+    """The cost record of a part (`dina_datasets.runs.cost`), written once the part is complete."""
     return storage.join(parts_folder(url), part.name.removesuffix(".tfrecord") + COST_SUFFIX)
 
 
 def part_costs(url: str, parts: Sequence[Part], storage_options: dict[str, Any] | None = None
                ) -> list[dict]:
     """The cost records of the parts that have one, in part order."""
-    from dina_datasets import cost
+    from dina_datasets.runs import cost
 
     found = []
     for part in parts:
@@ -181,7 +181,7 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     if versions["dina-datasets"] is None:  # a checkout on PYTHONPATH, not installed
-        from dina_datasets import __version__
+        from dina_datasets._version import __version__
 
         versions["dina-datasets"] = __version__
     return versions

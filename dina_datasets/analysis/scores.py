@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dina_datasets import formats
+from dina_datasets import formats, storage
 from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
 from dina_datasets.layout import DEFAULT_ACTIVATION, Layout
-from dina_datasets.recordio import storage
 
 COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
            "prediction", "score")

@@ -6,7 +6,7 @@ Markers: `*` the leader, distinguishable from the next (Wilcoxon + Holm at alpha
 `≈` the leader, NOT distinguishable from the next (a leader with no next has neither);
 `=R` not distinguishable from RandomExp;
 `<R` worse than RandomExp; `degenerate` mostly undefined scores, not ranked (see
-`dina_datasets.stats.degenerate`).
+`dina_datasets.analysis.stats.sanity`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
+from dina_datasets.analysis.table import order
 from dina_datasets.errors import ConfigError
-from dina_datasets.stats.table import order
 
 JSON_TABLE = ("model", "explainer", "metric", "n", "mean", "ci_low", "ci_high", "rank")
 JSON_PAIRS = ("model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
@@ -246,7 +246,7 @@ def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
                ci: str = "normal", n_boot: int = 1000,
                storage_options: dict[str, Any] | None = None) -> Leaderboard:
     """The leaderboard of a scores table (path, DuckDB relation, pandas frame)."""
-    from dina_datasets import stats
+    from dina_datasets.analysis import stats
 
     table = stats.open_scores(scores, list(filters), storage_options=storage_options)
     summary = stats.summary(table, ci=ci, n_boot=n_boot)
@@ -266,7 +266,7 @@ def collect(data_url: str | None = None, *, scores: Any = None,
                           storage_options=storage_options)
     if data_url is None:
         raise ConfigError("give a data_url (a bucket-shaped folder) or a scores table")
-    from dina_datasets import scores as table
+    from dina_datasets.analysis import scores as table
 
     with tempfile.TemporaryDirectory(prefix="dina-scores-") as folder:
         path = os.path.join(folder, "scores.parquet")

@@ -57,7 +57,7 @@ def degenerate(scores: Any, *, threshold: float = DEGENERATE_SHARE, filters=(),
                activation: str | None = "softmax", storage_options: dict | None = None
                ) -> Any:
     """Per (model, metric, explainer): n, n_undefined, share_undefined, degenerate, reason."""
-    from dina_datasets.stats.table import open_scores
+    from dina_datasets.analysis.table import open_scores
 
     table = open_scores(scores, filters, activation, storage_options)
     columns = ["model", "metric", "explainer", "n", "n_undefined", "share_undefined",

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
+from dina_datasets.analysis.stats.sanity import DEGENERATE_SHARE, flag
+from dina_datasets.analysis.table import higher_is_better, is_reference, open_scores, order
 from dina_datasets.errors import ConfigError, check_positive_int
-from dina_datasets.stats.degenerate import DEGENERATE_SHARE, flag
-from dina_datasets.stats.table import higher_is_better, is_reference, open_scores, order
 
 CI_METHODS = ("bootstrap", "normal")
 N_BOOT = 1000

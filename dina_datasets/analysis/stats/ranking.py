@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
-from dina_datasets.stats import summary as summaries
-from dina_datasets.stats.table import higher_is_better, order
+from dina_datasets.analysis.stats import summaries
+from dina_datasets.analysis.table import higher_is_better, order
 
 ALPHA_CD = 0.05
 

@@ -161,7 +161,7 @@ class Scores:
         if isinstance(source, (str, os.PathLike)):
             url = os.fspath(source)
             if "://" in url and not url.startswith("file://"):
-                from dina_datasets.recordio import storage
+                from dina_datasets import storage
 
                 fs, _ = storage.filesystem(url, storage_options)
                 self.con.register_filesystem(fs)

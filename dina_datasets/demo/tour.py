@@ -31,7 +31,7 @@ METRICS = ("Deletion", "Sparseness", "Complexity", "RandomLogitMetric")
 # Deletion/Insertion steps: the published scores use 200 (the catalog's); 20 keep the
 # demo's forward passes (images x steps) ten times fewer, on the same definition.
 NB_STEPS = 20
-# The planted-truth model (dina_datasets.planted, 32x32): its right answer is known, so its
+# The planted-truth model (dina_datasets.demo.planted, 32x32): its right answer is known, so its
 # leaderboard must rank the gradient maps above the reference explainers.
 PLANTED = ("Saliency", "IntegratedGradients", "Sobel", "RandomExp")
 MARKER = ".dina-demo"
@@ -182,7 +182,7 @@ def _generate(demo: Demo) -> None:
     s = demo.settings
     pairs = [(m, e) for m in s.models for e in s.explainers]
     if s.planted_explainers:
-        from dina_datasets import planted
+        from dina_datasets.demo import planted
 
         planted.register()  # a contributed model, registered as a user's would be
         pairs += [(planted.NAME, e) for e in s.planted_explainers]
@@ -239,7 +239,7 @@ def _evaluate(demo: Demo) -> None:
 def _load(demo: Demo) -> None:
     import torch
 
-    from dina_datasets import load_dataset
+    from dina_datasets.hf.loading import load_dataset
 
     configs, bucket = demo.result.configs, demo.bucket
     cache = os.path.join(demo.out, "hf_cache")
@@ -264,8 +264,8 @@ def _load(demo: Demo) -> None:
 def _export(demo: Demo) -> None:
     import datasets
 
-    from dina_datasets import load_dataset
     from dina_datasets.hf.export import export
+    from dina_datasets.hf.loading import load_dataset
 
     config, bucket, hub = demo.result.configs[0], demo.bucket, os.path.join(demo.out, "hub")
     demo.say(f"  $ dina export {config} --data-url {bucket} --out {hub}")
@@ -282,12 +282,12 @@ def _export(demo: Demo) -> None:
 
 
 def _leaderboard(demo: Demo) -> None:
-    from dina_datasets.leaderboard import collect
-    from dina_datasets.recordio import storage
+    from dina_datasets import storage
+    from dina_datasets.analysis.leaderboard import collect
 
     board = collect(demo.bucket)
     demo.say(board.text())
-    from dina_datasets import planted
+    from dina_datasets.demo import planted
 
     if demo.settings.planted_explainers:
         demo.say(planted.verdict(board))
@@ -300,7 +300,8 @@ def _leaderboard(demo: Demo) -> None:
 
 
 def _pictures(demo: Demo) -> None:
-    from dina_datasets import figures, planted
+    from dina_datasets.demo import planted
+    from dina_datasets.viz import figures
 
     s, indices = demo.settings, range(len(demo.result.images))
     rows_of = [(m, s.explainers) for m in s.models]
@@ -316,8 +317,8 @@ def _pictures(demo: Demo) -> None:
 
 
 def _report(demo: Demo) -> None:
-    from dina_datasets import scores
-    from dina_datasets.report import markdown_table, write_report
+    from dina_datasets.analysis import scores
+    from dina_datasets.analysis.report import markdown_table, write_report
 
     table = os.path.join(demo.out, "scores.parquet")
     folder = os.path.join(demo.out, "report")

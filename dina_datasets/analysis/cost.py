@@ -1,137 +1,27 @@
-"""What explaining and scoring cost, per image: the records `dina generate` and `dina evaluate`
-write, read back into a table and set against the scores (cost vs quality).
-
-Records (format `dina-cost/1`, JSON):
-
-- generation: one per part, gathered at the merge into the generation manifest beside the
-  maps (`{model}/{explainer}/explanations.tfrecord.manifest.json`, key `cost`): `part`,
-  `images`, `wall_seconds` (the part from its first batch to its file's rename),
-  `explain_seconds` (inside the explainer only), `seconds_per_image` = explain_seconds /
-  images, `batch_size`, `device`, `versions`, `shard`;
-- evaluation: one per score file, `Layout.cost(model, explainer, metric, activation)`:
-  `images`, `seconds` (inside the metric only: the forward passes and re-explanations it
-  makes), `seconds_per_image`, `wall_seconds` (the whole evaluate run until that file was
-  written, shared by the metrics of the run), `batch_size`, `device`, `versions`.
-
-`device` is "GPU: <name>" when TensorFlow sees a GPU, else "CPU: <processor>"; `versions`
-holds the versions of python and of the libraries that do the work. Nothing here imports
-TensorFlow or matplotlib unless it is already imported or a picture is drawn.
+"""What explaining and scoring cost, per image: the cost records (`dina_datasets.runs.cost`)
+of a bucket read back into a table and set against the scores (cost vs quality). Nothing here
+imports matplotlib unless a picture is drawn.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime
-import functools
 import io
-import json
 import math
-import os
-import platform
 import posixpath
 import re
-import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dina_datasets import catalog
-from dina_datasets.errors import ConfigError, FormatError, LayoutError
-from dina_datasets.generation.parts import MANIFEST_SUFFIX, read_manifest
+from dina_datasets import catalog, storage
+from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.layout import DEFAULT_ACTIVATION, Layout
-from dina_datasets.recordio import storage
+from dina_datasets.runs.cost import read
+from dina_datasets.runs.parts import MANIFEST_SUFFIX, read_manifest
 
-FORMAT = "dina-cost/1"
-LIBRARIES = ("dina-datasets", "numpy", "scipy", "tensorflow", "tf-keras",
-             "keras-cv-attention-models", "xplique")
-KINDS = ("generate", "evaluate")
 COLUMNS = ("model", "explainer", "kind", "metric", "activation", "images", "seconds",
            "seconds_per_image", "batch_size", "device")
-
-
-def versions() -> dict[str, str]:
-    """Versions of python and of the installed libraries that explain and score."""
-    from importlib import metadata
-
-    found = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def device() -> str:
-    """"GPU: <name>" of the first GPU TensorFlow sees (when it is imported), else
-    "CPU: <processor> (<n> cores)"."""
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        try:
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                details = tf.config.experimental.get_device_details(gpus[0])
-                name = details.get("device_name") or gpus[0].name
-                return f"GPU: {name}" + (f" (x{len(gpus)})" if len(gpus) > 1 else "")
-        except Exception:  # a broken GPU runtime must not stop a run from recording it
-            pass
-    return f"CPU: {_cpu_name()} ({os.cpu_count()} cores)"
-
-
-@functools.lru_cache(maxsize=1)
-def environment() -> dict[str, Any]:
-    """`device` and `versions` of this process, as the records store them (looked up once
-    per process: call it after TensorFlow is imported)."""
-    return {"device": device(), "versions": versions()}
-
-
-def record(kind: str, *, images: int, seconds: float, batch_size: int, **fields: Any
-           ) -> dict[str, Any]:
-    """A cost record: `seconds` spent on `images` images (seconds_per_image derived), with
-    this process's device and versions and the other `fields`."""
-    if kind not in KINDS:
-        raise ConfigError(f"cost kind must be one of {KINDS}, got {kind!r}")
-    key = "explain_seconds" if kind == "generate" else "seconds"
-    return {"format": FORMAT, "kind": kind, "images": int(images), key: float(seconds),
-            "seconds_per_image": float(seconds) / images if images else None,
-            "batch_size": int(batch_size), **environment(),
-            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            **fields}
-
-
-def write(url: str, data: dict[str, Any], storage_options: dict[str, Any] | None = None
-          ) -> None:
-    """Write a cost record atomically."""
-    with storage.atomic_write(url, "w", storage_options) as handle:
-        json.dump(data, handle, indent=1)
-
-
-def read(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """A cost record, None when the file is missing; FormatError when it does not parse."""
-    fs, path = storage.filesystem(url, storage_options)
-    try:
-        blob = fs.cat_file(path)
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(blob)
-    except ValueError as err:
-        raise FormatError(f"{url} is not JSON ({err}); expected a {FORMAT} cost record"
-                          ) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise FormatError(f"{url} is not a {FORMAT} cost record")
-    return data
 
 
 @dataclass(frozen=True)
@@ -270,7 +160,7 @@ def cost_quality(rows: list[Row], data_url: str,
                  storage_options: dict[str, Any] | None = None) -> list[Point]:
     """Seconds per image of generating each cell's maps against the cell's mean score of
     each metric (the published softmax scores), for the cells that have both."""
-    from dina_datasets.leaderboard import collect as leaderboard
+    from dina_datasets.analysis.leaderboard import collect as leaderboard
 
     seconds = generation_seconds(rows)
     try:

@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, maps
+from dina_datasets import catalog, maps, storage
 from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
 from dina_datasets.layout import Layout
-from dina_datasets.recordio import storage
 from dina_datasets.recordio.records import read_records_at
 
 CENTRAL_CROP = 0.95  # kecam's evaluation crop, so that the picture lines up with the map
@@ -100,7 +99,7 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
                 else:
                     missing.append(f"image {image_id!r} of {cell.name} record {index}")
             elif entries is not None:
-                from dina_datasets.generation.images import check_positional
+                from dina_datasets.images import check_positional
 
                 check_positional(images, f"the records of {cell.name}", assume_order)
                 if index >= len(entries):
@@ -119,7 +118,7 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
 def _image_entries(images: str | None) -> list[Any] | None:
     if images is None:
         return None
-    from dina_datasets.generation.images import list_images
+    from dina_datasets.images import list_images
 
     return list_images(images)
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
+from dina_datasets.analysis.stats import summaries
+from dina_datasets.analysis.stats.sanity import DEGENERATE_SHARE
+from dina_datasets.analysis.table import higher_is_better, open_scores, order
 from dina_datasets.errors import ConfigError
-from dina_datasets.stats import summary as summaries
-from dina_datasets.stats.degenerate import DEGENERATE_SHARE
-from dina_datasets.stats.table import higher_is_better, open_scores, order
 
 ALPHA = 0.01
 RANDOM = "RandomExp"

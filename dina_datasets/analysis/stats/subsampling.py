@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
+from dina_datasets.analysis.stats import summaries
+from dina_datasets.analysis.stats.sanity import DEGENERATE_SHARE
+from dina_datasets.analysis.table import open_scores, order
 from dina_datasets.errors import check_positive_int
-from dina_datasets.stats import summary as summaries
-from dina_datasets.stats.degenerate import DEGENERATE_SHARE
-from dina_datasets.stats.table import open_scores, order
 
 SIZES = (100, 500, 1_000, 5_000, 10_000, 50_000)
 N_BOOT = 200

@@ -1,0 +1,3 @@
+"""The package version, in one place (read by the CLI and the run manifests)."""
+
+__version__ = "0.1.0"
