@@ -408,3 +408,20 @@ def test_report_bad_input(tmp_path, capsys):
     assert main(["report", "--data-url", str(tmp_path), "--n-boot", "0"]) == 2
     assert "--n-boot must be a positive integer, got 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_holm_equals_statsmodels_with_ties_and_nan():
+    from statsmodels.stats.multitest import multipletests
+
+    from dina_datasets.analysis.stats.comparisons import holm
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 120):
+        p = rng.random(n) ** 3
+        p[: n // 3] = p[0]  # ties
+        p[rng.random(n) < 0.2] = np.nan
+        tested = np.isfinite(p)
+        expected = np.full(n, np.nan)
+        if tested.any():
+            expected[tested] = multipletests(p[tested], method="holm")[1]
+        np.testing.assert_allclose(holm(p), expected, rtol=1e-12)
