@@ -210,3 +210,36 @@ def test_a_folder_without_the_layout_or_scores_is_named_in_the_page(tmp_path):
 def test_cli_rejects_a_bad_port(capsys):
     assert main(["explore", "--port", "0", "--data-url", "/nowhere"]) == 2
     assert "--port must be between" in capsys.readouterr().err
+
+
+def test_activation_filter_shows_the_rows_of_that_activation(site, tmp_path):
+    """Choosing logits gives the logits rows (the default softmax filter is replaced, not
+    added), and a sample's captions hold the logits scores (map-only metrics: softmax's)."""
+    import pandas as pd
+
+    from dina_datasets.explore.data import Explorer, filters
+
+    root, images, path, _, _ = site
+    frame = pd.read_parquet(path)
+    logits = frame[frame["metric"] == "Deletion"].assign(activation="logits")
+    logits["score"] = logits["score"] + 100.0
+    both = str(tmp_path / "both.parquet")
+    pd.concat([frame, logits]).to_parquet(both)
+    explorer = Explorer(root, scores=both, images=images, render_workers=0,
+                        cache_dir=str(tmp_path / "cache")).open()
+    try:
+        board = explorer.leaderboard("ResNet50", "Deletion", filters(activation="logits"))
+        want = logits[logits["model"] == "ResNet50"].groupby("explainer")["score"].mean()
+        got = board.set_index("explainer")["mean"]
+        assert len(got) == len(want)
+        np.testing.assert_allclose(got[want.index], want, rtol=1e-9)
+        sample = explorer.sample("ResNet50", 0, activation="logits")
+        row = logits[(logits["model"] == "ResNet50") & (logits["index"] == 0)]
+        assert len(sample.maps) == 3
+        for (_, caption), config in zip(sample.maps, sample.scores["config"], strict=True):
+            explainer = config.split("-", 1)[1]
+            value = float(row[row["explainer"] == explainer]["score"].iloc[0])
+            assert f"Deletion {value:.3g}" in caption, caption
+            assert "Sparseness" in caption, caption
+    finally:
+        explorer.close()

@@ -218,8 +218,8 @@ class Explorer:
         if metric and metric != "all":
             self._known("metric", metric)
             wanted.append(f"metric={metric}")
-        board = leaderboard.from_table(self.table(), filters=wanted,
-                                       storage_options=self.storage_options)
+        # one view of the wanted rows: its activation filter replaces the default one
+        board = leaderboard.from_table(self.table(wanted), storage_options=self.storage_options)
         s = board.summary
         half = (s["ci_high"] - s["ci_low"]) / 2
         out = s.assign(half_width=half)[["metric", "rank", "explainer", "mean", "half_width",
@@ -310,9 +310,12 @@ class Explorer:
     def _keys(self, cells: list[tuple[str, str]], index: int, activation: str) -> dict:
         models = sorted({m for m, _ in cells})
         explainers = sorted({e for _, e in cells})
-        frame = self.table().frame(
+        # map-only metrics are scored once, under softmax: they stand for every activation
+        map_only = [m for m, spec in catalog.METRICS.items() if not spec.needs_model]
+        frame = self.table([f"activation={activation},{DEFAULT_ACTIVATION}"]).frame(
             "SELECT model, explainer, metric, image_id, label, prediction, score FROM scores "
-            f"WHERE index = {int(index)} AND activation = {literal(activation)} "
+            f"WHERE index = {int(index)} AND (activation = {literal(activation)} OR "
+            f"metric IN ({', '.join(map(literal, map_only))})) "
             f"AND model IN ({', '.join(map(literal, models))}) "
             f"AND explainer IN ({', '.join(map(literal, explainers))})")
         metrics = list(catalog.METRICS)
