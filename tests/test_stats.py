@@ -425,3 +425,25 @@ def test_holm_equals_statsmodels_with_ties_and_nan():
         if tested.any():
             expected[tested] = multipletests(p[tested], method="holm")[1]
         np.testing.assert_allclose(holm(p), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("statistic", ["summary", "pairs", "stability", "degenerate"])
+def test_a_statistic_never_pools_activations(statistic, tmp_path):
+    """activation=None over softmax and logits rows: a clear error, not n doubled; each
+    activation alone works."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = [dict(model="ResNet50", explainer=e, metric="Deletion", activation=a, index=i,
+                 image_id=f"img_{i}", label=-1, prediction=-1,
+                 score=float(rng.random() + (0.5 if e == "Saliency" else 0)))
+            for a in ("softmax", "logits") for e in ("Saliency", "RandomExp", "Rise")
+            for i in range(30)]
+    frame = pd.DataFrame(rows)
+    path = str(tmp_path / "s.parquet")
+    frame.to_parquet(path)
+    function = getattr(stats, statistic)
+    with pytest.raises(ConfigError, match="several output activations"):
+        function(path, activation=None)
+    for activation in ("softmax", "logits"):
+        function(path, activation=activation)
