@@ -207,3 +207,21 @@ def test_errors_exit_2(tmp_path, capsys):
     write(root, "ResNet50", "Saliency", "Deletion", [1.0, 2.0])
     assert main(["leaderboard", "--data-url", root, "--alpha", "0"]) == 2
     assert "alpha must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_explainers_tied_at_the_top_share_the_rank_and_get_no_leader_mark():
+    """Two explainers with equal means (the same scores) both rank 1, and neither is marked
+    leader, though both beat the third clearly."""
+    n = 40
+    base = np.linspace(0.5, 0.9, n)
+    rows = [pd.DataFrame({"model": "ResNet50", "explainer": e, "metric": "Insertion",
+                          "activation": "softmax", "index": np.arange(n),
+                          "image_id": [f"img_{i}" for i in range(n)], "label": 1,
+                          "prediction": 1, "score": s})
+            for e, s in (("Saliency", base), ("Rise", base), ("GradCAM", base - 0.4))]
+    board = leaderboard.from_table(pd.concat(rows))
+    top = [board.get(f"ResNet50-{e}", "Insertion") for e in ("Saliency", "Rise")]
+    assert [t.rank for t in top] == [1, 1]
+    assert all("*" not in t.marker and "≈" not in t.marker for t in top), top
+    third = board.get("ResNet50-GradCAM", "Insertion")
+    assert third.rank == 3 and third.marker == ""

@@ -3,7 +3,8 @@ rank (in the catalog's direction) and the verdicts of the paired tests, from the
 table (built on the fly from a bucket-shaped folder, or given).
 
 Markers: `*` the leader, distinguishable from the next (Wilcoxon + Holm at alpha);
-`≈` the leader, NOT distinguishable from the next (a leader with no next has neither);
+`≈` the leader, NOT distinguishable from the next (a leader with no next has neither, and
+explainers tied at rank 1 (equal means share a rank) get no leader mark);
 `=R` not distinguishable from RandomExp;
 `<R` worse than RandomExp; `degenerate` mostly undefined scores, not ranked (see
 `dina_datasets.analysis.stats.sanity`).
@@ -33,7 +34,8 @@ CSV_COLUMNS = ("model", "explainer", "metric", "n", "n_undefined", "mean", "medi
                "ci_high", "rank", "marker", "vs_next", "vs_random", "degenerate", "reason",
                "reference")
 LEGEND = ("mean ± half-width of the 95 % interval, n images, #rank per model and metric "
-          "(↑ higher is better, ↓ lower is better); * leader distinguishable from the next, "
+          "(↑ higher is better, ↓ lower is better; equal means share a rank, and a tie at #1 "
+          "gets no leader mark); * leader distinguishable from the next, "
           "≈ leader NOT distinguishable from the next (Wilcoxon signed-rank, Holm, "
           "alpha {alpha}); =R not distinguishable from RandomExp, <R worse than RandomExp; "
           "degenerate: mostly undefined scores, not ranked")
@@ -80,7 +82,8 @@ def marker(row: Any) -> str:
     if row["degenerate"]:
         return "degenerate"
     marks = []
-    if row["rank"] == 1 and isinstance(row["vs_next"], str):  # no mark for a lone explainer
+    # no mark for a lone explainer, nor for leaders tied at rank 1 (none of them leads)
+    if row["rank"] == 1 and isinstance(row["vs_next"], str) and not row.get("tied", False):
         marks.append("*" if row["vs_next"] in ("better", "higher") else "≈")
     if row["vs_random"] == "not distinguishable":
         marks.append("=R")

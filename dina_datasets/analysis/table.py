@@ -180,6 +180,19 @@ class Scores:
         raise ConfigError(f"scores must be a Parquet path or URL, a DuckDB relation or a "
                           f"pandas DataFrame, got {type(source).__name__}")
 
+    def one_activation(self) -> str | None:
+        """The one output activation of the view's rows (None when it has no row); a
+        ConfigError naming them when rows of several activations would be pooled (their
+        scores are not on one scale, and an image would count once per activation)."""
+        found = sorted(r[0] for r in self.relation.query(
+            "scores", "SELECT DISTINCT activation FROM scores").fetchall())
+        if len(found) > 1:
+            raise ConfigError(
+                f"the scores hold several output activations ({', '.join(found)}) and a "
+                "statistic never pools them: pass activation= one of them (or the filter "
+                "activation=NAME), and compute one table per activation")
+        return found[0] if found else None
+
     def query(self, sql: str):
         """A DuckDB relation of `sql` over the filtered table, named `scores` in the query."""
         return self.relation.query("scores", sql)

@@ -118,6 +118,7 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be between 0 and 1, got {alpha}")
     table = open_scores(scores, filters, activation, storage_options)
+    table.one_activation()  # never pools activations
     if summary is None:
         summary = summaries.summary(table, ci="normal", degenerate_share=degenerate_share)
     workers = workers or min(4, os.cpu_count() or 1)
@@ -163,8 +164,9 @@ def verdicts(pairs_frame: Any) -> dict[tuple[str, str, str, str], str]:
 
 
 def annotate(summary: Any, pairs_frame: Any) -> Any:
-    """The summary with `vs_next` (the verdict of each ranked explainer over the next one)
-    and `vs_random` (its verdict over RandomExp, where that model has it) added."""
+    """The summary with `vs_next` (the verdict of each ranked explainer over the next one),
+    `vs_random` (its verdict over RandomExp, where that model has it) and `tied` (its rank is
+    shared with another explainer of equal mean) added."""
     found = verdicts(pairs_frame)
     following: dict[tuple[str, str, float], str] = {}
     ranked = summary[np.isfinite(summary["rank"])].sort_values("rank")
@@ -182,4 +184,7 @@ def annotate(summary: Any, pairs_frame: Any) -> Any:
         vs_random.append(found.get((r.model, r.metric, r.explainer, RANDOM)))
     out = summary.copy()
     out["vs_next"], out["vs_random"] = vs_next, vs_random
+    # explainers with equal means share their rank: `tied` says so (no leader among them)
+    shared = out.groupby(["model", "metric", "rank"])["explainer"].transform("size")
+    out["tied"] = np.isfinite(out["rank"]) & (shared > 1)
     return out

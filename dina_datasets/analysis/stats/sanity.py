@@ -60,6 +60,7 @@ def degenerate(scores: Any, *, threshold: float = DEGENERATE_SHARE, filters=(),
     from dina_datasets.analysis.table import open_scores
 
     table = open_scores(scores, filters, activation, storage_options)
+    table.one_activation()  # never pools activations
     columns = ["model", "metric", "explainer", "n", "n_undefined", "share_undefined",
                "degenerate", "reason"]
     return flag(table.cells(), threshold, table.context())[columns]

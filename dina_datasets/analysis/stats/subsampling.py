@@ -65,6 +65,7 @@ def stability(scores: Any, *, sizes: tuple[int, ...] = SIZES, n_boot: int = N_BO
     for size in sizes:
         check_positive_int("sizes", size)
     table = open_scores(scores, filters, activation, storage_options)
+    table.one_activation()  # never pools activations
     if summary is None:
         summary = summaries.summary(table, ci="normal", degenerate_share=degenerate_share)
     rows = []

@@ -89,6 +89,7 @@ def summary(scores: Any, *, filters=(), activation: str | None = "softmax",
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
     table = open_scores(scores, filters, activation, storage_options)
+    table.one_activation()  # never pools activations
     frame = flag(table.cells(), degenerate_share, table.context())
     frame["ci_low"], frame["ci_high"] = np.nan, np.nan
     if ci == "normal":
