@@ -21,6 +21,7 @@ from dina_datasets.cli import main
 from dina_datasets.errors import FormatError
 from dina_datasets.storage import atomic_write
 
+PAIRED_BY = "index"  # score files alone carry no record keys: the images pair by position
 Z = 1.959963984540054
 
 
@@ -112,7 +113,7 @@ def test_json_document(planted, capsys):
         ("model", "explainer", "metric", "n", "mean", "ci_low", "ci_high", "rank")}
     assert {tuple(r) for r in document["pairs"]} == {leaderboard.JSON_PAIRS} == {
         ("model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
-         "verdict")}
+         "verdict", "paired_by")}
     table = {(r["model"], r["explainer"], r["metric"]): r for r in document["table"]}
     top = table["DinoV2", "Saliency", "Insertion"]
     assert top["rank"] == 1 and top["n"] == N and top["ci_low"] < top["mean"] < top["ci_high"]
@@ -120,6 +121,7 @@ def test_json_document(planted, capsys):
     pair = next(p for p in document["pairs"] if (p["model"], p["metric"], p["a"], p["b"]) ==
                 ("DinoV2", "Insertion", "Saliency", "Rise"))
     assert pair["verdict"] == "better" and pair["p_adjusted"] < 0.001 and pair["n"] == N
+    assert pair["paired_by"] == PAIRED_BY
     flags = {(f["model"], f["explainer"], f["metric"], f["flag"]) for f in document["flags"]}
     assert ("ResNet50", "GradCAM", "Insertion", "degenerate") in flags
     assert ("DinoV2", "Lime", "Insertion", "not distinguishable from RandomExp") in flags

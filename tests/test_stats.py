@@ -447,3 +447,30 @@ def test_a_statistic_never_pools_activations(statistic, tmp_path):
         function(path, activation=None)
     for activation in ("softmax", "logits"):
         function(path, activation=activation)
+
+
+def test_pairs_join_images_by_identity_when_record_orders_differ(tmp_path):
+    """Two explainers scored on the same images written in different record orders: paired
+    by image_id the strong difference is found (by position it would be noise)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    n = 300
+    truth = rng.random(n)
+    order = rng.permutation(n)  # the second cell's records, in another order
+    ids = np.array([f"img_{i:04d}" for i in range(n)])
+    base = dict(model="ResNet50", metric="Insertion", activation="softmax", label=-1,
+                prediction=-1)
+    a = pd.DataFrame({**base, "explainer": "Saliency", "index": np.arange(n),
+                      "image_id": ids, "score": truth + 0.05})
+    b = pd.DataFrame({**base, "explainer": "Rise", "index": np.arange(n),
+                      "image_id": ids[order], "score": truth[order]})
+    frame = pd.concat([a, b])
+    got = stats.pairs(frame)
+    row = got.iloc[0]
+    assert row["paired_by"] == "image_id"
+    assert row["p_adjusted"] < 1e-40 and row["verdict"] in ("better", "higher"), row
+    # without ids the rows pair by position, and the pairing key says so
+    keyless = stats.pairs(frame.assign(image_id=""))
+    assert keyless.iloc[0]["paired_by"] == "index"
+    assert keyless.iloc[0]["p_adjusted"] > 1e-6

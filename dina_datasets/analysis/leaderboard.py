@@ -29,7 +29,7 @@ from dina_datasets.errors import ConfigError
 
 JSON_TABLE = ("model", "explainer", "metric", "n", "mean", "ci_low", "ci_high", "rank")
 JSON_PAIRS = ("model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
-              "verdict")
+              "verdict", "paired_by")
 CSV_COLUMNS = ("model", "explainer", "metric", "n", "n_undefined", "mean", "median", "ci_low",
                "ci_high", "rank", "marker", "vs_next", "vs_random", "degenerate", "reason",
                "reference")

@@ -87,14 +87,17 @@ def order(names: Iterable[str], table: dict[str, Any]) -> list[str]:
 
 @dataclass
 class Matrix:
-    """The scores of one (model, metric): rows = images (their `index`), columns =
-    explainers; NaN where a score is missing or undefined."""
+    """The scores of one (model, metric): rows = images, columns = explainers; NaN where a
+    score is missing or undefined. `paired_by` is the key that made a row one image:
+    "image_id" (then `index` holds the rows' rank in id order) or "index" (the record
+    position, meaningful only when the cells were written in one order)."""
 
     model: str
     metric: str
     explainers: list[str]
     index: np.ndarray
     values: np.ndarray
+    paired_by: str = "index"
 
     def complete(self) -> np.ndarray:
         """The rows where every explainer has a score."""
@@ -231,17 +234,26 @@ class Scores:
             f"WHERE metric IN ({names or 'NULL'}) GROUP BY model, metric, explainer").df()
 
     def matrix(self, model: str, metric: str, explainers: Sequence[str]) -> Matrix:
-        """The images x explainers matrix of one (model, metric), rows sorted by index."""
+        """The images x explainers matrix of one (model, metric). Rows are images paired by
+        identity: by `image_id` when every row has one and no explainer holds an id twice
+        (rows sorted by id), else by the record `index` (`Matrix.paired_by` says which)."""
         names = "[" + ", ".join(literal(e) for e in explainers) + "]"
+        where = (f"WHERE model = {literal(model)} AND metric = {literal(metric)} "
+                 f"AND list_contains({names}, explainer)")
+        counts = self.query(
+            "SELECT count(*) - count(DISTINCT image_id) AS repeated, "
+            "count(*) FILTER (WHERE coalesce(image_id, '') = '') AS keyless "
+            f"FROM scores {where} GROUP BY explainer").fetchall()
+        by_id = bool(counts) and all(r == 0 and k == 0 for r, k in counts)
+        key = "dense_rank() OVER (ORDER BY image_id) - 1" if by_id else "index"
         got = self.query(
-            f"SELECT list_position({names}, explainer) - 1 AS e, index, "
-            f"coalesce(score, 'NaN'::DOUBLE) AS score FROM scores "
-            f"WHERE model = {literal(model)} AND metric = {literal(metric)} "
-            f"AND list_contains({names}, explainer)").fetchnumpy()
-        index, rows = np.unique(np.asarray(got["index"]), return_inverse=True)
+            f"SELECT list_position({names}, explainer) - 1 AS e, {key} AS k, "
+            f"coalesce(score, 'NaN'::DOUBLE) AS score FROM scores {where}").fetchnumpy()
+        index, rows = np.unique(np.asarray(got["k"], np.int64), return_inverse=True)
         values = np.full((len(index), len(explainers)), np.nan)
         values[rows, np.asarray(got["e"], np.int64)] = np.asarray(got["score"], np.float64)
-        return Matrix(model, metric, list(explainers), index, values)
+        return Matrix(model, metric, list(explainers), index, values,
+                      "image_id" if by_id else "index")
 
 
 def open_scores(source: Any, filters: Iterable[str] = (),

@@ -30,7 +30,7 @@ ALPHA = 0.01
 RANDOM = "RandomExp"
 SAME = "not distinguishable"
 COLUMNS = ["model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
-           "median_diff", "verdict", "random_like"]
+           "median_diff", "verdict", "random_like", "paired_by"]
 
 
 def rank_biserial(differences: np.ndarray) -> float:
@@ -106,7 +106,9 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
           degenerate_share: float = DEGENERATE_SHARE, summary: Any = None,
           workers: int | None = None, storage_options: dict | None = None) -> Any:
     """One row per (model, metric, a, b): `COLUMNS` (a pandas frame). `random_like` marks
-    the pairs of an explainer with RandomExp that are not distinguishable. `summary`: a
+    the pairs of an explainer with RandomExp that are not distinguishable; `paired_by` the key
+    that paired the images ("image_id" when every row has a unique one, else the record
+    "index": see `Scores.matrix`). `summary`: a
     summary frame of the same table, to reuse (its degenerate flags decide who is compared).
     `workers`: threads testing the pairs (default: the CPUs, at most 4; the sorts behind the
     tests release the GIL)."""
@@ -136,12 +138,13 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
             waiting = [part for job in jobs for part in job[3] if not part.done()]
             if len(waiting) > 2 * workers:
                 waiting[0].result()
-            values = table.matrix(model, metric, names).values
+            matrix = table.matrix(model, metric, names)
             every = list(itertools.combinations(range(len(names)), 2))
-            parts = [pool.submit(family, values, every[k::workers]) for k in range(workers)]
-            jobs.append((model, metric, names, parts))
+            parts = [pool.submit(family, matrix.values, every[k::workers])
+                     for k in range(workers)]
+            jobs.append((model, metric, names, parts, matrix.paired_by))
         rows = []
-        for model, metric, names, parts in jobs:
+        for model, metric, names, parts, paired_by in jobs:
             found = sorted(r for part in parts for r in part.result())  # (i, j) order
             adjusted = holm(np.array([r[4] for r in found], np.float64))
             for (i, j, n, statistic, p_value, effect, median), q in zip(found, adjusted,
@@ -149,7 +152,7 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
                 word = verdict(q, effect, metric, alpha)
                 rows.append([model, metric, names[i], names[j], n, statistic, p_value, q,
                              effect, median, word,
-                             RANDOM in (names[i], names[j]) and word == SAME])
+                             RANDOM in (names[i], names[j]) and word == SAME, paired_by])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
