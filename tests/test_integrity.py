@@ -102,3 +102,80 @@ def test_buffer_pool_keeps_at_most_size_free_buffers_and_rejects_a_bad_size():
     assert pool.free == 2
     with pytest.raises(ValueError, match="size"):
         BufferPool(size=0)
+
+
+def write_targets(tmp_path) -> list[str]:
+    return [str(tmp_path / "local" / "table.bin"),
+            f"memory://dina-integrity/{tmp_path.name}/table.bin"]
+
+
+@pytest.fixture(params=["local", "memory"])
+def target(request, tmp_path):
+    from dina_datasets import storage
+
+    url = write_targets(tmp_path)[["local", "memory"].index(request.param)]
+    fs, path = storage.filesystem(url)
+    fs.makedirs(fs._parent(path), exist_ok=True)
+    fs.pipe_file(path, b"old content")
+    yield url
+    if request.param == "memory":
+        fs.rm(fs._parent(path), recursive=True)
+
+
+def read(url: str) -> bytes:
+    from dina_datasets import storage
+
+    fs, path = storage.filesystem(url)
+    return fs.cat_file(path)
+
+
+def listing(url: str) -> list[str]:
+    from dina_datasets import storage
+
+    fs, path = storage.filesystem(url)
+    return sorted(name.rsplit("/", 1)[-1] for name in fs.ls(fs._parent(path), detail=False))
+
+
+@pytest.mark.parametrize("mode", ["wb", "w"])
+def test_atomic_write_shows_the_old_file_until_the_new_one_is_complete(target, mode):
+    from dina_datasets import storage
+
+    new = b"new content, longer than the old"
+    with storage.atomic_write(target, mode) as handle:
+        handle.write(new[:9] if mode == "wb" else new[:9].decode())
+        handle.flush()
+        assert read(target) == b"old content"  # a reader sees the old file while writing
+        handle.write(new[9:] if mode == "wb" else new[9:].decode())
+        assert read(target) == b"old content"
+    assert read(target) == new
+    assert listing(target) == ["table.bin"]  # no temporary left
+
+
+@pytest.mark.parametrize("mode", ["wb", "w"])
+def test_atomic_write_that_fails_leaves_the_old_content_and_no_temporary(target, mode):
+    from dina_datasets import storage
+
+    with pytest.raises(RuntimeError, match="interrupted"), \
+            storage.atomic_write(target, mode) as handle:
+        handle.write(b"partial" if mode == "wb" else "partial")
+        handle.flush()
+        raise RuntimeError("interrupted")
+    assert read(target) == b"old content"
+    assert listing(target) == ["table.bin"]
+
+
+def test_atomic_write_that_fails_creates_nothing_where_no_file_was(tmp_path):
+    from dina_datasets import storage
+
+    for url in write_targets(tmp_path):
+        try:
+            with pytest.raises(RuntimeError), storage.atomic_write(url) as handle:
+                handle.write(b"partial")
+                raise RuntimeError("interrupted")
+            assert not storage.exists(url)
+            fs, path = storage.filesystem(url)
+            parent = fs._parent(path)
+            assert not fs.exists(parent) or fs.ls(parent) == []  # no temporary beside it
+        finally:
+            if fs.exists(fs._parent(path)):
+                fs.rm(fs._parent(path), recursive=True)
