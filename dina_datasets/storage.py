@@ -248,8 +248,10 @@ def info(fs: AbstractFileSystem, path: str, url: str) -> dict[str, Any]:
     return found
 
 
-# Object stores publish an object only when its upload is finalised: an upload is atomic.
-OBJECT_STORES = frozenset({"gs", "gcs", "s3", "s3a", "az", "abfs", "memory"})
+# Object stores whose files honour `autocommit=False`: an object is published only when its
+# upload is committed, so an upload is atomic. Not `memory://`: fsspec's MemoryFile is
+# visible from `open` on and ignores `autocommit`, so it takes the temporary-name route.
+OBJECT_STORES = frozenset({"gs", "gcs", "s3", "s3a", "az", "abfs"})
 
 
 @contextlib.contextmanager
@@ -261,8 +263,9 @@ def atomic_write(url: str, mode: str = "wb", storage_options: dict[str, Any] | N
     are streamed through fsspec's resumable upload opened with `autocommit=False`: blocks go
     up as they are written (no local spool of the whole file), and the object is published
     only by the final `commit()`; on an exception the upload is discarded. Other filesystems
-    get a temporary name and a move. On an exception nothing appears under `url`, and an
-    existing file there is left as it was.
+    (`memory://` included) get a temporary name and a move. On every filesystem a reader
+    sees the old file or the new one, never a part; on an exception nothing appears under
+    `url`, an existing file there is left as it was, and no temporary is left.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_write opens files for writing: mode 'wb' or 'w', got {mode!r}")

@@ -27,7 +27,8 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import sys
+import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -196,30 +197,46 @@ class Chunk:
 
 
 class BufferPool:
-    """Chunk buffers recycled once nothing refers to them any more.
+    """Chunk buffers recycled once nothing refers to them any more; safe across threads.
 
-    The arrays a stream yields are views of its chunk buffers, which the caller may keep. A
-    buffer goes back into use only when its reference count shows that no chunk, view or
-    array of it is alive; otherwise a fresh one is made. A caller that drops each map before
-    the next thus reads into the same few buffers (no fresh pages to fault in: a fresh 32 MB
-    buffer faults its pages in at about 1 GB/s here), and one that keeps them loses nothing.
+    Ownership is explicit: `take` hands each caller a lease of its own (a fresh array over
+    one pooled buffer) and the buffer belongs to that lease until the lease, and every view,
+    memoryview or array made from it, is gone; only then does it go back to the free list
+    (a `weakref.finalize` of the lease, not a reference count). The arrays a stream yields
+    are views of its chunk buffers, which the caller may keep: a caller that drops each map
+    before the next reads into the same few buffers (no fresh pages to fault in: a fresh
+    32 MB buffer faults its pages in at about 1 GB/s here), and one that keeps them loses
+    nothing. At most `size` free buffers are kept.
     """
 
     def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._buffers: list[np.ndarray] = []
+        self.size = check_positive_int("size", size)
+        self._free: list[np.ndarray] = []
+        self._lock = threading.RLock()  # RLock: a lease may be finalised inside `take`
 
     def take(self, nbytes: int) -> np.ndarray:
-        """A buffer of at least `nbytes` bytes that nothing else refers to."""
-        for k in range(len(self._buffers)):
-            # references: the list and getrefcount's argument, nothing else
-            if len(self._buffers[k]) >= nbytes and sys.getrefcount(self._buffers[k]) <= 2:
-                return self._buffers[k]
-        fresh = np.empty(nbytes, np.uint8)
-        if len(self._buffers) >= self.size:
-            self._buffers.pop(0)  # the oldest is still in use: its users keep it alive
-        self._buffers.append(fresh)
-        return fresh
+        """A writable uint8 array of at least `nbytes` bytes that no other lease shares."""
+        with self._lock:
+            k = next((k for k, b in enumerate(self._free) if len(b) >= nbytes), None)
+            buf = None if k is None else self._free.pop(k)
+        if buf is None:
+            buf = np.empty(nbytes, np.uint8)  # numpy asks for huge pages: few faults
+        # the lease's base is a memoryview, not an array: numpy views of the lease keep the
+        # lease itself alive (numpy collapses view chains only through arrays)
+        lease = np.frombuffer(memoryview(buf), np.uint8)
+        weakref.finalize(lease, self._give_back, buf)
+        return lease
+
+    def _give_back(self, buf: np.ndarray) -> None:
+        with self._lock:
+            if len(self._free) < self.size:
+                self._free.append(buf)
+
+    @property
+    def free(self) -> int:
+        """Buffers held by no lease, ready to be taken."""
+        with self._lock:
+            return len(self._free)
 
 
 def fetch(info: RecordFile, ranges: Iterable[Range],
