@@ -68,3 +68,51 @@ def test_leaderboard_survives_a_stray_file(bucket, tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["table"] and STRAY in captured.err
     assert Layout(bucket).root == bucket
+
+
+def test_scores_refuses_to_replace_a_users_file(bucket, tmp_path, capsys):
+    notes = tmp_path / "existing.txt"
+    notes.write_text("my notes\n")
+    # checked before the work: the missing bucket is not even looked at
+    assert main(["scores", "--data-url", str(tmp_path / "nope"), "--out", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert "existing.txt exists and is not an output of this command" in err
+    assert "--overwrite" in err and notes.read_text() == "my notes\n"
+    assert main(["scores", "--data-url", bucket, "--out", str(notes)]) == 2
+    assert notes.read_text() == "my notes\n"
+    # a file under a file cannot be written: said before the work
+    assert main(["scores", "--data-url", str(tmp_path / "nope"),
+                 "--out", str(notes / "scores.parquet")]) == 2
+    assert "existing.txt is a file, not a folder" in capsys.readouterr().err
+    # a previous table is replaced; --overwrite replaces the user's file
+    table = tmp_path / "scores.parquet"
+    assert main(["scores", "--data-url", bucket, "--out", str(table)]) == 0
+    assert main(["scores", "--data-url", bucket, "--out", str(table)]) == 0
+    assert main(["scores", "--data-url", bucket, "--out", str(notes), "--overwrite"]) == 0
+    assert pq.read_metadata(notes).num_rows == pq.read_metadata(table).num_rows > 0
+    assert main(["scores", "--data-url", bucket, "--out", str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+
+
+def test_leaderboard_checks_its_outputs_before_printing(bucket, tmp_path, capsys):
+    existing = tmp_path / "FILE"
+    existing.write_text("keep me\n")
+    args = ["leaderboard", "--data-url", bucket, "--no-plot", "--no-progress"]
+    assert main([*args, "--out", str(existing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "is a file" in captured.err
+    assert existing.read_text() == "keep me\n"
+    out = tmp_path / "board"
+    out.mkdir()
+    (out / "leaderboard.md").write_text("# my own notes\n")
+    assert main([*args, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "leaderboard.md exists and is not an output" in captured.err
+    assert (out / "leaderboard.md").read_text() == "# my own notes\n"
+    assert sorted(p.name for p in out.iterdir()) == ["leaderboard.md"]
+    assert main([*args, "--out", str(out), "--overwrite"]) == 0
+    assert (out / "leaderboard.md").read_text().startswith("| config |")
+    assert "wrote" in capsys.readouterr().out
+    assert main([*args, "--out", str(out)]) == 0  # its own outputs are replaced
+    for name in ("leaderboard.csv", "leaderboard_pairs.csv"):
+        assert (out / name).read_text().startswith("model,")
