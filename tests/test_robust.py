@@ -116,3 +116,26 @@ def test_leaderboard_checks_its_outputs_before_printing(bucket, tmp_path, capsys
     assert main([*args, "--out", str(out)]) == 0  # its own outputs are replaced
     for name in ("leaderboard.csv", "leaderboard_pairs.csv"):
         assert (out / name).read_text().startswith("model,")
+
+
+def test_outputs_checked_on_gcs(emulator, capsys):
+    from conftest import BUCKET
+
+    from dina_datasets import storage
+
+    server, _, _ = emulator
+    options = ["--storage-option", f"endpoint_url={server.endpoint}"]
+    fs, _ = storage.filesystem(BUCKET, {"endpoint_url": server.endpoint})
+    notes = f"{BUCKET}/robust/notes.txt"
+    fs.pipe(notes, b"my notes\n")
+    assert main(["scores", *options, "--data-url", BUCKET, "--out", notes]) == 2
+    assert "notes.txt exists and is not an output" in capsys.readouterr().err
+    assert fs.cat(notes) == b"my notes\n"
+    table = f"{BUCKET}/robust/scores.parquet"
+    for _ in range(2):  # written, then its own table replaced
+        assert main(["scores", *options, "--data-url", BUCKET, "--out", table]) == 0
+    assert fs.cat(table)[:4] == b"PAR1"
+    assert main(["leaderboard", *options, "--data-url", BUCKET, "--no-plot",
+                 "--out", notes]) == 2
+    captured = capsys.readouterr()
+    assert "is a file, not a folder" in captured.err and "ResNet50" not in captured.out
