@@ -17,10 +17,12 @@ written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import posixpath
 import re
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,8 +33,8 @@ import numpy as np
 import pyarrow as pa
 
 from dina_datasets import formats, storage
-from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
-from dina_datasets.layout import DEFAULT_ACTIVATION, Layout
+from dina_datasets.errors import AlignmentError, ConfigError, DinaWarning, LayoutError
+from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION, Layout
 
 COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
            "prediction", "score")
@@ -43,6 +45,7 @@ SCHEMA = pa.schema([("model", pa.string()), ("explainer", pa.string()),
 ROW_GROUP_ROWS = 1_000_000
 CONCURRENCY = 16
 UNKNOWN = -1
+NAMED = 10  # unknown files named in the warning; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -97,28 +100,68 @@ def _pattern(template: str) -> re.Pattern[str]:
     return re.compile(regex + "$")
 
 
+def _other_patterns(layout: Layout) -> list[re.Pattern[str]]:
+    """The layout's templates of files that are not score files (cost records, explanations,
+    any template added later), as patterns: such files are known, not stray."""
+    scores_templates = (layout.scores_template, layout.scores_activation_template)
+    out = []
+    for f in dataclasses.fields(layout):
+        template = getattr(layout, f.name)
+        if f.name.endswith("_template") and template not in scores_templates:
+            regex = re.sub(r"\\\{[a-z]+\\\}", "[^/]+", re.escape(template))
+            out.append(re.compile(regex + r"(\..*)?$"))  # and sidecars (`.index.json`...)
+    return out
+
+
 def find_score_files(data_url: str, storage_options: dict[str, Any] | None = None, *,
-                     layout: Layout | None = None) -> list[ScoreFile]:
+                     layout: Layout | None = None, strict: bool = False) -> list[ScoreFile]:
     """Every score file under `data_url`, published (`{Metric}_scores.json`, activation
-    "softmax") and per activation (`{Metric}_scores.{activation}.json`), sorted."""
+    "softmax") and per activation (`{Metric}_scores.{activation}.json`), sorted.
+
+    A file named like a score file that is none (`Insertion_scores.backup.json`: an unknown
+    activation) is skipped with one `DinaWarning` naming every such file; with `strict`, a
+    LayoutError naming them instead."""
     layout = layout or Layout(data_url)
     fs, root = storage.filesystem(data_url, storage_options)
     if not fs.exists(root):
         raise LayoutError(f"no folder at {data_url}")
     base = root.rstrip("/")
     found: dict[tuple[str, str, str, str], ScoreFile] = {}
+    candidates: set[str] = set()
+    kept: set[str] = set()
     for template, fixed in ((layout.scores_template, DEFAULT_ACTIVATION),
                             (layout.scores_activation_template, None)):
         pattern = _pattern(template)
         glob = template.format(model="*", explainer="*", metric="*", activation="*")
         for path in fs.glob(posixpath.join(base, glob)):
-            match = pattern.match(posixpath.relpath(path, base or "/"))
-            if not match:
+            relative = posixpath.relpath(path, base or "/")
+            candidates.add(relative)
+            match = pattern.match(relative)
+            activation = fixed or (match["activation"] if match else "")
+            if not match or activation not in ACTIVATIONS:
                 continue
-            activation = fixed or match["activation"]
             key = (match["model"], match["explainer"], match["metric"], activation)
             found[key] = ScoreFile(*key, layout.scores(*key))
+            kept.add(relative)
+    others = _other_patterns(layout)
+    unknown = sorted(c for c in candidates - kept if not any(p.match(c) for p in others)
+                     and not any(c.startswith(k + ".") for k in kept))  # a file's sidecar
+    if unknown:
+        _report_unknown(unknown, data_url, layout, strict)
     return [found[k] for k in sorted(found)]
+
+
+def _report_unknown(unknown: list[str], data_url: str, layout: Layout, strict: bool) -> None:
+    names = ", ".join(unknown[:NAMED]) + (f" and {len(unknown) - NAMED} more"
+                                          if len(unknown) > NAMED else "")
+    valid = (f"score files are named {layout.scores_template} or "
+             f"{layout.scores_activation_template} with activation one of "
+             f"{', '.join(ACTIVATIONS)}")
+    if strict:
+        raise LayoutError(f"{len(unknown)} unknown file(s) under {data_url}: {names} ({valid});"
+                          " move them away, or drop --strict to skip them")
+    warnings.warn(f"skipped {len(unknown)} unknown file(s) under {data_url}: {names} ({valid})",
+                  DinaWarning, stacklevel=3)
 
 
 def select(files: list[ScoreFile], configs: Iterable[str] | None = None,
@@ -243,18 +286,20 @@ def build(data_url: str, out: str, *, configs: Iterable[str] | None = None,
           imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
           layout: Layout | None = None, concurrency: int = CONCURRENCY,
           row_group_rows: int = ROW_GROUP_ROWS, progress: bool = False,
-          files: list[ScoreFile] | None = None) -> Built:
+          files: list[ScoreFile] | None = None, strict: bool = False) -> Built:
     """Write the scores table of every score file under `data_url` to `out` (Parquet, any
     fsspec URL); returns what was written. `configs`, `metrics`, `activations`: names or
     patterns to keep. `imagenet_json` (kecam's json of the cells' images) fills `image_id`
-    and `label`. `files`: the score files to read (found under `data_url` otherwise)."""
+    and `label`. `files`: the score files to read (found under `data_url` otherwise).
+    `strict`: fail on unknown files named like score files instead of skipping them with a
+    warning (`find_score_files`)."""
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
     started = time.perf_counter()
     layout = layout or Layout(data_url)
     if files is None:
-        files = find_score_files(data_url, storage_options, layout=layout)
+        files = find_score_files(data_url, storage_options, layout=layout, strict=strict)
     if not files:
         glob = layout.scores_template.format(model="*", explainer="*", metric="*")
         raise LayoutError(f"no score files under {data_url} (looked for {glob})")

@@ -75,6 +75,62 @@ def _warning_line(command: str, other: Any):
     return show
 
 
+PARQUET = b"PAR1"  # the first bytes of a Parquet file
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class OutputError(DinaError, FileExistsError):
+    """An output path the command will not write: a user's file of another kind, a folder
+    where a file goes, a folder that cannot be written."""
+
+
+def _head(url: str, size: int, storage_options: dict[str, Any] | None) -> bytes:
+    from dina_datasets import storage
+
+    fs, path = storage.filesystem(url, storage_options)
+    with fs.open(path, "rb") as handle:
+        return handle.read(size)
+
+
+def _check_writable(path: str) -> None:
+    """A local `path` can be created: its nearest existing ancestor is a writable folder."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise OutputError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: the folder {parent} is not writable")
+
+
+def check_outputs(targets: dict[str, bytes], *, overwrite: bool,
+                  storage_options: dict[str, Any] | None, folder: str | None = None) -> None:
+    """Before a command works or prints: each URL of `targets` may be written. An existing
+    file there must start with its bytes (a previous output of the same kind: b"PAR1" for
+    Parquet...) unless `overwrite`; a folder there, a `folder` (of the outputs) that is a
+    file, or a local folder that cannot be written is an OutputError."""
+    from dina_datasets import storage
+
+    if folder is not None:
+        fs, path = storage.filesystem(folder, storage_options)
+        if fs.isfile(path):
+            raise OutputError(f"--out {folder} is a file, not a folder (this command writes "
+                              f"{', '.join(os.path.basename(t) for t in targets)} into it): "
+                              "give a folder (or a new path)")
+    for url, signature in targets.items():
+        fs, path = storage.filesystem(url, storage_options)
+        if storage.is_local(fs):
+            _check_writable(path)
+        if fs.isdir(path):
+            raise OutputError(f"cannot write {url}: it is a folder")
+        if overwrite or not fs.exists(path):
+            continue
+        if _head(url, len(signature), storage_options) != signature:
+            raise OutputError(f"{url} exists and is not an output of this command (it does "
+                              f"not start with {signature[:16]!r}): refusing to replace it; "
+                              "pass --overwrite to replace it, or choose another --out")
+
+
 def write_outputs(out: str, outputs: dict[str, bytes],
                   storage_options: dict[str, Any] | None) -> None:
     """Write each named output under the folder or URL `out` (atomically) and say where."""

@@ -9,6 +9,10 @@ import sys
 from dina_datasets.layout import DEFAULT_DATA_URL
 
 FILES = ("leaderboard.csv", "leaderboard_pairs.csv", "leaderboard.md", "leaderboard.png")
+# the first bytes of each file as this command writes it (a file that does not start so is
+# not replaced without --overwrite)
+SIGNATURES = {"leaderboard.csv": b"model,explainer,metric,", "leaderboard_pairs.csv": b"model,",
+              "leaderboard.md": b"| config |", "leaderboard.png": b"\x89PNG\r\n\x1a\n"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,14 +43,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print one JSON document (table, pairs, flags) and write nothing")
     parser.add_argument("--out", default="leaderboard", metavar="DIR",
                         help=f"folder (or URL) for {', '.join(FILES)} (default ./leaderboard)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files of --out that are not previous leaderboard outputs")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dina_datasets import storage
     from dina_datasets.analysis import leaderboard
-    from dina_datasets.cli import write_outputs
+    from dina_datasets.cli import check_outputs, write_outputs
 
+    if not args.json:  # before the work and any printing
+        names = [n for n in FILES if not (args.no_plot and n.endswith(".png"))]
+        check_outputs({storage.join(args.out, n): SIGNATURES[n] for n in names},
+                      overwrite=args.overwrite, storage_options=args.storage_options,
+                      folder=args.out)
     board = leaderboard.collect(
         args.data_url, scores=args.scores, filters=args.filters, alpha=args.alpha,
         ci=args.ci, n_boot=args.n_boot, configs=args.configs,

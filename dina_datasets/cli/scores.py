@@ -27,17 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="scores.parquet", metavar="FILE",
                         help="the Parquet file to write (any fsspec URL; default "
                         "./scores.parquet)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it is not a Parquet file (a previous "
+                        "table is replaced without it)")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail on unknown files named like score files (e.g. "
+                        "Insertion_scores.backup.json) instead of skipping them with a warning")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from dina_datasets.analysis import scores
+    from dina_datasets.cli import PARQUET, check_outputs
     from dina_datasets.errors import check_positive_int
 
     check_positive_int("--concurrency", args.concurrency)
+    check_outputs({args.out: PARQUET}, overwrite=args.overwrite,
+                  storage_options=args.storage_options)
     built = scores.build(args.data_url, args.out, configs=args.configs, metrics=args.metrics,
                          activations=args.activations, imagenet_json=args.imagenet_json,
                          storage_options=args.storage_options, concurrency=args.concurrency,
-                         progress=not args.no_progress and sys.stderr.isatty())
+                         progress=not args.no_progress and sys.stderr.isatty(),
+                         strict=args.strict)
     print(built.summary())
     return 0
