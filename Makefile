@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11 and pip:
 #   make demo   -- creates the environment and runs the DINA loop on the embedded default
 #   make test   -- creates the environment if needed and runs the whole suite
+#   make docs   -- serves the documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8000
 PYTHON ?= python3
 VENV := .venv
 UV := .tools/bin/uv
@@ -9,8 +10,9 @@ TORCH_VERSION ?= 2.13.0
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: env demo test lint bench clean
+.PHONY: env demo test docs lint bench clean
 
 env: $(VENV)/.ready
 
@@ -33,9 +35,14 @@ demo: env
 
 test: env
 	$(VENV)/bin/ruff check .
+	# the documentation site: a broken link or docstring reference fails the build
+	$(VENV)/bin/mkdocs build --strict -q -d .site
 	# two workers, a test module per worker at a time (module fixtures: the GCS server, the
 	# Ray cluster, the app); the suite waits on subprocesses and servers half of its time
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+docs: env
+	$(VENV)/bin/mkdocs serve
 
 lint: env
 	$(VENV)/bin/ruff check .
@@ -45,4 +52,4 @@ bench: env
 	for b in benchmarks/[a-z]*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .tools
+	rm -rf $(VENV) .tools .site

@@ -177,18 +177,19 @@ def test_tables_are_read_only_outside_register():
     assert "ViewNet" not in catalog.MODELS and "ViewBlur" not in catalog.EXPLAINERS
 
 
-README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+CATALOG_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs",
+                            "getting-started.md")
 
 
-def test_readme_examples_print_what_the_code_prints(capsys):
-    """Every `>>> expression` of the README followed by `SomeError: message` raises that
-    error with that message (a trailing "..." stands for the rest), and the `$ dina configs`
-    lines shown are the command's own."""
+def test_docs_examples_print_what_the_code_prints(capsys):
+    """Every `>>> expression` of the catalog's docs page (docs/getting-started.md) followed
+    by `SomeError: message` raises that error with that message (a trailing "..." stands for
+    the rest), and the `$ dina configs` lines shown are the command's own."""
     import re
 
-    from dina_datasets import Cell  # noqa: F401  (the README's examples use it
+    from dina_datasets import Cell  # noqa: F401  (the page's examples use it
 
-    with open(README, encoding="utf-8") as handle:
+    with open(CATALOG_PAGE, encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     checked = 0
     for line, answer in zip(lines, lines[1:], strict=False):  # noqa: RUF007
@@ -201,7 +202,7 @@ def test_readme_examples_print_what_the_code_prints(capsys):
         shown = match[2]
         real = str(info.value)
         assert real.startswith(shown[:-3]) if shown.endswith("...") else real == shown, (
-            f"README: {shown}\nreal:   {real}")
+            f"docs:   {shown}\nreal:   {real}")
         checked += 1
     assert checked >= 2
     assert main(["configs"]) == 0

@@ -125,7 +125,7 @@ def test_stream_fails_clearly_when_retries_run_out(emulator, proxy, fast_retries
     maps = emulator[2]["ResNet50-Saliency"]
     proxy.plan = lambda n, r: "503" if n >= 3 else None
     got = []
-    with pytest.raises(dd.TransferError) as info:  # the README's Reliability claim
+    with pytest.raises(dd.TransferError) as info:  # docs/reliability.md's claim
         for array in dd.read_explanations(SALIENCY, chunk_bytes=2 * RECORD,
                                           storage_options=opts(proxy)):
             got.append(np.array(array))

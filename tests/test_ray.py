@@ -130,23 +130,23 @@ def test_read_dina_through_gcs(cluster, emulator, tmp_path):
         assert tables[name]["image_id"][0].as_py() == "img_000"  # the records' own keys
 
 
-def readme_block(title: str) -> str:
-    """The first python block of the README section `title`."""
-    with open(os.path.join(ROOT, "README.md")) as handle:
+def docs_block(page: str, title: str) -> str:
+    """The first python block of the section `title` of the docs page `page`."""
+    with open(os.path.join(ROOT, "docs", page)) as handle:
         text = handle.read()
     section = text[text.index(title):]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_readme_map_only_metric_writes_scores_in_the_layout(cluster, tmp_path):
+def test_docs_map_only_metric_writes_scores_in_the_layout(cluster, tmp_path):
     from dina_datasets.metrics import Complexity
 
-    code = readme_block("Beyond one machine: Ray")
+    code = docs_block("ray.md", "Beyond one machine: Ray")
     out = str(tmp_path / "scores")
     code = re.sub(r'^data_url = .*$', f"data_url = {cluster.bucket!r}", code, count=1,
                   flags=re.M)
     code = re.sub(r'^out = .*$', f"out = {out!r}", code, count=1, flags=re.M)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/ray.md", "exec"), {})
     from dina_datasets import read_explanations
 
     for name in CONFIGS:

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 def uv() -> str:
     found = shutil.which("uv") or str(REPO / ".tools" / "bin" / "uv")
     if not os.path.exists(found):
-        pytest.fail("uv not found: run `make env` (the README's set-up) first")
+        pytest.fail("uv not found: run `make env` (docs/getting-started.md) first")
     return found
 
 
