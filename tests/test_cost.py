@@ -196,3 +196,20 @@ def test_dina_report_adds_cost_vs_quality_from_the_records(bucket, tmp_path):
     assert main(["report", "--data-url", str(copy), "--out", str(bare), *argv]) == 0
     assert "Cost vs quality" not in (bare / "report.md").read_text()
     assert not (bare / "tables" / "cost_quality.csv").exists()
+
+
+def test_dina_cost_checks_its_outputs_before_working(bucket, tmp_path, capsys):
+    """A user's file where an output goes is refused before anything is printed or written;
+    the command's own earlier outputs are replaced; --overwrite replaces the user's file."""
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "cost.csv").write_text("my notes\n")
+    assert main(["cost", "--data-url", bucket, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "cost.csv exists and is not an output" in captured.err and captured.out == ""
+    assert (out / "cost.csv").read_text() == "my notes\n"
+    assert sorted(os.listdir(out)) == ["cost.csv"]
+    assert main(["cost", "--data-url", bucket, "--out", str(out), "--overwrite"]) == 0
+    assert (out / "cost.csv").read_text().startswith("model,explainer,kind,")
+    assert main(["cost", "--data-url", bucket, "--out", str(out)]) == 0  # its own outputs
+    assert len(os.listdir(out)) == 4

@@ -7,6 +7,10 @@ import argparse
 from dina_datasets.layout import DEFAULT_DATA_URL
 
 FILES = ("cost.csv", "cost_quality.csv", "cost_quality.png", "cost_quality.svg")
+# how each output starts: an existing file that starts otherwise is a user's, not replaced
+# without --overwrite
+SIGNATURES = {"cost.csv": b"model,explainer,kind,", "cost_quality.csv": b"model,explainer,metric,",
+              "cost_quality.png": b"\x89PNG", "cost_quality.svg": b"<?xml"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,14 +19,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"`dina evaluate` (any fsspec URL; default {DEFAULT_DATA_URL})")
     parser.add_argument("--out", default="cost", metavar="DIR",
                         help=f"folder (or URL) for {', '.join(FILES)} (default ./cost)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files of --out that are not previous cost outputs")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG and SVG")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dina_datasets import storage
     from dina_datasets.analysis import cost
-    from dina_datasets.cli import write_outputs
+    from dina_datasets.cli import check_outputs, write_outputs
     from dina_datasets.errors import LayoutError
 
+    names = [n for n in FILES if not (args.no_plot and n.endswith(("png", "svg")))]
+    check_outputs({storage.join(args.out, n): SIGNATURES[n] for n in names},  # before the work
+                  overwrite=args.overwrite, storage_options=args.storage_options,
+                  folder=args.out)
     rows = cost.collect(args.data_url, args.storage_options)
     if not rows:
         raise LayoutError(f"no cost records under {args.data_url}: they are written by "
