@@ -14,9 +14,10 @@ from conftest import make_bucket
 
 from dina_datasets import Layout, RecordError, catalog
 from dina_datasets.cli import main
+from dina_datasets.hf.audit import check_export
 from dina_datasets.hf.builder import DinaBuilder
 from dina_datasets.hf.card import HUB_README, TEMPLATE, metadata, published_card, render
-from dina_datasets.hf.export import check_export, export, resolve_configs, scan
+from dina_datasets.hf.export import export, resolve_configs, scan
 
 CONFIGS = ["ResNet50-Saliency", "DinoV2-Rise"]
 
@@ -290,3 +291,86 @@ def test_published_files_are_recognised(tmp_path, monkeypatch):
     make_bucket(root, ["DinoV2-Saliency"], n=4)
     assert provenance(Source.open(catalog.Cell.from_name("DinoV2-Saliency"), root)) == {
         "origin": "unknown"}
+
+
+def _interrupt_after(rows):
+    """A progress callback that stops the export (like Ctrl-C) once `rows` rows are written."""
+    def progress(config, total):
+        written = [0]
+
+        def update(n):
+            written[0] += n
+            if written[0] > rows:
+                raise KeyboardInterrupt
+        return update
+    return progress
+
+
+def test_interrupted_reexport_is_all_or_nothing(tmp_path):
+    # the issue's scenario: 10 rows in 5 shards, re-exported to 3 shards, stopped in the second
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=10, keys=True)
+    out = str(tmp_path / "out")
+    export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=420_000)
+    first = sorted(os.listdir(os.path.join(out, "DinoV2-Rise")))
+    assert len(first) == 5
+    with pytest.raises(KeyboardInterrupt):
+        export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000,
+               progress=_interrupt_after(4))
+    assert sorted(os.listdir(os.path.join(out, "DinoV2-Rise"))) == first
+    pattern = os.path.join(out, "DinoV2-Rise", "validation-*.parquet")  # docs/loading.md
+    ds = datasets.load_dataset("parquet", data_files=pattern, split="train",
+                               cache_dir=str(tmp_path / "c1"))
+    assert sorted(ds["index"]) == list(range(10))
+    assert [c.num_examples for c in check_export(out)] == [10, 10 * 5 + 3 * 3]
+    # finished, the re-export replaces the shards
+    export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000)
+    assert sorted(os.listdir(os.path.join(out, "DinoV2-Rise"))) == [
+        f"validation-{i:05d}-of-00003.parquet" for i in range(3)]
+    assert [c.num_examples for c in check_export(out)] == [10, 59]
+    assert sorted(os.listdir(out)) == ["DinoV2-Rise", "README.md", "scores"]
+
+
+def test_check_export_counts_rows(tmp_path):
+    import shutil
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=10, keys=True)
+    five, three = str(tmp_path / "five"), str(tmp_path / "three")
+    export(["DinoV2-Rise"], five, data_url=root, max_shard_bytes=420_000)
+    export(["DinoV2-Rise"], three, data_url=root, max_shard_bytes=830_000)
+    # what an interrupted re-export used to leave: the old 5 shards and 1 of the new 3
+    mixed = os.path.join(five, "DinoV2-Rise", "validation-00000-of-00003.parquet")
+    shutil.copy(os.path.join(three, "DinoV2-Rise", "validation-00000-of-00003.parquet"), mixed)
+    with pytest.raises(FileNotFoundError, match="incomplete or mixed set of shards"):
+        check_export(five)
+    os.remove(mixed)
+    check_export(five)
+    # a complete set of shards whose rows are not those of README.md, or repeated
+    shard = os.path.join(five, "DinoV2-Rise", "validation-00004-of-00005.parquet")
+    table = pq.read_table(shard)
+    pq.write_table(table.slice(0, 1), shard)
+    with pytest.raises(FileNotFoundError, match="holds 9 rows but README.md's dataset_info "
+                       "says 10"):
+        check_export(five)
+    pq.write_table(pq.read_table(os.path.join(five, "DinoV2-Rise",
+                                              "validation-00000-of-00005.parquet")), shard)
+    with pytest.raises(FileNotFoundError, match="10 rows but 8 distinct indices"):
+        check_export(five)
+
+
+def test_export_killed_mid_swap_is_recovered(tmp_path):
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=4, keys=True)
+    out = str(tmp_path / "out")
+    export(["DinoV2-Rise"], out, data_url=root)
+    folder = os.path.join(out, "DinoV2-Rise")
+    (tmp_path / "out" / "DinoV2-Rise" / "notes.txt").write_text("mine")
+    os.rename(folder, folder + ".tmp-old")  # killed between the two moves of the swap
+    os.makedirs(folder + ".tmp-1234abcd")    # and a staging folder of another killed export
+    with pytest.raises(FileNotFoundError, match="half-written"):
+        check_export(out)
+    export(["DinoV2-Rise"], out, data_url=root)
+    assert sorted(os.listdir(folder)) == ["notes.txt", "validation-00000-of-00001.parquet"]
+    assert sorted(os.listdir(out)) == ["DinoV2-Rise", "README.md", "scores"]
+    assert check_export(out)[0].num_examples == 4

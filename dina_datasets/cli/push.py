@@ -38,8 +38,8 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dina_datasets.hf.audit import check_export
     from dina_datasets.hf.card import data_files_pattern
-    from dina_datasets.hf.export import check_export
 
     repo_id = check_repo_id(args.repo_id)
     found = check_export(args.folder)

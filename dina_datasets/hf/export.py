@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from dina_datasets import catalog, storage
 from dina_datasets.errors import ConfigError, LayoutError
-from dina_datasets.hf import card
+from dina_datasets.hf import card, staging
 from dina_datasets.hf.features import ENCODINGS
 from dina_datasets.hf.source import Source
 from dina_datasets.layout import DEFAULT_DATA_URL, Layout
@@ -179,31 +179,43 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
                  compression: str = "none", max_shard_bytes: int = MAX_SHARD_BYTES,
                  update: Progress | None = None,
                  storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Write one config's Parquet shards (atomically, one by one); drop stale ones."""
+    """Write one config's Parquet shards, all or nothing: into a staging folder beside the
+    config's (which no `data_files` pattern matches), then swapped in for the old shards.
+
+    An interruption leaves the previous shards as they were (the staging folder is removed,
+    or a later export or `check_export` finds it); readers never see old and new shards
+    together. On an object store the swap moves the shards one by one: a reader during it
+    may miss some shards, never get a row twice.
+    """
     name = source.cell.name
     per = rows_per_shard(source.cell, max_shard_bytes)
     count = max(1, math.ceil(source.num_records / per))
     schema = source.schema(encoding)
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    PROVENANCE_KEY: json.dumps(provenance(source)).encode()})
-    written = []
-    for i in range(count):
-        start, stop = i * per, min(source.num_records, (i + 1) * per)
-        url = storage.join(out, card.shard_name(name, i, count))
-        with storage.atomic_write(url, "wb", storage_options) as handle, pq.ParquetWriter(
-                handle, schema, compression={c: compression if c == "explanation" else
-                                             "zstd" for c in schema.names},
-                use_dictionary=[c for c in schema.names if c != "explanation"],
-                write_statistics=[c for c in schema.names if c != "explanation"],
-                ) as writer:
-            for table in source.tables(start, stop, encoding):
-                writer.write_table(table, row_group_size=max(1, len(table)))
-                if update:
-                    update(len(table))
-        written.append(url)
-    _remove_stale(storage.join(out, name), {posixpath.basename(u) for u in written},
-                  storage_options)
-    return written
+    fs, _ = storage.filesystem(out, storage_options)
+    folder = storage.join(out, name)
+    staging.recover(out, name, storage_options)
+    stage = staging.staging_folder(out, name)
+    try:
+        for i in range(count):
+            start, stop = i * per, min(source.num_records, (i + 1) * per)
+            url = storage.join(stage, posixpath.basename(card.shard_name(name, i, count)))
+            with storage.atomic_write(url, "wb", storage_options) as handle, pq.ParquetWriter(
+                    handle, schema, compression={c: compression if c == "explanation" else
+                                                 "zstd" for c in schema.names},
+                    use_dictionary=[c for c in schema.names if c != "explanation"],
+                    write_statistics=[c for c in schema.names if c != "explanation"],
+                    ) as writer:
+                for table in source.tables(start, stop, encoding):
+                    writer.write_table(table, row_group_size=max(1, len(table)))
+                    if update:
+                        update(len(table))
+    except BaseException:
+        staging.remove(fs, stage, storage_options)
+        raise
+    staging.swap_in(stage, folder, storage_options)
+    return [storage.join(out, card.shard_name(name, i, count)) for i in range(count)]
 
 
 def write_scores_config(out: str, configs: list[str], *, data_url: str,
@@ -231,7 +243,7 @@ def _remove_stale(folder: str, keep: set[str],
     fs, path = storage.filesystem(folder, storage_options)
     for entry in fs.ls(path, detail=False):
         base = posixpath.basename(entry.rstrip("/"))
-        if base.startswith(f"{card.SPLIT}-") and ".parquet" in base and base not in keep:
+        if staging.is_shard(base) and base not in keep:
             fs.rm(entry)
 
 
@@ -282,48 +294,3 @@ def write_readme(out: str, found: list[ExportedConfig], template: str,
     with storage.atomic_write(url, "w", storage_options) as handle:
         handle.write(text)
     return url
-
-
-def check_export(folder: str) -> list[ExportedConfig]:
-    """Check that a local folder is a complete export before an upload; its configs.
-
-    README.md with a `configs:` block whose every `data_files` pattern matches Parquet
-    files, every config present listed there, and no temporary (half-written) file.
-    """
-    import glob
-    import os
-
-    if not os.path.isdir(folder):
-        raise LayoutError(f"{folder} is not a folder; give the --out folder of `dina export`")
-    readme = os.path.join(folder, README)
-    if not os.path.isfile(readme):
-        raise LayoutError(f"{folder} has no {README}: is it the output of `dina export`?")
-    with open(readme, encoding="utf-8") as handle:
-        meta = card.metadata(handle.read())
-    configs = meta.get("configs")
-    if not isinstance(configs, list) or not configs:
-        raise LayoutError(f"{readme} has no YAML `configs:` block: run `dina export` again")
-    temporary = [p for p in glob.glob(os.path.join(folder, "**", f"*{storage.TMP_MARK}*"),
-                                      recursive=True)]
-    if temporary:
-        raise LayoutError(f"{folder} holds half-written files ({', '.join(temporary[:3])}): "
-                          "finish or rerun the export first")
-    listed = set()
-    for entry in configs:
-        name = entry.get("config_name") if isinstance(entry, dict) else None
-        files = entry.get("data_files") if isinstance(entry, dict) else None
-        if not name or not isinstance(files, list):
-            raise LayoutError(f"{readme}: configs entry {entry!r} lacks config_name or "
-                              "data_files")
-        for spec in files:
-            pattern = spec.get("path") if isinstance(spec, dict) else None
-            if not isinstance(pattern, str) or not glob.glob(os.path.join(folder, pattern)):
-                raise LayoutError(f"{readme}: config {name!r} lists {pattern!r}, which matches "
-                                  f"no file in {folder}")
-        listed.add(name)
-    found = scan(folder)
-    missing = [c.name for c in found if c.name not in listed]
-    if missing:
-        raise LayoutError(f"{readme} does not list the configs {', '.join(missing)} present in "
-                          f"{folder}: run `dina export` again to rewrite it")
-    return found
