@@ -327,3 +327,35 @@ def test_datasets_pin_is_what_works():
     assert Version(datasets.__version__) in pin.specifier
     assert not [f for f in os.listdir(os.path.join(root, "builders", "dina"))
                 if f.endswith(".py")]
+
+
+def test_offline_reuses_the_newest_prepared_cache(emulator, tmp_path, monkeypatch):
+    from conftest import BUCKET
+
+    from dina_datasets.errors import NetworkError
+    from dina_datasets.hf.caches import OfflineCacheWarning
+
+    server, _, maps = emulator
+    cache = str(tmp_path / "cache")
+
+    def load(endpoint, cache_dir=cache):
+        ds = load_dataset("dina", "DinoV2-Rise", split="validation", data_url=BUCKET,
+                          cache_dir=cache_dir, storage_options={"endpoint_url": endpoint})
+        return ds.with_format("numpy")[:]
+
+    online = load(server.endpoint)
+    np.testing.assert_array_equal(online["explanation"], maps["DinoV2-Rise"])
+    # the source unreachable (nothing listens on the port): yesterday's cache, said so
+    with pytest.warns(OfflineCacheWarning, match="DinoV2-Rise: the source cannot be reached.*"
+                      "using the cache prepared from it on"):
+        unreachable = load("http://127.0.0.1:9")
+    np.testing.assert_array_equal(unreachable["explanation"], maps["DinoV2-Rise"])
+    assert list(unreachable["index"]) == list(online["index"])
+    # offline mode, a remote endpoint: the same, without trying the network
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.warns(OfflineCacheWarning, match="offline mode is on"):
+        offline = load("http://storage.example.invalid")
+    np.testing.assert_array_equal(offline["explanation"], maps["DinoV2-Rise"])
+    # no cache prepared: the usual NetworkError
+    with pytest.raises(NetworkError, match="offline mode is on"):
+        load("http://storage.example.invalid", cache_dir=str(tmp_path / "empty"))

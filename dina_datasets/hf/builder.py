@@ -10,6 +10,8 @@ streaming reads the explanations file in record ranges ("virtual shards",
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +19,12 @@ from typing import Any
 import datasets
 from datasets.builder import Key
 from datasets.exceptions import DatasetGenerationError
+from datasets.utils.file_utils import is_remote_url
 from datasets.utils.py_utils import classproperty
 
 from dina_datasets import catalog
-from dina_datasets.errors import ConfigError, DinaError
+from dina_datasets.errors import ConfigError, DinaError, NetworkError
+from dina_datasets.hf import caches
 from dina_datasets.hf.features import features
 from dina_datasets.hf.source import Source, input_fingerprint
 from dina_datasets.layout import DEFAULT_DATA_URL
@@ -126,6 +130,9 @@ class DinaBuilder(datasets.ArrowBasedBuilder):
         kwargs.setdefault("dataset_name", BUILDER_NAME)
         # datasets adds its own "hf" entry to storage_options: keep the caller's for data_url.
         self.data_storage_options = dict(kwargs.get("storage_options") or {}) or None
+        root = str(kwargs.get("cache_dir") or (args[0] if args else None) or
+                   datasets.config.HF_DATASETS_CACHE)
+        self._dina_cache_root = root if is_remote_url(root) else os.path.expanduser(root)
         super().__init__(*args, **kwargs)
         self.name = BUILDER_NAME
         self.info.builder_name = BUILDER_NAME
@@ -148,14 +155,41 @@ class DinaBuilder(datasets.ArrowBasedBuilder):
         if config_kwargs.get("fingerprint") is None and config_kwargs.get("data_url"):
             # an explicit data_url may change under the same name; the published bucket
             # (the default) does not, and is not listed just to build a config
-            cell = catalog.Cell.from_name(config_name)
-            config_kwargs["fingerprint"] = input_fingerprint(
-                cell, config_kwargs["data_url"],
-                imagenet_json=config_kwargs.get("imagenet_json"),
-                preprocess_url=config_kwargs.get("preprocess_url"),
-                storage_options=self.data_storage_options)
+            config_kwargs["fingerprint"] = self._fingerprint(config_name, config_kwargs)
+        self._dina_config_kwargs = dict(config_kwargs)
         return super()._create_builder_config(config_name, custom_features, config_id,
                                               **config_kwargs)
+
+    def _fingerprint(self, config_name: str, config_kwargs: dict[str, Any]) -> str | None:
+        """The inputs' fingerprint; unreachable or offline, that of the newest complete
+        cache prepared from the same inputs (with a warning), else None (the NetworkError
+        comes when the rows are read)."""
+        try:
+            return input_fingerprint(catalog.Cell.from_name(config_name),
+                                     config_kwargs["data_url"],
+                                     imagenet_json=config_kwargs.get("imagenet_json"),
+                                     preprocess_url=config_kwargs.get("preprocess_url"),
+                                     storage_options=self.data_storage_options)
+        except NetworkError as err:
+            found = caches.newest(self._dina_cache_root, BUILDER_NAME, config_name,
+                                  config_kwargs)
+            if found is None:
+                return None
+            fingerprint, folder, date = found
+            warnings.warn(caches.OfflineCacheWarning(
+                f"{config_name}: the source cannot be reached ({err}); using the cache "
+                f"prepared from it on {date} ({folder}), not checked against the source"),
+                stacklevel=4)
+            return fingerprint
+
+    def download_and_prepare(self, *args: Any, **kwargs: Any) -> None:
+        """`datasets`' own, then the inputs of the prepared cache recorded (for offline use)."""
+        super().download_and_prepare(*args, **kwargs)
+        if kwargs.get("output_dir") is None and not args and \
+                not is_remote_url(self._cache_dir_root):
+            caches.record(os.path.join(self._cache_dir_root,
+                                       self._relative_data_dir(with_version=False)),
+                          self.config.name, self._dina_config_kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(description=DESCRIPTION, features=features(self.config.cell),

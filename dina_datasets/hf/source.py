@@ -18,7 +18,14 @@ import numpy as np
 import pyarrow as pa
 
 from dina_datasets import catalog, formats, storage
-from dina_datasets.errors import AlignmentError, DinaError, LayoutError, ProtoError, RecordError
+from dina_datasets.errors import (
+    AlignmentError,
+    DinaError,
+    LayoutError,
+    NetworkError,
+    ProtoError,
+    RecordError,
+)
 from dina_datasets.formats import UNKNOWN_LABEL
 from dina_datasets.hf import arrow
 from dina_datasets.hf.features import UNKNOWN_IMAGE_ID, features, metric_columns, score_columns
@@ -213,7 +220,8 @@ def input_fingerprint(cell: catalog.Cell, data_url: str, *, imagenet_json: str |
     """A digest of the size and version stamp (mtime, generation or etag) of every file a
     config's rows come from: the cell's folder (explanations, index, score files), the
     ImageNet json and the preprocess file. None when the cell's folder cannot be listed (the
-    error is then raised, with its explanation, when the rows are read)."""
+    error is then raised, with its explanation, when the rows are read); NetworkError when
+    an input is remote and cannot be reached (or offline mode is on)."""
     layout = Layout(data_url)
     folder = posixpath.dirname(layout.explanations(cell.model, cell.explainer).replace(
         "\\", "/"))
@@ -221,6 +229,8 @@ def input_fingerprint(cell: catalog.Cell, data_url: str, *, imagenet_json: str |
     try:
         fs, path = storage.filesystem(folder, storage_options)
         entries = fs.ls(path, detail=True)
+    except NetworkError:
+        raise
     except (FileNotFoundError, NotADirectoryError, DinaError):
         return None
     for entry in sorted(entries, key=lambda e: e["name"]):
@@ -234,6 +244,8 @@ def input_fingerprint(cell: catalog.Cell, data_url: str, *, imagenet_json: str |
                 fs, path = storage.filesystem(url, storage_options)
                 found = fs.info(path)
                 stamps.append((url, found.get("size"), storage.signature(found)))
+            except NetworkError:
+                raise
             except (FileNotFoundError, DinaError):
                 stamps.append((url, None, None))
     return hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]
