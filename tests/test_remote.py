@@ -331,7 +331,7 @@ def test_subset_as_parquet_and_bad_indices(emulator, builder_rows, tmp_path, cap
     want = builder_rows["DinoV2-Rise"]
     assert rows == [want[5], want[0]]
     capsys.readouterr()
-    for spec, message in (("0:7", "index 6 is outside"),
+    for spec, message in (("7", "index 7 is outside"), ("9:12", "select no record"),
                           ("1,1", "index 1 is given 2 times"), ("a:b", "cannot read")):
         assert main(["subset", "--configs", "DinoV2-Rise", "--indices", spec,
                      "--out", str(tmp_path / "bad"), *common]) == 2

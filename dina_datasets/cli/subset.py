@@ -9,10 +9,12 @@ from dina_datasets.layout import DEFAULT_DATA_URL
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", nargs="+", required=True, metavar="CONFIG",
-                        help="config names (e.g. DinoV2-Rise), patterns (DinoV2-*) or 'all'")
+                        help="config names (e.g. DinoV2-Rise), patterns (DinoV2-*) or 'all', "
+                             "matched against the configs present under --data-url")
     parser.add_argument("--indices", nargs="+", required=True, metavar="SPEC",
-                        help="record indices: START:STOP[:STEP] ranges or integers, e.g. "
-                             "0:1000 (the first 1,000 images) or 0:50000:50 or 3,17,42")
+                        help="record indices: START:STOP[:STEP] ranges (Python slice rules: "
+                             "past the end clamps) or integers, e.g. 0:1000 (the first 1,000 "
+                             "images) or 0:50000:50 or 3,17,42")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="the folder to write (any fsspec URL)")
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
@@ -49,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
                    imagenet_json=args.imagenet_json, preprocess_url=args.preprocess_url,
                    encoding=args.encoding, check_crc=not args.no_crc,
                    jobs=check_positive_int("--jobs", args.jobs), done=done)
-    print(f"{args.out}: {len(found)} configs x {len(indices):,} rows ({args.output})")
+    rows = found[0].rows if found else 0
+    print(f"{args.out}: {len(found)} configs x {rows:,} rows ({args.output})")
     return 0

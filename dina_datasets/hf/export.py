@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow.parquet as pq
 
 from dina_datasets import catalog, storage
@@ -178,9 +179,11 @@ def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL
 def write_config(source: Source, out: str, *, encoding: str = "array",
                  compression: str = "none", max_shard_bytes: int = MAX_SHARD_BYTES,
                  update: Progress | None = None,
-                 storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Write one config's Parquet shards, all or nothing: into a staging folder beside the
-    config's (which no `data_files` pattern matches), then swapped in for the old shards.
+                 storage_options: dict[str, Any] | None = None,
+                 rows: np.ndarray | None = None) -> list[str]:
+    """Write one config's Parquet shards (of the records at `rows`, in that order; default
+    all), all or nothing: into a staging folder beside the config's (which no `data_files`
+    pattern matches), then swapped in for the old shards.
 
     An interruption leaves the previous shards as they were (the staging folder is removed,
     or a later export or `check_export` finds it); readers never see old and new shards
@@ -189,7 +192,8 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
     """
     name = source.cell.name
     per = rows_per_shard(source.cell, max_shard_bytes)
-    count = max(1, math.ceil(source.num_records / per))
+    total = source.num_records if rows is None else len(rows)
+    count = max(1, math.ceil(total / per))
     schema = source.schema(encoding)
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    PROVENANCE_KEY: json.dumps(provenance(source)).encode()})
@@ -199,7 +203,9 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
     stage = staging.staging_folder(out, name)
     try:
         for i in range(count):
-            start, stop = i * per, min(source.num_records, (i + 1) * per)
+            start, stop = i * per, min(total, (i + 1) * per)
+            tables = source.tables(start, stop, encoding) if rows is None else \
+                source.tables_at(rows[start:stop], encoding)
             url = storage.join(stage, posixpath.basename(card.shard_name(name, i, count)))
             with storage.atomic_write(url, "wb", storage_options) as handle, pq.ParquetWriter(
                     handle, schema, compression={c: compression if c == "explanation" else
@@ -207,7 +213,7 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
                     use_dictionary=[c for c in schema.names if c != "explanation"],
                     write_statistics=[c for c in schema.names if c != "explanation"],
                     ) as writer:
-                for table in source.tables(start, stop, encoding):
+                for table in tables:
                     writer.write_table(table, row_group_size=max(1, len(table)))
                     if update:
                         update(len(table))

@@ -149,6 +149,41 @@ class Source:
                                  following=following and (*following, encoding))
         return ((k, i, table) for (k, i, _, _), table in zip(tasks, tables, strict=True))
 
+    def tables_at(self, indices: np.ndarray, encoding: str = "array") -> Iterator[pa.Table]:
+        """Arrow tables of the records at `indices` (in range, no repeats), in that order:
+        batches of about `planner.WINDOW x planner.RANGE_BYTES` bytes, neighbouring records
+        coalesced into one ranged read, the next batch read while the caller works."""
+        wanted = np.asarray(indices, np.int64)
+        record = max(1, self.info.size // max(1, self.num_records))
+        per = max(1, planner.WINDOW * planner.RANGE_BYTES // record)
+        batches = [wanted[k:k + per] for k in range(0, len(wanted), per)]
+        with planner.Window(1) as ahead:
+            yield from ahead.map(lambda batch: self._table_at(batch, encoding), batches)
+
+    def _table_at(self, batch: np.ndarray, encoding: str) -> pa.Table:
+        try:
+            return self._take(batch, encoding)
+        except RecordError:
+            if self.info.exact:
+                raise
+            # a remote file without an index whose fixed record size was only a guess
+            self.info = reader.rescan(self.info, self.storage_options)
+            return self._take(batch, encoding)
+
+    def _take(self, batch: np.ndarray, encoding: str) -> pa.Table:
+        schema = self.schema(encoding)
+        parts, positions = [], []
+        for chunk in planner.fetch(self.info, planner.runs(self.info, np.unique(batch)),
+                                   self.storage_options, window=self._window):
+            maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc)
+            parts.append(self.table(chunk.start, chunk.stop, maps, keys, schema, encoding))
+            positions.append(np.arange(chunk.start, chunk.stop))
+        if not parts:
+            return schema.empty_table()
+        where = np.concatenate(positions)
+        order = np.argsort(where, kind="stable")
+        return pa.concat_tables(parts).take(order[np.searchsorted(where, batch, sorter=order)])
+
     def chunk_table(self, a: int, b: int, schema: pa.Schema, encoding: str) -> pa.Table:
         """The table of records [a, b), read in one ranged read (remote files: in requests of
         whole records, the reader's window of them in flight: `planner.read_chunk`)."""

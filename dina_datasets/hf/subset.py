@@ -12,7 +12,12 @@ first 1,000 images of the 117 cells, the LATEC-sized slice that researchers pass
   metrics are).
 The builder, `RandomAccessDataset`, `dina leaderboard` and `dina show` read it as any DINA
 folder. `output="parquet"` writes the Hub export of those rows instead
-(`{config}/validation-*.parquet` + README.md, see `hf.export`).
+(`{config}/validation-*.parquet` + README.md, see `hf.export`), straight from the records'
+Arrow tables (`Source.tables_at`).
+
+Configs (names, patterns, "all") are matched against those present under `data_url`.
+Index ranges follow Python's slice rules against the shortest of the configs' files (`0:1000`
+on files of 4 records gives those 4), so that every config holds the same records.
 
 Rows are read in batches of about `planner.WINDOW x planner.RANGE_BYTES` bytes
 (`RandomAccessDataset.__getitems__`: neighbouring records coalesced, a window of ranged reads
@@ -28,7 +33,6 @@ from __future__ import annotations
 import itertools
 import json
 import posixpath
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -58,13 +62,40 @@ class SubsetConfig:
     skipped: bool
 
 
-def parse_indices(specs: str | Iterable[str]) -> np.ndarray:
-    """Record indices from `START:STOP[:STEP]` ranges and single integers, comma- or
-    space-separated (e.g. "0:1000", "0:50000:50", "3,17,42"); ConfigError on anything else,
-    on a negative index or on an index given twice."""
+@dataclass(frozen=True)
+class Indices:
+    """Record indices as given: `(start, stop, step)` ranges, taken as Python slices take
+    them (a negative value counts from the end, None is an end, past the end clamps), and
+    single integers, which must be in range (-n <= i < n)."""
+
+    parts: tuple[tuple[int | None, int | None, int | None] | int, ...]
+    text: str
+
+    def resolve(self, num_records: int, url: str) -> np.ndarray:
+        """The indices into a file of `num_records` records; ConfigError when they select
+        nothing or a record twice, RecordIndexError for a single integer out of range."""
+        out = [np.arange(*slice(*part).indices(num_records), dtype=np.int64)
+               if isinstance(part, tuple) else
+               check_indices([part], num_records, url, negative=True) for part in self.parts]
+        array = np.concatenate(out) if out else np.zeros(0, np.int64)
+        if not len(array):
+            raise ConfigError(f"the indices {self.text!r} select no record of {url}, which "
+                              f"holds {num_records}")
+        values, counts = np.unique(array, return_counts=True)
+        if np.any(counts > 1):
+            raise ConfigError(f"index {int(values[counts > 1][0])} is given "
+                              f"{counts.max()} times (in {self.text!r} over {num_records} "
+                              "records): a subset holds each record once")
+        return array
+
+
+def parse_indices(specs: str | Iterable[str]) -> Indices:
+    """Record indices from `START:STOP[:STEP]` ranges (Python slice rules: `0:1000` on a
+    file of 4 records gives its 4) and single integers, comma- or space-separated (e.g.
+    "0:1000", "0:50000:50", "3,17,42", "-10:"); ConfigError on anything else."""
     text = specs if isinstance(specs, str) else ",".join(specs)
     parts = [p for p in text.replace(" ", ",").split(",") if p]
-    out: list[int] = []
+    out: list[tuple[int | None, int | None, int | None] | int] = []
     for part in parts:
         try:
             numbers = [int(v) if v else None for v in part.split(":")]
@@ -77,46 +108,46 @@ def parse_indices(specs: str | Iterable[str]) -> np.ndarray:
             out.append(numbers[0])
             continue
         start, stop, step = [*numbers, None][:3]
-        if stop is None:
-            raise ConfigError(f"the range {part!r} has no stop: use START:STOP (e.g. 0:1000)")
-        out += range(start or 0, stop, step or 1)
-    array = np.asarray(out, np.int64)
-    if not len(array):
+        if step == 0:
+            raise ConfigError(f"the range {part!r} has a step of 0: use a positive step")
+        out.append((start, stop, step))
+    if not out:
         raise ConfigError(f"no indices in {text!r}: use START:STOP (e.g. 0:1000)")
-    if np.any(array < 0):
-        raise ConfigError(f"index {int(array[array < 0][0])} is negative: indices count "
-                          "records from 0")
-    values, counts = np.unique(array, return_counts=True)
-    if np.any(counts > 1):
-        raise ConfigError(f"index {int(values[counts > 1][0])} is given {counts.max()} times: "
-                          "a subset holds each record once")
-    return array
+    return Indices(tuple(out), ",".join(parts))
 
 
-def subset(configs: Iterable[str], out: str, indices: Iterable[int] | np.ndarray, *,
+def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[int], *,
            data_url: str = DEFAULT_DATA_URL, output: str = "records",
            storage_options: dict[str, Any] | None = None, imagenet_json: str | None = None,
            preprocess_url: str | None = None, encoding: str = "array", check_crc: bool = True,
            jobs: int = 2, done: Callable[[SubsetConfig], Any] | None = None
            ) -> list[SubsetConfig]:
     """Write the records at `indices` of each config under `out` (see the module docstring);
-    `done(result)` is called as each config completes. Every index is checked against every
-    config's file (RecordIndexError) before anything is written."""
-    from dina_datasets.hf.export import resolve_configs
+    `done(result)` is called as each config completes.
+
+    `configs`: names, patterns or "all", matched against the configs present under
+    `data_url`. `indices`: an `Indices` (or its text, see `parse_indices`), resolved against
+    the shortest file of the configs so that every config gets the same records; or plain
+    integers, each in [0, n). Everything is checked before anything is written."""
+    from dina_datasets.hf.export import present_configs, resolve_configs
 
     if output not in OUTPUTS:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if out.rstrip("/") == data_url.rstrip("/"):
         raise ConfigError(f"--out {out} is the folder read: write the subset elsewhere")
-    wanted = np.asarray(indices, np.int64)
-    names = resolve_configs(configs)
+    names = resolve_configs(configs, present_configs(data_url, storage_options), data_url)
     cells = [catalog.Cell.from_name(name) for name in names]
     layout = Layout(data_url)
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # index ranges, before any write
         infos = list(pool.map(lambda c: inspect(layout.explanations(c.model, c.explainer),
                                                 storage_options), cells))
-    for info in infos:
-        check_indices(wanted, info.num_records, info.url)
+    shortest = min(infos, key=lambda info: info.num_records)
+    if isinstance(indices, str):
+        indices = parse_indices(indices)
+    if isinstance(indices, Indices):
+        wanted = indices.resolve(shortest.num_records, shortest.url)
+    else:
+        wanted = check_indices(indices, shortest.num_records, shortest.url)
     manifest = _Manifest(out, data_url, output, wanted, storage_options)
 
     def run(cell: catalog.Cell) -> SubsetConfig:
@@ -210,14 +241,13 @@ def _score_files(layout: Layout, cell: catalog.Cell, storage_options: dict[str, 
 def _write_parquet(cell: catalog.Cell, data_url: str, out: str, indices: np.ndarray,
                    storage_options: dict[str, Any] | None, encoding: str, **options: Any
                    ) -> None:
-    """The config's Parquet shards, exported from a records subset in a temporary folder."""
+    """The config's Parquet shards, written straight from the Arrow tables of the records."""
     from dina_datasets.hf import export
     from dina_datasets.hf.source import Source
 
-    with tempfile.TemporaryDirectory(prefix="dina-subset-") as tmp:
-        _write_records(cell, data_url, tmp, indices, storage_options, **options)
-        source = Source.open(cell, tmp, check_crc=options.get("check_crc", True))
-        export.write_config(source, out, encoding=encoding, storage_options=storage_options)
+    source = Source.open(cell, data_url, storage_options=storage_options, **options)
+    export.write_config(source, out, encoding=encoding, storage_options=storage_options,
+                        rows=indices)
 
 
 class _Manifest:

@@ -1,0 +1,93 @@
+"""`dina subset` on local buckets: the configs present, slice rules, Parquet from Arrow."""
+
+from __future__ import annotations
+
+import os
+
+import datasets
+import numpy as np
+import pytest
+from conftest import make_bucket
+
+from dina_datasets import Layout, read_explanations
+from dina_datasets.cli import main
+from dina_datasets.hf.export import export
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory):
+    """A bucket holding only two configs of the catalog, 4 records each (with keys)."""
+    root = str(tmp_path_factory.mktemp("subset") / "bucket")
+    maps = make_bucket(root, ["ResNet50-Saliency", "DinoV2-Rise"], n=4, keys=True)
+    return root, maps
+
+
+def subset_files(out):
+    return sorted(os.path.relpath(os.path.join(d, f), out)
+                  for d, _, files in os.walk(out) for f in files if f.endswith(".tfrecord"))
+
+
+@pytest.mark.parametrize("configs, written", [
+    (["all"], ["DinoV2/Rise/explanations.tfrecord", "ResNet50/Saliency/explanations.tfrecord"]),
+    (["ResNet50-*"], ["ResNet50/Saliency/explanations.tfrecord"]),
+    (["*-Rise", "resnet50-saliency"], ["DinoV2/Rise/explanations.tfrecord",
+                                       "ResNet50/Saliency/explanations.tfrecord"]),
+])
+def test_configs_are_matched_against_those_present(partial, tmp_path, capsys, configs,
+                                                   written):
+    root, _ = partial
+    out = str(tmp_path / "out")
+    assert main(["subset", "--configs", *configs, "--indices", "0:2", "--data-url", root,
+                 "--out", out]) == 0, capsys.readouterr().err
+    assert subset_files(out) == written
+    assert main(["subset", "--configs", "BeitV2-*", "--indices", "0:2", "--data-url", root,
+                 "--out", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "no config under" in err and "present: DinoV2-Rise, ResNet50-Saliency" in err
+
+
+@pytest.mark.parametrize("spec, want", [("0:1000", [0, 1, 2, 3]), ("-2:", [2, 3]),
+                                        ("1:1000:2", [1, 3]), ("3,0:2", [3, 0, 1])])
+def test_indices_follow_slice_rules(partial, tmp_path, capsys, spec, want):
+    root, maps = partial
+    out = str(tmp_path / "out")
+    assert main(["subset", "--configs", "DinoV2-Rise", f"--indices={spec}", "--data-url", root,
+                 "--out", out]) == 0, capsys.readouterr().err
+    assert f"1 configs x {len(want)} rows" in capsys.readouterr().out
+    got = np.stack(list(read_explanations(Layout(out).explanations("DinoV2", "Rise"))))
+    np.testing.assert_array_equal(got, maps["DinoV2-Rise"][want])
+    # as read_explanations(stop=...) does with the full file
+    full = list(read_explanations(Layout(root).explanations("DinoV2", "Rise"), 0, 1000))
+    assert len(full) == 4
+
+
+@pytest.mark.parametrize("spec, message", [("4", "index 4 is outside"),
+                                           ("-5", "index -5 is outside"),
+                                           ("6:9", "select no record"),
+                                           ("0:3,2", "index 2 is given 2 times"),
+                                           ("0:4:0", "step of 0")])
+def test_bad_indices_are_one_clear_error(partial, tmp_path, capsys, spec, message):
+    root, _ = partial
+    out = tmp_path / "out"
+    assert main(["subset", "--configs", "all", f"--indices={spec}", "--data-url", root,
+                 "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_parquet_subset_has_the_export_rows(partial, tmp_path, capsys):
+    root, _ = partial
+    full = str(tmp_path / "full")
+    export(["DinoV2-Rise"], full, data_url=root, encoding="binary")
+    out = str(tmp_path / "hub")
+    assert main(["subset", "--configs", "DinoV2-Rise", "--indices", "3,0:1000:2",
+                 "--format", "parquet", "--encoding", "binary", "--data-url", root,
+                 "--out", out]) == 0, capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["DinoV2-Rise", "README.md", "subset.json"]
+
+    def load(folder):
+        return datasets.load_dataset(folder, "DinoV2-Rise", split="validation",
+                                     cache_dir=str(tmp_path / "c")).to_list()
+
+    want = load(full)
+    assert load(out) == [want[3], want[0], want[2]]
