@@ -201,6 +201,12 @@ def test_readme_must_list_every_config_present(exported, tmp_path):
         check_export(str(partial))
 
 
+def _no_remote_card(self, repo_id, filename, **kw):
+    from huggingface_hub.errors import EntryNotFoundError
+
+    raise EntryNotFoundError(f"{filename} not in {repo_id}")
+
+
 def test_push_uploads_with_huggingface_hub(exported, monkeypatch, capsys):
     from huggingface_hub import HfApi
 
@@ -210,6 +216,7 @@ def test_push_uploads_with_huggingface_hub(exported, monkeypatch, capsys):
         ("create_repo", repo_id, kw)))
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(
         ("upload_folder", kw)))
+    monkeypatch.setattr(HfApi, "hf_hub_download", _no_remote_card)
     assert main(["push", out, "--repo-id", "someone/dina", "--private"]) == 0
     assert calls[0] == ("create_repo", "someone/dina",
                         {"repo_type": "dataset", "private": True, "exist_ok": True})
@@ -374,3 +381,69 @@ def test_export_killed_mid_swap_is_recovered(tmp_path):
     assert sorted(os.listdir(folder)) == ["notes.txt", "validation-00000-of-00001.parquet"]
     assert sorted(os.listdir(out)) == ["DinoV2-Rise", "README.md", "scores"]
     assert check_export(out)[0].num_examples == 4
+
+
+def test_push_refuses_to_replace_a_remote_card_of_other_data(exported, tmp_path, monkeypatch,
+                                                           capsys):
+    from huggingface_hub import HfApi
+
+    _, out, _ = exported
+    calls = []
+    remote = tmp_path / "remote-README.md"
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(repo_id))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(kw))
+    monkeypatch.setattr(HfApi, "hf_hub_download", lambda self, repo_id, filename, **kw:
+                        str(remote))
+    remote.write_text("---\nlicense: mit\n---\n# My own dataset\n")
+    assert main(["push", out, "--repo-id", "someone/theirs"]) == 2
+    err = capsys.readouterr().err
+    assert "has a README.md that is not the card of a DINA export" in err
+    assert "--overwrite" in err and calls == []
+    assert main(["push", out, "--repo-id", "someone/theirs", "--overwrite"]) == 0
+    assert len(calls) == 2
+    with open(os.path.join(out, "README.md")) as handle:  # an earlier push: replaced freely
+        remote.write_text(handle.read())
+    assert main(["push", out, "--repo-id", "someone/dina"]) == 0
+    assert len(calls) == 4
+
+
+def test_export_and_subset_check_their_outputs_first(tmp_path, capsys):
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=3, keys=True)
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "README.md").write_text("# my project\n")
+    args = ["export", "DinoV2-Rise", "--data-url", root, "--out", str(out)]
+    # checked before the work: the missing bucket is not even looked at
+    assert main([*args[:3], str(tmp_path / "nope"), *args[4:]]) == 2
+    err = capsys.readouterr().err
+    assert "README.md exists and is not the card of an earlier export" in err
+    assert main(args) == 2
+    capsys.readouterr()
+    assert sorted(os.listdir(out)) == ["README.md"]
+    assert (out / "README.md").read_text() == "# my project\n"
+    assert main([*args, "--overwrite"]) == 0
+    assert main(args) == 0  # its own card is replaced
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    assert main(["export", "DinoV2-Rise", "--data-url", root, "--out", str(notes)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    # subset: a parquet subset into the user's folder, records over a user's files
+    sub = ["subset", "--configs", "DinoV2-Rise", "--indices", "0:2", "--data-url", root]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("# mine\n")
+    assert main([*sub, "--out", str(mine), "--format", "parquet"]) == 2
+    assert "README.md exists and is not the card" in capsys.readouterr().err
+    assert sorted(os.listdir(mine)) == ["README.md"]
+    cell = tmp_path / "cell" / "DinoV2" / "Rise"
+    cell.mkdir(parents=True)
+    (cell / "explanations.tfrecord").write_bytes(b"my own records")
+    assert main([*sub, "--out", str(tmp_path / "cell")]) == 2
+    assert "already holds files (explanations.tfrecord)" in capsys.readouterr().err
+    assert (cell / "explanations.tfrecord").read_bytes() == b"my own records"
+    assert main([*sub, "--out", str(tmp_path / "cell"), "--overwrite"]) == 0
+    assert main([*sub, "--out", str(tmp_path / "cell")]) == 0  # its own subset: resumed
+    assert "already complete, skipped" in capsys.readouterr().out
+    assert main([*sub, "--out", str(notes)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

@@ -35,7 +35,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--card", metavar="FILE",
                         help="dataset card template (default: the project's dataset_card.md)")
     parser.add_argument("--no-crc", action="store_true", help="skip the records' CRC checks")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a README.md of --out that is not an earlier export's "
+                             "card (an earlier export's shards and card are always replaced)")
     engine.add_arguments(parser, workers=False)
+
+
+def check_out(out: str, *, overwrite: bool, storage_options: dict | None) -> None:
+    """Before the work: `out` may receive a Hub export (a folder, or a new path, whose
+    README.md, if any, is an earlier export's card unless `overwrite`); OutputError."""
+    from dina_datasets import storage
+    from dina_datasets.cli import OutputError, check_outputs
+    from dina_datasets.hf.card import is_export_card
+
+    check_outputs({}, overwrite=overwrite, storage_options=storage_options, folder=out)
+    url = storage.join(out, "README.md")
+    fs, path = storage.filesystem(url, storage_options)
+    if fs.isdir(path):
+        raise OutputError(f"cannot write {url}: it is a folder")
+    if overwrite or not fs.isfile(path):
+        return
+    with fs.open(path, "rb") as handle:
+        text = handle.read(1 << 20).decode("utf-8", errors="replace")
+    if not is_export_card(text):
+        raise OutputError(f"{url} exists and is not the card of an earlier export (no "
+                          "`configs:` block of {config}/validation-*.parquet shards): refusing "
+                          "to replace it; pass --overwrite to replace it, or choose another "
+                          "--out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dina_datasets.hf.export import export
 
+    check_out(args.out, overwrite=args.overwrite, storage_options=args.storage_options)
     settings = dict(data_url=args.data_url, imagenet_json=args.imagenet_json,
                     preprocess_url=args.preprocess_url, encoding=args.encoding,
                     compression=args.compression, max_shard_bytes=args.max_shard_bytes,

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--commit-message", default="Upload DINA export")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the folder and the repository id, upload nothing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a README.md of the Hub repository that is not the card "
+                             "of a DINA export (an earlier push's card is always replaced)")
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"dry run: would upload to https://huggingface.co/datasets/{repo_id}")
         return 0
     patterns = [data_files_pattern(c.name) for c in found]
+    if not args.overwrite:
+        check_remote_card(repo_id, revision=args.revision, token=args.token)
     upload(args.folder, repo_id, patterns, private=args.private, revision=args.revision,
            token=args.token, commit_message=args.commit_message)
     print(f"uploaded to https://huggingface.co/datasets/{repo_id}")
@@ -56,6 +61,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 README = "README.md"
+
+
+def check_remote_card(repo_id: str, *, revision: str | None = None,
+                      token: str | None = None) -> None:
+    """Before the upload: the repository's README.md, if it has one, is a DINA export's card
+    (replaced by the new one); OutputError otherwise (a repository of someone else's data)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from dina_datasets.cli import OutputError
+    from dina_datasets.hf.card import is_export_card
+
+    api = HfApi(token=token)
+    try:
+        path = api.hf_hub_download(repo_id, README, repo_type="dataset", revision=revision)
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
+        return  # a new repository or branch, or one without a card
+    except Exception as err:
+        raise hub_error(err, repo_id) from err
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    if not is_export_card(text):
+        raise OutputError(f"https://huggingface.co/datasets/{repo_id} has a {README} that is not "
+                          "the card of a DINA export: refusing to replace it; pass --overwrite "
+                          "to replace it, or choose another --repo-id")
 
 
 def upload(folder: str, repo_id: str, patterns: list[str], *, private: bool = False,

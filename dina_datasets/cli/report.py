@@ -57,6 +57,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="report", metavar="DIR",
                         help="folder (or URL) to write (default ./report)")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files of --out that are not an earlier report's")
+
+
+# How the report's files start: an existing file that starts otherwise is a user's, not
+# replaced without --overwrite (a CSV table is the report's when its Markdown twin is).
+REPORT_MD = b"# Which explainer can I trust?"
+SIGNATURES = {".md": b"|", ".png": b"\x89PNG", ".svg": b"<?xml"}
+
+
+def check_out(out: str, *, overwrite: bool, storage_options: dict | None) -> None:
+    """Before the work: `out` may receive a report (OutputError otherwise). Its report.md,
+    tables/ and figures/ hold only an earlier report's files, unless `overwrite`."""
+    import posixpath
+
+    from dina_datasets import storage
+    from dina_datasets.cli import OutputError, _head, check_outputs
+
+    check_outputs({storage.join(out, "report.md"): REPORT_MD}, overwrite=overwrite,
+                  storage_options=storage_options, folder=out)
+    fs, root = storage.filesystem(out, storage_options)
+    if overwrite or fs.isfile(posixpath.join(root, "report.md")) or not fs.isdir(root):
+        return  # an earlier report (report.md is written last), or a new folder
+    for sub in ("tables", "figures"):
+        folder = posixpath.join(root, sub)
+        found = set(fs.find(folder)) if fs.isdir(folder) else set()
+        for path in sorted(found):
+            stem, ext = posixpath.splitext(path)
+            url = storage.join(out, sub, posixpath.relpath(path, folder))
+            if ext == ".csv" and sub == "tables":
+                ours = f"{stem}.md" in found and _head(
+                    storage.join(out, sub, posixpath.relpath(f"{stem}.md", folder)), 1,
+                    storage_options) == SIGNATURES[".md"]
+            elif ext in SIGNATURES:
+                ours = _head(url, len(SIGNATURES[ext]), storage_options) == SIGNATURES[ext]
+            else:
+                continue
+            if not ours:
+                raise OutputError(f"{url} exists and is not an output of `dina report`: "
+                                  "refusing to replace it; pass --overwrite to replace it, "
+                                  "or choose another --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("n_boot", "stability_boot"):
         check_positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    check_out(args.out, overwrite=args.overwrite, storage_options=args.storage_options)
     show = not args.no_progress and sys.stderr.isatty()
 
     def say(text: str) -> None:

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=2, metavar="N",
                         help="configs written at a time (default 2)")
     parser.add_argument("--no-crc", action="store_true", help="skip the records' CRC checks")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over: replace files of --out that are not this subset's "
+                             "(another subset, a user's files at the paths written)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +44,15 @@ def run(args: argparse.Namespace) -> int:
     from dina_datasets.hf.subset import parse_indices, subset
 
     indices = parse_indices(args.indices)
+    if args.output == "parquet":
+        from dina_datasets.cli.export import check_out
+
+        check_out(args.out, overwrite=args.overwrite, storage_options=args.storage_options)
+    else:
+        from dina_datasets.cli import check_outputs
+
+        check_outputs({}, overwrite=args.overwrite, storage_options=args.storage_options,
+                      folder=args.out)
 
     def done(result) -> None:
         state = "already complete, skipped" if result.skipped else "written"
@@ -50,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                    output=args.output, storage_options=args.storage_options,
                    imagenet_json=args.imagenet_json, preprocess_url=args.preprocess_url,
                    encoding=args.encoding, check_crc=not args.no_crc,
-                   jobs=check_positive_int("--jobs", args.jobs), done=done)
+                   jobs=check_positive_int("--jobs", args.jobs), done=done,
+                   overwrite=args.overwrite)
     rows = found[0].rows if found else 0
     print(f"{args.out}: {len(found)} configs x {rows:,} rows ({args.output})")
     return 0

@@ -80,6 +80,19 @@ def metadata(text: str) -> dict[str, Any]:
     return data
 
 
+def is_export_card(text: str) -> bool:
+    """Whether `text` is a card this package wrote: a `configs:` block whose every entry
+    reads `{config}/validation-*.parquet` (an earlier export's README.md, replaced freely)."""
+    try:
+        configs = metadata(text).get("configs")
+    except (FormatError, LayoutError):
+        return False
+    return isinstance(configs, list) and bool(configs) and all(
+        isinstance(c, dict) and isinstance(c.get("config_name"), str) and
+        c.get("data_files") == [{"split": SPLIT, "path": data_files_pattern(c["config_name"])}]
+        for c in configs)
+
+
 def replace_key(front: str, key: str, block: str) -> str:
     """Front matter with the top-level `key` block replaced by `block` (appended if absent)."""
     lines = front.splitlines(keepends=True)

@@ -120,15 +120,17 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
            data_url: str = DEFAULT_DATA_URL, output: str = "records",
            storage_options: dict[str, Any] | None = None, imagenet_json: str | None = None,
            preprocess_url: str | None = None, encoding: str = "array", check_crc: bool = True,
-           jobs: int = 2, done: Callable[[SubsetConfig], Any] | None = None
-           ) -> list[SubsetConfig]:
+           jobs: int = 2, done: Callable[[SubsetConfig], Any] | None = None,
+           overwrite: bool = False) -> list[SubsetConfig]:
     """Write the records at `indices` of each config under `out` (see the module docstring);
     `done(result)` is called as each config completes.
 
     `configs`: names, patterns or "all", matched against the configs present under
     `data_url`. `indices`: an `Indices` (or its text, see `parse_indices`), resolved against
     the shortest file of the configs so that every config gets the same records; or plain
-    integers, each in [0, n). Everything is checked before anything is written."""
+    integers, each in [0, n). Everything is checked before anything is written: a folder
+    holding another subset, or (records) files of a config at the paths to write without a
+    `subset.json` of this subset, is refused (ConfigError) unless `overwrite` (start over)."""
     from dina_datasets.hf.export import present_configs, resolve_configs
 
     if output not in OUTPUTS:
@@ -148,7 +150,10 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
         wanted = indices.resolve(shortest.num_records, shortest.url)
     else:
         wanted = check_indices(indices, shortest.num_records, shortest.url)
-    manifest = _Manifest(out, data_url, output, wanted, storage_options)
+    manifest = _Manifest(out, data_url, output, wanted, storage_options, fresh=overwrite)
+    if manifest.fresh and not overwrite and output == "records":
+        for cell in cells:
+            _check_unused(Layout(out), cell, storage_options)
 
     def run(cell: catalog.Cell) -> SubsetConfig:
         if manifest.complete(cell.name):
@@ -250,11 +255,28 @@ def _write_parquet(cell: catalog.Cell, data_url: str, out: str, indices: np.ndar
                         rows=indices)
 
 
+def _check_unused(target: Layout, cell: catalog.Cell,
+                  storage_options: dict[str, Any] | None) -> None:
+    """ConfigError when the cell's folder under a new subset's `out` already holds files."""
+    folder = posixpath.dirname(target.explanations(cell.model, cell.explainer))
+    fs, path = storage.filesystem(folder, storage_options)
+    try:
+        found = fs.ls(path, detail=False) if fs.isdir(path) else []
+    except FileNotFoundError:
+        found = []
+    if found:
+        names = ", ".join(posixpath.basename(f) for f in found[:3])
+        raise ConfigError(f"{folder} already holds files ({names}) "
+                          f"and {target.root} has no {MANIFEST} of this subset: refusing to "
+                          "replace them; pass --overwrite (overwrite=True) to replace them, "
+                          "or choose another --out")
+
+
 class _Manifest:
     """`subset.json`: the source, the indices, and the configs complete so far."""
 
     def __init__(self, out: str, data_url: str, output: str, indices: np.ndarray,
-                 storage_options: dict[str, Any] | None) -> None:
+                 storage_options: dict[str, Any] | None, fresh: bool = False) -> None:
         self.url = storage.join(out, MANIFEST)
         self.options = storage_options
         self.out, self.output = out, output
@@ -262,14 +284,17 @@ class _Manifest:
                                     "output": output, "indices": indices.tolist(),
                                     "configs": {}}
         self._lock = threading.Lock()
+        self.fresh = True  # no manifest found (or `fresh`: one to start over)
+        if fresh:
+            return
         fs, path = storage.filesystem(self.url, storage_options)
         try:
             found = json.loads(fs.cat_file(path))
         except FileNotFoundError:
             return
         except ValueError as err:
-            raise FormatError(f"{self.url} is not JSON ({err}): delete it or use another "
-                              "--out") from None
+            raise FormatError(f"{self.url} is not JSON ({err}): pass --overwrite to "
+                              "replace it, or use another --out") from None
         for key, what in (("data_url", "another source"), ("output", "another format"),
                           ("indices", "other indices")):
             if not isinstance(found, dict) or found.get(key) != self.doc[key]:
@@ -277,8 +302,9 @@ class _Manifest:
                 shown = f"{len(have)} other indices" if key == "indices" and \
                     isinstance(have, list) else repr(have)
                 raise ConfigError(f"{out} holds a subset of {what} ({shown}); "
-                                  "use another --out, or delete it to start over")
+                                  "use another --out, or pass --overwrite to start over")
         self.doc["configs"] = dict(found.get("configs") or {})
+        self.fresh = False
 
     def complete(self, name: str) -> bool:
         if self.doc["configs"].get(name) != len(self.doc["indices"]):
