@@ -18,10 +18,9 @@ import pyarrow as pa
 from dina_datasets.errors import ProtoError, RecordError
 from dina_datasets.recordio import framing
 from dina_datasets.recordio.fastpath import Template
+from dina_datasets.recordio.index import KEY_COLUMNS
 from dina_datasets.recordio.planner import Chunk
 from dina_datasets.recordio.records import EXPLANATIONS, decode_record
-
-KEY_FEATURES = ("index", "image_id", "label", "prediction")
 
 
 def decode_chunk(chunk: Chunk, shape: tuple[int, ...], *, check_crc: bool = True
@@ -29,7 +28,7 @@ def decode_chunk(chunk: Chunk, shape: tuple[int, ...], *, check_crc: bool = True
     """The maps of a chunk as one float32 array (n, *shape), and the keys its records carry.
 
     Keys: {feature: one value per record, None where a record lacks it}, only for the
-    features of KEY_FEATURES that at least one record carries. Chunks whose records hold
+    features of KEY_COLUMNS that at least one record carries. Chunks whose records hold
     nothing but the map take the fast path (`recordio.fastpath`): one strided copy.
     """
     if len(chunk) == 0:
@@ -51,7 +50,7 @@ def decode_chunk(chunk: Chunk, shape: tuple[int, ...], *, check_crc: bool = True
             if fast is not None:
                 np.copyto(maps, fast, casting="same_kind")  # a copy: the buffer is reused
                 return maps, {}
-        for name in KEY_FEATURES:
+        for name in KEY_COLUMNS:
             if name in record:
                 keys.setdefault(name, [None] * len(chunk))[i] = _scalar(record[name])
     return maps, keys

@@ -5,13 +5,13 @@ config came from (the published DINA files, or generated here: models, weights, 
 parameters, library versions from the generation manifest) are generated from the exported
 data, never assumed.
 
+The front matter is read and edited as a `huggingface_hub.DatasetCard` (`parse`).
 `python -m dina_datasets.hf.card` rewrites the generated blocks of `dataset_card.md` and
 `builders/dina/README.md` after the catalog changed (a test checks they are in sync).
 """
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import datasets
 import yaml
+from huggingface_hub import DatasetCard
 
 from dina_datasets import catalog
 from dina_datasets.errors import FormatError, LayoutError
@@ -26,7 +27,6 @@ from dina_datasets.errors import FormatError, LayoutError
 SPLIT = "validation"
 TEMPLATE = Path(__file__).resolve().with_name("dataset_card.md")  # package data
 HUB_README = Path(__file__).resolve().parents[2] / "builders" / "dina" / "README.md"
-_KEY = re.compile(r"^[A-Za-z_][\w-]*:")
 
 
 def data_files_pattern(config: str) -> str:
@@ -39,45 +39,38 @@ def shard_name(config: str, index: int, count: int) -> str:
     return f"{config}/{SPLIT}-{index:05d}-of-{count:05d}.parquet"
 
 
-def configs_block(names: Iterable[str]) -> str:
-    """The YAML `configs:` block for these config names (Hub-native Parquet layout)."""
-    lines = ["configs:"]
-    for name in names:
-        lines += [f"- config_name: {name}", "  data_files:", f"  - split: {SPLIT}",
-                  f"    path: {data_files_pattern(name)}"]
-    return "\n".join(lines) + "\n"
+def configs_entries(names: Iterable[str]) -> list[dict[str, Any]]:
+    """The YAML `configs:` entries for these config names (Hub-native Parquet layout)."""
+    return [{"config_name": name, "data_files": [{"split": SPLIT,
+                                                  "path": data_files_pattern(name)}]}
+            for name in names]
 
 
-def dataset_info_block(infos: Mapping[str, datasets.DatasetInfo]) -> str:
-    """The YAML `dataset_info:` block (features, split sizes) of exported configs."""
-    entries = []
-    for name, info in infos.items():
-        entry: dict[str, Any] = {"config_name": name}
-        entry.update(info._to_yaml_dict())
-        entries.append(entry)
-    return yaml.safe_dump({"dataset_info": entries}, sort_keys=False, width=100)
+def dataset_info_entries(infos: Mapping[str, datasets.DatasetInfo]) -> list[dict[str, Any]]:
+    """The YAML `dataset_info:` entries (features, split sizes) of exported configs."""
+    return [{"config_name": name, **info._to_yaml_dict()} for name, info in infos.items()]
 
 
-def split_front_matter(text: str) -> tuple[str, str]:
-    """(YAML front matter, body) of a card; FormatError when it has no front matter."""
+def parse(text: str) -> DatasetCard:
+    """A card as `huggingface_hub.DatasetCard` (its YAML front matter as `.data`, its body as
+    `.text`); FormatError when it has no front matter or its YAML does not parse,
+    LayoutError when that YAML is not a mapping."""
     if not text.startswith("---\n"):
         raise FormatError("the dataset card must start with a '---' YAML front matter line")
-    end = text.find("\n---\n", 3)
-    if end < 0:
+    if text.find("\n---\n", 3) < 0:
         raise FormatError("the dataset card's YAML front matter has no closing '---' line")
-    return text[4:end + 1], text[end + 5:]
+    try:
+        return DatasetCard(text)
+    except yaml.YAMLError as err:
+        raise FormatError(f"the dataset card's YAML front matter does not parse: {err}") from None
+    except ValueError as err:
+        raise LayoutError(f"the dataset card's YAML front matter is not a mapping ({err})"
+                          ) from None
 
 
 def metadata(text: str) -> dict[str, Any]:
     """The card's YAML metadata as a dict."""
-    front, _ = split_front_matter(text)
-    try:
-        data = yaml.safe_load(front) or {}
-    except yaml.YAMLError as err:
-        raise FormatError(f"the dataset card's YAML front matter does not parse: {err}") from None
-    if not isinstance(data, dict):
-        raise LayoutError("the dataset card's YAML front matter is not a mapping")
-    return data
+    return parse(text).data.to_dict()
 
 
 def is_export_card(text: str) -> bool:
@@ -91,16 +84,6 @@ def is_export_card(text: str) -> bool:
         isinstance(c, dict) and isinstance(c.get("config_name"), str) and
         c.get("data_files") == [{"split": SPLIT, "path": data_files_pattern(c["config_name"])}]
         for c in configs)
-
-
-def replace_key(front: str, key: str, block: str) -> str:
-    """Front matter with the top-level `key` block replaced by `block` (appended if absent)."""
-    lines = front.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(f"{key}:")), None)
-    if start is None:
-        return front + block
-    end = next((j for j in range(start + 1, len(lines)) if _KEY.match(lines[j])), len(lines))
-    return "".join(lines[:start]) + block + "".join(lines[end:])
 
 
 SCORES_CONFIG = "scores"  # the export's scores table, beside the configs of maps
@@ -194,10 +177,6 @@ def _block(body: str, name: str, text: str) -> str:
     return body[:i + len(start)] + "\n" + text.rstrip("\n") + "\n" + body[j:]
 
 
-def _size_key(rows: int) -> str:
-    return f"size_categories:\n- {size_category(rows)}\n"
-
-
 def render(template: str, names: Iterable[str],
            infos: Mapping[str, datasets.DatasetInfo] | None = None,
            provenance: Mapping[str, Mapping[str, Any]] | None = None) -> str:
@@ -206,23 +185,23 @@ def render(template: str, names: Iterable[str],
     the repository holds and where each config came from (`provenance[config]`, see
     `export.provenance`); without, the card of the published dataset."""
     names = list(names)
-    front, body = split_front_matter(template)
-    front = replace_key(front, "configs", configs_block(names))
+    card = parse(template)
+    card.data.configs = configs_entries(names)
     if infos is None:
         rows = {name: catalog.NUM_IMAGES for name in names}
         origins = {name: {"origin": PUBLISHED} for name in names}
     else:
-        front = replace_key(front, "dataset_info", dataset_info_block(infos))
+        card.data.dataset_info = dataset_info_entries(infos)
         rows = {name: sum(s.num_examples for s in info.splits.values())
                 for name, info in infos.items()}
         origins = {name: dict((provenance or {}).get(name) or {"origin": UNKNOWN})
                    for name in names}
-    front = replace_key(front, "size_categories", _size_key(sum(rows.values())))
+    card.data.size_categories = [size_category(sum(rows.values()))]
     if not any(o.get("origin") == PUBLISHED for o in origins.values()):
-        front = replace_key(front, "source_datasets", "")
-    body = _block(body, "contents", contents_text(rows, origins))
-    body = _block(body, "provenance", provenance_text(origins))
-    return f"---\n{front}---\n{_with_tables(body)}"
+        card.data.source_datasets = None  # dropped from the front matter
+    body = _block(card.text, "contents", contents_text(rows, origins))
+    card.text = _with_tables(_block(body, "provenance", provenance_text(origins)))
+    return str(card)
 
 
 def contents_text(rows: Mapping[str, int], origins: Mapping[str, Mapping[str, Any]]) -> str:
