@@ -3,7 +3,8 @@
 Files whose records are all explanation-only Examples with the same header (the published
 bucket) take the fast path (`recordio.fastpath`): the maps sit at one fixed offset in every
 record, so a strided numpy view of the whole chunk gives them all at once. Other files
-(records carrying keys, or records of varying size) are decoded record by record.
+(records carrying keys, or records of varying size) are decoded record by record. The
+decoding is `recordio.records.MapDecoder`'s, the same as `read_explanations`'.
 """
 
 from __future__ import annotations
@@ -15,63 +16,18 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from dina_datasets.errors import ProtoError, RecordError
-from dina_datasets.recordio import framing
-from dina_datasets.recordio.fastpath import Template
-from dina_datasets.recordio.index import KEY_COLUMNS
 from dina_datasets.recordio.planner import Chunk
-from dina_datasets.recordio.records import EXPLANATIONS, decode_record
+from dina_datasets.recordio.records import MapDecoder
 
 
-def decode_chunk(chunk: Chunk, shape: tuple[int, ...], *, check_crc: bool = True
+def decode_chunk(chunk: Chunk, shape: tuple[int, ...], *, check_crc: bool = True,
+                 decoder: MapDecoder | None = None
                  ) -> tuple[np.ndarray, dict[str, list[Any]]]:
-    """The maps of a chunk as one float32 array (n, *shape), and the keys its records carry.
-
-    Keys: {feature: one value per record, None where a record lacks it}, only for the
-    features of KEY_COLUMNS that at least one record carries. Chunks whose records hold
-    nothing but the map take the fast path (`recordio.fastpath`): one strided copy.
-    """
-    if len(chunk) == 0:
-        return np.zeros((0, *shape), np.float32), {}
-    maps = np.empty((len(chunk), *shape), np.float32)
-    keys: dict[str, list[Any]] = {}
-    for i in range(len(chunk)):
-        data = chunk.frame(i, check_crc)
-        try:
-            record = decode_record(data, frozenset({EXPLANATIONS}))
-        except ProtoError as err:
-            raise RecordError(f"undecodable Example: {err}", url=chunk.url,
-                              index=chunk.start + i, offset=chunk.offset + int(chunk.frames[i])
-                              + framing.HEADER + err.offset) from None
-        maps[i] = _map(record, shape, chunk, i)
-        if i == 0 and len(record) == 1:
-            template = Template.learn(data, record[EXPLANATIONS])
-            fast = template.maps(chunk, check_crc) if template is not None else None
-            if fast is not None:
-                np.copyto(maps, fast, casting="same_kind")  # a copy: the buffer is reused
-                return maps, {}
-        for name in KEY_COLUMNS:
-            if name in record:
-                keys.setdefault(name, [None] * len(chunk))[i] = _scalar(record[name])
-    return maps, keys
-
-
-def _map(record: dict[str, Any], shape: tuple[int, ...], chunk: Chunk, i: int) -> np.ndarray:
-    array = record.get(EXPLANATIONS)
-    if not isinstance(array, np.ndarray):
-        raise RecordError(f"record has no {EXPLANATIONS!r} tensor (features present: "
-                          f"{sorted(record) or 'none'}); is this an explanations file?",
-                          url=chunk.url, index=chunk.start + i)
-    if array.shape != tuple(shape):
-        raise RecordError(f"explanation of shape {array.shape}, this config expects {shape}",
-                          url=chunk.url, index=chunk.start + i)
-    return array
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value
+    """The maps of a chunk as one float32 array (n, *shape), and the keys its records carry
+    (`records.MapDecoder.chunk`: the one decoder of maps, shared with `read_explanations`).
+    A `decoder` kept across chunks of a file keeps its learned template."""
+    decoder = decoder if decoder is not None else MapDecoder(chunk.url, shape)
+    return decoder.chunk(chunk, check_crc=check_crc)
 
 
 @functools.lru_cache(maxsize=8)

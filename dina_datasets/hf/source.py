@@ -34,6 +34,7 @@ from dina_datasets.layout import Layout
 from dina_datasets.recordio import planner, proto, reader
 from dina_datasets.recordio.planner import RecordFile
 from dina_datasets.recordio.reader import inspect
+from dina_datasets.recordio.records import MapDecoder
 
 PREDICTION_TENSOR = "one_hot_prediction"
 DECODE_THREADS = 2
@@ -56,6 +57,7 @@ class Source:
     _ahead: ReadAhead = field(default_factory=lambda: ReadAhead(DECODE_THREADS), repr=False,
                               compare=False)
     _window: planner.Window = field(default_factory=planner.Window, repr=False, compare=False)
+    _decoder: MapDecoder | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(cls, cell: catalog.Cell, data_url: str, *, imagenet_json: str | None = None,
@@ -91,6 +93,13 @@ class Source:
                                      f"{url} holds {n}: they must describe the same images in "
                                      "the same order")
         return source
+
+    @property
+    def decoder(self) -> MapDecoder:
+        """The file's map decoder, kept across chunks (its learned template with it)."""
+        if self._decoder is None:
+            self._decoder = MapDecoder(self.info.url, self.cell.shape)
+        return self._decoder
 
     @property
     def num_records(self) -> int:
@@ -175,7 +184,8 @@ class Source:
         parts, positions = [], []
         for chunk in planner.fetch(self.info, planner.runs(self.info, np.unique(batch)),
                                    self.storage_options, window=self._window):
-            maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc)
+            maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc,
+                                            decoder=self.decoder)
             parts.append(self.table(chunk.start, chunk.stop, maps, keys, schema, encoding))
             positions.append(np.arange(chunk.start, chunk.stop))
         if not parts:
@@ -188,7 +198,8 @@ class Source:
         """The table of records [a, b), read in one ranged read (remote files: in requests of
         whole records, the reader's window of them in flight: `planner.read_chunk`)."""
         chunk = planner.read_chunk(self.info, a, b, self.storage_options, window=self._window)
-        maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc)
+        maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc,
+                                            decoder=self.decoder)
         return self.table(a, b, maps, keys, schema, encoding)
 
     def table(self, start: int, stop: int, maps: np.ndarray, keys: dict[str, list[Any]],

@@ -2,6 +2,10 @@
 
 Every record's length and data CRCs are checked; tensors come back as zero-copy, read-only
 `np.frombuffer` views of the bytes read. Any fsspec URL works.
+
+Why this module is long: `MapDecoder`, the one decoder of maps (the readers here and the
+builder's Arrow tables in `hf.arrow`), shares the record decoding and its error offsets
+(`decode_record`, `_decoded`) with the readers and writers of records.
 """
 
 from __future__ import annotations
@@ -93,27 +97,88 @@ def read_explanations(url: str, start: int | None = None, stop: int | None = Non
     """
     info = reader.inspect(url, storage_options, scan=start not in (None, 0) or stop is not None)
     start, stop = reader.check_range(info, start, stop)
-    decode = _MapDecoder(url)
+    decode = MapDecoder(url)
     for index, data, offset in reader.iter_frames(info, start, stop, check_crc=check_crc,
                                                   storage_options=storage_options,
                                                   chunk_bytes=chunk_bytes, window=window):
         yield decode(index, data, offset)
 
 
-class _MapDecoder:
-    """The map of each record, through the template learned from the previous one."""
+class MapDecoder:
+    """The one decoder of explanation maps: each map sliced out of its record through a
+    `fastpath.Template` learned from the last record decoded in full, one record at a time
+    (`__call__`: the readers) or a planned chunk at once (`chunk`: the builder's Arrow
+    tables, with the join keys the records carry). Records laid out otherwise are decoded
+    in full (and teach the next template). `shape`: the map shape a config expects
+    (RecordError otherwise); None accepts any."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, shape: tuple[int, ...] | None = None) -> None:
         self.url = url
+        self.shape = None if shape is None else tuple(shape)
         self.template: Template | None = None
 
     def __call__(self, index: int, data: memoryview, offset: int) -> np.ndarray:
-        if self.template is not None and self.template.matches(data):
-            return self.template.view(data)
-        array = _explanation(_decoded(self.url, index, data, offset,
-                                      frozenset({EXPLANATIONS})), self.url, index)
+        """The map of one record (a read-only view of `data` where the template applies)."""
+        template = self.template
+        if template is not None and template.matches(data):
+            return template.view(data)
+        return self._decode(index, data, offset)[0]
+
+    def _decode(self, index: int, data: memoryview, offset: int
+                ) -> tuple[np.ndarray, dict[str, Any]]:
+        record = _decoded(self.url, index, data, offset, frozenset({EXPLANATIONS}))
+        array = _explanation(record, self.url, index)
+        if self.shape is not None and array.shape != self.shape:
+            raise RecordError(f"explanation of shape {array.shape}, this config expects "
+                              f"{self.shape}", url=self.url, index=index)
         self.template = Template.learn(data, array)
-        return array
+        return array, record
+
+    def chunk(self, chunk: planner.Chunk, *, check_crc: bool = True
+              ) -> tuple[np.ndarray, dict[str, list[Any]]]:
+        """The maps of a chunk as one new float32 array (n, *shape), and the keys its
+        records carry: {key column: one value per record, None where a record lacks it},
+        only for the `index.KEY_COLUMNS` that at least one record carries. Chunks whose
+        records hold nothing but the map, laid out alike, take one strided copy."""
+        if self.shape is None:
+            raise ValueError("MapDecoder.chunk needs the map shape: MapDecoder(url, shape)")
+        n = len(chunk)
+        maps = np.empty((n, *self.shape), np.float32)
+        if n == 0:
+            return maps, {}
+        template, first = self.template, None
+        data = chunk.frame(0, check_crc)
+        if template is None or not template.map_only or not template.matches(data):
+            first = self._decode(chunk.start, data, chunk.offset + int(chunk.frames[0]))
+            template = self.template
+        if template is not None and template.map_only and template.shape == self.shape:
+            fast = template.maps(chunk, check_crc)
+            if fast is not None:
+                np.copyto(maps, fast, casting="same_kind")  # a copy: the buffer is reused
+                return maps, {}
+        keys: dict[str, list[Any]] = {}
+        for i in range(n):
+            if i == 0 and first is not None:
+                array, record = first
+            else:
+                data = chunk.frame(i, check_crc)
+                template = self.template
+                if template is not None and template.map_only and template.matches(data):
+                    maps[i] = template.view(data)
+                    continue
+                array, record = self._decode(chunk.start + i, data,
+                                             chunk.offset + int(chunk.frames[i]))
+            maps[i] = array
+            for name in sidecar.KEY_COLUMNS:
+                if name in record:
+                    keys.setdefault(name, [None] * n)[i] = _scalar(record[name])
+        return maps, keys
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
 
 
 def check_indices(indices: Any, num_records: int, url: str, *, negative: bool = False
@@ -153,7 +218,7 @@ def read_explanations_at(url: str, indices: Iterable[int], *,
     [0, number of records) raises RecordIndexError before any record is read; a duplicate
     index is read once and its (read-only) array returned at each of its positions.
     """
-    return _at(url, indices, storage_options, check_crc, window, lambda: _MapDecoder(url))
+    return _at(url, indices, storage_options, check_crc, window, lambda: MapDecoder(url))
 
 
 def read_records_at(url: str, indices: Iterable[int], *,
