@@ -447,3 +447,42 @@ def test_export_and_subset_check_their_outputs_first(tmp_path, capsys):
     assert "already complete, skipped" in capsys.readouterr().out
     assert main([*sub, "--out", str(notes)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target, call, left", [
+    # killed while writing the second new shard: the staging folder is left, the shards stay
+    ("pyarrow.parquet:ParquetWriter.write_table", 2, 5),
+    # killed between the two moves of the swap: the config folder is gone (0 rows), never
+    # old and new together
+    ("dina_datasets.hf.staging:_move", 2, 0),
+])
+def test_export_killed_with_sigkill_never_publishes_duplicates(tmp_path, target, call, left):
+    import subprocess
+    import sys
+
+    from conftest import KILL_HOOK
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=10, keys=True)
+    out = str(tmp_path / "out")
+    export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=420_000)
+    (tmp_path / "dina_toy_kill.py").write_text(KILL_HOOK)
+    code = (f"import dina_toy_kill; dina_toy_kill.arm({target!r}, {call}); "
+            "import sys; from dina_datasets.cli import main; sys.exit(main())")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(tmp_path), *sys.path]))
+    run = subprocess.run([sys.executable, "-c", code, "export", "DinoV2-Rise", "--data-url",
+                          root, "--out", out, "--max-shard-bytes", "830000"], env=env,
+                         capture_output=True, timeout=300)
+    assert run.returncode == -9, run.stderr.decode()[-2000:]
+    shards = glob.glob(os.path.join(out, "DinoV2-Rise", "validation-*.parquet"))
+    assert len(shards) == left
+    if shards:
+        ds = datasets.load_dataset("parquet", data_files=shards, split="train",
+                                   cache_dir=str(tmp_path / "c"))
+        assert sorted(ds["index"]) == list(range(10))
+    with pytest.raises(FileNotFoundError, match="half-written"):
+        check_export(out)
+    export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000)  # tidies, completes
+    assert [c.num_examples for c in check_export(out)] == [10, 59]
+    assert sorted(os.listdir(out)) == ["DinoV2-Rise", "README.md", "scores"]
