@@ -1,8 +1,9 @@
 """The Hub-native export: a folder that is a complete Hugging Face dataset repository.
 
-`{config}/validation-XXXXX-of-NNNNN.parquet` shards (at most 500 MB each, each written under
-a temporary name and renamed) and a README.md whose YAML `configs:` block lets stock
-`datasets.load_dataset(folder_or_repo, "DinoV2-Rise")` load any config, streaming too.
+`{config}/validation-XXXXX-of-NNNNN.parquet` shards (at most 500 MB each; a config's shards
+are written into a staging folder and swapped in whole, `hf.staging`) and a README.md whose
+YAML `configs:` block lets stock `datasets.load_dataset(folder_or_repo, "DinoV2-Rise")` load
+any config, streaming too. `hf.audit.check_export` checks a folder before an upload.
 Exporting more configs into the same folder adds them; the README always lists every
 config present, with its row count and its provenance (recorded in each shard's Parquet
 metadata when it is written, so a later export into the folder keeps it).
