@@ -217,7 +217,8 @@ def test_activation_filter_shows_the_rows_of_that_activation(site, tmp_path):
     added), and a sample's captions hold the logits scores (map-only metrics: softmax's)."""
     import pandas as pd
 
-    from dina_datasets.explore.data import Explorer, filters
+    from dina_datasets.explore.controls import filters
+    from dina_datasets.explore.data import Explorer
 
     root, images, path, _, _ = site
     frame = pd.read_parquet(path)

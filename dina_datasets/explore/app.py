@@ -18,7 +18,8 @@ from typing import Any
 import gradio as gr
 
 from dina_datasets.errors import DinaError
-from dina_datasets.explore.data import PREDICTIONS, Explorer, filters
+from dina_datasets.explore.controls import PREDICTIONS, filters
+from dina_datasets.explore.data import Explorer
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION
 
 log = logging.getLogger("dina.explore")
