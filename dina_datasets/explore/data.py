@@ -55,7 +55,8 @@ class Explorer:
         self.say = say
         self.cache_dir = cache_dir or tempfile.mkdtemp(prefix="dina-explore-")
         os.makedirs(self.cache_dir, exist_ok=True)
-        if cache_dir is None:
+        self.owns_cache = cache_dir is None  # a folder of ours: removed by close (or at exit)
+        if self.owns_cache:
             atexit.register(shutil.rmtree, self.cache_dir, True)
         self.scores_path = scores
         self.built = False
@@ -66,7 +67,8 @@ class Explorer:
         self.readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="dina-read")
         self._thread = threading.local()
         self.renderers = Renderers(min(4, os.cpu_count() or 1) if render_workers is None
-                                   else render_workers)
+                                   else render_workers,
+                                   orphan_folder=self.cache_dir if self.owns_cache else None)
 
     # ---- set-up -------------------------------------------------------------------------
     def open(self) -> Explorer:
@@ -93,9 +95,11 @@ class Explorer:
         return self
 
     def close(self) -> None:
-        """Stop the readers and the renderers."""
+        """Stop the readers and the renderers; remove the temporary folder if it is ours."""
         self.readers.shutdown(wait=False, cancel_futures=True)
         self.renderers.close()
+        if self.owns_cache:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def check(self) -> None:
         """LayoutError naming the problem found by `open`, if any."""
