@@ -108,7 +108,7 @@ def test_a_stop_signal_ends_children_and_removes_the_temporary_folder(started, s
     process.wait(timeout=60)
     _until(lambda: not _alive(children), 30, f"children left: {_alive(children)}")
     left = [p.name for p in tmp.iterdir() if p.name.startswith("dina-explore-")]
-    assert not left, f"temporary folder left by SIGTERM: {left}"
+    assert not left, f"temporary folder left by {stop!r}: {left}"
 
 
 def test_children_exit_when_the_explorer_is_killed(started):
