@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -104,6 +105,39 @@ def test_leaderboard_filters_by_class_and_prediction(site):
                                api_name="/leaderboard"))
     assert {r["n"] for r in got} == {2}
     assert {r["metric"] for r in got} == {"Deletion"}
+
+
+DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "explorer.md")
+
+
+def test_api_takes_defaults_and_names_its_outputs_as_the_docs_say(site):
+    """Every parameter is optional, every output named; the endpoints, parameters and
+    returns are those of docs/explorer.md's table, and its example runs as written."""
+    import re
+
+    client = site[3]
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    text = pathlib.Path(DOCS).read_text()
+    rows = re.findall(r"^\| `(/\w+)` \| (.*?) \| (.*?) \|$", text, re.M)
+    documented = {endpoint: (re.findall(r"`([^`]+)`", params),
+                             re.findall(r"`([^`]+)`", returns))
+                  for endpoint, params, returns in rows}
+    assert set(documented) == set(api)
+    for endpoint, (params, returns) in documented.items():
+        got = api[endpoint]
+        assert [p["parameter_name"] for p in got["parameters"]] == params, endpoint
+        assert [p["parameter_name"] for p in got["parameters"]
+                if not p["parameter_has_default"]] == [], endpoint
+        assert [r["label"] for r in got["returns"]] == returns, endpoint
+    code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S)
+                if "gradio_client" in c)
+    example = code.replace("http://127.0.0.1:7860/", client.src)
+    assert "api_name=\"/sample\"" in example
+    scope: dict = {}
+    exec(example, scope)  # the documented example, as written
+    assert "record **0**" in scope["keys"] and len(scope["maps"]) == 3
+    assert {r["explainer"] for r in table(scope["board"])} == {"Saliency", "Rise", "GradCAM"}
+    assert {r["n"] for r in table(scope["wrong"])} == {N - 1}  # only image 0 is correct
 
 
 def test_sample_of_a_model_draws_each_explainer_as_dina_show(site, tmp_path):

@@ -63,14 +63,21 @@ def build(explorer: Explorer) -> gr.Blocks:
     def with_filters(prediction, classes, image_ids, activation):
         return filters(prediction, classes, image_ids, activation)
 
+    # Every argument has a default (the API makes it optional: gradio gives the control's
+    # initial value, or None where the control starts empty); None means "not set".
     @guarded
-    def leaderboard(model, metric, prediction, classes, image_ids, activation):
+    def leaderboard(model: str | None = None, metric: str | None = None,
+                    prediction: str | None = None, classes: str | None = None,
+                    image_ids: str | None = None, activation: str | None = None):
+        """The ranked explainers of a model under a metric ("all": every metric)."""
         frame = explorer.leaderboard(model, metric,
                                      with_filters(prediction, classes, image_ids, activation))
         return frame.round(6)
 
     @guarded
-    def sample(name, index, image_id, activation):
+    def sample(name: str | None = None, index: float | None = 0, image_id: str | None = None,
+               activation: str | None = None):
+        """An image under every explainer of a model (or every model of an explainer)."""
         s = explorer.sample(name, index, activation or DEFAULT_ACTIVATION, image_id or "")
         image = None
         if s.image is not None:
@@ -84,20 +91,30 @@ def build(explorer: Explorer) -> gr.Blocks:
         return image, keys, s.maps, s.scores
 
     @guarded
-    def compare(config_a, config_b, metric, prediction, classes, image_ids, activation):
+    def compare(config_a: str | None = None, config_b: str | None = None,
+                metric: str | None = None, prediction: str | None = None,
+                classes: str | None = None, image_ids: str | None = None,
+                activation: str | None = None):
+        """Two configs' scores per image, where they disagree most first."""
         frame, png = explorer.compare(config_a, config_b, metric,
                                       with_filters(prediction, classes, image_ids, activation))
         return explorer.save(png), frame.head(50).round(6)
 
     @guarded
-    def agreement(between, prediction, classes, image_ids, activation):
+    def agreement(between: str | None = None, prediction: str | None = None,
+                  classes: str | None = None, image_ids: str | None = None,
+                  activation: str | None = None):
+        """Kendall's tau between the rankings of metrics (or of models)."""
         frame, png = explorer.agreement(between,
                                         with_filters(prediction, classes, image_ids,
                                                      activation))
         return explorer.save(png), frame.round(4)
 
     @guarded
-    def stability(model, metric, prediction, classes, image_ids, activation):
+    def stability(model: str | None = None, metric: str | None = None,
+                  prediction: str | None = None, classes: str | None = None,
+                  image_ids: str | None = None, activation: str | None = None):
+        """How many images the ranking of a model's explainers under a metric needs."""
         frame, png = explorer.stability(model, metric,
                                         with_filters(prediction, classes, image_ids,
                                                      activation))
@@ -140,10 +157,10 @@ def build(explorer: Explorer) -> gr.Blocks:
                 with gr.Row():
                     s_image = gr.Image(type="filepath", label="image", height=260,
                                        interactive=False)
-                    s_keys = gr.Markdown(elem_id="s-keys")
-                s_scores = gr.Dataframe(label="this image's scores", elem_id="s-scores",
+                    s_keys = gr.Markdown(elem_id="s-keys", label="keys")
+                s_scores = gr.Dataframe(label="scores", elem_id="s-scores",
                                         interactive=False)
-                s_maps = gr.Gallery(label="maps (as `dina show` draws them)", columns=3,
+                s_maps = gr.Gallery(label="maps", columns=3,
                                     height="auto", object_fit="contain", elem_id="s-maps",
                                     interactive=False)
             with gr.Tab("Compare", id="compare"):
@@ -154,7 +171,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                                       label="config B")
                     c_metric = _choice(metrics, value=first_metric, label="metric")
                     c_go = gr.Button("Compare", elem_id="c-go")
-                c_plot = gr.Image(type="filepath", label="paired scores", height=420,
+                c_plot = gr.Image(type="filepath", label="scatter", height=420,
                                   interactive=False)
                 gr.Markdown("Images where A and B disagree most (difference of percentile "
                             "ranks): click a row to open it in Sample.")
@@ -165,14 +182,14 @@ def build(explorer: Explorer) -> gr.Blocks:
                     a_between = gr.Radio(["metrics", "models"], value="metrics",
                                          label="between")
                     a_go = gr.Button("Show agreement", elem_id="a-go")
-                a_plot = gr.Image(type="filepath", label="Kendall's tau", interactive=False)
+                a_plot = gr.Image(type="filepath", label="heatmap", interactive=False)
                 a_table = gr.Dataframe(label="pairs", interactive=False)
             with gr.Tab("Stability", id="stability"):
                 with gr.Row():
                     t_model = _choice(models, value=first, label="model")
                     t_metric = _choice(metrics, value=first_metric, label="metric")
                     t_go = gr.Button("Show stability", elem_id="t-go")
-                t_plot = gr.Image(type="filepath", label="stability", interactive=False)
+                t_plot = gr.Image(type="filepath", label="curve plot", interactive=False)
                 t_table = gr.Dataframe(label="curve", interactive=False)
 
         lb_go.click(leaderboard, [lb_model, lb_metric, *shared], lb_table,
