@@ -140,6 +140,23 @@ def test_api_takes_defaults_and_names_its_outputs_as_the_docs_say(site):
     assert {r["n"] for r in table(scope["wrong"])} == {N - 1}  # only image 0 is correct
 
 
+def test_tables_are_rounded_on_the_page_and_whole_in_the_api(site):
+    """The page shows 4 significant digits (not 0.0010000000474974513); the values the API
+    returns stay whole."""
+    client = site[3]
+    for result in (client.predict("ResNet50", 2, api_name="/sample")[3],
+                   client.predict("ResNet50", "Insertion", api_name="/leaderboard")):
+        headers, data = result["headers"], result["data"]
+        display = result["metadata"]["display_value"]
+        checked = 0
+        for row, texts in zip(data, display, strict=True):
+            for name, value, text in zip(headers, row, texts, strict=True):
+                if isinstance(value, float) and name not in ("rank", "n", "n_undefined"):
+                    assert text == f"{value:.4g}", (name, value, text)
+                    checked += value != float(text)  # a float32 score seen as float64
+        assert checked, "no value needed rounding: the test proves nothing"
+
+
 def test_sample_of_a_model_draws_each_explainer_as_dina_show(site, tmp_path):
     root, images, _, client, _ = site
     image, keys, maps, scores = client.predict("ResNet50", 2, "", "softmax",
@@ -278,3 +295,23 @@ def test_activation_filter_shows_the_rows_of_that_activation(site, tmp_path):
             assert "Sparseness" in caption, caption
     finally:
         explorer.close()
+
+
+def test_a_numerically_zero_map_says_so_in_its_caption(tmp_path):
+    from dina_datasets import write_explanations
+    from dina_datasets.explore.data import Explorer
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["ResNet50-Saliency", "ResNet50-Rise"], n=2, keys=True)
+    tiny = np.random.default_rng(0).random((2, 224, 224, 1)).astype(np.float32) * 1e-16
+    write_explanations(Layout(root).explanations("ResNet50", "Saliency"), tiny,
+                       image_id=["img_000", "img_001"])
+    explorer = Explorer(root, render_workers=0, cache_dir=str(tmp_path / "cache")).open()
+    try:
+        captions = dict(caption.split(" · ", 1) for _, caption in
+                        explorer.sample("ResNet50", 1).maps)
+    finally:
+        explorer.close()
+    assert captions["ResNet50-Saliency"].endswith(": numerically zero")
+    assert "max |a| = 1e\N{MINUS SIGN}16" in captions["ResNet50-Saliency"]
+    assert "numerically zero" not in captions["ResNet50-Rise"]

@@ -72,7 +72,7 @@ def build(explorer: Explorer) -> gr.Blocks:
         """The ranked explainers of a model under a metric ("all": every metric)."""
         frame = explorer.leaderboard(model, metric,
                                      with_filters(prediction, classes, image_ids, activation))
-        return frame.round(6)
+        return shown(frame)
 
     @guarded
     def sample(name: str | None = None, index: float | None = 0, image_id: str | None = None,
@@ -88,7 +88,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                    " (wrong)" if s.label >= 0 and s.prediction >= 0 else ""))
         if s.notes:
             keys += "\n\n" + "\n".join(f"- {html.escape(n)}" for n in s.notes)
-        return image, keys, s.maps, s.scores
+        return image, keys, s.maps, shown(s.scores)
 
     @guarded
     def compare(config_a: str | None = None, config_b: str | None = None,
@@ -98,7 +98,7 @@ def build(explorer: Explorer) -> gr.Blocks:
         """Two configs' scores per image, where they disagree most first."""
         frame, png = explorer.compare(config_a, config_b, metric,
                                       with_filters(prediction, classes, image_ids, activation))
-        return explorer.save(png), frame.head(50).round(6)
+        return explorer.save(png), shown(frame.head(50))
 
     @guarded
     def agreement(between: str | None = None, prediction: str | None = None,
@@ -108,7 +108,7 @@ def build(explorer: Explorer) -> gr.Blocks:
         frame, png = explorer.agreement(between,
                                         with_filters(prediction, classes, image_ids,
                                                      activation))
-        return explorer.save(png), frame.round(4)
+        return explorer.save(png), shown(frame)
 
     @guarded
     def stability(model: str | None = None, metric: str | None = None,
@@ -118,7 +118,7 @@ def build(explorer: Explorer) -> gr.Blocks:
         frame, png = explorer.stability(model, metric,
                                         with_filters(prediction, classes, image_ids,
                                                      activation))
-        return explorer.save(png), frame.round(4)
+        return explorer.save(png), shown(frame)
 
     with gr.Blocks(title="DINA explorer") as demo:
         gr.Markdown(f"# DINA explorer\nData: `{explorer.data_url}` · scores: "
@@ -214,6 +214,17 @@ def build(explorer: Explorer) -> gr.Blocks:
         if not problem:
             demo.load(leaderboard, [lb_model, lb_metric, *shared], lb_table, api_name=False)
     return demo
+
+
+def shown(frame: Any) -> Any:
+    """A table as the page shows it: floats to 4 significant digits, missing ones blank;
+    the values themselves stay whole (what the API returns, what a copy takes)."""
+    floats = [c for c in frame.columns if frame[c].dtype.kind == "f"]
+    return frame.style.format({c: _rounded for c in floats})
+
+
+def _rounded(value: Any) -> str:
+    return "" if value is None or value != value else f"{value:.4g}"
 
 
 def _choice(choices: list[str], value: str | None = None, label: str = "",

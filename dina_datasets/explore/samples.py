@@ -15,7 +15,7 @@ from dina_datasets.analysis.table import literal
 from dina_datasets.errors import ConfigError, DinaError, LayoutError, RecordIndexError
 from dina_datasets.explore.controls import position, record_index
 from dina_datasets.layout import DEFAULT_ACTIVATION
-from dina_datasets.viz import figures
+from dina_datasets.viz import figures, scales
 
 
 @dataclass
@@ -70,6 +70,9 @@ def sample(explorer: Any, name: str, index: Any, activation: str = DEFAULT_ACTIV
     for panel, png in zip(panels, pngs, strict=True):
         caption = panel.config + " · " + ", ".join(
             f"{m} {fmt(v)}" for m, v in keys["scores"].get(panel.config, {}).items())
+        note = scales.near_zero(panel.explanation)
+        if note:
+            caption += f" · {note}"
         out.maps.append((explorer.save(png), caption))
     return out
 

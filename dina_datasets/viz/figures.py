@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, maps, storage
+from dina_datasets import catalog, storage
 from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
 from dina_datasets.layout import Layout
 from dina_datasets.recordio.records import read_records_at
+from dina_datasets.viz import scales
 
 CENTRAL_CROP = 0.95  # kecam's evaluation crop, so that the picture lines up with the map
 # --out suffix -> matplotlib format
@@ -47,17 +48,6 @@ def display_image(path: str, size: int) -> np.ndarray:
     left, top = (width - side) / 2, (height - side) / 2
     crop = rgb.crop((round(left), round(top), round(left + side), round(top + side)))
     return np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC))
-
-
-def heatmap(explanation: np.ndarray) -> tuple[np.ndarray, bool]:
-    """A 2-D map to draw and whether it is signed: 3-channel maps become the mean of |E|
-    over channels; 1-channel maps keep their sign."""
-    array = np.asarray(explanation, dtype=np.float64)
-    if array.ndim == 3 and array.shape[-1] > 1:
-        return np.abs(array).mean(axis=-1), False
-    flat = array.reshape(array.shape[:2]) if array.ndim == 3 else array
-    signed = bool(np.nanmin(flat) < 0 < np.nanmax(flat))
-    return flat, signed
 
 
 def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str,
@@ -134,37 +124,12 @@ def image_format(out: str) -> str:
 
 # the grid's geometry, in inches: a square map, its colour bar and the bar's labels per
 # column; a band for the image names on the left, for the titles (and the suptitle) on top.
-# Fixed, not constrained_layout: the same picture at a fifth of the drawing time.
-MAP, BAR_PAD, BAR, BAR_LABELS = 2.45, 0.06, 0.11, 0.5
+# Fixed, not constrained_layout: the same picture at a fifth of the drawing time. The bar's
+# labels (at most 5 ticks, `scales.tick_labels`: no offset text above the bar) fit in
+# BAR_LABELS at `scales.TICK_SIZE` points, the widest ("−2.5e−16") included.
+MAP, BAR_PAD, BAR, BAR_LABELS = 2.45, 0.06, 0.11, 0.64
 LEFT, TOP, SUPTITLE, ROW_GAP, BOTTOM = 0.3, 0.28, 0.34, 0.12, 0.1
 COLUMN = MAP + BAR_PAD + BAR + BAR_LABELS
-
-
-@dataclass
-class _Look:
-    """How one panel is drawn: a degenerate map's note, or its values on a scale."""
-
-    empty: str | None
-    values: np.ndarray | None = None
-    norm: Any = None
-    cmap: str = ""
-    weight: np.ndarray | None = None
-
-
-def _look(panel: Panel, alpha: float) -> _Look:
-    import matplotlib
-
-    empty = maps.describe(panel.explanation)
-    if empty:
-        return _Look(empty)
-    values, signed = heatmap(panel.explanation)
-    bound = float(np.nanpercentile(np.abs(values), 99.5)) or float(np.nanmax(np.abs(values)))
-    low = -bound if signed else (0.0 if np.nanmin(values) >= 0 else None)
-    weight = None
-    if panel.image is not None:
-        weight = alpha * np.sqrt(np.clip(np.abs(np.nan_to_num(values)) / bound, 0, 1))
-    return _Look(None, values, matplotlib.colors.Normalize(vmin=low, vmax=bound),
-                 "RdBu_r" if signed else "inferno", weight)
 
 
 _KEPT: dict[tuple[Any, ...], tuple[Any, list[Any]]] = {}  # figures kept for `reuse`
@@ -177,11 +142,11 @@ def figure(rows: list[list[Panel]], *, alpha: float = 0.8, reuse: bool = False) 
     for a process that draws many pictures, e.g. the explorer's renderers)."""
     if not rows or not rows[0]:
         raise ConfigError("nothing to draw: give at least one config and one index")
-    looks = [[_look(p, alpha) for p in row] for row in rows]
+    looks = [[scales.look(p.explanation, p.image is not None, alpha) for p in row] for row in rows]
     models = {p.config.split("-", 1)[0] for row in rows for p in row}
     shape = tuple((None if p.image is None else p.image.shape, look.empty is None,
                    None if look.values is None else look.values.shape,
-                   look.norm is not None and look.norm.vmin is None)
+                   look.norm is not None and look.norm.vmin is None, look.note is None)
                   for row, row_looks in zip(rows, looks, strict=True)
                   for p, look in zip(row, row_looks, strict=True))
     key = (len(models) == 1, len(rows), len(rows[0]), shape)
@@ -199,13 +164,16 @@ def figure(rows: list[list[Panel]], *, alpha: float = 0.8, reuse: bool = False) 
 
 
 def _titles(rows: list[list[Panel]], models: set[str]) -> tuple[list[str], list[str], str]:
-    one = len(models) == 1
-    titles = [p.config if not one else p.config.split("-", 1)[1] for p in rows[0]]
+    """(column titles, row labels, the figure's title): one model's grid says the model
+    once, on top; a lone panel (the explorer draws each map alone) is titled by its config,
+    with no figure title to repeat on every tile."""
+    shared = len(models) == 1 and len(rows) * len(rows[0]) > 1
+    titles = [p.config.split("-", 1)[1] if shared else p.config for p in rows[0]]
     labels = [row[0].image_id or f"record {row[0].index}" for row in rows]
-    return titles, labels, f"{next(iter(models))}: attribution maps" if one else ""
+    return titles, labels, f"{next(iter(models))}: attribution maps" if shared else ""
 
 
-def _build(rows: list[list[Panel]], looks: list[list[_Look]], models: set[str]
+def _build(rows: list[list[Panel]], looks: list[list[scales.Look]], models: set[str]
            ) -> tuple[Any, list[Any]]:
     import matplotlib
     from matplotlib.figure import Figure
@@ -241,19 +209,26 @@ def _build(rows: list[list[Panel]], looks: list[list[_Look]], models: set[str]
                 bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=look.norm,
                                                                 cmap=look.cmap),
                                    cax=fig.add_axes(box(r, c, MAP + BAR_PAD, BAR)))
+                scales.bar_ticks(bar)
+            note = None
+            if look.note:
+                note = ax.text(0.5, 0.03, look.note, transform=ax.transAxes, ha="center",
+                               va="bottom", fontsize=8, bbox={"boxstyle": "round",
+                                                              "facecolor": "white",
+                                                              "alpha": 0.85})
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(titles[c], fontsize=10)
             if c == 0:
                 ax.set_ylabel(labels[r], fontsize=9)
-            parts.append((ax, photo, shown, bar))
+            parts.append((ax, photo, shown, bar, note))
     if suptitle:
         fig.suptitle(suptitle, fontsize=12, y=1 - 0.08 / fig.get_figheight(), va="top")
     return fig, parts
 
 
-def _fill(fig: Any, parts: list[Any], rows: list[list[Panel]], looks: list[list[_Look]],
+def _fill(fig: Any, parts: list[Any], rows: list[list[Panel]], looks: list[list[scales.Look]],
           models: set[str]) -> None:
     import matplotlib
 
@@ -261,7 +236,7 @@ def _fill(fig: Any, parts: list[Any], rows: list[list[Panel]], looks: list[list[
     panels = [(r, c, p, look) for r, (row, row_looks) in enumerate(zip(rows, looks,
                                                                         strict=True))
               for c, (p, look) in enumerate(zip(row, row_looks, strict=True))]
-    for (r, c, panel, look), (ax, photo, shown, bar) in zip(panels, parts, strict=True):
+    for (r, c, panel, look), (ax, photo, shown, bar, note) in zip(panels, parts, strict=True):
         if photo is not None:
             photo.set_data(panel.image)
         if look.empty:
@@ -272,6 +247,9 @@ def _fill(fig: Any, parts: list[Any], rows: list[list[Panel]], looks: list[list[
             shown.set_norm(look.norm)
             shown.set_alpha(look.weight)
             bar.update_normal(matplotlib.cm.ScalarMappable(norm=look.norm, cmap=look.cmap))
+            scales.bar_ticks(bar)  # (a new norm resets the bar's locator and formatter)
+        if note is not None:
+            note.set_text(look.note)
         if r == 0:
             ax.set_title(titles[c], fontsize=10)
         if c == 0:
