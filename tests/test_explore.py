@@ -315,3 +315,50 @@ def test_a_numerically_zero_map_says_so_in_its_caption(tmp_path):
     assert captions["ResNet50-Saliency"].endswith(": numerically zero")
     assert "max |a| = 1e\N{MINUS SIGN}16" in captions["ResNet50-Saliency"]
     assert "numerically zero" not in captions["ResNet50-Rise"]
+
+
+def _handler(demo, api_name: str):
+    return next(f.fn for f in demo.fns.values() if f.api_name == api_name)
+
+
+def test_a_contributed_model_works_registered_or_not_and_messages_show_quotes(tmp_path):
+    """The planted model's cells, in the data: read as the data hold them, whether this
+    process registered the model (`dina explore --registry FILE`) or not; no message shows
+    an HTML entity for a quote."""
+    from dina_datasets import catalog
+    from dina_datasets.demo import planted
+    from dina_datasets.explore.app import build, markdown_text
+    from dina_datasets.explore.data import Explorer
+
+    root, path = str(tmp_path / "bucket"), str(tmp_path / "scores.parquet")
+    planted.register()
+    try:
+        make_bucket(root, ["Planted-Saliency", "Planted-RandomExp", "ResNet50-Saliency"], n=4,
+                    keys=True, size=32)
+        score_table.build(root, path)
+        for registered in (False, True):
+            if not registered:
+                catalog.unregister("Planted")  # `dina explore` without --registry
+            else:
+                planted.register()
+            explorer = Explorer(root, scores=path, render_workers=0,
+                                cache_dir=str(tmp_path / f"cache{registered}")).open()
+            try:
+                assert explorer.problem is None
+                _, keys, maps, _ = _handler(build(explorer), "sample")("Saliency", 1, "",
+                                                                       "softmax")
+                assert [caption.split(" · ")[0] for _, caption in maps] == [
+                    "ResNet50-Saliency", "Planted-Saliency"], registered
+                assert "&#" not in keys and "record **1**" in keys
+                frame, _ = explorer.compare("planted-saliency", "Planted-RandomExp",
+                                            "Insertion")
+                assert sorted(frame["index"]) == [0, 1, 2, 3]
+                board = explorer.leaderboard("Planted", "Insertion")
+                assert set(board["explainer"]) == {"Saliency", "RandomExp"}
+            finally:
+                explorer.close()
+    finally:
+        if "Planted" in catalog.MODELS:
+            catalog.unregister("Planted")
+    note = "unknown config 'Planted-Saliency' <b>"
+    assert markdown_text(note) == "unknown config 'Planted-Saliency' \\<b\\>"

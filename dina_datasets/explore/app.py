@@ -9,8 +9,8 @@ problem (a message in the page, an error from the API).
 from __future__ import annotations
 
 import functools
-import html
 import logging
+import re
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -87,7 +87,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                 + (" (correct)" if s.label >= 0 and s.label == s.prediction else
                    " (wrong)" if s.label >= 0 and s.prediction >= 0 else ""))
         if s.notes:
-            keys += "\n\n" + "\n".join(f"- {html.escape(n)}" for n in s.notes)
+            keys += "\n\n" + "\n".join(f"- {markdown_text(n)}" for n in s.notes)
         return image, keys, s.maps, shown(s.scores)
 
     @guarded
@@ -125,7 +125,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                     f"`{explorer.scores_path}`" + ("" if explorer.images else
                                                    " · no `--images`: maps drawn alone"))
         if problem:
-            gr.Markdown(f"**Problem:** {html.escape(problem)}", elem_id="problem")
+            gr.Markdown(f"**Problem:** {markdown_text(problem)}", elem_id="problem")
         with gr.Row():
             prediction = gr.Radio(list(PREDICTIONS), value="all", label="predictions")
             classes = gr.Textbox(label="classes (true labels, e.g. 281,285)")
@@ -214,6 +214,12 @@ def build(explorer: Explorer) -> gr.Blocks:
         if not problem:
             demo.load(leaderboard, [lb_model, lb_metric, *shared], lb_table, api_name=False)
     return demo
+
+
+def markdown_text(text: str) -> str:
+    """Text shown as written in Markdown: its Markdown and HTML characters backslash-escaped
+    (an HTML entity such as `&#x27;` would be shown as such, not as a quote)."""
+    return re.sub(r"([\\`*_{}\[\]<>#|~&])", r"\\\1", text)
 
 
 def shown(frame: Any) -> Any:

@@ -201,8 +201,9 @@ class Explorer:
 
     def drawn(self, model: str, explainer: str, index: int) -> tuple[figures.Panel, bytes]:
         """A panel and its PNG, paired exactly as `dina show` pairs them (by the record's own
-        image id; keyless records only with the kecam json that produced them)."""
-        panel = figures.load_panels([f"{model}-{explainer}"], [index], data_url=self.data_url,
+        image id; keyless records only with the kecam json that produced them). The cell is
+        read as the data hold it: a contributed model's maps need no registration here."""
+        panel = figures.read_panels([(model, explainer)], [index], data_url=self.data_url,
                                     images=self.images,
                                     storage_options=self.storage_options)[0][0]
         return panel, self.renderers.draw(panel)
@@ -240,9 +241,16 @@ class Explorer:
                               f"{', '.join(valid)}")
 
     def config(self, name: str) -> tuple[str, str]:
-        """(model, explainer) of a config of this data; ConfigError naming the valid ones."""
-        cell = catalog.Cell.from_name((name or "").strip(), allow_missing=True)
-        if (cell.model, cell.explainer) not in self.cells():
-            raise ConfigError(f"config {cell.name!r} is not in this data; valid: "
-                              f"{', '.join(self.choices('config'))}")
-        return cell.model, cell.explainer
+        """(model, explainer) of a config of this data (any case); ConfigError naming the
+        valid ones otherwise."""
+        import difflib
+
+        text = (name or "").strip()
+        for model, explainer in self.cells():
+            if f"{model}-{explainer}".lower() == text.lower():
+                return model, explainer
+        valid = self.choices("config")
+        close = difflib.get_close_matches(text, valid, n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ConfigError(f"config {text!r} is not in this data{hint}; valid: "
+                          f"{', '.join(valid)}")

@@ -53,7 +53,7 @@ def display_image(path: str, size: int) -> np.ndarray:
 def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str,
                 images: str | None = None, assume_order: bool = False,
                 storage_options: dict[str, Any] | None = None) -> list[list[Panel]]:
-    """Panels[row][column] for `indices` (rows) of `configs` (columns).
+    """Panels[row][column] for `indices` (rows) of `configs` (columns, catalog names).
 
     The image of a record is found in `images` (a folder or a kecam json) by the record's
     own `image_id`; every id missing from `images` is reported. Records without one (the
@@ -61,15 +61,27 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
     or with `assume_order=True` (see `check_positional`).
     """
     cells = [catalog.Cell.from_name(name, allow_missing=True) for name in configs]
+    return read_panels([(c.model, c.explainer) for c in cells], indices, data_url=data_url,
+                       images=images, assume_order=assume_order,
+                       storage_options=storage_options)
+
+
+def read_panels(cells: Sequence[tuple[str, str]], indices: Sequence[int], *, data_url: str,
+                images: str | None = None, assume_order: bool = False,
+                storage_options: dict[str, Any] | None = None) -> list[list[Panel]]:
+    """`load_panels` of (model, explainer) pairs taken as they are, without the catalog:
+    the cells found in the data (a contributed model's, registered in this process or not)."""
     layout = Layout(data_url)
     entries = _image_entries(images)
     by_id = {e.image_id: e.path for e in entries or ()}
     missing: list[str] = []
     columns = []
-    for cell in cells:  # each config's records in one batch of ranged reads
-        url = layout.explanations(cell.model, cell.explainer)
+    names = [f"{model}-{explainer}" for model, explainer in cells]
+    for (model, explainer), name in zip(cells, names, strict=True):
+        # each config's records in one batch of ranged reads
+        url = layout.explanations(model, explainer)
         if not storage.exists(url, storage_options):
-            raise LayoutError(f"{cell.name}: no explanations at {url}; check --data-url "
+            raise LayoutError(f"{name}: no explanations at {url}; check --data-url "
                               "(a bucket-shaped folder: Model/Explainer/explanations."
                               "tfrecord)")
         columns.append(read_records_at(url, indices, storage_options=storage_options,
@@ -77,7 +89,7 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
     rows = []
     for k, index in enumerate(indices):
         row = []
-        for cell, records in zip(cells, columns, strict=True):
+        for name, records in zip(names, columns, strict=True):
             record = records[k]
             image_id = record.get("image_id", b"")
             image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
@@ -87,16 +99,16 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
                 if image_id in by_id:
                     image = display_image(by_id[image_id], explanation.shape[0])
                 else:
-                    missing.append(f"image {image_id!r} of {cell.name} record {index}")
+                    missing.append(f"image {image_id!r} of {name} record {index}")
             elif entries is not None:
                 from dina_datasets.images import check_positional
 
-                check_positional(images, f"the records of {cell.name}", assume_order)
+                check_positional(images, f"the records of {name}", assume_order)
                 if index >= len(entries):
-                    raise AlignmentError(f"record {index} of {cell.name} has no image_id and "
+                    raise AlignmentError(f"record {index} of {name} has no image_id and "
                                          f"{images!r} lists only {len(entries)} images")
                 image = display_image(entries[index].path, explanation.shape[0])
-            row.append(Panel(cell.name, index, explanation, image_id, image))
+            row.append(Panel(name, index, explanation, image_id, image))
         rows.append(row)
     if missing:
         raise LayoutError(f"{len(missing)} image(s) of the records are not in {images!r}: "
