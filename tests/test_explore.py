@@ -362,3 +362,55 @@ def test_a_contributed_model_works_registered_or_not_and_messages_show_quotes(tm
             catalog.unregister("Planted")
     note = "unknown config 'Planted-Saliency' <b>"
     assert markdown_text(note) == "unknown config 'Planted-Saliency' \\<b\\>"
+
+
+def test_the_page_opens_on_the_model_and_metric_that_separate_explainers_most(tmp_path):
+    """A 4-image exact tie first in catalog order, a wide spread on 4 images, a narrow one
+    on 64: the page opens on ResNet50 / Deletion (64 images, widest spread there)."""
+    import pandas as pd
+
+    from dina_datasets.explore.app import build
+    from dina_datasets.explore.data import Explorer
+    from dina_datasets.explore.opening import separations
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["ResNet50-Saliency", "ResNet50-Rise"], n=2, keys=True)
+    built = str(tmp_path / "built.parquet")
+    score_table.build(root, built)
+    template = pd.read_parquet(built).iloc[0]
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def cell(model: str, metric: str, means: dict[str, float], n: int, sd: float) -> None:
+        for explainer, mean in means.items():
+            for i, score in enumerate(mean + sd * rng.standard_normal(n)):
+                rows.append({**template.to_dict(), "model": model, "explainer": explainer,
+                             "metric": metric, "index": i, "image_id": f"img_{i:03d}",
+                             "score": float(score)})
+
+    tie = {"Saliency": 0.5, "Rise": 0.5}
+    for metric in ("Insertion", "Deletion", "MuFidelity"):  # catalog order's first: a tie
+        cell("DinoV2", metric, tie, 4, 0.0)
+    cell("DinoV2", "Sparseness", {"Saliency": 0.2, "Rise": 0.5}, 4, 0.05)  # 4 images
+    cell("ResNet50", "Insertion", {"Saliency": 0.50, "Rise": 0.51}, 64, 0.05)  # narrow
+    cell("ResNet50", "Deletion", {"Saliency": 0.2, "Rise": 0.5}, 64, 0.05)  # the answer
+    cell("ResNet50", "Complexity", {"Saliency": 0.2}, 64, 0.05)  # one explainer: no ranking
+    path = str(tmp_path / "scores.parquet")
+    pd.DataFrame(rows).astype(pd.read_parquet(built).dtypes.to_dict()).to_parquet(path)
+
+    explorer = Explorer(root, scores=path, render_workers=0,
+                        cache_dir=str(tmp_path / "cache")).open()
+    try:
+        assert explorer.choices("model")[0] == "DinoV2"  # catalog order would open there
+        values = {b.elem_id: b.value for b in build(explorer).blocks.values()
+                  if getattr(b, "elem_id", None) in ("lb-model", "s-name")}
+        assert values == {"lb-model": "ResNet50", "s-name": "ResNet50"}
+        assert explorer.start == ("ResNet50", "Deletion")
+        table = separations(explorer.table())
+        assert list(table[["model", "metric"]].itertuples(index=False, name=None))[:2] == [
+            ("ResNet50", "Deletion"), ("DinoV2", "Sparseness")]
+        assert table.set_index(["model", "metric"]).loc[("DinoV2", "Insertion"),
+                                                        "separation"] == 0
+        assert not ((table["model"] == "ResNet50") & (table["metric"] == "Complexity")).any()
+    finally:
+        explorer.close()

@@ -57,8 +57,10 @@ def build(explorer: Explorer) -> gr.Blocks:
     metrics = [] if problem else explorer.choices("metric")
     configs = [] if problem else explorer.choices("config")
     names = [] if problem else models + explorer.choices("explainer")
-    first = models[0] if models else None
-    first_metric = metrics[0] if metrics else None
+    # the page opens on the (model, metric) that tells its explainers apart most clearly
+    first, first_metric = explorer.start or (models[0] if models else None,
+                                             metrics[0] if metrics else None)
+    pair = [c for c in configs if c.split("-", 1)[0] == first] or configs
 
     def with_filters(prediction, classes, image_ids, activation):
         return filters(prediction, classes, image_ids, activation)
@@ -165,9 +167,9 @@ def build(explorer: Explorer) -> gr.Blocks:
                                     interactive=False)
             with gr.Tab("Compare", id="compare"):
                 with gr.Row():
-                    c_a = _choice(configs, value=configs[0] if configs else None,
+                    c_a = _choice(configs, value=pair[0] if pair else None,
                                       label="config A")
-                    c_b = _choice(configs, value=configs[1] if len(configs) > 1 else None,
+                    c_b = _choice(configs, value=pair[1] if len(pair) > 1 else None,
                                       label="config B")
                     c_metric = _choice(metrics, value=first_metric, label="metric")
                     c_go = gr.Button("Compare", elem_id="c-go")
@@ -191,6 +193,11 @@ def build(explorer: Explorer) -> gr.Blocks:
                     t_go = gr.Button("Show stability", elem_id="t-go")
                 t_plot = gr.Image(type="filepath", label="curve plot", interactive=False)
                 t_table = gr.Dataframe(label="curve", interactive=False)
+            # The "Reliability" tab goes here: `analysis.stats.reliability` gives frames of
+            # (model, activation, metric, grade, ...); a tab with model / metric dropdowns, a
+            # handler like `stability` (`explorer.reliability(...)`, shown by `shown`), its
+            # `.click(..., api_name="reliability")` below, and a row in docs/explorer.md's API
+            # table (a test compares that table with the app's API).
 
         lb_go.click(leaderboard, [lb_model, lb_metric, *shared], lb_table,
                     api_name="leaderboard")

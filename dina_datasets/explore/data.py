@@ -22,7 +22,7 @@ from typing import Any
 
 from dina_datasets import catalog
 from dina_datasets.errors import ConfigError, DinaError, LayoutError
-from dina_datasets.explore import comparison, rankings, samples
+from dina_datasets.explore import comparison, opening, rankings, samples
 from dina_datasets.explore.controls import position
 from dina_datasets.explore.renderers import Renderers
 from dina_datasets.explore.samples import Sample
@@ -64,6 +64,7 @@ class Explorer:
         self._entries: list[Any] | None = None
         self._cells: list[tuple[str, str]] | None = None
         self._choices: dict[str, list[str]] = {}
+        self.start: tuple[str, str] | None = None  # (model, metric) the app opens on
         self.readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="dina-read")
         self._thread = threading.local()
         self.renderers = Renderers(min(4, os.cpu_count() or 1) if render_workers is None
@@ -72,8 +73,9 @@ class Explorer:
 
     # ---- set-up -------------------------------------------------------------------------
     def open(self) -> Explorer:
-        """Build the scores table when none was given, list the cells, warm the renderers.
-        A problem is kept in `self.problem` (shown by the app), not raised."""
+        """Build the scores table when none was given, list the cells, choose the opening
+        (model, metric) (`opening`), warm the renderers. A problem is kept in
+        `self.problem` (shown by the app), not raised."""
         try:
             if self.scores_path is None:
                 from dina_datasets.analysis import scores
@@ -86,6 +88,7 @@ class Explorer:
                              storage_options=self.storage_options)
                 self.built = True
             self.cells()
+            self.start = opening.opening(self.table())
             if self.images is not None:
                 self.entries()
             _warm_stats()
