@@ -8,6 +8,12 @@ import numpy as np
 
 from dina_datasets.errors import DinaWarning
 
+# A map whose total |attribution| (after the channel mean, as the metrics see it) is under
+# this is numerically zero: Complexity and Sparseness add an epsilon of 1e-8 to that total,
+# so below 1e-6 the epsilon, not the map, decides the score (common for gradients of a
+# saturated softmax).
+NEAR_ZERO = 1e-6
+
 
 def degenerate(maps: np.ndarray) -> np.ndarray:
     """Per map of a batch (N, ...): True when its finite values are all equal, or it has
@@ -31,6 +37,14 @@ def describe(explanation: np.ndarray) -> str | None:
         return "empty map (no finite value)"
     value = float(finite.flat[0])
     return "empty map (all 0)" if value == 0 else f"empty map (constant {value:.4g})"
+
+
+def total_attribution(explanation: np.ndarray) -> float:
+    """Total |attribution| of one map (H, W[, C]) after the channel mean, as the metrics see
+    it; a map under `NEAR_ZERO` is numerically zero."""
+    array = np.asarray(explanation, np.float64)
+    seen = array.mean(axis=-1) if array.ndim == 3 else array
+    return float(np.nansum(np.abs(seen)))
 
 
 class DegenerateMapWarning(DinaWarning):

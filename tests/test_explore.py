@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -104,6 +105,56 @@ def test_leaderboard_filters_by_class_and_prediction(site):
                                api_name="/leaderboard"))
     assert {r["n"] for r in got} == {2}
     assert {r["metric"] for r in got} == {"Deletion"}
+
+
+DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "explorer.md")
+
+
+def test_api_takes_defaults_and_names_its_outputs_as_the_docs_say(site):
+    """Every parameter is optional, every output named; the endpoints, parameters and
+    returns are those of docs/explorer.md's table, and its example runs as written."""
+    import re
+
+    client = site[3]
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    text = pathlib.Path(DOCS).read_text()
+    rows = re.findall(r"^\| `(/\w+)` \| (.*?) \| (.*?) \|$", text, re.M)
+    documented = {endpoint: (re.findall(r"`([^`]+)`", params),
+                             re.findall(r"`([^`]+)`", returns))
+                  for endpoint, params, returns in rows}
+    assert set(documented) == set(api)
+    for endpoint, (params, returns) in documented.items():
+        got = api[endpoint]
+        assert [p["parameter_name"] for p in got["parameters"]] == params, endpoint
+        assert [p["parameter_name"] for p in got["parameters"]
+                if not p["parameter_has_default"]] == [], endpoint
+        assert [r["label"] for r in got["returns"]] == returns, endpoint
+    code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S)
+                if "gradio_client" in c)
+    example = code.replace("http://127.0.0.1:7860/", client.src)
+    assert "api_name=\"/sample\"" in example
+    scope: dict = {}
+    exec(example, scope)  # the documented example, as written
+    assert "record **0**" in scope["keys"] and len(scope["maps"]) == 3
+    assert {r["explainer"] for r in table(scope["board"])} == {"Saliency", "Rise", "GradCAM"}
+    assert {r["n"] for r in table(scope["wrong"])} == {N - 1}  # only image 0 is correct
+
+
+def test_tables_are_rounded_on_the_page_and_whole_in_the_api(site):
+    """The page shows 4 significant digits (not 0.0010000000474974513); the values the API
+    returns stay whole."""
+    client = site[3]
+    for result in (client.predict("ResNet50", 2, api_name="/sample")[3],
+                   client.predict("ResNet50", "Insertion", api_name="/leaderboard")):
+        headers, data = result["headers"], result["data"]
+        display = result["metadata"]["display_value"]
+        checked = 0
+        for row, texts in zip(data, display, strict=True):
+            for name, value, text in zip(headers, row, texts, strict=True):
+                if isinstance(value, float) and name not in ("rank", "n", "n_undefined"):
+                    assert text == f"{value:.4g}", (name, value, text)
+                    checked += value != float(text)  # a float32 score seen as float64
+        assert checked, "no value needed rounding: the test proves nothing"
 
 
 def test_sample_of_a_model_draws_each_explainer_as_dina_show(site, tmp_path):
@@ -217,7 +268,8 @@ def test_activation_filter_shows_the_rows_of_that_activation(site, tmp_path):
     added), and a sample's captions hold the logits scores (map-only metrics: softmax's)."""
     import pandas as pd
 
-    from dina_datasets.explore.data import Explorer, filters
+    from dina_datasets.explore.controls import filters
+    from dina_datasets.explore.data import Explorer
 
     root, images, path, _, _ = site
     frame = pd.read_parquet(path)
@@ -241,5 +293,124 @@ def test_activation_filter_shows_the_rows_of_that_activation(site, tmp_path):
             value = float(row[row["explainer"] == explainer]["score"].iloc[0])
             assert f"Deletion {value:.3g}" in caption, caption
             assert "Sparseness" in caption, caption
+    finally:
+        explorer.close()
+
+
+def test_a_numerically_zero_map_says_so_in_its_caption(tmp_path):
+    from dina_datasets import write_explanations
+    from dina_datasets.explore.data import Explorer
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["ResNet50-Saliency", "ResNet50-Rise"], n=2, keys=True)
+    tiny = np.random.default_rng(0).random((2, 224, 224, 1)).astype(np.float32) * 1e-16
+    write_explanations(Layout(root).explanations("ResNet50", "Saliency"), tiny,
+                       image_id=["img_000", "img_001"])
+    explorer = Explorer(root, render_workers=0, cache_dir=str(tmp_path / "cache")).open()
+    try:
+        captions = dict(caption.split(" · ", 1) for _, caption in
+                        explorer.sample("ResNet50", 1).maps)
+    finally:
+        explorer.close()
+    assert captions["ResNet50-Saliency"].endswith(": numerically zero")
+    assert "max |a| = 1e\N{MINUS SIGN}16" in captions["ResNet50-Saliency"]
+    assert "numerically zero" not in captions["ResNet50-Rise"]
+
+
+def _handler(demo, api_name: str):
+    return next(f.fn for f in demo.fns.values() if f.api_name == api_name)
+
+
+def test_a_contributed_model_works_registered_or_not_and_messages_show_quotes(tmp_path):
+    """The planted model's cells, in the data: read as the data hold them, whether this
+    process registered the model (`dina explore --registry FILE`) or not; no message shows
+    an HTML entity for a quote."""
+    from dina_datasets import catalog
+    from dina_datasets.demo import planted
+    from dina_datasets.explore.app import build, markdown_text
+    from dina_datasets.explore.data import Explorer
+
+    root, path = str(tmp_path / "bucket"), str(tmp_path / "scores.parquet")
+    planted.register()
+    try:
+        make_bucket(root, ["Planted-Saliency", "Planted-RandomExp", "ResNet50-Saliency"], n=4,
+                    keys=True, size=32)
+        score_table.build(root, path)
+        for registered in (False, True):
+            if not registered:
+                catalog.unregister("Planted")  # `dina explore` without --registry
+            else:
+                planted.register()
+            explorer = Explorer(root, scores=path, render_workers=0,
+                                cache_dir=str(tmp_path / f"cache{registered}")).open()
+            try:
+                assert explorer.problem is None
+                _, keys, maps, _ = _handler(build(explorer), "sample")("Saliency", 1, "",
+                                                                       "softmax")
+                assert [caption.split(" · ")[0] for _, caption in maps] == [
+                    "ResNet50-Saliency", "Planted-Saliency"], registered
+                assert "&#" not in keys and "record **1**" in keys
+                frame, _ = explorer.compare("planted-saliency", "Planted-RandomExp",
+                                            "Insertion")
+                assert sorted(frame["index"]) == [0, 1, 2, 3]
+                board = explorer.leaderboard("Planted", "Insertion")
+                assert set(board["explainer"]) == {"Saliency", "RandomExp"}
+            finally:
+                explorer.close()
+    finally:
+        if "Planted" in catalog.MODELS:
+            catalog.unregister("Planted")
+    note = "unknown config 'Planted-Saliency' <b>"
+    assert markdown_text(note) == "unknown config 'Planted-Saliency' \\<b\\>"
+
+
+def test_the_page_opens_on_the_model_and_metric_that_separate_explainers_most(tmp_path):
+    """A 4-image exact tie first in catalog order, a wide spread on 4 images, a narrow one
+    on 64: the page opens on ResNet50 / Deletion (64 images, widest spread there)."""
+    import pandas as pd
+
+    from dina_datasets.explore.app import build
+    from dina_datasets.explore.data import Explorer
+    from dina_datasets.explore.opening import separations
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["ResNet50-Saliency", "ResNet50-Rise"], n=2, keys=True)
+    built = str(tmp_path / "built.parquet")
+    score_table.build(root, built)
+    template = pd.read_parquet(built).iloc[0]
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def cell(model: str, metric: str, means: dict[str, float], n: int, sd: float) -> None:
+        for explainer, mean in means.items():
+            for i, score in enumerate(mean + sd * rng.standard_normal(n)):
+                rows.append({**template.to_dict(), "model": model, "explainer": explainer,
+                             "metric": metric, "index": i, "image_id": f"img_{i:03d}",
+                             "score": float(score)})
+
+    tie = {"Saliency": 0.5, "Rise": 0.5}
+    for metric in ("Insertion", "Deletion", "MuFidelity"):  # catalog order's first: a tie
+        cell("DinoV2", metric, tie, 4, 0.0)
+    cell("DinoV2", "Sparseness", {"Saliency": 0.2, "Rise": 0.5}, 4, 0.05)  # 4 images
+    cell("ResNet50", "Insertion", {"Saliency": 0.50, "Rise": 0.51}, 64, 0.05)  # narrow
+    cell("ResNet50", "Deletion", {"Saliency": 0.2, "Rise": 0.5}, 64, 0.05)  # the answer
+    cell("ResNet50", "Complexity", {"Saliency": 0.2}, 64, 0.05)  # one explainer: no ranking
+    path = str(tmp_path / "scores.parquet")
+    pd.DataFrame(rows).astype(pd.read_parquet(built).dtypes.to_dict()).to_parquet(path)
+
+    explorer = Explorer(root, scores=path, render_workers=0,
+                        cache_dir=str(tmp_path / "cache")).open()
+    try:
+        assert explorer.choices("model")[0] == "DinoV2"  # catalog order would open there
+        values = {b.elem_id: b.value for b in build(explorer).blocks.values()
+                  if getattr(b, "elem_id", None) in ("lb-model", "s-name")}
+        assert values == {"lb-model": "ResNet50", "s-name": "ResNet50"}
+        assert explorer.start == ("ResNet50", "Deletion")
+        table = separations(explorer.table())
+        assert list(table[["model", "metric"]].itertuples(index=False, name=None))[:2] == [
+            ("ResNet50", "Deletion"), ("DinoV2", "Sparseness")]
+        assert table.set_index(["model", "metric"]).loc[("DinoV2", "Insertion"),
+                                                        "separation"] == 0
+        assert not ((table["model"] == "ResNet50") & (table["metric"] == "Complexity")).any()
     finally:
         explorer.close()

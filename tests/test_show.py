@@ -8,7 +8,7 @@ from PIL import Image
 
 import dina_datasets as dd
 from dina_datasets.cli import main
-from dina_datasets.viz import figures
+from dina_datasets.viz import figures, scales
 
 
 @pytest.fixture
@@ -43,10 +43,10 @@ def test_display_image_is_the_central_crop_the_model_saw(tmp_path):
 
 def test_heatmap_reduces_three_channels_and_keeps_sign_of_one():
     three = np.stack([np.ones((4, 4)), -np.ones((4, 4)), 3 * np.ones((4, 4))], -1)
-    values, signed = figures.heatmap(three)
+    values, signed = scales.heatmap(three)
     assert values.shape == (4, 4) and not signed and np.allclose(values, 5 / 3)
     one = np.linspace(-1, 1, 16).reshape(4, 4, 1)
-    values, signed = figures.heatmap(one)
+    values, signed = scales.heatmap(one)
     assert signed and values.shape == (4, 4) and values.min() == -1
 
 
@@ -217,3 +217,75 @@ def test_a_refilled_figure_draws_the_pixels_of_a_fresh_one():
         assert np.array_equal(pixels(figures.render(rows, reuse=True)),
                               pixels(figures.render(rows))), k
     assert figures._KEPT  # figures were kept and refilled
+
+
+def _drawn(rows):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figures.figure(rows)
+    FigureCanvasAgg(fig).draw()
+    return fig, fig.canvas.get_renderer()
+
+
+def _grid(scale: float, signed: bool, n_rows: int = 2, n_cols: int = 3, model: str = "Planted"):
+    rng = np.random.default_rng(2)
+    photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    rows = []
+    for r in range(n_rows):
+        row = []
+        for c in range(n_cols):
+            values = rng.random((32, 32, 1)) * scale - (scale / 2 if signed else 0)
+            row.append(figures.Panel(f"{model}-E{c}", r, values.astype(np.float32),
+                                     f"img_{r}", photo))
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize(("scale", "signed"), [(1e-16, True), (1e-16, False), (3e-4, True),
+                                               (0.02, True), (1.0, False), (5e4, True),
+                                               (1e7, False)])
+def test_colour_bar_labels_stay_beside_their_bar_and_say_their_value(scale, signed):
+    """Tick labels (and any scale label) overlap no other panel, no bar, the figure's edge;
+    each says its tick's value, and no two say the same."""
+    fig, renderer = _drawn(_grid(scale, signed))
+    maps = [ax for ax in fig.axes if ax.get_position().width > 0.1]
+    bars = [ax for ax in fig.axes if ax.get_position().width < 0.1]
+    assert len(maps) == len(bars) == 6
+    frame = fig.bbox
+    for bar in bars:
+        others = [ax.get_window_extent(renderer) for ax in fig.axes if ax is not bar]
+        texts = [t for t in bar.yaxis.get_ticklabels() if t.get_visible() and t.get_text()]
+        texts.append(bar.yaxis.get_offset_text())
+        for text in texts:
+            if not text.get_text():
+                continue
+            box = text.get_window_extent(renderer)
+            assert box.x0 >= frame.x0 and box.x1 <= frame.x1 + 0.5, text.get_text()
+            for other in others:
+                assert not box.overlaps(other), (text.get_text(), other)
+        labels = [t.get_text() for t in bar.yaxis.get_ticklabels()]
+        ticks = np.asarray(bar.yaxis.get_ticklocs())
+        assert len(set(labels)) == len(labels) >= 3, labels
+        np.testing.assert_allclose([float(t.replace("\N{MINUS SIGN}", "-")) for t in labels],
+                                   ticks, rtol=0, atol=1e-6 * np.abs(ticks).max())
+
+
+def test_a_lone_panel_has_distinct_ticks_and_one_title():
+    rows = _grid(3e-4, False, 1, 1)
+    fig, _ = _drawn(rows)
+    labels = [t.get_text() for t in fig.axes[-1].yaxis.get_ticklabels()]
+    assert len(set(labels)) == len(labels) >= 3, labels
+    assert fig.axes[0].get_title() == "Planted-E0"  # the config, said once
+    assert fig._suptitle is None or not fig._suptitle.get_text()
+    grid, _ = _drawn(_grid(1.0, False, 2, 2))  # a grid of one model names it once, on top
+    assert grid._suptitle.get_text() == "Planted: attribution maps"
+    assert [ax.get_title() for ax in grid.axes[:2]] == ["E0", "E1"]
+
+
+def test_numerically_zero_maps_say_so():
+    tiny, fine = _grid(2e-16, False, 1, 1), _grid(1.0, False, 1, 1)
+    fig, _ = _drawn([tiny[0] + fine[0]])
+    notes = [[t.get_text() for t in ax.texts] for ax in fig.axes if ax.get_position().width > 0.1]
+    assert notes == [["max |a| = 2e\N{MINUS SIGN}16: numerically zero"], []]
+    assert scales.near_zero(np.full((224, 224, 3), 1e-12)) is not None  # total 5e-8
+    assert scales.near_zero(np.full((224, 224, 1), 1e-9)) is None  # total 5e-5

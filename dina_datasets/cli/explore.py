@@ -1,8 +1,16 @@
-"""`dina explore`: a local web app to see maps beside their images and scores (Gradio)."""
+"""`dina explore`: a local web app to see maps beside their images and scores (Gradio).
+
+SIGTERM and SIGHUP stop it as Ctrl+C does (containers and service managers stop with
+SIGTERM): the server, the renderer processes and the temporary folder all go."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
 
 from dina_datasets.layout import DEFAULT_DATA_URL
 
@@ -38,12 +46,41 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     explorer = Explorer(args.data_url, scores=args.scores, images=args.images,
                         imagenet_json=args.imagenet_json,
-                        storage_options=args.storage_options).open()
-    if explorer.problem:
-        print(f"dina explore: problem (shown in the page too): {explorer.problem}")
-    print(f"dina explore: http://{args.host}:{args.port} (Ctrl+C stops)")
+                        storage_options=args.storage_options)
     try:
-        launch(explorer, host=args.host, port=args.port, block=True, quiet=True)
+        with stop_signals_interrupt():
+            explorer.open()
+            if explorer.problem:
+                print(f"dina explore: problem (shown in the page too): {explorer.problem}")
+            demo = launch(explorer, host=args.host, port=args.port, block=False, quiet=True)
+            print(f"dina explore: http://{args.host}:{args.port} (Ctrl+C stops)", flush=True)
+            try:
+                while demo.is_running:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                print("dina explore: stopping", flush=True)
+            finally:
+                demo.close()
     finally:
         explorer.close()
     return 0
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as Ctrl+C
+    does, so that the same clean-up runs; the previous handlers are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(number).name}")
+
+    kinds = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {kind: signal.signal(kind, interrupt) for kind in kinds}
+    try:
+        yield
+    finally:
+        for kind, handler in previous.items():
+            signal.signal(kind, handler)

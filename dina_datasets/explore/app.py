@@ -9,8 +9,8 @@ problem (a message in the page, an error from the API).
 from __future__ import annotations
 
 import functools
-import html
 import logging
+import re
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +18,8 @@ from typing import Any
 import gradio as gr
 
 from dina_datasets.errors import DinaError
-from dina_datasets.explore.data import PREDICTIONS, Explorer, filters
+from dina_datasets.explore.controls import PREDICTIONS, filters
+from dina_datasets.explore.data import Explorer
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION
 
 log = logging.getLogger("dina.explore")
@@ -56,20 +57,29 @@ def build(explorer: Explorer) -> gr.Blocks:
     metrics = [] if problem else explorer.choices("metric")
     configs = [] if problem else explorer.choices("config")
     names = [] if problem else models + explorer.choices("explainer")
-    first = models[0] if models else None
-    first_metric = metrics[0] if metrics else None
+    # the page opens on the (model, metric) that tells its explainers apart most clearly
+    first, first_metric = explorer.start or (models[0] if models else None,
+                                             metrics[0] if metrics else None)
+    pair = [c for c in configs if c.split("-", 1)[0] == first] or configs
 
     def with_filters(prediction, classes, image_ids, activation):
         return filters(prediction, classes, image_ids, activation)
 
+    # Every argument has a default (the API makes it optional: gradio gives the control's
+    # initial value, or None where the control starts empty); None means "not set".
     @guarded
-    def leaderboard(model, metric, prediction, classes, image_ids, activation):
+    def leaderboard(model: str | None = None, metric: str | None = None,
+                    prediction: str | None = None, classes: str | None = None,
+                    image_ids: str | None = None, activation: str | None = None):
+        """The ranked explainers of a model under a metric ("all": every metric)."""
         frame = explorer.leaderboard(model, metric,
                                      with_filters(prediction, classes, image_ids, activation))
-        return frame.round(6)
+        return shown(frame)
 
     @guarded
-    def sample(name, index, image_id, activation):
+    def sample(name: str | None = None, index: float | None = 0, image_id: str | None = None,
+               activation: str | None = None):
+        """An image under every explainer of a model (or every model of an explainer)."""
         s = explorer.sample(name, index, activation or DEFAULT_ACTIVATION, image_id or "")
         image = None
         if s.image is not None:
@@ -79,35 +89,45 @@ def build(explorer: Explorer) -> gr.Blocks:
                 + (" (correct)" if s.label >= 0 and s.label == s.prediction else
                    " (wrong)" if s.label >= 0 and s.prediction >= 0 else ""))
         if s.notes:
-            keys += "\n\n" + "\n".join(f"- {html.escape(n)}" for n in s.notes)
-        return image, keys, s.maps, s.scores
+            keys += "\n\n" + "\n".join(f"- {markdown_text(n)}" for n in s.notes)
+        return image, keys, s.maps, shown(s.scores)
 
     @guarded
-    def compare(config_a, config_b, metric, prediction, classes, image_ids, activation):
+    def compare(config_a: str | None = None, config_b: str | None = None,
+                metric: str | None = None, prediction: str | None = None,
+                classes: str | None = None, image_ids: str | None = None,
+                activation: str | None = None):
+        """Two configs' scores per image, where they disagree most first."""
         frame, png = explorer.compare(config_a, config_b, metric,
                                       with_filters(prediction, classes, image_ids, activation))
-        return explorer.save(png), frame.head(50).round(6)
+        return explorer.save(png), shown(frame.head(50))
 
     @guarded
-    def agreement(between, prediction, classes, image_ids, activation):
+    def agreement(between: str | None = None, prediction: str | None = None,
+                  classes: str | None = None, image_ids: str | None = None,
+                  activation: str | None = None):
+        """Kendall's tau between the rankings of metrics (or of models)."""
         frame, png = explorer.agreement(between,
                                         with_filters(prediction, classes, image_ids,
                                                      activation))
-        return explorer.save(png), frame.round(4)
+        return explorer.save(png), shown(frame)
 
     @guarded
-    def stability(model, metric, prediction, classes, image_ids, activation):
+    def stability(model: str | None = None, metric: str | None = None,
+                  prediction: str | None = None, classes: str | None = None,
+                  image_ids: str | None = None, activation: str | None = None):
+        """How many images the ranking of a model's explainers under a metric needs."""
         frame, png = explorer.stability(model, metric,
                                         with_filters(prediction, classes, image_ids,
                                                      activation))
-        return explorer.save(png), frame.round(4)
+        return explorer.save(png), shown(frame)
 
     with gr.Blocks(title="DINA explorer") as demo:
         gr.Markdown(f"# DINA explorer\nData: `{explorer.data_url}` · scores: "
                     f"`{explorer.scores_path}`" + ("" if explorer.images else
                                                    " · no `--images`: maps drawn alone"))
         if problem:
-            gr.Markdown(f"**Problem:** {html.escape(problem)}", elem_id="problem")
+            gr.Markdown(f"**Problem:** {markdown_text(problem)}", elem_id="problem")
         with gr.Row():
             prediction = gr.Radio(list(PREDICTIONS), value="all", label="predictions")
             classes = gr.Textbox(label="classes (true labels, e.g. 281,285)")
@@ -139,21 +159,21 @@ def build(explorer: Explorer) -> gr.Blocks:
                 with gr.Row():
                     s_image = gr.Image(type="filepath", label="image", height=260,
                                        interactive=False)
-                    s_keys = gr.Markdown(elem_id="s-keys")
-                s_scores = gr.Dataframe(label="this image's scores", elem_id="s-scores",
+                    s_keys = gr.Markdown(elem_id="s-keys", label="keys")
+                s_scores = gr.Dataframe(label="scores", elem_id="s-scores",
                                         interactive=False)
-                s_maps = gr.Gallery(label="maps (as `dina show` draws them)", columns=3,
+                s_maps = gr.Gallery(label="maps", columns=3,
                                     height="auto", object_fit="contain", elem_id="s-maps",
                                     interactive=False)
             with gr.Tab("Compare", id="compare"):
                 with gr.Row():
-                    c_a = _choice(configs, value=configs[0] if configs else None,
+                    c_a = _choice(configs, value=pair[0] if pair else None,
                                       label="config A")
-                    c_b = _choice(configs, value=configs[1] if len(configs) > 1 else None,
+                    c_b = _choice(configs, value=pair[1] if len(pair) > 1 else None,
                                       label="config B")
                     c_metric = _choice(metrics, value=first_metric, label="metric")
                     c_go = gr.Button("Compare", elem_id="c-go")
-                c_plot = gr.Image(type="filepath", label="paired scores", height=420,
+                c_plot = gr.Image(type="filepath", label="scatter", height=420,
                                   interactive=False)
                 gr.Markdown("Images where A and B disagree most (difference of percentile "
                             "ranks): click a row to open it in Sample.")
@@ -164,15 +184,20 @@ def build(explorer: Explorer) -> gr.Blocks:
                     a_between = gr.Radio(["metrics", "models"], value="metrics",
                                          label="between")
                     a_go = gr.Button("Show agreement", elem_id="a-go")
-                a_plot = gr.Image(type="filepath", label="Kendall's tau", interactive=False)
+                a_plot = gr.Image(type="filepath", label="heatmap", interactive=False)
                 a_table = gr.Dataframe(label="pairs", interactive=False)
             with gr.Tab("Stability", id="stability"):
                 with gr.Row():
                     t_model = _choice(models, value=first, label="model")
                     t_metric = _choice(metrics, value=first_metric, label="metric")
                     t_go = gr.Button("Show stability", elem_id="t-go")
-                t_plot = gr.Image(type="filepath", label="stability", interactive=False)
+                t_plot = gr.Image(type="filepath", label="curve plot", interactive=False)
                 t_table = gr.Dataframe(label="curve", interactive=False)
+            # The "Reliability" tab goes here: `analysis.stats.reliability` gives frames of
+            # (model, activation, metric, grade, ...); a tab with model / metric dropdowns, a
+            # handler like `stability` (`explorer.reliability(...)`, shown by `shown`), its
+            # `.click(..., api_name="reliability")` below, and a row in docs/explorer.md's API
+            # table (a test compares that table with the app's API).
 
         lb_go.click(leaderboard, [lb_model, lb_metric, *shared], lb_table,
                     api_name="leaderboard")
@@ -196,6 +221,23 @@ def build(explorer: Explorer) -> gr.Blocks:
         if not problem:
             demo.load(leaderboard, [lb_model, lb_metric, *shared], lb_table, api_name=False)
     return demo
+
+
+def markdown_text(text: str) -> str:
+    """Text shown as written in Markdown: its Markdown and HTML characters backslash-escaped
+    (an HTML entity such as `&#x27;` would be shown as such, not as a quote)."""
+    return re.sub(r"([\\`*_{}\[\]<>#|~&])", r"\\\1", text)
+
+
+def shown(frame: Any) -> Any:
+    """A table as the page shows it: floats to 4 significant digits, missing ones blank;
+    the values themselves stay whole (what the API returns, what a copy takes)."""
+    floats = [c for c in frame.columns if frame[c].dtype.kind == "f"]
+    return frame.style.format({c: _rounded for c in floats})
+
+
+def _rounded(value: Any) -> str:
+    return "" if value is None or value != value else f"{value:.4g}"
 
 
 def _choice(choices: list[str], value: str | None = None, label: str = "",

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, maps, storage
+from dina_datasets import catalog, storage
 from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
 from dina_datasets.layout import Layout
 from dina_datasets.recordio.records import read_records_at
+from dina_datasets.viz import scales
 
 CENTRAL_CROP = 0.95  # kecam's evaluation crop, so that the picture lines up with the map
 # --out suffix -> matplotlib format
@@ -49,21 +50,10 @@ def display_image(path: str, size: int) -> np.ndarray:
     return np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC))
 
 
-def heatmap(explanation: np.ndarray) -> tuple[np.ndarray, bool]:
-    """A 2-D map to draw and whether it is signed: 3-channel maps become the mean of |E|
-    over channels; 1-channel maps keep their sign."""
-    array = np.asarray(explanation, dtype=np.float64)
-    if array.ndim == 3 and array.shape[-1] > 1:
-        return np.abs(array).mean(axis=-1), False
-    flat = array.reshape(array.shape[:2]) if array.ndim == 3 else array
-    signed = bool(np.nanmin(flat) < 0 < np.nanmax(flat))
-    return flat, signed
-
-
 def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str,
                 images: str | None = None, assume_order: bool = False,
                 storage_options: dict[str, Any] | None = None) -> list[list[Panel]]:
-    """Panels[row][column] for `indices` (rows) of `configs` (columns).
+    """Panels[row][column] for `indices` (rows) of `configs` (columns, catalog names).
 
     The image of a record is found in `images` (a folder or a kecam json) by the record's
     own `image_id`; every id missing from `images` is reported. Records without one (the
@@ -71,15 +61,27 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
     or with `assume_order=True` (see `check_positional`).
     """
     cells = [catalog.Cell.from_name(name, allow_missing=True) for name in configs]
+    return read_panels([(c.model, c.explainer) for c in cells], indices, data_url=data_url,
+                       images=images, assume_order=assume_order,
+                       storage_options=storage_options)
+
+
+def read_panels(cells: Sequence[tuple[str, str]], indices: Sequence[int], *, data_url: str,
+                images: str | None = None, assume_order: bool = False,
+                storage_options: dict[str, Any] | None = None) -> list[list[Panel]]:
+    """`load_panels` of (model, explainer) pairs taken as they are, without the catalog:
+    the cells found in the data (a contributed model's, registered in this process or not)."""
     layout = Layout(data_url)
     entries = _image_entries(images)
     by_id = {e.image_id: e.path for e in entries or ()}
     missing: list[str] = []
     columns = []
-    for cell in cells:  # each config's records in one batch of ranged reads
-        url = layout.explanations(cell.model, cell.explainer)
+    names = [f"{model}-{explainer}" for model, explainer in cells]
+    for (model, explainer), name in zip(cells, names, strict=True):
+        # each config's records in one batch of ranged reads
+        url = layout.explanations(model, explainer)
         if not storage.exists(url, storage_options):
-            raise LayoutError(f"{cell.name}: no explanations at {url}; check --data-url "
+            raise LayoutError(f"{name}: no explanations at {url}; check --data-url "
                               "(a bucket-shaped folder: Model/Explainer/explanations."
                               "tfrecord)")
         columns.append(read_records_at(url, indices, storage_options=storage_options,
@@ -87,7 +89,7 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
     rows = []
     for k, index in enumerate(indices):
         row = []
-        for cell, records in zip(cells, columns, strict=True):
+        for name, records in zip(names, columns, strict=True):
             record = records[k]
             image_id = record.get("image_id", b"")
             image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
@@ -97,16 +99,16 @@ def load_panels(configs: Sequence[str], indices: Sequence[int], *, data_url: str
                 if image_id in by_id:
                     image = display_image(by_id[image_id], explanation.shape[0])
                 else:
-                    missing.append(f"image {image_id!r} of {cell.name} record {index}")
+                    missing.append(f"image {image_id!r} of {name} record {index}")
             elif entries is not None:
                 from dina_datasets.images import check_positional
 
-                check_positional(images, f"the records of {cell.name}", assume_order)
+                check_positional(images, f"the records of {name}", assume_order)
                 if index >= len(entries):
-                    raise AlignmentError(f"record {index} of {cell.name} has no image_id and "
+                    raise AlignmentError(f"record {index} of {name} has no image_id and "
                                          f"{images!r} lists only {len(entries)} images")
                 image = display_image(entries[index].path, explanation.shape[0])
-            row.append(Panel(cell.name, index, explanation, image_id, image))
+            row.append(Panel(name, index, explanation, image_id, image))
         rows.append(row)
     if missing:
         raise LayoutError(f"{len(missing)} image(s) of the records are not in {images!r}: "
@@ -134,37 +136,12 @@ def image_format(out: str) -> str:
 
 # the grid's geometry, in inches: a square map, its colour bar and the bar's labels per
 # column; a band for the image names on the left, for the titles (and the suptitle) on top.
-# Fixed, not constrained_layout: the same picture at a fifth of the drawing time.
-MAP, BAR_PAD, BAR, BAR_LABELS = 2.45, 0.06, 0.11, 0.5
+# Fixed, not constrained_layout: the same picture at a fifth of the drawing time. The bar's
+# labels (at most 5 ticks, `scales.tick_labels`: no offset text above the bar) fit in
+# BAR_LABELS at `scales.TICK_SIZE` points, the widest ("−2.5e−16") included.
+MAP, BAR_PAD, BAR, BAR_LABELS = 2.45, 0.06, 0.11, 0.64
 LEFT, TOP, SUPTITLE, ROW_GAP, BOTTOM = 0.3, 0.28, 0.34, 0.12, 0.1
 COLUMN = MAP + BAR_PAD + BAR + BAR_LABELS
-
-
-@dataclass
-class _Look:
-    """How one panel is drawn: a degenerate map's note, or its values on a scale."""
-
-    empty: str | None
-    values: np.ndarray | None = None
-    norm: Any = None
-    cmap: str = ""
-    weight: np.ndarray | None = None
-
-
-def _look(panel: Panel, alpha: float) -> _Look:
-    import matplotlib
-
-    empty = maps.describe(panel.explanation)
-    if empty:
-        return _Look(empty)
-    values, signed = heatmap(panel.explanation)
-    bound = float(np.nanpercentile(np.abs(values), 99.5)) or float(np.nanmax(np.abs(values)))
-    low = -bound if signed else (0.0 if np.nanmin(values) >= 0 else None)
-    weight = None
-    if panel.image is not None:
-        weight = alpha * np.sqrt(np.clip(np.abs(np.nan_to_num(values)) / bound, 0, 1))
-    return _Look(None, values, matplotlib.colors.Normalize(vmin=low, vmax=bound),
-                 "RdBu_r" if signed else "inferno", weight)
 
 
 _KEPT: dict[tuple[Any, ...], tuple[Any, list[Any]]] = {}  # figures kept for `reuse`
@@ -177,11 +154,11 @@ def figure(rows: list[list[Panel]], *, alpha: float = 0.8, reuse: bool = False) 
     for a process that draws many pictures, e.g. the explorer's renderers)."""
     if not rows or not rows[0]:
         raise ConfigError("nothing to draw: give at least one config and one index")
-    looks = [[_look(p, alpha) for p in row] for row in rows]
+    looks = [[scales.look(p.explanation, p.image is not None, alpha) for p in row] for row in rows]
     models = {p.config.split("-", 1)[0] for row in rows for p in row}
     shape = tuple((None if p.image is None else p.image.shape, look.empty is None,
                    None if look.values is None else look.values.shape,
-                   look.norm is not None and look.norm.vmin is None)
+                   look.norm is not None and look.norm.vmin is None, look.note is None)
                   for row, row_looks in zip(rows, looks, strict=True)
                   for p, look in zip(row, row_looks, strict=True))
     key = (len(models) == 1, len(rows), len(rows[0]), shape)
@@ -199,13 +176,16 @@ def figure(rows: list[list[Panel]], *, alpha: float = 0.8, reuse: bool = False) 
 
 
 def _titles(rows: list[list[Panel]], models: set[str]) -> tuple[list[str], list[str], str]:
-    one = len(models) == 1
-    titles = [p.config if not one else p.config.split("-", 1)[1] for p in rows[0]]
+    """(column titles, row labels, the figure's title): one model's grid says the model
+    once, on top; a lone panel (the explorer draws each map alone) is titled by its config,
+    with no figure title to repeat on every tile."""
+    shared = len(models) == 1 and len(rows) * len(rows[0]) > 1
+    titles = [p.config.split("-", 1)[1] if shared else p.config for p in rows[0]]
     labels = [row[0].image_id or f"record {row[0].index}" for row in rows]
-    return titles, labels, f"{next(iter(models))}: attribution maps" if one else ""
+    return titles, labels, f"{next(iter(models))}: attribution maps" if shared else ""
 
 
-def _build(rows: list[list[Panel]], looks: list[list[_Look]], models: set[str]
+def _build(rows: list[list[Panel]], looks: list[list[scales.Look]], models: set[str]
            ) -> tuple[Any, list[Any]]:
     import matplotlib
     from matplotlib.figure import Figure
@@ -241,19 +221,26 @@ def _build(rows: list[list[Panel]], looks: list[list[_Look]], models: set[str]
                 bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=look.norm,
                                                                 cmap=look.cmap),
                                    cax=fig.add_axes(box(r, c, MAP + BAR_PAD, BAR)))
+                scales.bar_ticks(bar)
+            note = None
+            if look.note:
+                note = ax.text(0.5, 0.03, look.note, transform=ax.transAxes, ha="center",
+                               va="bottom", fontsize=8, bbox={"boxstyle": "round",
+                                                              "facecolor": "white",
+                                                              "alpha": 0.85})
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(titles[c], fontsize=10)
             if c == 0:
                 ax.set_ylabel(labels[r], fontsize=9)
-            parts.append((ax, photo, shown, bar))
+            parts.append((ax, photo, shown, bar, note))
     if suptitle:
         fig.suptitle(suptitle, fontsize=12, y=1 - 0.08 / fig.get_figheight(), va="top")
     return fig, parts
 
 
-def _fill(fig: Any, parts: list[Any], rows: list[list[Panel]], looks: list[list[_Look]],
+def _fill(fig: Any, parts: list[Any], rows: list[list[Panel]], looks: list[list[scales.Look]],
           models: set[str]) -> None:
     import matplotlib
 
@@ -261,7 +248,7 @@ def _fill(fig: Any, parts: list[Any], rows: list[list[Panel]], looks: list[list[
     panels = [(r, c, p, look) for r, (row, row_looks) in enumerate(zip(rows, looks,
                                                                         strict=True))
               for c, (p, look) in enumerate(zip(row, row_looks, strict=True))]
-    for (r, c, panel, look), (ax, photo, shown, bar) in zip(panels, parts, strict=True):
+    for (r, c, panel, look), (ax, photo, shown, bar, note) in zip(panels, parts, strict=True):
         if photo is not None:
             photo.set_data(panel.image)
         if look.empty:
@@ -272,6 +259,9 @@ def _fill(fig: Any, parts: list[Any], rows: list[list[Panel]], looks: list[list[
             shown.set_norm(look.norm)
             shown.set_alpha(look.weight)
             bar.update_normal(matplotlib.cm.ScalarMappable(norm=look.norm, cmap=look.cmap))
+            scales.bar_ticks(bar)  # (a new norm resets the bar's locator and formatter)
+        if note is not None:
+            note.set_text(look.note)
         if r == 0:
             ax.set_title(titles[c], fontsize=10)
         if c == 0:
