@@ -21,22 +21,23 @@ def _order(names: Any, table: Any) -> list[str]:
                   else (len(known), n))
 
 
-def reliability_card(cards: Any, *, activation: str = "softmax", title: str | None = None
-                     ) -> Any:
-    """The coloured card of the `cards` frame of one activation (columns model, activation,
-    metric, grade, split_half, and separates_random for a "≠R" mark)."""
+def reliability_card(cards: Any, *, title: str | None = None) -> Any:
+    """The coloured card of the `cards` frame (columns model, activation, metric, grade,
+    split_half, separates_random): one column per model, or per (model, activation) when
+    there are several activations."""
     from dina_datasets.viz.charts import _pyplot
 
     plt = _pyplot()
-    rows = cards[cards["activation"] == activation]
-    metrics = _order(rows["metric"], catalog.METRICS)
-    models = _order(rows["model"], catalog.MODELS)
-    cell = {(r.model, r.metric): r for r in rows.itertuples()}
-    fig, ax = plt.subplots(figsize=(1.6 + 1.15 * max(1, len(models)),
+    metrics = _order(cards["metric"], catalog.METRICS)
+    activations = list(dict.fromkeys(cards["activation"]))
+    columns = [(m, a) for m in _order(cards["model"], catalog.MODELS) for a in activations
+               if ((cards["model"] == m) & (cards["activation"] == a)).any()]
+    cell = {(r.model, r.activation, r.metric): r for r in cards.itertuples()}
+    fig, ax = plt.subplots(figsize=(1.8 + 1.15 * max(1, len(columns)),
                                     1.3 + 0.5 * max(1, len(metrics))))
     for i, metric in enumerate(metrics):
-        for j, model in enumerate(models):
-            r = cell.get((model, metric))
+        for j, (model, activation) in enumerate(columns):
+            r = cell.get((model, activation, metric))
             word = r.grade if r is not None else ""
             ax.add_patch(plt.Rectangle((j, i), 0.96, 0.92, color=COLOURS[word]))
             if r is None:
@@ -47,15 +48,16 @@ def reliability_card(cards: Any, *, activation: str = "softmax", title: str | No
                 text += " =R"
             ax.text(j + 0.48, i + 0.46, text, ha="center", va="center", fontsize=7,
                     color="white" if word == "unreliable" else "black")
-    ax.set_xlim(0, max(1, len(models)))
+    labels = [m if len(activations) == 1 else f"{m}\n{a}" for m, a in columns]
+    ax.set_xlim(0, max(1, len(columns)))
     ax.set_ylim(max(1, len(metrics)), 0)
-    ax.set_xticks([j + 0.48 for j in range(len(models))], models, rotation=30, ha="right",
+    ax.set_xticks([j + 0.48 for j in range(len(columns))], labels, rotation=30, ha="right",
                   fontsize=8)
     ax.set_yticks([i + 0.46 for i in range(len(metrics))], metrics, fontsize=8)
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    ax.set_title(title or f"Can I trust the metric? ({activation}; SH = split-half "
-                 "reliability, =R does not separate from random)", fontsize=9)
+    ax.set_title(title or "Can I trust the metric? (SH = split-half reliability; "
+                 "=R: does not separate from random)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -1,0 +1,71 @@
+"""Test-retest of the stochastic metrics (the catalog's `stochastic`: MuFidelity and the
+randomization metrics): the first N maps of each cell are scored again with another seed
+(`evaluate`, into a temporary folder) and paired with the table's scores of the same records;
+per (model, activation, metric), the ICC(A,1) of the two runs over every (explainer, image)
+(`analysis.stats.consistency.icc_agreement`). A deterministic metric gives the same scores
+whatever the seed: it is not re-run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from dina_datasets import catalog, formats
+from dina_datasets.analysis.stats.consistency import icc_agreement
+from dina_datasets.analysis.table import literal, open_scores
+from dina_datasets.errors import ConfigError, check_positive_int
+from dina_datasets.layout import Layout
+
+SEED = 1042
+COLUMNS = ["model", "activation", "metric", "n", "icc"]
+
+
+def retest(data_url: str, scores: Any, *, images: int, seed: int = SEED,
+           weights: str = "pretrained", filters=(), activation: str | None = None,
+           batch_size: int = 32, storage_options: dict[str, Any] | None = None) -> Any:
+    """One row per (model, activation, metric) of a stochastic metric in `scores` (a table
+    of the score files under `data_url`): `COLUMNS` (a pandas frame)."""
+    import pandas as pd
+
+    from dina_datasets.metrics.evaluation import evaluate
+
+    check_positive_int("images", images)
+    stochastic = [m for m, spec in catalog.METRICS.items() if spec.stochastic]
+    table = open_scores(scores, filters, activation, storage_options)
+    names = ", ".join(literal(m) for m in stochastic)
+    cells = table.query(f"SELECT DISTINCT model, explainer, activation, metric FROM scores "
+                        f"WHERE metric IN ({names})").fetchall()
+    if not cells:
+        raise ConfigError(f"--retest: no scores of a stochastic metric ({', '.join(stochastic)})"
+                          " in the table: the others are deterministic")
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for model, explainer, act, metric in sorted(cells):
+        groups.setdefault((model, explainer, act), []).append(metric)
+    pairs: dict[tuple[str, str, str], list[np.ndarray]] = {}
+    with tempfile.TemporaryDirectory(prefix="dina-retest-") as out:
+        for (model, explainer, act), metrics in groups.items():
+            evaluate(model, explainer, metrics, data_url=data_url, out=out, limit=images,
+                     subsample=images, seed=seed, weights=weights, activation=act,
+                     batch_size=batch_size, progress=False, storage_options=storage_options)
+            for metric in metrics:
+                again = formats.read_scores(Layout(out).scores(model, explainer, metric, act))
+                first = table.query(
+                    "SELECT index, coalesce(score, 'NaN'::DOUBLE) AS score FROM scores "
+                    f"WHERE model = {literal(model)} AND "
+                    f"explainer = {literal(explainer)} AND metric = {literal(metric)} AND "
+                    f"activation = {literal(act)} AND index < {len(again)}").fetchnumpy()
+                original = np.full(len(again), np.nan)
+                original[np.asarray(first["index"], np.int64)] = np.asarray(
+                    first["score"], np.float64)
+                pairs.setdefault((model, act, metric), []).append(
+                    np.column_stack([original, np.asarray(again, np.float64)]))
+    rows = []
+    for (model, act, metric), parts in pairs.items():
+        both = np.concatenate(parts)
+        usable = np.isfinite(both).all(axis=1)
+        rows.append([model, act, metric, int(usable.sum()),
+                     icc_agreement(both[:, 0], both[:, 1])])
+    return pd.DataFrame(rows, columns=COLUMNS)
