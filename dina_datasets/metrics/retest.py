@@ -15,7 +15,7 @@ import numpy as np
 
 from dina_datasets import catalog, formats
 from dina_datasets.analysis.stats.consistency import icc_agreement
-from dina_datasets.analysis.table import literal, open_scores
+from dina_datasets.analysis.table import open_scores
 from dina_datasets.errors import ConfigError, check_positive_int
 from dina_datasets.layout import Layout
 
@@ -34,32 +34,27 @@ def retest(data_url: str, scores: Any, *, images: int, seed: int = SEED,
 
     check_positive_int("images", images)
     stochastic = [m for m, spec in catalog.METRICS.items() if spec.stochastic]
-    table = open_scores(scores, filters, activation, storage_options)
-    names = ", ".join(literal(m) for m in stochastic)
-    cells = table.query(f"SELECT DISTINCT model, explainer, activation, metric FROM scores "
-                        f"WHERE metric IN ({names})").fetchall()
-    if not cells:
+    table = open_scores(scores, [*filters, "metric=" + ",".join(stochastic)], activation,
+                        storage_options)
+    first = table.frame("SELECT model, explainer, activation, metric, index, "
+                        "coalesce(score, 'NaN'::DOUBLE) AS score FROM scores "
+                        f"WHERE index < {int(images)}")
+    if first.empty:
         raise ConfigError(f"--retest: no scores of a stochastic metric ({', '.join(stochastic)})"
                           " in the table: the others are deterministic")
-    groups: dict[tuple[str, str, str], list[str]] = {}
-    for model, explainer, act, metric in sorted(cells):
-        groups.setdefault((model, explainer, act), []).append(metric)
     pairs: dict[tuple[str, str, str], list[np.ndarray]] = {}
     with tempfile.TemporaryDirectory(prefix="dina-retest-") as out:
-        for (model, explainer, act), metrics in groups.items():
+        for (model, explainer, act), rows in first.groupby(["model", "explainer",
+                                                             "activation"]):
+            metrics = sorted(set(rows["metric"]))
             evaluate(model, explainer, metrics, data_url=data_url, out=out, limit=images,
                      subsample=images, seed=seed, weights=weights, activation=act,
                      batch_size=batch_size, progress=False, storage_options=storage_options)
-            for metric in metrics:
+            for metric, mine in rows.groupby("metric"):
                 again = formats.read_scores(Layout(out).scores(model, explainer, metric, act))
-                first = table.query(
-                    "SELECT index, coalesce(score, 'NaN'::DOUBLE) AS score FROM scores "
-                    f"WHERE model = {literal(model)} AND "
-                    f"explainer = {literal(explainer)} AND metric = {literal(metric)} AND "
-                    f"activation = {literal(act)} AND index < {len(again)}").fetchnumpy()
                 original = np.full(len(again), np.nan)
-                original[np.asarray(first["index"], np.int64)] = np.asarray(
-                    first["score"], np.float64)
+                inside = mine["index"].to_numpy() < len(again)
+                original[mine["index"].to_numpy()[inside]] = mine["score"].to_numpy()[inside]
                 pairs.setdefault((model, act, metric), []).append(
                     np.column_stack([original, np.asarray(again, np.float64)]))
     rows = []
