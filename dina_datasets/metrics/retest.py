@@ -25,9 +25,11 @@ COLUMNS = ["model", "activation", "metric", "n", "icc"]
 
 def retest(data_url: str, scores: Any, *, images: int, seed: int = SEED,
            weights: str = "pretrained", filters=(), activation: str | None = None,
-           batch_size: int = 32, storage_options: dict[str, Any] | None = None) -> Any:
+           batch_size: int = 32, metric_params: dict[str, dict[str, Any]] | None = None,
+           storage_options: dict[str, Any] | None = None) -> Any:
     """One row per (model, activation, metric) of a stochastic metric in `scores` (a table
-    of the score files under `data_url`): `COLUMNS` (a pandas frame)."""
+    of the score files under `data_url`): `COLUMNS` (a pandas frame). `metric_params`: the
+    parameters the scores were made with, when not the published ones."""
     import pandas as pd
 
     from dina_datasets.metrics.evaluation import evaluate
@@ -47,9 +49,11 @@ def retest(data_url: str, scores: Any, *, images: int, seed: int = SEED,
         for (model, explainer, act), rows in first.groupby(["model", "explainer",
                                                              "activation"]):
             metrics = sorted(set(rows["metric"]))
+            params = {m: p for m, p in (metric_params or {}).items() if m in metrics}
             evaluate(model, explainer, metrics, data_url=data_url, out=out, limit=images,
                      subsample=images, seed=seed, weights=weights, activation=act,
-                     batch_size=batch_size, progress=False, storage_options=storage_options)
+                     batch_size=batch_size, progress=False, metric_params=params or None,
+                     storage_options=storage_options)
             for metric, mine in rows.groupby("metric"):
                 again = formats.read_scores(Layout(out).scores(model, explainer, metric, act))
                 original = np.full(len(again), np.nan)

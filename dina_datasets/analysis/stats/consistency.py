@@ -20,8 +20,8 @@ activation, metric), in numpy (no Python loop over splits or explainers):
   "interval")` (a test checks it), which would build a units x distinct values table of
   50,000 x 700,000 here;
 - **ICC(A,1)**, two-way random, absolute agreement, single measure (McGraw & Wong 1996;
-  pingouin's "ICC2"), for test-retest: the same (image, explainer) scored twice with two
-  seeds.
+  pingouin's "ICC(A,1)", "ICC2" in older versions), for test-retest: the same (image,
+  explainer) scored twice with two seeds.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def agreement(values: np.ndarray) -> tuple[float, float]:
 
 def icc_agreement(first: np.ndarray, second: np.ndarray) -> float:
     """ICC(A,1) of two measurements of the same targets (NaN pairs dropped): two-way
-    random effects, absolute agreement, single measure (pingouin's ICC2)."""
+    random effects, absolute agreement, single measure (pingouin's "ICC(A,1)")."""
     both = np.isfinite(first) & np.isfinite(second)
     x = np.column_stack([np.asarray(first, np.float64)[both],
                          np.asarray(second, np.float64)[both]])

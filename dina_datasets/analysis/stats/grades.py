@@ -8,9 +8,11 @@ Grades (thresholds of Koo & Li 2016 for a reliability coefficient: below 0.5 poo
 0.75 moderate, 0.75 to 0.9 good, above 0.9 excellent; they grade by the lower bound of the
 interval, as done here for `reliable`):
 
-- `unreliable`: split-half below 0.5 (the ranking does not repeat on other images), or half
-  the scores undefined or more (degenerate), or the planted model's right answer not ranked
-  first, or a test-retest ICC below 0.5;
+- `unreliable`: split-half below 0.5 (the ranking does not repeat on other images) or its
+  interval reaching below 0 (no evidence that it repeats at all: with few explainers the
+  split-half of pure noise is 0.5 or more on about one table in five, never with an
+  interval above 0), or half the scores undefined or more (degenerate), or the planted
+  model's right answer not ranked first, or a test-retest ICC below 0.5;
 - `questionable`: the split-half interval reaches below 0.75, or the metric does not
   separate from random (`validity`), or 10 % of the scores or more are undefined, or a
   test-retest ICC below 0.75, or too few images (4) or explainers (2) to tell;
@@ -74,6 +76,9 @@ def grade(card: dict[str, Any]) -> tuple[str, list[str]]:
     elif sh < POOR:
         bad.append(f"split-half {sh:.2f} < {POOR}: the ranking does not repeat on other "
                    "images")
+    elif not low >= 0:
+        bad.append(f"split-half interval reaches {low:.2f} < 0: no evidence that the ranking "
+                   "repeats on other images")
     elif not low >= GOOD:
         doubtful.append(f"split-half interval reaches {low:.2f} < {GOOD}")
     share = card["degenerate_share"]
@@ -194,7 +199,10 @@ def reliability(scores: Any, *, filters=(), activation: str | None = None,
                                retest=retest)
         cards += more
         controls += rows
-    return Reliability(pd.DataFrame(cards, columns=CARD_COLUMNS),
+    # True / False / None (RandomExp absent) stay Python values, whatever pandas infers
+    frame = pd.DataFrame(cards, columns=CARD_COLUMNS).astype({"separates_random": object,
+                                                              "stochastic": object})
+    return Reliability(frame,
                        pd.DataFrame(controls, columns=[*validity.COLUMNS, "activation"]))
 
 
