@@ -91,7 +91,7 @@ def _retest(args: argparse.Namespace, table: str):
 
 
 def _work(args: argparse.Namespace, table: str):
-    from dina_datasets import stats
+    from dina_datasets.analysis import stats
 
     return stats.reliability(table, filters=args.filters, activation=args.activation,
                              n_splits=args.splits, seed=args.seed,
