@@ -353,3 +353,15 @@ def test_retest_of_a_stochastic_metric(tf, tmp_path):
     mu = card(result, "RetestToy", "MuFidelity")
     assert mu["retest"].startswith("ICC") and mu["retest_icc"] == other["icc"].iloc[0]
     assert card(result, "RetestToy", "Insertion")["retest"] == grades.DETERMINISTIC
+
+
+def test_separation_is_asked_of_all_explainers_at_once():
+    # one of ten explainers beats RandomExp on 61 of 100 images: alone, its Wilson bound is
+    # above 1/2; asked of ten at once (Bonferroni), it is not evidence
+    rows = [["M", "Insertion", f"E{i}", "RandomExp", 100, 61 if i == 0 else 50, 0, 0, 0, False]
+            for i in range(10)]
+    low, _ = validity.wilson(61, 100)
+    assert low > 0.5
+    assert validity.separates(rows) is False
+    assert validity.separates(rows[:1]) is True
+    assert validity.separates([["M", "Insertion", "E", "Sobel", 100, 90, 0, 0, 0, True]]) is None

@@ -23,8 +23,8 @@ def _order(names: Any, table: Any) -> list[str]:
 
 def reliability_card(cards: Any, *, title: str | None = None) -> Any:
     """The coloured card of the `cards` frame (columns model, activation, metric, grade,
-    split_half, separates_random): one column per model, or per (model, activation) when
-    there are several activations."""
+    split_half, separates_random, explainers): one column per model, or per (model,
+    activation) when there are several activations."""
     from dina_datasets.viz.charts import _pyplot
 
     plt = _pyplot()
@@ -43,7 +43,9 @@ def reliability_card(cards: Any, *, title: str | None = None) -> Any:
             if r is None:
                 continue
             sh = r.split_half
-            text = SHORT[word] + "\n" + ("SH n/a" if not math.isfinite(sh) else f"SH {sh:.2f}")
+            detail = (f"SH {sh:.2f}" if math.isfinite(sh) else
+                      "no explainer ranked" if getattr(r, "explainers", 1) == 0 else "SH n/a")
+            text = SHORT[word] + "\n" + detail
             if r.separates_random is False:
                 text += " =R"
             ax.text(j + 0.48, i + 0.46, text, ha="center", va="center", fontsize=7,

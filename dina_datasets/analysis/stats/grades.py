@@ -160,7 +160,7 @@ def _cards_of(table: Any, activation: str, *, n_splits: int, confidence: float, 
                 card["alpha"], card["alpha_raw"] = consistency.agreement(complete)
                 rows = validity.against_controls(matrix.values, names, metric, model,
                                                  confidence)
-                card["separates_random"] = validity.separates(rows)
+                card["separates_random"] = validity.separates(rows, confidence)
                 random = [r[6] for r in rows if r[3] == validity.RANDOM]
                 card["best_vs_random"] = max(random) if random else math.nan
                 controls += [[*r, activation] for r in rows]

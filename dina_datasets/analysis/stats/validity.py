@@ -5,7 +5,9 @@ the catalog's direction of the metric (a tie does not beat), with its Wilson sco
 (Wilson 1927; the interval recommended for a binomial share by Brown, Cai & DasGupta 2001).
 
 A metric "does not separate from random" (for a model) when no explainer that is not a
-reference beats RandomExp on most images with evidence: no Wilson lower bound above 1/2.
+reference beats RandomExp on most images with evidence: no Wilson lower bound above 1/2,
+the bounds taken at the Bonferroni level over the k explainers asked (confidence
+1 - (1 - 0.95) / k), since "some explainer does" is asked of all k at once.
 """
 
 from __future__ import annotations
@@ -69,11 +71,13 @@ def against_controls(values: np.ndarray, explainers: list[str], metric: str, mod
     return rows
 
 
-def separates(rows: Any) -> bool | None:
+def separates(rows: Any, confidence: float = CONFIDENCE) -> bool | None:
     """Whether some explainer beats RandomExp on most images with evidence (a Wilson lower
-    bound above 1/2), from `against_controls` rows of one (model, metric); None when
-    RandomExp is not there."""
+    bound above 1/2 at the Bonferroni level over the explainers), from `against_controls`
+    rows of one (model, metric); None when RandomExp is not there."""
     random = [r for r in rows if r[3] == RANDOM]
     if not random:
         return None
-    return any(r[9] for r in random)
+    level = 1 - (1 - confidence) / len(random)
+    low, _ = wilson(np.array([r[5] for r in random]), np.array([r[4] for r in random]), level)
+    return bool((low > MOST).any())
