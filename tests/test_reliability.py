@@ -365,3 +365,17 @@ def test_separation_is_asked_of_all_explainers_at_once():
     assert validity.separates(rows) is False
     assert validity.separates(rows[:1]) is True
     assert validity.separates([["M", "Insertion", "E", "Sobel", 100, 90, 0, 0, 0, True]]) is None
+
+
+def test_labels_and_matrix_for_the_leaderboard_and_explorer(result):
+    labels = grades.grade_labels(result.cards)
+    assert labels["ResNet50", CONSISTENT] == "reliable"
+    assert labels["ResNet50", NOISE] == "unreliable"
+    by_metric = grades.metric_labels(result.cards)
+    assert by_metric[NOISE] == "unreliable"  # one model, one grade
+    assert by_metric[CONSISTENT] == "questionable on 1 of 2 models"  # DinoV2: none ranked
+    wide = grades.card_matrix(result.cards)
+    assert list(wide.columns) == ["DinoV2", "ResNet50"]  # catalog order
+    assert list(wide.index) == [CONSISTENT, NOISE, NO_BETTER, "Complexity"]
+    assert wide.loc["Complexity", "ResNet50"] == "" and wide.loc[NOISE, "ResNet50"] == \
+        "unreliable"

@@ -213,6 +213,19 @@ def grade_labels(cards: Any, activation: str = "softmax") -> dict[tuple[str, str
     return {(r.model, r.metric): r.grade for r in rows.itertuples()}
 
 
+def metric_labels(cards: Any, activation: str = "softmax") -> dict[str, str]:
+    """{metric: label} for a leaderboard header: the grade when every model's card agrees,
+    else the worst one and on how many models (e.g. "unreliable on 2 of 9 models")."""
+    rows = cards[cards["activation"] == activation]
+    labels = {}
+    for metric, group in rows.groupby("metric", sort=False):
+        worst = max(group["grade"], key=GRADES.index)
+        count = int((group["grade"] == worst).sum())
+        labels[metric] = worst if count == len(group) else (
+            f"{worst} on {count} of {len(group)} models")
+    return labels
+
+
 def card_matrix(cards: Any, activation: str = "softmax") -> Any:
     """The card as a frame: one row per metric, one column per model, the grades (empty
     where not scored); for the explorer and the picture."""
