@@ -65,21 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
 
 
-def _planted(args: argparse.Namespace, table: str):
-    from dina_datasets.analysis.table import open_scores
-
-    images = args.planted
-    if not images:
-        models = open_scores(table, args.filters, None, args.storage_options).query(
-            "SELECT DISTINCT model FROM scores").fetchall()
-        if not any(m[0] == "Planted" for m in models):
-            return None
-        images = 64
-    from dina_datasets.demo.validity import planted_validity
-
-    return planted_validity(images=images)
-
-
 def _retest(args: argparse.Namespace, table: str):
     if not args.retest:
         return None
@@ -92,10 +77,13 @@ def _retest(args: argparse.Namespace, table: str):
 
 def _work(args: argparse.Namespace, table: str):
     from dina_datasets.analysis import stats
+    from dina_datasets.demo.validity import planted_if_present
 
     return stats.reliability(table, filters=args.filters, activation=args.activation,
                              n_splits=args.splits, seed=args.seed,
-                             planted=_planted(args, table), retest=_retest(args, table),
+                             planted=planted_if_present(table, args.filters, args.planted,
+                                                        args.storage_options),
+                             retest=_retest(args, table),
                              storage_options=args.storage_options)
 
 

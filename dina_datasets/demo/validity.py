@@ -97,3 +97,17 @@ def planted_validity(metrics: tuple[str, ...] | None = None, *, images: int = IM
             rows.append([planted.NAME, "softmax", metric, against, images, right,
                          right / images, right == images])
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def planted_if_present(scores: Any, filters=(), images: int = 0,
+                       storage_options: dict[str, Any] | None = None) -> Any:
+    """`planted_validity` on `images` images (default `IMAGES`) when asked (`images` > 0) or
+    when the scores table holds Planted configs; else None."""
+    if not images:
+        from dina_datasets.analysis.table import open_scores
+
+        found = open_scores(scores, filters, None, storage_options).query(
+            "SELECT DISTINCT model FROM scores").fetchall()
+        if not any(row[0] == planted.NAME for row in found):
+            return None
+    return planted_validity(images=images or IMAGES)
