@@ -379,3 +379,17 @@ def test_labels_and_matrix_for_the_leaderboard_and_explorer(result):
     assert list(wide.index) == [CONSISTENT, NOISE, NO_BETTER, "Complexity"]
     assert wide.loc["Complexity", "ResNet50"] == "" and wide.loc[NOISE, "ResNet50"] == \
         "unreliable"
+
+
+def test_report_has_the_reliability_section(table, tmp_path):
+    from dina_datasets.analysis.report import write_report
+
+    made = write_report(table, str(tmp_path / "report"), n_boot=20, sizes=(50,),
+                        stability_boot=5)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Metric reliability" in text
+    assert "![reliability card](figures/reliability.png)" in text
+    assert "| ResNet50 | softmax | Deletion |" in text and "**unreliable**" in text
+    cards = pd.read_csv(tmp_path / "report" / "tables" / "reliability.csv")
+    assert len(cards) == len(made.frames["reliability"]) == 5
+    assert (tmp_path / "report" / "figures" / "reliability.png").stat().st_size > 1000
