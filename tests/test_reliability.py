@@ -393,3 +393,16 @@ def test_report_has_the_reliability_section(table, tmp_path):
     cards = pd.read_csv(tmp_path / "report" / "tables" / "reliability.csv")
     assert len(cards) == len(made.frames["reliability"]) == 5
     assert (tmp_path / "report" / "figures" / "reliability.png").stat().st_size > 1000
+
+
+def test_leaderboard_prints_the_grade_beside_the_metric(table):
+    from dina_datasets.analysis import leaderboard
+
+    board = leaderboard.from_table(table)
+    text = board.text()
+    assert "Deletion (↓) [unreliable]" in text
+    assert "Insertion (↑) [questionable on 1 of 2 models]" in text  # DinoV2: none ranked
+    assert "[grade] beside a metric" in text
+    assert "Deletion (↓) [unreliable]" in board.markdown()
+    plain = leaderboard.from_table(table, grades=False).text()
+    assert "Deletion (↓)" in plain and "[unreliable]" not in plain
