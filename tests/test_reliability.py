@@ -309,7 +309,7 @@ def test_planted_validity(tf, table):
     assert bad["planted"].startswith("WRONG") and bad["grade"] == "unreliable"
 
 
-def test_retest_of_a_stochastic_metric(tf, tmp_path):
+def test_retest_of_a_stochastic_metric(tf, tmp_path, capsys):
     from PIL import Image
 
     from dina_datasets.generation.pipeline import generate
@@ -342,6 +342,11 @@ def test_retest_of_a_stochastic_metric(tf, tmp_path):
         quick = {"MuFidelity": {"nb_samples": 30}}
         same = retest(root, path, images=4, seed=42, weights="none", metric_params=quick)
         other = retest(root, path, images=4, seed=7, weights="none", metric_params=quick)
+        # the command: `--retest N` with the data (the published 200 samples this time)
+        capsys.readouterr()
+        assert main(["reliability", "--data-url", root, "--retest", "3", "--weights", "none",
+                     "--splits", "10", "--json"]) == 0
+        cards = {r["metric"]: r for r in json.loads(capsys.readouterr().out)["cards"]}
     finally:
         catalog.unregister("RetestToy")
     assert list(same["metric"]) == ["MuFidelity"]  # Insertion is deterministic: not re-run
@@ -353,6 +358,9 @@ def test_retest_of_a_stochastic_metric(tf, tmp_path):
     mu = card(result, "RetestToy", "MuFidelity")
     assert mu["retest"].startswith("ICC") and mu["retest_icc"] == other["icc"].iloc[0]
     assert card(result, "RetestToy", "Insertion")["retest"] == grades.DETERMINISTIC
+    assert cards["MuFidelity"]["retest"].startswith("ICC") and cards["MuFidelity"][
+        "retest"].endswith("on 3 scores")
+    assert cards["Insertion"]["retest"] == grades.DETERMINISTIC
 
 
 def test_separation_is_asked_of_all_explainers_at_once():
