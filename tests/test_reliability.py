@@ -406,11 +406,11 @@ def test_report_has_the_reliability_section(table, tmp_path):
 def test_leaderboard_prints_the_grade_beside_the_metric(table):
     from dina_datasets.analysis import leaderboard
 
-    board = leaderboard.from_table(table)
+    board = leaderboard.collect(scores=table)  # what `dina leaderboard` prints
     text = board.text()
     assert "Deletion (↓) [unreliable]" in text
     assert "Insertion (↑) [questionable on 1 of 2 models]" in text  # DinoV2: none ranked
     assert "[grade] beside a metric" in text
     assert "Deletion (↓) [unreliable]" in board.markdown()
-    plain = leaderboard.from_table(table, grades=False).text()
+    plain = leaderboard.from_table(table).text()  # the explorer's: no grades, instant
     assert "Deletion (↓)" in plain and "[unreliable]" not in plain

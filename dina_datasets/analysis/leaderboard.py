@@ -256,9 +256,10 @@ GRADE_SPLITS = 100  # split-half splits of the grades beside the metrics' names
 def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
                ci: str = "normal", n_boot: int = 1000,
                storage_options: dict[str, Any] | None = None,
-               grades: bool = True) -> Leaderboard:
+               grades: bool = False) -> Leaderboard:
     """The leaderboard of a scores table (path, DuckDB relation, pandas frame). `grades`:
-    print each metric's reliability grade beside its name (`stats.reliability`)."""
+    print each metric's reliability grade beside its name (`stats.reliability`: ~30 s of
+    CPU on the whole grid, so off for interactive use; `collect` turns it on)."""
     from dina_datasets.analysis import stats
     from dina_datasets.analysis.stats.grades import metric_labels
 
@@ -277,12 +278,13 @@ def collect(data_url: str | None = None, *, scores: Any = None,
             filters: Iterable[str] = (), alpha: float = 0.01, ci: str = "normal",
             n_boot: int = 1000, configs: Iterable[str] | None = None,
             imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
-            progress: bool = False) -> Leaderboard:
+            progress: bool = False, grades: bool = True) -> Leaderboard:
     """The leaderboard of a scores table, or of every score file under `data_url` (the
-    table is then built in a temporary folder, streaming)."""
+    table is then built in a temporary folder, streaming); `grades`: each metric's
+    reliability grade beside its name."""
     if scores is not None:
         return from_table(scores, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
-                          storage_options=storage_options)
+                          storage_options=storage_options, grades=grades)
     if data_url is None:
         raise ConfigError("give a data_url (a bucket-shaped folder) or a scores table")
     from dina_datasets.analysis import scores as table
@@ -291,4 +293,5 @@ def collect(data_url: str | None = None, *, scores: Any = None,
         path = os.path.join(folder, "scores.parquet")
         table.build(data_url, path, configs=configs, imagenet_json=imagenet_json,
                     storage_options=storage_options, progress=progress)
-        return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot)
+        return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
+                          grades=grades)
