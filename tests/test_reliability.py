@@ -414,3 +414,19 @@ def test_leaderboard_prints_the_grade_beside_the_metric(table):
     assert "Deletion (↓) [unreliable]" in board.markdown()
     plain = leaderboard.from_table(table).text()  # the explorer's: no grades, instant
     assert "Deletion (↓)" in plain and "[unreliable]" not in plain
+
+
+def test_degenerate_maps_from_the_map_check(table):
+    # the sanity floor's map check (sampled maps): Lime's maps near zero on ResNet50 (not
+    # ranked), and on DinoV2 most sampled maps degenerate (the metric cannot be read there)
+    maps = pd.DataFrame({"model": ["ResNet50", "ResNet50", "DinoV2"],
+                         "explainer": ["Lime", "Rise", "Saliency"], "sampled": [8, 8, 8],
+                         "degenerate_maps": [8, 0, 8]})
+    result = stats.reliability(table, maps=maps, n_splits=20)
+    c = card(result, "ResNet50", CONSISTENT)
+    assert "Lime" in c["degenerate_explainers"] and c["explainers"] == len(EXPLAINERS) - 1
+    assert c["degenerate_maps_share"] == pytest.approx(0.5)
+    assert c["grade"] == "unreliable" and "50% of the sampled maps degenerate" in c["reasons"]
+    assert not (result.validity["explainer"] == "Lime").any()
+    assert math.isnan(card(stats.reliability(table, n_splits=20), "ResNet50", CONSISTENT)[
+        "degenerate_maps_share"])

@@ -9,13 +9,16 @@ Grades (thresholds of Koo & Li 2016 for a reliability coefficient: below 0.5 poo
 interval, as done here for `reliable`):
 
 - `unreliable`: split-half below 0.5 (the ranking does not repeat on other images) or its
-  interval reaching below 0 (no evidence that it repeats at all: with few explainers the
-  split-half of pure noise is 0.5 or more on about one table in five, never with an
-  interval above 0), or half the scores undefined or more (degenerate), or the planted
-  model's right answer not ranked first, or a test-retest ICC below 0.5;
+  interval reaching below 0 (no evidence that it repeats at all: on 40 simulated
+  pure-noise tables of 300 images and 6 explainers, the estimate was 0.5 or more on 9, the
+  interval's low end below 0 on all 40), or half the scores undefined or more
+  (degenerate), or the planted model's right answer not ranked first, or a test-retest
+  ICC below 0.5, or half the sampled maps or more all-zero, constant or near zero (`maps=`:
+  the metric's epsilons decide their scores);
 - `questionable`: the split-half interval reaches below 0.75, or the metric does not
-  separate from random (`validity`), or 10 % of the scores or more are undefined, or a
-  test-retest ICC below 0.75, or too few images (4) or explainers (2) to tell;
+  separate from random (`validity`), or 10 % or more of the scores undefined (or of the
+  sampled maps degenerate), or a test-retest ICC below 0.75, or too few images (4) or
+  ranked explainers (2) to tell;
 - `reliable`: none of these.
 
 Krippendorff's alpha is shown, not graded: it says whether single images agree, which a
@@ -44,7 +47,8 @@ UNDEFINED_QUESTIONABLE = 0.1
 MIN_IMAGES, MIN_EXPLAINERS = 4, 2
 CARD_COLUMNS = ["model", "activation", "metric", "n", "explainers", "split_half",
                 "split_half_low", "split_half_high", "alpha", "alpha_raw", "separates_random",
-                "best_vs_random", "degenerate_share", "degenerate_explainers", "stochastic",
+                "best_vs_random", "degenerate_share", "degenerate_explainers",
+                "degenerate_maps_share", "stochastic",
                 "retest", "retest_icc", "planted", "grade", "reasons"]
 DETERMINISTIC = "deterministic"
 NOT_RUN = "not run"
@@ -86,6 +90,12 @@ def grade(card: dict[str, Any]) -> tuple[str, list[str]]:
         bad.append(f"{share:.0%} of the scores undefined (degenerate)")
     elif share >= UNDEFINED_QUESTIONABLE:
         doubtful.append(f"{share:.0%} of the scores undefined")
+    maps = card.get("degenerate_maps_share", math.nan)
+    what = "of the sampled maps degenerate (all-zero, constant or near zero)"
+    if maps >= DEGENERATE_SHARE:
+        bad.append(f"{maps:.0%} {what}")
+    elif maps >= UNDEFINED_QUESTIONABLE:
+        doubtful.append(f"{maps:.0%} {what}")
     if card["separates_random"] is False:
         doubtful.append("does not separate from random")
     if isinstance(card["planted"], str) and card["planted"].startswith("WRONG"):
@@ -128,17 +138,30 @@ def _retest(retest: Any, model: str, activation: str, metric: str) -> tuple[str,
     return f"ICC {icc:.2f} on {int(rows['n'].iloc[0])} scores", icc
 
 
+def _maps_of(maps: Any, model: str, share: float) -> tuple[set[str], float]:
+    """(explainers whose sampled maps are degenerate, share of degenerate sampled maps) of
+    one model, from a `check_maps` frame (model, explainer, sampled, degenerate_maps)."""
+    if maps is None or not len(maps):
+        return set(), math.nan
+    rows = maps[(maps["model"] == model) & (maps["sampled"] > 0)]
+    if rows.empty:
+        return set(), math.nan
+    flagged = set(rows.loc[rows["degenerate_maps"] >= share * rows["sampled"], "explainer"])
+    return flagged, float(rows["degenerate_maps"].sum() / rows["sampled"].sum())
+
+
 def _cards_of(table: Any, activation: str, *, n_splits: int, confidence: float, seed: int,
-              degenerate_share: float, planted: Any, retest: Any
+              degenerate_share: float, planted: Any, retest: Any, maps: Any
               ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
     summary = summaries.summary(table, ci="normal", degenerate_share=degenerate_share)
     cards, controls = [], []
     for model in order(summary["model"], catalog.MODELS):
         of_model = summary[summary["model"] == model]
+        flat, maps_share = _maps_of(maps, model, degenerate_share)
         for metric in order(of_model["metric"], catalog.METRICS):
             group = of_model[of_model["metric"] == metric]
-            names = order(group.loc[~group["degenerate"] & (group["n"] > 0), "explainer"],
-                          catalog.EXPLAINERS)
+            bad = group["degenerate"] | group["explainer"].isin(flat)
+            names = order(group.loc[~bad & (group["n"] > 0), "explainer"], catalog.EXPLAINERS)
             total = float((group["n"] + group["n_undefined"]).sum())
             card = {"model": model, "activation": activation, "metric": metric, "n": 0,
                     "explainers": len(names), "split_half": math.nan,
@@ -147,8 +170,8 @@ def _cards_of(table: Any, activation: str, *, n_splits: int, confidence: float, 
                     "best_vs_random": math.nan,
                     "degenerate_share": float(group["n_undefined"].sum()) / total if total
                     else 1.0,
-                    "degenerate_explainers": ", ".join(group.loc[group["degenerate"],
-                                                                 "explainer"]),
+                    "degenerate_explainers": ", ".join(group.loc[bad, "explainer"]),
+                    "degenerate_maps_share": maps_share,
                     "stochastic": stochastic(metric)}
             if names:
                 matrix = table.matrix(model, metric, names)
@@ -176,11 +199,15 @@ def reliability(scores: Any, *, filters=(), activation: str | None = None,
                 n_splits: int = consistency.N_SPLITS,
                 confidence: float = consistency.CONFIDENCE, seed: int = 0,
                 degenerate_share: float = DEGENERATE_SHARE, planted: Any = None,
-                retest: Any = None, storage_options: dict | None = None) -> Reliability:
+                retest: Any = None, maps: Any = None,
+                storage_options: dict | None = None) -> Reliability:
     """The reliability cards of a scores table (path, URL, relation, frame or `Scores`).
     `activation`: one output activation, or None for each of them (never pooled).
     `planted`: the planted-model rows of `dina_datasets.demo.validity.planted_validity`;
-    `retest`: rows (model, activation, metric, n, icc) of a re-run with another seed."""
+    `retest`: rows (model, activation, metric, n, icc) of a re-run with another seed;
+    `maps`: the maps themselves, sampled (rows model, explainer, sampled, degenerate_maps:
+    the sanity floor's map check): explainers with degenerate maps are not ranked, and the
+    share of degenerate maps grades the metric like undefined scores."""
     import pandas as pd
 
     check_positive_int("n_splits", n_splits)
@@ -196,7 +223,7 @@ def reliability(scores: Any, *, filters=(), activation: str | None = None,
         table = open_scores(base, [f"activation={name}"]) if len(found) > 1 else base
         more, rows = _cards_of(table, name, n_splits=n_splits, confidence=confidence,
                                seed=seed, degenerate_share=degenerate_share, planted=planted,
-                               retest=retest)
+                               retest=retest, maps=maps)
         cards += more
         controls += rows
     # True / False / None (RandomExp absent) stay Python values, whatever pandas infers
