@@ -119,7 +119,9 @@ def test_sixty_percent_all_zero_maps_are_degenerate(result):
     assert set(c["degenerate_explainers"].split(", ")) == set(EXPLAINERS)
     # the maps are degenerate: the explainers are not ranked under any metric of the model
     other = card(result, "DinoV2", CONSISTENT)
-    assert other["explainers"] == 0 and other["grade"] != "reliable"
+    assert other["explainers"] == 0 and other["grade"] == "questionable"
+    assert other["reasons"].startswith("0 explainer(s) ranked")
+    assert "| DinoV2 | softmax | Insertion | 0 | n/a |" in grades.markdown_section(result)
 
 
 def test_activations_are_never_pooled(table):

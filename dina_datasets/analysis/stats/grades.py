@@ -74,9 +74,11 @@ def grade(card: dict[str, Any]) -> tuple[str, list[str]]:
     """(grade, reasons) of one card (see the module docstring)."""
     bad, doubtful = [], []
     sh, low = card["split_half"], card["split_half_low"]
-    if card["n"] < MIN_IMAGES or card["explainers"] < MIN_EXPLAINERS or not math.isfinite(sh):
-        doubtful.append(f"too few images ({card['n']}) or explainers ({card['explainers']}) "
-                        "to tell")
+    if card["explainers"] < MIN_EXPLAINERS:
+        doubtful.append(f"{card['explainers']} explainer(s) ranked (the others degenerate or "
+                        f"absent): at least {MIN_EXPLAINERS} are needed to tell")
+    elif card["n"] < MIN_IMAGES or not math.isfinite(sh):
+        doubtful.append(f"too few images with every explainer's score ({card['n']}) to tell")
     elif sh < POOR:
         bad.append(f"split-half {sh:.2f} < {POOR}: the ranking does not repeat on other "
                    "images")
@@ -290,9 +292,11 @@ def markdown_section(result: Reliability, picture: str | None = None) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result.cards.itertuples():
         separates = {True: "yes", False: "no", None: ""}[r.separates_random]
-        lines.append(f"| {r.model} | {r.activation} | {r.metric} | {r.n} | "
-                     f"{_number(r.split_half)} [{_number(r.split_half_low)}, "
-                     f"{_number(r.split_half_high)}] | {_number(r.alpha)} | {separates} | "
+        split = ("n/a" if not math.isfinite(r.split_half) else
+                 f"{_number(r.split_half)} [{_number(r.split_half_low)}, "
+                 f"{_number(r.split_half_high)}]")
+        lines.append(f"| {r.model} | {r.activation} | {r.metric} | {r.n} | {split} | "
+                     f"{_number(r.alpha)} | {separates} | "
                      f"{r.degenerate_share:.0%} | {r.retest} | {r.planted} | **{r.grade}** |")
     lines.append("")
     if picture:
