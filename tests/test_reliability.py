@@ -432,3 +432,12 @@ def test_degenerate_maps_from_the_map_check(table):
     assert not (result.validity["explainer"] == "Lime").any()
     assert math.isnan(card(stats.reliability(table, n_splits=20), "ResNet50", CONSISTENT)[
         "degenerate_maps_share"])
+
+
+def test_split_half_sees_small_differences_on_a_large_offset():
+    # Complexity-like scores: ~10 on every image, explainers 1e-4 apart, noise 1e-6: the
+    # ranking repeats exactly (float32 products on the raw scores would lose it)
+    rng = np.random.default_rng(8)
+    values = 1e4 + np.arange(6) * 1e-4 + rng.normal(0, 1e-6, (2000, 6))
+    estimate, low, _ = consistency.split_half(values, n_splits=20)
+    assert estimate == pytest.approx(1.0) and low == pytest.approx(1.0)
