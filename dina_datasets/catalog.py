@@ -67,6 +67,7 @@ class MetricSpec:
     needs_model: bool = True
     subset: int | None = None
     params: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    stochastic: bool = False  # draws random numbers (a seed changes its scores)
 
     @property
     def score_file(self) -> str:
@@ -139,14 +140,16 @@ _METRICS = (
     MetricSpec("Insertion", "fidelity", True, params=_frozen(nb_steps=200, baseline=0.0)),
     MetricSpec("Deletion", "fidelity", False, params=_frozen(nb_steps=200, baseline=0.0)),
     MetricSpec("MuFidelity", "fidelity", True,
-               params=_frozen(nb_samples=200, grid_size=8, subset_percent=0.2, baseline=0.0)),
+               params=_frozen(nb_samples=200, grid_size=8, subset_percent=0.2, baseline=0.0),
+               stochastic=True),
     MetricSpec("Sparseness", "complexity", True, needs_model=False),
     MetricSpec("Complexity", "complexity", False, needs_model=False),
-    MetricSpec("RandomLogitMetric", "randomization", False, subset=RANDOMIZATION_SUBSET),
+    MetricSpec("RandomLogitMetric", "randomization", False, subset=RANDOMIZATION_SUBSET,
+               stochastic=True),
     MetricSpec("ModelRandomizationMetric01", "randomization", False,
-               subset=RANDOMIZATION_SUBSET, params=_frozen(fraction=0.015)),
+               subset=RANDOMIZATION_SUBSET, params=_frozen(fraction=0.015), stochastic=True),
     MetricSpec("ModelRandomizationMetric05", "randomization", False,
-               subset=RANDOMIZATION_SUBSET, params=_frozen(fraction=0.05)),
+               subset=RANDOMIZATION_SUBSET, params=_frozen(fraction=0.05), stochastic=True),
 )
 
 # Cells that DINA does not publish, and why (FACTS.md §1).

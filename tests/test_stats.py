@@ -360,7 +360,7 @@ def test_report_tables_and_figures(planted, tmp_path, capsys):
     leaders = pd.read_csv(out / "tables" / "leaders.csv")
     assert set(leaders["leader"]) == {"Saliency"} and set(leaders["vs_next"]) == {"better"}
     figures = {p.name for p in (out / "figures").iterdir()}
-    stems = {"cd_Insertion", "agreement_models", "stability_Insertion",
+    stems = {"cd_Insertion", "agreement_models", "stability_Insertion", "reliability",
              *(f"distributions_{m}" for m in MODELS)}
     assert figures == {f"{s}.{ext}" for s in stems for ext in ("png", "svg")}
     for stem in stems:

@@ -38,7 +38,8 @@ LEGEND = ("mean ± half-width of the 95 % interval, n images, #rank per model an
           "gets no leader mark); * leader distinguishable from the next, "
           "≈ leader NOT distinguishable from the next (Wilcoxon signed-rank, Holm, "
           "alpha {alpha}); =R not distinguishable from RandomExp, <R worse than RandomExp; "
-          "degenerate: mostly undefined scores, not ranked")
+          "degenerate: mostly undefined scores, not ranked; [grade] beside a metric: its "
+          "reliability over the models (dina reliability)")
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ def marker(row: Any) -> str:
 class Leaderboard:
     """The annotated summary (one row per model, metric, explainer) and the pairs."""
 
-    def __init__(self, summary: Any, pairs: Any, *, alpha: float, ci: str) -> None:
+    def __init__(self, summary: Any, pairs: Any, *, alpha: float, ci: str,
+                 grades: dict[str, str] | None = None) -> None:
+        self.grades = dict(grades or {})  # {metric: reliability grade}, beside its name
         self.summary = summary.assign(marker=[marker(r) for _, r in summary.iterrows()])
         self.pairs = pairs
         self.alpha = alpha
@@ -122,10 +125,12 @@ class Leaderboard:
                             & (self.summary["metric"] == metric) & (self.summary["rank"] == 1)]
         return str(rows["explainer"].iloc[0]) if len(rows) else None
 
-    @staticmethod
-    def header_of(metric: str) -> str:
+    def header_of(self, metric: str) -> str:
+        """The metric's name, its direction and its reliability grade when known."""
         spec = catalog.METRICS.get(metric)
-        return metric + ("" if spec is None else " (↑)" if spec.higher_is_better else " (↓)")
+        grade = f" [{self.grades[metric]}]" if metric in self.grades else ""
+        return metric + ("" if spec is None else " (↑)" if spec.higher_is_better else
+                         " (↓)") + grade
 
     def cell_text(self, config: str, metric: str) -> str:
         entry = self.get(config, metric)
@@ -245,28 +250,41 @@ def _position(name: str, names: list[str]) -> tuple[int, str]:
     return (names.index(name), "") if name in names else (len(names), name)
 
 
+GRADE_SPLITS = 100  # split-half splits of the grades beside the metrics' names
+
+
 def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
                ci: str = "normal", n_boot: int = 1000,
-               storage_options: dict[str, Any] | None = None) -> Leaderboard:
-    """The leaderboard of a scores table (path, DuckDB relation, pandas frame)."""
+               storage_options: dict[str, Any] | None = None,
+               grades: bool = False) -> Leaderboard:
+    """The leaderboard of a scores table (path, DuckDB relation, pandas frame). `grades`:
+    print each metric's reliability grade beside its name (`stats.reliability`: ~30 s of
+    CPU on the whole grid, so off for interactive use; `collect` turns it on)."""
     from dina_datasets.analysis import stats
+    from dina_datasets.analysis.stats.grades import metric_labels
 
     table = stats.open_scores(scores, list(filters), storage_options=storage_options)
     summary = stats.summary(table, ci=ci, n_boot=n_boot)
     pairs = stats.pairs(table, alpha=alpha, summary=summary)
-    return Leaderboard(stats.annotate(summary, pairs), pairs, alpha=alpha, ci=ci)
+    labels = {}
+    if grades:
+        cards = stats.reliability(table, n_splits=GRADE_SPLITS).cards
+        labels = metric_labels(cards, str(cards["activation"].iloc[0])) if len(cards) else {}
+    return Leaderboard(stats.annotate(summary, pairs), pairs, alpha=alpha, ci=ci,
+                       grades=labels)
 
 
 def collect(data_url: str | None = None, *, scores: Any = None,
             filters: Iterable[str] = (), alpha: float = 0.01, ci: str = "normal",
             n_boot: int = 1000, configs: Iterable[str] | None = None,
             imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
-            progress: bool = False) -> Leaderboard:
+            progress: bool = False, grades: bool = True) -> Leaderboard:
     """The leaderboard of a scores table, or of every score file under `data_url` (the
-    table is then built in a temporary folder, streaming)."""
+    table is then built in a temporary folder, streaming); `grades`: each metric's
+    reliability grade beside its name."""
     if scores is not None:
         return from_table(scores, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
-                          storage_options=storage_options)
+                          storage_options=storage_options, grades=grades)
     if data_url is None:
         raise ConfigError("give a data_url (a bucket-shaped folder) or a scores table")
     from dina_datasets.analysis import scores as table
@@ -275,4 +293,5 @@ def collect(data_url: str | None = None, *, scores: Any = None,
         path = os.path.join(folder, "scores.parquet")
         table.build(data_url, path, configs=configs, imagenet_json=imagenet_json,
                     storage_options=storage_options, progress=progress)
-        return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot)
+        return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
+                          grades=grades)

@@ -7,7 +7,8 @@ that? Every statistic of `dina_datasets.stats` on one scores table, written unde
   average_ranks, agreement_metrics, agreement_models, stability;
 - `figures/NAME.png` and `.svg`: `cd_{metric}` (critical-difference diagrams),
   `agreement_metrics`, `agreement_models` (heatmaps), `stability_{metric}` (curves),
-  `distributions_{model}` (violins).
+  `distributions_{model}` (violins), `reliability` (the metrics' reliability card, with
+  `tables/reliability.*`: see `dina_datasets.analysis.stats.grades`).
 
 Cost vs quality: `write_report(..., cost=frame)` with one row per (model, explainer) and a
 `seconds_per_image` column adds `tables/cost_quality.*`, `figures/cost_{metric}.*` and a
@@ -141,8 +142,10 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
                  sizes: tuple[int, ...] | None = None, stability_boot: int = 200,
                  seed: int = 0, degenerate_share: float | None = None, cost: Any = None,
                  figures: bool = True, storage_options: dict[str, Any] | None = None,
-                 say: Callable[[str], None] | None = None) -> Report:
-    """Compute every statistic of the scores table and write the report under `out`."""
+                 say: Callable[[str], None] | None = None, planted: Any = None) -> Report:
+    """Compute every statistic of the scores table and write the report under `out`.
+    `planted`: the planted model's check (`dina_datasets.demo.validity`) for the
+    reliability section."""
     from dina_datasets.analysis import stats
     from dina_datasets.analysis.table import higher_is_better, order
     from dina_datasets.viz import charts as draw
@@ -164,6 +167,8 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
     say("stability")
     stability = stats.stability(table, sizes=sizes, n_boot=stability_boot, seed=seed,
                                 summary=summary)
+    say("metric reliability")
+    trust = stats.reliability(table, seed=seed, degenerate_share=share, planted=planted)
     flagged = annotated[annotated["degenerate"]][["model", "metric", "explainer", "n",
                                                   "n_undefined", "reason"]]
     randomish = annotated[annotated["vs_random"].isin(["not distinguishable", "worse"])][
@@ -221,11 +226,20 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
                 pictures["cost"].append(writer.figure(
                     f"cost_{metric}", draw.cost_quality(group, metric=metric)))
 
+    writer.table("reliability", trust.cards)
+    card = None
+    if figures:
+        from dina_datasets.viz.card import reliability_card
+
+        card = writer.figure("reliability", reliability_card(trust.cards))
     text = _markdown(frames, pictures, cost_frame, table, alpha=alpha, alpha_cd=alpha_cd,
                      ci=ci, n_boot=n_boot, share=share, flagged=flagged, randomish=randomish)
+    from dina_datasets.analysis.stats.grades import markdown_section
+
+    text += "\n" + markdown_section(trust, card)
     writer.bytes("report.md", text.encode())
-    return Report(out, writer.files, frames | ({"cost_quality": cost_frame}
-                                               if cost_frame is not None else {}))
+    return Report(out, writer.files, frames | {"reliability": trust.cards} | (
+        {"cost_quality": cost_frame} if cost_frame is not None else {}))
 
 
 def _images(paths: list[str]) -> str:

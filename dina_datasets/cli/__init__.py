@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scores": ("dina_datasets.cli.scores", "every per-image score in one Parquet table"),
     "report": ("dina_datasets.cli.report", "statistics tables and figures: which explainer "
                "can I trust?"),
+    "reliability": ("dina_datasets.cli.reliability", "can I trust the metric? graded cards"),
     "cost": ("dina_datasets.cli.cost", "seconds per image of generation and metrics, and "
              "cost vs quality"),
     "show": ("dina_datasets.cli.show", "draw maps over their images"),

@@ -115,11 +115,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {text}", file=sys.stderr)
 
     def report(table: str, cost_frame=None):
+        from dina_datasets.demo.validity import planted_if_present
+
+        planted = planted_if_present(table, args.filters,  # when Planted configs are there
+                                     storage_options=args.storage_options)
         return write_report(table, args.out, filters=args.filters, alpha=args.alpha,
                             alpha_cd=args.alpha_cd, n_boot=args.n_boot,
                             sizes=args.stability_sizes, stability_boot=args.stability_boot,
                             seed=args.seed, figures=not args.no_figures, cost=cost_frame,
-                            storage_options=args.storage_options, say=say)
+                            storage_options=args.storage_options, say=say,
+                            planted=planted)
 
     if args.scores:
         made = report(args.scores)

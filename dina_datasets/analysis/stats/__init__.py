@@ -8,6 +8,7 @@ returns pandas frames.
     stats.friedman(s); stats.average_ranks(s)          # across models, Nemenyi CD
     stats.metric_agreement(s); stats.model_agreement(s)   # Kendall's tau
     stats.stability("scores.parquet", sizes=(100, 1000))  # how many images a ranking needs
+    stats.reliability("scores.parquet").cards          # can I trust the metric? (grades)
 
 Needs the `stats` extra (duckdb, scipy, scikit-posthocs, statsmodels, pandas); each import
 happens inside the function that uses it.
@@ -15,6 +16,7 @@ happens inside the function that uses it.
 
 from dina_datasets.analysis.stats.agreement import matrix, metric_agreement, model_agreement
 from dina_datasets.analysis.stats.comparisons import ALPHA, RANDOM, annotate, pairs
+from dina_datasets.analysis.stats.grades import Reliability, reliability
 from dina_datasets.analysis.stats.ranking import (
     average_ranks,
     critical_difference,
@@ -26,7 +28,7 @@ from dina_datasets.analysis.stats.subsampling import SIZES, stability
 from dina_datasets.analysis.stats.summaries import summary
 from dina_datasets.analysis.table import FILTER_HELP, Scores, open_scores
 
-__all__ = ["ALPHA", "DEGENERATE_SHARE", "FILTER_HELP", "RANDOM", "SIZES", "Scores",
-           "annotate", "average_ranks", "critical_difference", "degenerate", "friedman",
-           "matrix", "metric_agreement", "model_agreement", "nemenyi", "open_scores", "pairs",
-           "stability", "summary"]
+__all__ = ["ALPHA", "DEGENERATE_SHARE", "FILTER_HELP", "RANDOM", "SIZES", "Reliability",
+           "Scores", "annotate", "average_ranks", "critical_difference", "degenerate",
+           "friedman", "matrix", "metric_agreement", "model_agreement", "nemenyi",
+           "open_scores", "pairs", "reliability", "stability", "summary"]
