@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import tempfile
 import time
 import tracemalloc
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 
@@ -52,7 +54,8 @@ def matching(n: int, noise: float, seed: int = 0) -> dict:
 
 
 def explain_cost(model: str, n: int, batch_size: int) -> dict:
-    from benchmarks.generate import write_photos
+    from generate import write_photos  # benchmarks/generate.py
+
     from dina_datasets.align import recompute
     from dina_datasets.images import list_images
 

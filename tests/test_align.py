@@ -200,8 +200,9 @@ def test_exact_permutation_recovered(world, tmp_path, noise, capsys):
     assert not os.path.exists(out + ".parts")  # parts removed once the outputs are written
 
 
-def align(world: World, data: str, out, images: str | None = None, *extra: str) -> int:
-    return main(["align", "AlignToy-Saliency", "--images", images or str(world.root / "base"),
+def align(world: World, data: str, out, images: str | None = None, *extra: str,
+          config: str = "AlignToy-Saliency") -> int:
+    return main(["align", config, "--images", images or str(world.root / "base"),
                  "--data-url", data, "--out", str(out), "--weights", "none", "--no-progress",
                  *extra])
 
@@ -262,8 +263,9 @@ def test_verify_other_models(world, tmp_path, capsys):
                                   configs=("AlignToy", "AlignToyB", "AlignToyC"))
     out = tmp_path / "aligned.json"
     assert align(world, data, out, None, "--verify", "AlignToyB-Saliency",
-                 "AlignToyC-Saliency") == 0
+                 "AlignToyC-Saliency", config="AlignToy-Rise") == 0
     text = capsys.readouterr().out
+    assert "aligning AlignToy-Rise through AlignToy-Saliency: Rise is not among" in text
     assert "AlignToyB-Saliency: same order (200/200)" in text
     assert "AlignToyC-Saliency: different (" in text
     assert aligned_paths(str(out)) == [os.path.abspath(p) for p in expected]
@@ -281,6 +283,10 @@ def test_preprocess_route_needs_no_model(world, tmp_path, capsys):
 def test_shards_and_resume_give_the_same_result(world, tmp_path, capsys):
     data, expected = world.bucket("shards", ("base",))
     out = tmp_path / "aligned.json"
+    assert align(world, data, out, None, "--check-only", "--part-size", "64") == 0
+    text = capsys.readouterr().out
+    assert "sample: 64 of 64 images match a record; estimate" in text
+    assert "check passed" in text and not out.exists()
     for shard in ("2/3", "1/3", "3/3"):
         assert align(world, data, out, None, "--shard", shard, "--part-size", "64") == 0
         assert not out.exists()

@@ -154,10 +154,11 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
           explainer: str | None = None, route: str = "auto", preprocess_url: str | None = None,
           shard: str | tuple[int, int] | None = None, part_size: int = IMAGE_PART,
           batch_size: int = 32, sample: int = SAMPLE, overwrite: bool = False,
-          progress: bool = False, say: Callable[[str], Any] = print,
+          check_only: bool = False, progress: bool = False, say: Callable[[str], Any] = print,
           storage_options: dict[str, Any] | None = None) -> AlignResult:
     """Recover which image of `images` each record of `config` at `data_url` explains, and
-    write `out` (kecam json, record order), its report and CSV (module docstring)."""
+    write `out` (kecam json, record order), its report and CSV (module docstring).
+    `check_only`: stop after the early check and the estimate (steps 1 to 3)."""
     started = time.perf_counter()
     k, n = parts_mod.parse_shard(shard)
     result = AlignResult(out)
@@ -185,10 +186,13 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
         f"({published.num_records * published.record_bytes / 1e9:.2f} GB), "
         f"{sum(len(p) for p in todo):,} of {len(job.entries):,} images to "
         f"{'preprocess' if job.maker.cell is None else 'explain with ' + job.manifest['matched']}")
-    if n == 1:
+    if n == 1 or check_only:
         records = _records(job, progress)
-        if not done:
+        if not done or check_only:
             _early_check(job, records, sample, sum(len(p) for p in todo), say)
+        if check_only:
+            result.notes.append("check passed: run again without --check-only to align")
+            return result
     _images(job, todo, progress)
     if n > 1:
         left = len(plan) - len(job.store.done("images", plan))

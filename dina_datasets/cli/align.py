@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", metavar="K/N",
                         help="compute only the K-th of N slices of the images; then run again "
                         "without --shard")
+    parser.add_argument("--check-only", action="store_true",
+                        help="stop after the early check on 64 images and the estimate")
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
     parser.add_argument("--part-size", type=int, default=1024, metavar="N",
                         help="images per part, the unit of resumption (1024)")
@@ -54,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
                    explainer=args.explainer, route=args.route,
                    preprocess_url=args.preprocess_url, shard=args.shard,
                    part_size=args.part_size, batch_size=args.batch_size,
-                   overwrite=args.overwrite, progress=not args.no_progress and
-                   sys.stderr.isatty(), storage_options=args.storage_options)
+                   overwrite=args.overwrite, check_only=args.check_only,
+                   progress=not args.no_progress and sys.stderr.isatty(),
+                   storage_options=args.storage_options)
     print(result.summary())
     if args.verify and result.complete:
         for line in verify(args.verify, args.out, args.data_url, weights=args.weights,
