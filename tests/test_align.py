@@ -217,6 +217,8 @@ def test_matching_never_guesses():
     assert list(found.status) == ["matched", "matched", "ambiguous", "matched", "matched",
                                   "unmatched"]
     assert list(found.image) == [3, 1, -1, 0, 2, -1] and found.candidate[2] in (4, 5)
+    exact = matching.assign(matching.top2(images[[4]], images))  # two distances of 0
+    assert list(exact.status) == ["ambiguous"]
     twice = matching.assign(matching.top2(images[[1, 1]], images[:3]))  # one image, 2 records
     assert list(twice.status) == ["ambiguous", "ambiguous"]
     flat = fingerprints.fingerprints(np.ones((1, 16, 16)))
