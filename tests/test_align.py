@@ -21,6 +21,7 @@ import pytest
 
 from dina_datasets import catalog, formats
 from dina_datasets.align import fingerprints, matching
+from dina_datasets.align import report as report_mod
 from dina_datasets.cli import main
 from dina_datasets.errors import ConfigError
 from dina_datasets.layout import Layout
@@ -174,8 +175,9 @@ def world(tmp_path_factory):
 
 
 def aligned_paths(out: str) -> list[str]:
-    return [os.path.abspath(r.path) if r.image_id else "" for r in
-            formats.read_imagenet_json(out)]
+    """The image of each record; its placeholder id when it has none."""
+    return [r.image_id if report_mod.is_placeholder(r.image_id) else os.path.abspath(r.path)
+            for r in formats.read_imagenet_json(out)]
 
 
 def report(out: str) -> list[dict]:
@@ -236,9 +238,10 @@ def test_duplicates_are_ambiguous(world, tmp_path):
     twins |= {os.path.abspath(p) for p in world.dups}
     got = aligned_paths(str(out))
     rows = report(str(out))
-    for path, row, want in zip(got, rows, expected, strict=True):
+    for k, (path, row, want) in enumerate(zip(got, rows, expected, strict=True)):
         if os.path.abspath(want) in twins:
-            assert row["status"] == "ambiguous" and path == "" and row["image"] == ""
+            assert row["status"] == "ambiguous" and row["image"] == ""
+            assert path == f"ambiguous-record-{k:06d}"
         else:
             assert row["status"] == "matched" and path == os.path.abspath(want)
     assert sum(r["status"] == "ambiguous" for r in rows) == 2 * DUPLICATES
@@ -253,9 +256,10 @@ def test_foreign_records_are_unmatched(world, tmp_path):
     foreign = {os.path.abspath(p) for p in world.foreign}
     statuses = [r["status"] for r in report(str(out))]
     assert statuses.count("unmatched") == FOREIGN == round(0.05 * len(expected))
-    for path, status, want in zip(aligned_paths(str(out)), statuses, expected, strict=True):
+    for k, (path, status, want) in enumerate(zip(aligned_paths(str(out)), statuses, expected,
+                                                 strict=True)):
         if os.path.abspath(want) in foreign:
-            assert status == "unmatched" and path == ""
+            assert status == "unmatched" and path == f"unmatched-record-{k:06d}"
         else:
             assert status == "matched" and path == os.path.abspath(want)
 

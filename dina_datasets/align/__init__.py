@@ -9,7 +9,8 @@ matching the published preprocessed inputs to the images preprocessed here):
 - `matching`: nearest neighbours of every record among the images, then a one-to-one
   assignment that never guesses (`matched | ambiguous | unmatched`);
 - `recompute`: the fingerprints of the local images (model, explainer, preprocessing
-  exactly as generation does), in resumable parts;
-- `report`: `aligned.json` (kecam's format, record order), the report and the CSV;
-- `run`: the whole job, and `--verify` of other configs' order.
+  exactly as generation does); `published`: those of the records, streamed;
+- `store`: the resumable parts of a job; `report`: `aligned.json` (kecam's format, record
+  order), the report and the CSV;
+- `alignment`: the whole job (`align`); `verification`: `--verify` of other configs' order.
 """

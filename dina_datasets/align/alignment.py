@@ -210,8 +210,9 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
     result.complete = True
     result.counts = {s: assignment.count(s) for s in ("matched", "ambiguous", "unmatched")}
     if result.counts["ambiguous"] or result.counts["unmatched"]:
-        result.notes.append(f"records not matched get no image in {out} (image \"\", label "
-                            f"-1); see {report.paths(out)[2]} for their candidates")
+        result.notes.append(f"records not matched get no image in {out} (a placeholder "
+                            f"such as {report.placeholder('unmatched', 0)!r}, label -1); see "
+                            f"{report.paths(out)[2]} for their candidates")
     result.seconds = time.perf_counter() - started
     return result
 

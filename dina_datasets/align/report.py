@@ -3,7 +3,10 @@
 - `aligned.json`: kecam's `imagenet_data.json` format, its `test` list in record order
   (`{"image": path relative to info.base_path, "label": int}`), usable wherever
   `--images imagenet_data.json` / `imagenet_json=` is accepted. A record that is not
-  `matched` gets `{"image": "", "label": -1, "status": ...}`: no image is guessed;
+  `matched` gets a placeholder that names no file, `{"image": "unmatched-record-000123",
+  "label": -1, "status": "unmatched"}` (or `ambiguous-...`): no image is guessed, drawing it
+  fails with that name, and its image_id is unique, so that statistics still pair the
+  other records by image_id (an empty id would make them fall back to record positions);
 - `aligned.report.json`: the settings, the thresholds, the counts per status, and per
   record its image, best candidate, similarity, margin and status;
 - `aligned.csv`: the per-record table (record, status, image, candidate, similarity,
@@ -15,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +35,16 @@ def paths(out: str) -> tuple[str, str, str]:
     return out, f"{stem}.report.json", f"{stem}.csv"
 
 
+def placeholder(status: str, record: int) -> str:
+    """The image name written for a record that is not matched."""
+    return f"{status}-record-{record:06d}"
+
+
+def is_placeholder(image_id: str) -> bool:
+    """Whether an image id of an aligned json is a placeholder (no image)."""
+    return re.fullmatch(r"(ambiguous|unmatched)-record-\d{6,}", image_id) is not None
+
+
 def kecam_json(assignment: Assignment, entries: Sequence[ImageEntry], root: str,
                info: dict[str, Any]) -> dict[str, Any]:
     """The kecam json of an alignment (see the module docstring)."""
@@ -40,7 +54,8 @@ def kecam_json(assignment: Assignment, entries: Sequence[ImageEntry], root: str,
             entry = entries[int(assignment.image[k])]
             test.append({"image": relative_path(entry.path, root), "label": int(entry.label)})
         else:
-            test.append({"image": "", "label": UNKNOWN_LABEL, "status": str(status)})
+            test.append({"image": placeholder(str(status), k), "label": UNKNOWN_LABEL,
+                         "status": str(status)})
     labels = [e.label for e in entries if e.label != UNKNOWN_LABEL]
     return {"info": {"base_path": root, "num_classes": max(labels) + 1 if labels else 0,
                      **info}, "test": test}
