@@ -343,19 +343,22 @@ def test_bad_input_stops_with_the_reason(world, tmp_path, capsys, monkeypatch):
 
 def test_published_cell_joins_after_alignment(world, tmp_path, capsys):
     """Once aligned, the keyless cell draws over its images (`dina show`, the explorer's
-    sample) and pairs by image_id with a generated cell written in another order."""
+    sample) and pairs by image_id with a generated cell written in another order, its
+    unmatched (foreign) records included: their placeholders pair with nothing."""
     from dina_datasets.analysis import scores
     from dina_datasets.analysis.table import open_scores
     from dina_datasets.explore.data import Explorer
     from dina_datasets.viz.figures import display_image, load_panels
 
-    data, expected = world.bucket("joined", ("base",))
+    data, expected = world.bucket("joined", ("base", "foreign"))
+    spare = make_images(tmp_path / "spare", PHOTOS, 20, seed=11)
+    listed = kecam(tmp_path / "local.json", world.base + spare, [0] * (BASE + 20))
     out = str(tmp_path / "aligned.json")
-    assert align(world, data, out) == 0
+    assert align(world, data, out, listed) == 0
     assert main(["generate", "--model", "AlignToy", "--explainer", "GradientInput",
                  "--images", str(world.root / "base"), "--out", data, "--weights", "none",
                  "--no-progress"]) == 0  # keyed records, sorted order: not the published one
-    value = {formats.image_id_of(p): float(i) for i, p in enumerate(world.base)}
+    value = {formats.image_id_of(p): float(i) for i, p in enumerate(world.base + world.foreign)}
     layout = Layout(data)
     formats.write_scores(layout.scores("AlignToy", "Saliency", "Deletion"),
                          [value[formats.image_id_of(p)] for p in expected])
@@ -365,18 +368,21 @@ def test_published_cell_joins_after_alignment(world, tmp_path, capsys):
     table = str(tmp_path / "scores.parquet")
     scores.build(data, table, imagenet_json=out)
     matrix = open_scores(table).matrix("AlignToy", "Deletion", ["Saliency", "GradientInput"])
-    assert matrix.paired_by == "image_id" and len(matrix.values) == BASE
-    np.testing.assert_array_equal(matrix.values[:, 1] - matrix.values[:, 0], 1.0)
+    assert matrix.paired_by == "image_id" and len(matrix.values) == BASE + FOREIGN
+    both = ~np.isnan(matrix.values).any(axis=1)
+    assert both.sum() == BASE
+    np.testing.assert_array_equal(matrix.values[both, 1] - matrix.values[both, 0], 1.0)
+    shown = [k for k, p in enumerate(expected) if p in world.base][:2]  # matched records
 
     picture = tmp_path / "show.png"
-    assert main(["show", "AlignToy-Saliency", "--index", "0", "7", "--data-url", data,
+    assert main(["show", "AlignToy-Saliency", "--index", *map(str, shown), "--data-url", data,
                  "--images", out, "--out", str(picture)]) == 0
     assert picture.exists() and "2 image(s) x 1 config(s)" in capsys.readouterr().out
-    rows = load_panels(["AlignToy-Saliency"], [0, 7], data_url=data, images=out)
-    for row, index in zip(rows, (0, 7), strict=True):
+    rows = load_panels(["AlignToy-Saliency"], shown, data_url=data, images=out)
+    for row, index in zip(rows, shown, strict=True):
         np.testing.assert_array_equal(row[0].image, display_image(expected[index], SIZE))
     explorer = Explorer(data, scores=table, images=out, imagenet_json=out, render_workers=0,
                         cache_dir=str(tmp_path / "cache"), say=lambda *_: None).open()
-    sample = explorer.sample("Saliency", 7)
-    assert sample.image_id == formats.image_id_of(expected[7])
-    np.testing.assert_array_equal(sample.image, display_image(expected[7], SIZE))
+    sample = explorer.sample("Saliency", shown[1])
+    assert sample.image_id == formats.image_id_of(expected[shown[1]])
+    np.testing.assert_array_equal(sample.image, display_image(expected[shown[1]], SIZE))
