@@ -386,3 +386,29 @@ def test_published_cell_joins_after_alignment(world, tmp_path, capsys):
     sample = explorer.sample("Saliency", shown[1])
     assert sample.image_id == formats.image_id_of(expected[shown[1]])
     np.testing.assert_array_equal(sample.image, display_image(expected[shown[1]], SIZE))
+
+
+def test_align_over_gcs(world, tmp_path, capsys):
+    """Records read with ranged requests from a real GCS server; outputs and parts there."""
+    from gcs_server import Emulator
+
+    from dina_datasets import storage
+
+    data, expected = world.bucket("remote", ("base",))
+    server = Emulator()
+    try:
+        options = {"endpoint_url": server.endpoint}
+        fs, _ = storage.filesystem("gs://xai-deel", options)
+        fs.put(data + "/", "xai-deel/pub/", recursive=True)
+        out = "gs://xai-deel/out/aligned.json"
+        assert main(["align", "AlignToy-Saliency", "--images", str(world.root / "base"),
+                     "--data-url", "gs://xai-deel/pub", "--out", out, "--weights", "none",
+                     "--storage-option", f"endpoint_url={server.endpoint}"]) == 0
+        assert "230 matched" in capsys.readouterr().out
+        refs = formats.read_imagenet_json(out, options)
+        assert [os.path.abspath(r.path) for r in refs] == [os.path.abspath(p) for p in expected]
+        fs.invalidate_cache()
+        assert sorted(p.rsplit("/", 1)[1] for p in fs.find("xai-deel/out")) == [
+            "aligned.csv", "aligned.json", "aligned.report.json"]
+    finally:
+        server.stop()
