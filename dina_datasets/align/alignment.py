@@ -86,22 +86,22 @@ def prepare(config: str, images: str, data_url: str, out: str, *,
             preprocess_url or storage.exists(pre_url, storage_options))):
         published = Published.open(pre_url, PREPROCESS_INPUT, storage_options)
         notes.append(f"preprocess route: matching the inputs of {pre_url} (no model)")
-        name = f"{cell.model} inputs"
+        method, name = None, f"{cell.model} inputs"
     else:
-        name = _explainer(cell, explainer, notes)
-        published = Published.open(layout.explanations(cell.model, name), EXPLANATIONS,
+        method = _explainer(cell, explainer, notes)
+        published = Published.open(layout.explanations(cell.model, method), EXPLANATIONS,
                                    storage_options)
-        _check_shape(published, catalog.Cell(cell.model, name, allow_missing=True))
-        name = f"{cell.model}-{name}"
+        _check_shape(published, catalog.Cell(cell.model, method, allow_missing=True))
+        name = f"{cell.model}-{method}"
     entries = list_images(images)
     if len(entries) < published.num_records:
         raise ConfigError(f"{images!r} lists {len(entries)} images but {published.url} holds "
                           f"{published.num_records} records: every record's image must be "
                           "in the source (the ImageNet validation set: 50,000 images)")
-    if published.feature == PREPROCESS_INPUT:
+    if method is None:
         maker: recompute.Recompute = recompute.Preprocessed(cell.model, batch_size)
     else:
-        maker = recompute.Recompute(cell.model, name.split("-", 1)[1], weights, batch_size)
+        maker = recompute.Recompute(cell.model, method, weights, batch_size)
     if tuple(maker.shape) != tuple(published.shape):
         raise ConfigError(f"the records of {published.url} have shape {published.shape} but "
                           f"{name} makes {tuple(maker.shape)} here: is {cell.model} the model "
@@ -109,7 +109,7 @@ def prepare(config: str, images: str, data_url: str, out: str, *,
     listing = hashlib.sha256(json.dumps([(e.image_id, e.path) for e in entries]).encode())
     manifest = {"format": FORMAT, "config": cell.name, "matched": name,
                 "records": published.url, "num_records": published.num_records,
-                "feature": published.feature, "weights": weights if maker.cell else None,
+                "feature": published.feature, "weights": weights if method else None,
                 "images": images, "num_images": len(entries), "listing": listing.hexdigest(),
                 "fingerprint": fingerprints.SIZE, "part_size": part_size,
                 "min_similarity": matching.MIN_SIMILARITY, "max_ratio": matching.MAX_RATIO}
@@ -185,7 +185,8 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
     say(f"to do: {published.num_records:,} records of {published.url} to read "
         f"({published.num_records * published.record_bytes / 1e9:.2f} GB), "
         f"{sum(len(p) for p in todo):,} of {len(job.entries):,} images to "
-        f"{'preprocess' if job.maker.cell is None else 'explain with ' + job.manifest['matched']}")
+        f"{'preprocess' if job.maker.route == 'preprocess' else 'explain with'} "
+        f"{job.manifest['matched']}")
     if n == 1 or check_only:
         records = _records(job, progress)
         if not done or check_only:
