@@ -25,6 +25,7 @@ FLOORS = (
     ("analysis",),                           # the scores table, statistics, leaderboard, report
     ("hf",),                                 # the Hugging Face side: builder, export, card
     ("generation",),                         # models, explainers, maps
+    ("align",),                              # published records joined to their images
     ("metrics",),                            # scores of maps (re-explaining through generation)
     ("explore", "ray", "demo"),              # apps and engines on top of everything
     ("cli",),                                # the command line

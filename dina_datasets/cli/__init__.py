@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "cost vs quality"),
     "show": ("dina_datasets.cli.show", "draw maps over their images"),
     "explore": ("dina_datasets.cli.explore", "a local web app: maps beside images and scores"),
+    "align": ("dina_datasets.cli.align", "recover which image each published record explains"),
 }
 
 
