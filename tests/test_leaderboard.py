@@ -95,7 +95,11 @@ def test_cli_writes_csv_markdown_and_png(scores, tmp_path, capsys):
         ("Saliency", "Rise", "Deletion"), ("Saliency", "Rise", "Insertion")}
     with open(f"{out}/leaderboard.md") as handle:
         markdown = handle.read()
-    assert "| ResNet50-Saliency | 0.5 ± 0 n=2 #2 | **2 ± 1.1 n=3 #1 ≈** |  |" in markdown
+    table = [[c.strip() for c in line.strip("|").split("|")]
+             for line in markdown.splitlines() if line.startswith("|")]
+    assert table[0] == ["config", "Insertion (↑)", "Deletion (↓)", "MyMetric"]
+    assert set(table[1][0]) <= {":", "-"}  # the header rule
+    assert ["ResNet50-Saliency", "0.5 ± 0 n=2 #2", "**2 ± 1.1 n=3 #1 ≈**", ""] in table
     from PIL import Image
 
     with Image.open(f"{out}/leaderboard.png") as image:

@@ -150,14 +150,18 @@ class Leaderboard:
         return "\n".join([*lines, LEGEND.format(alpha=self.alpha)])
 
     def markdown(self) -> str:
-        """The board in Markdown, leaders in bold."""
+        """The board in Markdown (`DataFrame.to_markdown`), leaders in bold."""
+        import pandas as pd
+
         rows = self._grid()
-        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        for config, row in zip(self.configs, rows[1:], strict=True):
-            cells = [f"**{v}**" if (e := self.get(config, m)) is not None and e.rank == 1
-                     else v for m, v in zip(self.metrics, row[1:], strict=True)]
-            lines.append("| " + " | ".join([row[0], *cells]) + " |")
-        return "\n".join([*lines, "", LEGEND.format(alpha=self.alpha) + "."]) + "\n"
+        body = [[row[0], *[f"**{v}**" if (e := self.get(config, m)) is not None
+                           and e.rank == 1 else v
+                           for m, v in zip(self.metrics, row[1:], strict=True)]]
+                for config, row in zip(self.configs, rows[1:], strict=True)]
+        frame = pd.DataFrame(body, columns=rows[0]).astype(object)
+        table = frame.map(lambda v: str(v).replace("|", "\\|")).to_markdown(
+            index=False, disable_numparse=True)
+        return "\n".join([table, "", LEGEND.format(alpha=self.alpha) + "."]) + "\n"
 
     def csv(self) -> str:
         """One row per (model, explainer, metric): `CSV_COLUMNS`."""

@@ -77,14 +77,11 @@ def _cell(value: Any) -> str:
 
 
 def markdown_table(frame: Any) -> str:
-    """A frame as a Markdown table (numbers to 4 significant digits)."""
+    """A frame as a Markdown table (numbers to 4 significant digits; `DataFrame.to_markdown`)."""
     if frame is None or len(frame.columns) == 0:
         return "(none)\n"
-    head = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
+    cells = frame.astype(object).map(_cell) if len(frame) else frame.astype(str)
+    return cells.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 class _Writer:

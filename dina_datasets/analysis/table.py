@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
+from dina_datasets.analysis.scores import COLUMNS
 from dina_datasets.errors import ConfigError, FormatError, LayoutError
+from dina_datasets.layout import DEFAULT_ACTIVATION
 
-COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
-           "prediction", "score")
-DEFAULT_ACTIVATION = "softmax"
 FILTER_HELP = ("correct | wrong | class=C1,C2 | prediction=C | image_id=ID1,ID2 | index=I | "
                "activation=A | model=M | explainer=E | metric=X")
 _INT_COLUMNS = {"class": "label", "label": "label", "prediction": "prediction",
@@ -35,22 +34,47 @@ _TEXT_COLUMNS = ("image_id", "activation", "model", "explainer", "metric")
 _VIEW = "dina_scores"
 
 
+@dataclass(frozen=True)
+class Filter:
+    """One filter: the column it restricts (`key`) and its DuckDB expression (values bound
+    as constants, never spliced into SQL text)."""
+
+    key: str
+    expression: Any
+
+    def __str__(self) -> str:
+        return str(self.expression)
+
+
+def _isin(column: str, values: Sequence[Any]) -> Any:
+    from duckdb import ColumnExpression, ConstantExpression
+
+    return ColumnExpression(column).isin(*[ConstantExpression(v) for v in values])
+
+
 def literal(value: Any) -> str:
-    """A SQL literal of a string or an integer."""
+    """A SQL literal of a string or an integer. The statistics bind their values instead
+    (`Filter`, `Scores.frame(sql, params)`); this stays for the explorer's queries until
+    they bind theirs."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return str(int(value))
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def condition(text: str) -> str:
-    """The SQL condition of one filter (see the module docstring)."""
+def condition(text: str) -> Filter:
+    """The filter of one `--filter` text (see the module docstring)."""
+    from duckdb import ColumnExpression, ConstantExpression
+
     key, sep, value = text.strip().partition("=")
     key = key.strip().lower()
     if not sep:
+        label, prediction = ColumnExpression("label"), ColumnExpression("prediction")
+        known = label >= ConstantExpression(0)
         if key == "correct":
-            return "label >= 0 AND label = prediction"
+            return Filter(key, known & (label == prediction))
         if key == "wrong":
-            return "label >= 0 AND prediction >= 0 AND label <> prediction"
+            return Filter(key, known & (prediction >= ConstantExpression(0))
+                          & (label != prediction))
         raise ConfigError(f"unknown filter {text!r}; valid: {FILTER_HELP}")
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
@@ -61,9 +85,9 @@ def condition(text: str) -> str:
         except ValueError:
             raise ConfigError(f"filter {text!r}: {key} takes integers, e.g. {key}=281,285"
                               ) from None
-        return f'"{_INT_COLUMNS[key]}" IN ({", ".join(map(literal, numbers))})'
+        return Filter(_INT_COLUMNS[key], _isin(_INT_COLUMNS[key], numbers))
     if key in _TEXT_COLUMNS:
-        return f'"{key}" IN ({", ".join(map(literal, items))})'
+        return Filter(key, _isin(key, items))
     raise ConfigError(f"unknown filter {text!r}; valid: {FILTER_HELP}")
 
 
@@ -139,22 +163,27 @@ class Scores:
             raise FormatError(f"the scores table lacks the columns {', '.join(missing)}; "
                               f"expected {', '.join(COLUMNS)} (build it with `dina scores`)")
         self.requested = list(filters)
-        self.filters = [condition(f) for f in self.requested]
-        if activation and not any(f.startswith('"activation"') for f in self.filters):
-            self.filters.append(f'"activation" = {literal(activation)}')
+        chosen = [condition(f) for f in self.requested]
+        if activation and not any(f.key == "activation" for f in chosen):
+            chosen.append(Filter("activation", _isin("activation", [activation])))
+        self.conditions = chosen
+        self.filters = [str(f) for f in chosen]  # as text, for messages and the report
         self.base = base
-        self.relation = self._where(self.filters)
+        self.relation = self._where(chosen)
         # the same rows under every metric: the sanity floor judges maps on all of them
-        others = [f for f in self.filters if not f.startswith('"metric"')]
-        self.metric_filtered = len(others) < len(self.filters)
+        others = [f for f in chosen if f.key != "metric"]
+        self.metric_filtered = len(others) < len(chosen)
         self.every_metric = self._where(others) if self.metric_filtered else self.relation
+        self._view: str | None = None
 
-    def _where(self, filters: list[str]):
+    def _where(self, filters: list[Filter]):
         columns = ", ".join(f'"{c}"' for c in COLUMNS if c != "score")
-        where = " AND ".join(f"({f})" for f in filters) or "TRUE"
         # NaN and infinities (a pandas frame may hold them) are undefined scores: NULL.
-        return self.base.query(_VIEW, f"SELECT {columns}, CASE WHEN isfinite(score) "
-                                      f"THEN score END AS score FROM {_VIEW} WHERE {where}")
+        relation = self.base.query(_VIEW, f"SELECT {columns}, CASE WHEN isfinite(score) "
+                                          f"THEN score END AS score FROM {_VIEW}")
+        for f in filters:
+            relation = relation.filter(f.expression)
+        return relation
 
     def _open(self, source: Any, storage_options: dict[str, Any] | None):
         import duckdb
@@ -200,9 +229,16 @@ class Scores:
         """A DuckDB relation of `sql` over the filtered table, named `scores` in the query."""
         return self.relation.query("scores", sql)
 
-    def frame(self, sql: str):
-        """`sql` as a pandas frame."""
-        return self.query(sql).df()
+    def frame(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None):
+        """`sql` (over `scores`) as a pandas frame; `params` are bound to its `?` or `$name`
+        placeholders by DuckDB."""
+        if params is None:
+            return self.query(sql).df()
+        if self._view is None:
+            self._view = f"{_VIEW}_{id(self):x}"
+            self.relation.create_view(self._view, replace=True)
+        return self.con.execute(f"WITH scores AS (SELECT * FROM {self._view}) {sql}",
+                                params).df()
 
     def cells(self, every_metric: bool = False):
         """One row per (model, metric, explainer): n (defined scores), n_undefined, mean,
@@ -226,29 +262,37 @@ class Scores:
         filter dropped some (the sanity floor judges maps on them), else None."""
         if not self.metric_filtered:
             return None
-        names = ", ".join(literal(m) for m, spec in catalog.METRICS.items()
-                          if not spec.needs_model)
-        return self.every_metric.query(
+        names = [m for m, spec in catalog.METRICS.items() if not spec.needs_model]
+        return self.every_metric.filter(_isin("metric", names or [""])).query(
             "scores", "SELECT model, metric, explainer, count(score) AS n, "
             "count(*) - count(score) AS n_undefined FROM scores "
-            f"WHERE metric IN ({names or 'NULL'}) GROUP BY model, metric, explainer").df()
+            "GROUP BY model, metric, explainer").df()
+
+    def _cell(self, model: str, metric: str, explainers: Sequence[str]):
+        """The rows of one (model, metric) and some explainers, with `e` the explainer's
+        position in `explainers` (values bound as constants)."""
+        from duckdb import ColumnExpression, ConstantExpression, FunctionExpression
+
+        rows = self.relation.filter(_isin("model", [model]) & _isin("metric", [metric])
+                                    & _isin("explainer", list(explainers)))
+        position = FunctionExpression("list_position", ConstantExpression(list(explainers)),
+                                      ColumnExpression("explainer")) - ConstantExpression(1)
+        return rows.select(position.alias("e"), *map(ColumnExpression, COLUMNS))
 
     def matrix(self, model: str, metric: str, explainers: Sequence[str]) -> Matrix:
         """The images x explainers matrix of one (model, metric). Rows are images paired by
         identity: by `image_id` when every row has one and no explainer holds an id twice
         (rows sorted by id), else by the record `index` (`Matrix.paired_by` says which)."""
-        names = "[" + ", ".join(literal(e) for e in explainers) + "]"
-        where = (f"WHERE model = {literal(model)} AND metric = {literal(metric)} "
-                 f"AND list_contains({names}, explainer)")
-        counts = self.query(
-            "SELECT count(*) - count(DISTINCT image_id) AS repeated, "
+        cell = self._cell(model, metric, explainers)
+        counts = cell.query(
+            "cell", "SELECT count(*) - count(DISTINCT image_id) AS repeated, "
             "count(*) FILTER (WHERE coalesce(image_id, '') = '') AS keyless "
-            f"FROM scores {where} GROUP BY explainer").fetchall()
+            "FROM cell GROUP BY e").fetchall()
         by_id = bool(counts) and all(r == 0 and k == 0 for r, k in counts)
         key = "dense_rank() OVER (ORDER BY image_id) - 1" if by_id else "index"
-        got = self.query(
-            f"SELECT list_position({names}, explainer) - 1 AS e, {key} AS k, "
-            f"coalesce(score, 'NaN'::DOUBLE) AS score FROM scores {where}").fetchnumpy()
+        got = cell.query(
+            "cell", f"SELECT e, {key} AS k, coalesce(score, 'NaN'::DOUBLE) AS score "
+            "FROM cell").fetchnumpy()
         index, rows = np.unique(np.asarray(got["k"], np.int64), return_inverse=True)
         values = np.full((len(index), len(explainers)), np.nan)
         values[rows, np.asarray(got["e"], np.int64)] = np.asarray(got["score"], np.float64)

@@ -12,7 +12,7 @@ FILES = ("leaderboard.csv", "leaderboard_pairs.csv", "leaderboard.md", "leaderbo
 # the first bytes of each file as this command writes it (a file that does not start so is
 # not replaced without --overwrite)
 SIGNATURES = {"leaderboard.csv": b"model,explainer,metric,", "leaderboard_pairs.csv": b"model,",
-              "leaderboard.md": b"| config |", "leaderboard.png": b"\x89PNG\r\n\x1a\n"}
+              "leaderboard.md": b"| config ", "leaderboard.png": b"\x89PNG\r\n\x1a\n"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
