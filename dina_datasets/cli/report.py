@@ -25,6 +25,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dina_datasets.analysis.stats import SIZES
+    from dina_datasets.analysis.stats.equivalence import MARGIN, UNITS
     from dina_datasets.analysis.table import FILTER_HELP
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
@@ -42,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{FILTER_HELP}")
     parser.add_argument("--alpha", type=float, default=0.01,
                         help="significance level of the paired verdicts (default 0.01)")
+    parser.add_argument("--equivalence-margin", type=float, default=MARGIN, metavar="F",
+                        help="equivalence margin of the TOST verdicts: a fraction of the "
+                        "metric's per-image spread (pooled standard deviation of the "
+                        f"explainers' scores; default {MARGIN}), or a score difference "
+                        "with --margin-units score")
+    parser.add_argument("--margin-units", choices=UNITS, default="sd",
+                        help="sd (default): --equivalence-margin is a fraction of the "
+                        "spread; score: it is in the metric's own units")
     parser.add_argument("--alpha-cd", type=float, default=0.05,
                         help="significance level of the Nemenyi critical difference "
                         "(default 0.05, as in Demšar 2006)")
@@ -62,8 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dina_datasets.analysis import cost, scores
     from dina_datasets.analysis.report import write_report
+    from dina_datasets.analysis.stats.equivalence import check_margin
     from dina_datasets.errors import check_positive_int
 
+    check_margin(args.equivalence_margin, args.margin_units)
     for name in ("n_boot", "stability_boot"):
         check_positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     show = not args.no_progress and sys.stderr.isatty()
@@ -74,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     def report(table: str, cost_frame=None):
         return write_report(table, args.out, filters=args.filters, alpha=args.alpha,
+                            margin=args.equivalence_margin, margin_units=args.margin_units,
                             alpha_cd=args.alpha_cd, n_boot=args.n_boot,
                             sizes=args.stability_sizes, stability_boot=args.stability_boot,
                             seed=args.seed, figures=not args.no_figures, cost=cost_frame,

@@ -4,7 +4,8 @@ returns pandas frames.
 
     from dina_datasets import stats
     s = stats.summary("scores.parquet")                # mean, median, CI, rank, flags
-    p = stats.pairs("scores.parquet", alpha=0.01)      # Wilcoxon + Holm, effect, verdict
+    p = stats.pairs("scores.parquet", alpha=0.01)      # Wilcoxon, TOST, Holm, verdicts
+    stats.detectability(p, alpha=0.01)                 # what the images can tell
     stats.friedman(s); stats.average_ranks(s)          # across models, Nemenyi CD
     stats.metric_agreement(s); stats.model_agreement(s)   # Kendall's tau
     stats.stability("scores.parquet", sizes=(100, 1000))  # how many images a ranking needs
@@ -15,6 +16,8 @@ happens inside the function that uses it.
 
 from dina_datasets.analysis.stats.agreement import matrix, metric_agreement, model_agreement
 from dina_datasets.analysis.stats.comparisons import ALPHA, RANDOM, annotate, pairs
+from dina_datasets.analysis.stats.equivalence import MARGIN
+from dina_datasets.analysis.stats.power import detectability
 from dina_datasets.analysis.stats.ranking import (
     average_ranks,
     critical_difference,
@@ -26,7 +29,8 @@ from dina_datasets.analysis.stats.subsampling import SIZES, stability
 from dina_datasets.analysis.stats.summaries import summary
 from dina_datasets.analysis.table import FILTER_HELP, Scores, open_scores
 
-__all__ = ["ALPHA", "DEGENERATE_SHARE", "FILTER_HELP", "RANDOM", "SIZES", "Scores",
-           "annotate", "average_ranks", "critical_difference", "degenerate", "friedman",
+__all__ = ["ALPHA", "DEGENERATE_SHARE", "FILTER_HELP", "MARGIN", "RANDOM", "SIZES", "Scores",
+           "annotate", "average_ranks", "critical_difference", "degenerate", "detectability",
+           "friedman",
            "matrix", "metric_agreement", "model_agreement", "nemenyi", "open_scores", "pairs",
            "stability", "summary"]
