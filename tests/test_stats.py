@@ -558,3 +558,38 @@ def test_four_images_are_too_few_to_tell(tmp_path):
     assert "too few images to tell" in text
     section = text.split("Equivalent to RandomExp (random maps), or worse")[1]
     assert section.split("##")[0].strip().endswith("None.")
+
+
+def test_pairs_refuse_a_mix_of_ids_and_positions(tmp_path, capsys):
+    """One cell with image ids, the other without (records in another order): pairing by
+    position would compare different images, so the pair is refused with a message naming
+    the cells and what to pass; the report states the pairing key it used."""
+    from dina_datasets.analysis.report import write_report
+    from dina_datasets.errors import AlignmentError
+
+    rng = np.random.default_rng(5)
+    n = 50
+    ids = np.array([f"img_{i:03d}" for i in range(n)])
+    values = {"Saliency": rng.random(n), "Rise": rng.random(n)}
+    table = frame(values).assign(image_id=np.r_[ids, np.full(n, "")])
+    with pytest.raises(AlignmentError, match=r"cannot pair the images of ResNet50 Insertion: "
+                       r"Saliency has image ids; Rise has none\. .*--imagenet-json "
+                       r"imagenet_data\.json.*`dina align`"):
+        stats.pairs(table)
+    path = str(tmp_path / "mixed.parquet")
+    table.to_parquet(path)
+    assert main(["leaderboard", "--scores", path, "--json"]) == 2
+    assert "cannot pair the images of ResNet50 Insertion" in capsys.readouterr().err
+    # ids on every row, some held twice: by index while the ids at each index agree (one
+    # order), refused when they do not
+    twice = np.r_[ids[:-1], ids[:1]]
+    same = frame(values).assign(image_id=np.r_[twice, twice])
+    assert stats.pairs(same)["paired_by"].tolist() == ["index"]
+    shuffled = frame(values).assign(image_id=np.r_[twice, twice[::-1]])
+    with pytest.raises(AlignmentError, match="holds an image id twice|hold an image id twice"):
+        stats.pairs(shuffled)
+    # the report says which key paired the images
+    write_report(frame(values).assign(image_id=np.r_[ids, ids]), str(tmp_path / "r"),
+                 n_boot=20, sizes=(10,), stability_boot=5, figures=False)
+    assert "Pairing key: `image_id` for 1 (model, metric)." in (
+        tmp_path / "r" / "report.md").read_text()

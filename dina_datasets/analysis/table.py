@@ -23,7 +23,7 @@ import numpy as np
 
 from dina_datasets import catalog
 from dina_datasets.analysis.scores import COLUMNS
-from dina_datasets.errors import ConfigError, FormatError, LayoutError
+from dina_datasets.errors import AlignmentError, ConfigError, FormatError, LayoutError
 from dina_datasets.layout import DEFAULT_ACTIVATION
 
 FILTER_HELP = ("correct | wrong | class=C1,C2 | prediction=C | image_id=ID1,ID2 | index=I | "
@@ -279,25 +279,69 @@ class Scores:
                                       ColumnExpression("explainer")) - ConstantExpression(1)
         return rows.select(position.alias("e"), *map(ColumnExpression, COLUMNS))
 
-    def matrix(self, model: str, metric: str, explainers: Sequence[str]) -> Matrix:
-        """The images x explainers matrix of one (model, metric). Rows are images paired by
-        identity: by `image_id` when every row has one and no explainer holds an id twice
-        (rows sorted by id), else by the record `index` (`Matrix.paired_by` says which)."""
+    def pairing_key(self, model: str, metric: str, explainers: Sequence[str]) -> str:
+        """How the rows of one (model, metric) pair into images: "image_id" when every row
+        has an id and no explainer holds one twice; "index" (the record position) when no
+        row has an id (cells written in one order: the published cells of one model), or
+        when every row has an id and the ids at each index agree (one order, shown by the
+        ids). Otherwise an AlignmentError naming the cells and what to pass."""
         cell = self._cell(model, metric, explainers)
         counts = cell.query(
-            "cell", "SELECT count(*) - count(DISTINCT image_id) AS repeated, "
-            "count(*) FILTER (WHERE coalesce(image_id, '') = '') AS keyless "
-            "FROM cell GROUP BY e").fetchall()
-        by_id = bool(counts) and all(r == 0 and k == 0 for r, k in counts)
-        key = "dense_rank() OVER (ORDER BY image_id) - 1" if by_id else "index"
-        got = cell.query(
-            "cell", f"SELECT e, {key} AS k, coalesce(score, 'NaN'::DOUBLE) AS score "
+            "cell", "SELECT e, count(*) AS n, "
+            "count(*) FILTER (WHERE coalesce(image_id, '') = '') AS keyless, "
+            "count(image_id) FILTER (WHERE image_id <> '') "
+            "- count(DISTINCT image_id) FILTER (WHERE image_id <> '') AS repeated "
+            "FROM cell GROUP BY e ORDER BY e").fetchall()
+        if all(k == 0 and r == 0 for _, _, k, r in counts):
+            return "image_id"
+        if all(k == n for _, n, k, _ in counts):
+            return "index"
+        if all(k == 0 for _, _, k, _ in counts):
+            ((disagree,),) = cell.query(
+                "cell", "SELECT count(*) FROM (SELECT index FROM cell GROUP BY index "
+                "HAVING count(DISTINCT image_id) > 1)").fetchall()
+            if disagree == 0:
+                return "index"
+        raise AlignmentError(_refusal(model, metric, explainers, counts))
+
+    def matrix(self, model: str, metric: str, explainers: Sequence[str]) -> Matrix:
+        """The images x explainers matrix of one (model, metric), its rows paired into
+        images by `pairing_key` (rows sorted by id when paired by `image_id`;
+        `Matrix.paired_by` says which key)."""
+        key = self.pairing_key(model, metric, explainers)
+        rank = "dense_rank() OVER (ORDER BY image_id) - 1" if key == "image_id" else "index"
+        got = self._cell(model, metric, explainers).query(
+            "cell", f"SELECT e, {rank} AS k, coalesce(score, 'NaN'::DOUBLE) AS score "
             "FROM cell").fetchnumpy()
         index, rows = np.unique(np.asarray(got["k"], np.int64), return_inverse=True)
         values = np.full((len(index), len(explainers)), np.nan)
         values[rows, np.asarray(got["e"], np.int64)] = np.asarray(got["score"], np.float64)
-        return Matrix(model, metric, list(explainers), index, values,
-                      "image_id" if by_id else "index")
+        return Matrix(model, metric, list(explainers), index, values, key)
+
+
+def _refusal(model: str, metric: str, explainers: Sequence[str], counts: list[tuple]) -> str:
+    """The message of a pairing that neither ids nor one record order can make."""
+    with_ids = [explainers[e] for e, n, k, _ in counts if k == 0]
+    without = [explainers[e] for e, n, k, _ in counts if k == n]
+    partial = [explainers[e] for e, n, k, _ in counts if 0 < k < n]
+    twice = [explainers[e] for e, _, k, r in counts if r > 0]
+    said = []
+    if with_ids and (without or partial):
+        said.append(f"{', '.join(with_ids)} {'has' if len(with_ids) == 1 else 'have'} image "
+                    "ids")
+    if without:
+        said.append(f"{', '.join(without)} {'has' if len(without) == 1 else 'have'} none")
+    if partial:
+        said.append(f"{', '.join(partial)} {'has' if len(partial) == 1 else 'have'} ids on "
+                    "some rows only")
+    if twice:
+        said.append(f"{', '.join(twice)} {'holds' if len(twice) == 1 else 'hold'} an image id "
+                    "twice" + ("" if without or partial else ", and the ids at one record "
+                               "index differ between the cells"))
+    return (f"cannot pair the images of {model} {metric}: {'; '.join(said)}. Pairing by "
+            "record position would compare different images. Give every cell its image ids "
+            "(`--imagenet-json imagenet_data.json` of the images the cells were written "
+            "from, or records that carry image_id), or align the cells with `dina align`.")
 
 
 def open_scores(source: Any, filters: Iterable[str] = (),
