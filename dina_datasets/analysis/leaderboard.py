@@ -27,6 +27,7 @@ import numpy as np
 
 from dina_datasets import catalog
 from dina_datasets.analysis.stats.equivalence import MARGIN
+from dina_datasets.analysis.stats.sanity import MAP_SAMPLE
 from dina_datasets.analysis.table import order
 from dina_datasets.errors import ConfigError
 
@@ -276,20 +277,34 @@ class Leaderboard:
         return buffer.getvalue()
 
 
+def checked_maps(table: Any, maps_url: str | None, map_sample: int,
+                 storage_options: dict[str, Any] | None = None) -> Any:
+    """`stats.check_maps` of the table's cells under `maps_url` (None when not asked)."""
+    from dina_datasets.analysis import stats
+
+    if not maps_url or map_sample <= 0:
+        return None
+    cells = table.frame("SELECT DISTINCT model, explainer FROM scores")
+    return stats.check_maps(maps_url, cells, k=map_sample, storage_options=storage_options)
+
+
 def _position(name: str, names: list[str]) -> tuple[int, str]:
     return (names.index(name), "") if name in names else (len(names), name)
 
 
 def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
                ci: str = "normal", n_boot: int = 1000, margin: float = MARGIN,
-               margin_units: str = "sd", storage_options: dict[str, Any] | None = None
+               margin_units: str = "sd", maps_url: str | None = None,
+               map_sample: int = MAP_SAMPLE, storage_options: dict[str, Any] | None = None
                ) -> Leaderboard:
     """The leaderboard of a scores table (path, DuckDB relation, pandas frame). `margin`:
-    the equivalence margin (`stats.pairs`)."""
+    the equivalence margin (`stats.pairs`). `maps_url`: the bucket-shaped folder of the
+    cells' maps, `map_sample` of each checked (`stats.check_maps`; 0: none)."""
     from dina_datasets.analysis import stats
 
     table = stats.open_scores(scores, list(filters), storage_options=storage_options)
-    summary = stats.summary(table, ci=ci, n_boot=n_boot)
+    maps = checked_maps(table, maps_url, map_sample, storage_options)
+    summary = stats.summary(table, ci=ci, n_boot=n_boot, maps=maps)
     pairs = stats.pairs(table, alpha=alpha, summary=summary, margin=margin,
                         margin_units=margin_units)
     return Leaderboard(stats.annotate(summary, pairs, alpha), pairs, alpha=alpha, ci=ci)
@@ -298,15 +313,17 @@ def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
 def collect(data_url: str | None = None, *, scores: Any = None,
             filters: Iterable[str] = (), alpha: float = 0.01, ci: str = "normal",
             n_boot: int = 1000, margin: float = MARGIN, margin_units: str = "sd",
+            maps_url: str | None = None, map_sample: int = MAP_SAMPLE,
             configs: Iterable[str] | None = None,
             imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
             progress: bool = False) -> Leaderboard:
     """The leaderboard of a scores table, or of every score file under `data_url` (the
-    table is then built in a temporary folder, streaming)."""
+    table is then built in a temporary folder, streaming, and the maps under `data_url`
+    checked unless `maps_url` says where they are; `map_sample` 0: not checked)."""
     if scores is not None:
         return from_table(scores, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
-                          margin=margin, margin_units=margin_units,
-                          storage_options=storage_options)
+                          margin=margin, margin_units=margin_units, maps_url=maps_url,
+                          map_sample=map_sample, storage_options=storage_options)
     if data_url is None:
         raise ConfigError("give a data_url (a bucket-shaped folder) or a scores table")
     from dina_datasets.analysis import scores as table
@@ -316,4 +333,6 @@ def collect(data_url: str | None = None, *, scores: Any = None,
         table.build(data_url, path, configs=configs, imagenet_json=imagenet_json,
                     storage_options=storage_options, progress=progress)
         return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
-                          margin=margin, margin_units=margin_units)
+                          margin=margin, margin_units=margin_units,
+                          maps_url=maps_url or data_url, map_sample=map_sample,
+                          storage_options=storage_options)

@@ -156,14 +156,18 @@ def _check_cost(cost: Any) -> Any:
 def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
                  activation: str | None = "softmax", alpha: float = 0.01,
                  margin: float | None = None, margin_units: str = "sd",
+                 maps_url: str | None = None, map_sample: int | None = None,
                  alpha_cd: float = 0.05, ci: str = "bootstrap", n_boot: int = 1000,
                  sizes: tuple[int, ...] | None = None, stability_boot: int = 200,
                  seed: int = 0, degenerate_share: float | None = None, cost: Any = None,
                  figures: bool = True, storage_options: dict[str, Any] | None = None,
                  say: Callable[[str], None] | None = None) -> Report:
     """Compute every statistic of the scores table and write the report under `out`.
-    `margin`: the equivalence margin (`stats.pairs`; default `stats.MARGIN`)."""
+    `margin`: the equivalence margin (`stats.pairs`; default `stats.MARGIN`). `maps_url`:
+    the folder of the cells' maps, `map_sample` (default `stats.MAP_SAMPLE`) of each
+    checked for degenerate maps (`stats.check_maps`)."""
     from dina_datasets.analysis import stats
+    from dina_datasets.analysis.leaderboard import checked_maps
     from dina_datasets.analysis.table import higher_is_better, order
     from dina_datasets.viz import charts as draw
 
@@ -173,7 +177,10 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
     cost = None if cost is None else _check_cost(cost)
     table = stats.open_scores(scores, list(filters), activation, storage_options)
     say("summary (bootstrap intervals)" if ci == "bootstrap" else "summary")
-    summary = stats.summary(table, ci=ci, n_boot=n_boot, seed=seed, degenerate_share=share)
+    map_sample = stats.MAP_SAMPLE if map_sample is None else map_sample
+    maps = checked_maps(table, maps_url, map_sample, storage_options)
+    summary = stats.summary(table, ci=ci, n_boot=n_boot, seed=seed, degenerate_share=share,
+                            maps=maps)
     say("paired comparisons")
     margin = stats.MARGIN if margin is None else margin
     pairs = stats.pairs(table, alpha=alpha, summary=summary, margin=margin,
@@ -188,7 +195,7 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
     stability = stats.stability(table, sizes=sizes, n_boot=stability_boot, seed=seed,
                                 summary=summary)
     flagged = annotated[annotated["degenerate"]][["model", "metric", "explainer", "n",
-                                                  "n_undefined", "reason"]]
+                                                  "n_undefined", "mean", "reason"]]
     randomish = annotated[annotated["vs_random"].isin(["equivalent", "worse"])][
         ["model", "metric", "explainer", "mean", "rank", "vs_random"]]
     leaders = _leaders(annotated)
@@ -248,7 +255,8 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
 
     text = _markdown(frames, pictures, cost_frame, table, alpha=alpha, alpha_cd=alpha_cd,
                      ci=ci, n_boot=n_boot, share=share, flagged=flagged, randomish=randomish,
-                     margin=(margin, margin_units))
+                     margin=(margin, margin_units),
+                     maps_checked=None if maps is None else (len(maps), map_sample))
     writer.bytes("report.md", text.encode())
     return Report(out, writer.files, frames | ({"cost_quality": cost_frame}
                                                if cost_frame is not None else {}))
@@ -260,7 +268,10 @@ def _images(paths: list[str]) -> str:
 
 def _markdown(frames: dict[str, Any], pictures: dict[str, list[str]], cost_frame: Any,
               table: Any, *, alpha: float, alpha_cd: float, ci: str, n_boot: int,
-              share: float, flagged: Any, randomish: Any, margin: tuple[float, str]) -> str:
+              share: float, flagged: Any, randomish: Any, margin: tuple[float, str],
+              maps_checked: tuple[int, int] | None) -> str:
+    from dina_datasets.analysis.stats import NEAR_ZERO
+
     summary, pairs, power = frames["summary"], frames["pairs"], frames["power"]
     keys = pairs.groupby("paired_by")[["model", "metric"]].apply(
         lambda g: len(g.drop_duplicates())).to_dict() if len(pairs) else {}
@@ -293,7 +304,11 @@ def _markdown(frames: dict[str, Any], pictures: dict[str, list[str]], cost_frame
         "paired_by).\n",
         "## Sanity floor\n",
         f"Degenerate (share of undefined scores >= {share:.0%}, or degenerate maps): "
-        "reported, not ranked.\n",
+        "reported with their numbers, not ranked. "
+        + (f"Maps checked: {maps_checked[1]} sampled per cell, {maps_checked[0]} cells "
+           f"(all-zero, constant, or total |attribution| under {NEAR_ZERO:g})."
+           if maps_checked else "Maps not checked (no maps given: only undefined scores "
+           "reveal degenerate maps).") + "\n",
         markdown_table(flagged) if len(flagged) else "None.\n",
         "\nEquivalent to RandomExp (random maps), or worse, under a metric:\n",
         markdown_table(randomish) if len(randomish) else

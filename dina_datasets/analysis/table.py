@@ -2,14 +2,7 @@
 DuckDB relation or a pandas frame, filtered in SQL, and read back per (model, metric) as a
 matrix of images x explainers for the paired statistics.
 
-Filters (`--filter` on the command line, `filters=` in Python), combined with AND:
-
-- `correct` / `wrong`: images the model classified right / wrong (labels and predictions
-  known, i.e. not -1);
-- `class=281,285` (or `label=`): true classes; `prediction=...`: predicted classes;
-- `image_id=ILSVRC2012_val_00000001,...`; `index=0,1,2`;
-- `activation=sigmoid`: the output activation (default: softmax only, the published one);
-- `model=...`, `explainer=...`, `metric=...`.
+Filters: `dina_datasets.analysis.filters` (FILTER_HELP lists them).
 """
 
 from __future__ import annotations
@@ -22,73 +15,17 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
+from dina_datasets.analysis.filters import (
+    Filter,
+    condition,
+    isin,
+    literal,  # noqa: F401  (its old path: the explorer's)
+)
 from dina_datasets.analysis.scores import COLUMNS
 from dina_datasets.errors import AlignmentError, ConfigError, FormatError, LayoutError
 from dina_datasets.layout import DEFAULT_ACTIVATION
 
-FILTER_HELP = ("correct | wrong | class=C1,C2 | prediction=C | image_id=ID1,ID2 | index=I | "
-               "activation=A | model=M | explainer=E | metric=X")
-_INT_COLUMNS = {"class": "label", "label": "label", "prediction": "prediction",
-                "index": "index"}
-_TEXT_COLUMNS = ("image_id", "activation", "model", "explainer", "metric")
 _VIEW = "dina_scores"
-
-
-@dataclass(frozen=True)
-class Filter:
-    """One filter: the column it restricts (`key`) and its DuckDB expression (values bound
-    as constants, never spliced into SQL text)."""
-
-    key: str
-    expression: Any
-
-    def __str__(self) -> str:
-        return str(self.expression)
-
-
-def _isin(column: str, values: Sequence[Any]) -> Any:
-    from duckdb import ColumnExpression, ConstantExpression
-
-    return ColumnExpression(column).isin(*[ConstantExpression(v) for v in values])
-
-
-def literal(value: Any) -> str:
-    """A SQL literal of a string or an integer. The statistics bind their values instead
-    (`Filter`, `Scores.frame(sql, params)`); this stays for the explorer's queries until
-    they bind theirs."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def condition(text: str) -> Filter:
-    """The filter of one `--filter` text (see the module docstring)."""
-    from duckdb import ColumnExpression, ConstantExpression
-
-    key, sep, value = text.strip().partition("=")
-    key = key.strip().lower()
-    if not sep:
-        label, prediction = ColumnExpression("label"), ColumnExpression("prediction")
-        known = label >= ConstantExpression(0)
-        if key == "correct":
-            return Filter(key, known & (label == prediction))
-        if key == "wrong":
-            return Filter(key, known & (prediction >= ConstantExpression(0))
-                          & (label != prediction))
-        raise ConfigError(f"unknown filter {text!r}; valid: {FILTER_HELP}")
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise ConfigError(f"filter {text!r} names no value; valid: {FILTER_HELP}")
-    if key in _INT_COLUMNS:
-        try:
-            numbers = [int(v) for v in items]
-        except ValueError:
-            raise ConfigError(f"filter {text!r}: {key} takes integers, e.g. {key}=281,285"
-                              ) from None
-        return Filter(_INT_COLUMNS[key], _isin(_INT_COLUMNS[key], numbers))
-    if key in _TEXT_COLUMNS:
-        return Filter(key, _isin(key, items))
-    raise ConfigError(f"unknown filter {text!r}; valid: {FILTER_HELP}")
 
 
 def higher_is_better(metric: str) -> bool | None:
@@ -165,7 +102,7 @@ class Scores:
         self.requested = list(filters)
         chosen = [condition(f) for f in self.requested]
         if activation and not any(f.key == "activation" for f in chosen):
-            chosen.append(Filter("activation", _isin("activation", [activation])))
+            chosen.append(Filter("activation", isin("activation", [activation])))
         self.conditions = chosen
         self.filters = [str(f) for f in chosen]  # as text, for messages and the report
         self.base = base
@@ -263,7 +200,7 @@ class Scores:
         if not self.metric_filtered:
             return None
         names = [m for m, spec in catalog.METRICS.items() if not spec.needs_model]
-        return self.every_metric.filter(_isin("metric", names or [""])).query(
+        return self.every_metric.filter(isin("metric", names or [""])).query(
             "scores", "SELECT model, metric, explainer, count(score) AS n, "
             "count(*) - count(score) AS n_undefined FROM scores "
             "GROUP BY model, metric, explainer").df()
@@ -273,8 +210,8 @@ class Scores:
         position in `explainers` (values bound as constants)."""
         from duckdb import ColumnExpression, ConstantExpression, FunctionExpression
 
-        rows = self.relation.filter(_isin("model", [model]) & _isin("metric", [metric])
-                                    & _isin("explainer", list(explainers)))
+        rows = self.relation.filter(isin("model", [model]) & isin("metric", [metric])
+                                    & isin("explainer", list(explainers)))
         position = FunctionExpression("list_position", ConstantExpression(list(explainers)),
                                       ColumnExpression("explainer")) - ConstantExpression(1)
         return rows.select(position.alias("e"), *map(ColumnExpression, COLUMNS))
