@@ -168,6 +168,7 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
     checked for degenerate maps (`stats.check_maps`)."""
     from dina_datasets.analysis import stats
     from dina_datasets.analysis.leaderboard import checked_maps
+    from dina_datasets.analysis.stats.power import COLUMNS as POWER_COLUMNS
     from dina_datasets.analysis.table import higher_is_better, order
     from dina_datasets.viz import charts as draw
 
@@ -186,7 +187,8 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
     pairs = stats.pairs(table, alpha=alpha, summary=summary, margin=margin,
                         margin_units=margin_units)
     annotated = stats.annotate(summary, pairs, alpha)
-    power = stats.detectability(pairs, alpha) if len(pairs) else None
+    power = stats.detectability(pairs, alpha) if len(pairs) else pairs.iloc[:0, :0].reindex(
+        columns=POWER_COLUMNS)
     say("across models, agreement")
     friedman = stats.friedman(summary, alpha=alpha_cd)
     ranks = stats.average_ranks(summary)
@@ -205,8 +207,7 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
               "agreement_models": model_tau, "stability": stability}
     writer = _Writer(out, storage_options)
     for name, frame in frames.items():
-        if frame is not None:
-            writer.table(name, frame)
+        writer.table(name, frame)
 
     pictures: dict[str, list[str]] = {"cd": [], "agreement": [], "stability": [],
                                       "distributions": [], "cost": []}
@@ -295,7 +296,7 @@ def _markdown(frames: dict[str, Any], pictures: dict[str, list[str]], cost_frame
         "Per model and metric: n images, pairs tested together, the pairing key, the "
         "equivalence margin and the smallest detectable paired difference (score units), "
         "the images a margin-sized decision needs, and whether verdicts are possible.\n",
-        markdown_table(power) if power is not None else "No pairs.\n",
+        markdown_table(power) if len(power) else "No pairs.\n",
         "## Leaders per model and metric\n",
         markdown_table(frames["leaders"]),
         "\nEvery explainer: `tables/summary.csv` (mean, median, interval, rank, flags); "
