@@ -16,7 +16,10 @@ phase and its peak resident memory:
 Targets here: ours under 2 minutes and under 2 GB. Medians over `--repeats` runs (default
 1: each run reads 0.6 GB of JSON on a shared 2-core machine).
 
-    python benchmarks/scores.py [--images 50000] [--subset 1024] [--repeats 1] [--keep]
+`--ids` also writes a kecam-style `imagenet_data.json` of the images and builds the table with
+it, so that every row has an image id and the pairs join on `image_id` (not the index).
+
+    python benchmarks/scores.py [--images 50000] [--subset 1024] [--repeats 1] [--ids] [--keep]
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ def write_grid(root: str, images: int, subset: int) -> tuple[int, int]:
     return files, count
 
 
+def write_ids(path: str, images: int) -> None:
+    """A kecam-style imagenet_data.json naming `images` images."""
+    items = [{"image": f"/x/ILSVRC2012_val_{i + 1:08d}.JPEG", "label": i % 1000}
+             for i in range(images)]
+    with open(path, "w") as handle:
+        json.dump({"info": {"base_path": "/x"}, "test": items}, handle)
+
+
 def peak_mb() -> float:
     import resource
 
@@ -79,7 +90,7 @@ class Phases:
         return self.times
 
 
-def ours(root: str, out: str) -> dict[str, float]:
+def ours(root: str, out: str, ids: str | None = None) -> dict[str, float]:
     phases = Phases()
     import duckdb  # noqa: F401  (the imports are a phase of their own)
     import scipy.stats  # noqa: F401
@@ -89,7 +100,7 @@ def ours(root: str, out: str) -> dict[str, float]:
     from dina_datasets.analysis import leaderboard, scores
 
     phases.mark("imports")
-    built = scores.build(root, out)
+    built = scores.build(root, out, imagenet_json=ids)
     phases.mark("build table")
     table = stats.open_scores(out)
     summary = stats.summary(table, ci="normal")
@@ -99,7 +110,8 @@ def ours(root: str, out: str) -> dict[str, float]:
                                     ci="normal")
     board.json()
     phases.mark("pairs + verdicts")
-    return {**phases.total(), "rows": built.rows, "pairs": len(pairs), "peak_mb": peak_mb()}
+    return {**phases.total(), "rows": built.rows, "pairs": len(pairs), "peak_mb": peak_mb(),
+            "paired_by": sorted(set(pairs["paired_by"]))}
 
 
 def baseline(root: str) -> dict[str, float]:
@@ -126,10 +138,11 @@ def baseline(root: str) -> dict[str, float]:
     return {**phases.total(), "rows": len(frame), "cells": len(means), "peak_mb": peak_mb()}
 
 
-def child(side: str, root: str, out: str) -> dict[str, float]:
+def child(side: str, root: str, out: str, ids: str | None = None) -> dict[str, float]:
     """Run one side in a fresh interpreter; its figures."""
     done = subprocess.run([sys.executable, __file__, "--child", side, "--root", root,
-                           "--out", out], check=True, capture_output=True, text=True)
+                           "--out", out, *(["--ids-json", ids] if ids else [])], check=True,
+                          capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -139,12 +152,16 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=1_024)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--ids", action="store_true",
+                        help="give every row an image id (pairs join on image_id)")
+    parser.add_argument("--ids-json", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("ours", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = ours(args.root, args.out) if args.child == "ours" else baseline(args.root)
+        result = (ours(args.root, args.out, args.ids_json) if args.child == "ours"
+                  else baseline(args.root))
         print(json.dumps(result))
         return
 
@@ -153,20 +170,25 @@ def main() -> None:
         root, out = os.path.join(folder, "bucket"), os.path.join(folder, "scores.parquet")
         started = time.perf_counter()
         files, count = write_grid(root, args.images, args.subset)
+        ids = None
+        if args.ids:
+            ids = os.path.join(folder, "imagenet_data.json")
+            write_ids(ids, args.images)
         print(f"grid: {files} score files, {count:,} scores, written in "
               f"{time.perf_counter() - started:.0f} s under {folder}")
         runs: dict[str, list[dict[str, float]]] = {"ours": [], "baseline": []}
         for _ in range(args.repeats):
             for side in runs:
-                runs[side].append(child(side, root, out))
+                runs[side].append(child(side, root, out, ids))
         for side, results in runs.items():
-            keys = [k for k in results[0] if k not in ("rows", "pairs", "cells", "peak_mb")
-                    and not k.endswith(" cpu")]
+            keys = [k for k in results[0] if k not in ("rows", "pairs", "cells", "peak_mb",
+                                                        "paired_by") and not k.endswith(" cpu")]
             phases = ", ".join(f"{k} {statistics.median(r[k] for r in results):.1f} s (cpu "
                                f"{statistics.median(r[k + ' cpu'] for r in results):.1f})"
                                for k in keys)
             peak = statistics.median(r["peak_mb"] for r in results)
-            extra = (f"{results[0]['rows']:,} rows, {results[0]['pairs']:,} paired tests"
+            extra = (f"{results[0]['rows']:,} rows, {results[0]['pairs']:,} paired tests, "
+                     f"paired by {', '.join(results[0]['paired_by'])}"
                      if side == "ours" else f"{results[0]['rows']:,} rows, "
                      f"{results[0]['cells']:,} cells")
             print(f"{side:9s} {phases}; peak memory {peak:,.0f} MB ({extra})")

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import re
 import uuid
 
 import numpy as np
@@ -70,11 +71,13 @@ def test_summaries_by_hand(scores):
     assert board.best("DinoV2", "MyMetric") is None  # unknown direction: nothing ranked
     one = board.get("DinoV2-Rise", "MyMetric")
     assert one.n == 1 and math.isnan(one.half_width) and math.isnan(one.rank)
-    # 3 images cannot separate two explainers at alpha 0.01: the leader is marked ≈
-    assert board.get("ResNet50-Saliency", "Deletion").marker == "≈"
+    # 3 images cannot reach alpha 0.01 at all (the signed-rank test's smallest p-value is
+    # 2 / 2**3): no verdict, the leader is marked `few` and the board says why
+    assert board.get("ResNet50-Saliency", "Deletion").marker == "few"
     text = board.text()
-    assert "2 ± 1.1 n=3 #1 ≈" in text and "5 ± 2 n=3 #2" in text and "10 n=1" in text
-    assert "Deletion (↓)" in text and "Insertion (↑)" in text and "≈ leader NOT" in text
+    assert "2 ± 1.1 n=3 #1 few" in text and "5 ± 2 n=3 #2" in text and "10 n=1" in text
+    assert "Deletion (↓)" in text and "Insertion (↑)" in text and "≈ leader equivalent" in text
+    assert "ResNet50 Deletion: too few images to tell (n=3; a verdict needs about" in text
 
 
 def test_cli_writes_csv_markdown_and_png(scores, tmp_path, capsys):
@@ -87,7 +90,7 @@ def test_cli_writes_csv_markdown_and_png(scores, tmp_path, capsys):
     saliency = rows["ResNet50", "Saliency", "Deletion"]
     assert float(saliency["mean"]) == 2.0 and saliency["rank"] == "1" and saliency["n"] == "3"
     assert float(saliency["ci_low"]) == pytest.approx(2 - Z / math.sqrt(3), rel=1e-9)
-    assert saliency["vs_next"] == "not distinguishable" and saliency["marker"] == "≈"
+    assert saliency["vs_next"] == "inconclusive" and saliency["marker"] == "few"
     assert rows["DinoV2", "Rise", "MyMetric"]["rank"] == ""
     with open(f"{out}/leaderboard_pairs.csv") as handle:
         pairs = list(csv.DictReader(handle))
@@ -95,7 +98,15 @@ def test_cli_writes_csv_markdown_and_png(scores, tmp_path, capsys):
         ("Saliency", "Rise", "Deletion"), ("Saliency", "Rise", "Insertion")}
     with open(f"{out}/leaderboard.md") as handle:
         markdown = handle.read()
-    assert "| ResNet50-Saliency | 0.5 ± 0 n=2 #2 | **2 ± 1.1 n=3 #1 ≈** |  |" in markdown
+    table = [[c.strip() for c in line.strip("|").split("|")]
+             for line in markdown.splitlines() if line.startswith("|")]
+    grades = [re.fullmatch(r"(.*?)(?: \[(reliable|questionable|unreliable)\])?", c)
+              for c in table[0]]
+    assert [g.group(1) for g in grades] == ["config", "Insertion (↑)", "Deletion (↓)",
+                                            "MyMetric"]
+    assert grades[1].group(2) and grades[2].group(2)  # each ranked metric shows its grade
+    assert set(table[1][0]) <= {":", "-"}  # the header rule
+    assert ["ResNet50-Saliency", "0.5 ± 0 n=2 #2", "**2 ± 1.1 n=3 #1 few**", ""] in table
     from PIL import Image
 
     with Image.open(f"{out}/leaderboard.png") as image:
@@ -108,12 +119,18 @@ def test_cli_writes_csv_markdown_and_png(scores, tmp_path, capsys):
 def test_json_document(planted, capsys):
     assert main(["leaderboard", "--data-url", planted, "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert set(document) == {"table", "pairs", "flags"}
+    assert set(document) == {"table", "pairs", "power", "flags"}
     assert {tuple(r) for r in document["table"]} == {leaderboard.JSON_TABLE} == {
         ("model", "explainer", "metric", "n", "mean", "ci_low", "ci_high", "rank")}
     assert {tuple(r) for r in document["pairs"]} == {leaderboard.JSON_PAIRS} == {
         ("model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
-         "verdict", "paired_by")}
+         "mean_diff", "margin", "p_equivalence", "p_equivalence_adjusted", "verdict",
+         "paired_by")}
+    power = {(r["model"], r["metric"]): r for r in document["power"]}
+    assert set(power) == {(m, x) for m in ("ResNet50", "DinoV2", "ConvNeXtV2")
+                          for x in ("Insertion", "Complexity")}
+    assert power["DinoV2", "Insertion"]["status"] == "enough images for the margin"
+    assert power["DinoV2", "Insertion"]["n"] == N and power["DinoV2", "Insertion"]["pairs"] == 6
     table = {(r["model"], r["explainer"], r["metric"]): r for r in document["table"]}
     top = table["DinoV2", "Saliency", "Insertion"]
     assert top["rank"] == 1 and top["n"] == N and top["ci_low"] < top["mean"] < top["ci_high"]
@@ -124,7 +141,7 @@ def test_json_document(planted, capsys):
     assert pair["paired_by"] == PAIRED_BY
     flags = {(f["model"], f["explainer"], f["metric"], f["flag"]) for f in document["flags"]}
     assert ("ResNet50", "GradCAM", "Insertion", "degenerate") in flags
-    assert ("DinoV2", "Lime", "Insertion", "not distinguishable from RandomExp") in flags
+    assert ("DinoV2", "Lime", "Insertion", "equivalent to RandomExp") in flags
     assert ("DinoV2", "Saliency", "Complexity", "worse than RandomExp") in flags
 
 
@@ -227,3 +244,20 @@ def test_explainers_tied_at_the_top_share_the_rank_and_get_no_leader_mark():
     assert all("*" not in t.marker and "≈" not in t.marker for t in top), top
     third = board.get("ResNet50-GradCAM", "Insertion")
     assert third.rank == 3 and third.marker == ""
+
+
+def test_equivalence_margin_option(planted, capsys):
+    """Lime = Rise + noise of 1e-6: equivalent within the default margin (a tenth of the
+    spread), not within a margin of 1e-9 score units; a bad margin is refused."""
+    def verdict(*extra):
+        assert main(["leaderboard", "--data-url", planted, "--json", *extra]) == 0
+        pairs = json.loads(capsys.readouterr().out)["pairs"]
+        return next(p for p in pairs if (p["model"], p["metric"], p["a"], p["b"]) ==
+                    ("DinoV2", "Insertion", "Rise", "Lime"))
+
+    default = verdict()
+    assert default["verdict"] == "equivalent" and 0 < default["margin"] < 0.1
+    tight = verdict("--equivalence-margin", "1e-9", "--margin-units", "score")
+    assert tight["verdict"] == "inconclusive" and tight["margin"] == 1e-9
+    assert main(["leaderboard", "--data-url", planted, "--equivalence-margin", "0"]) == 2
+    assert "equivalence margin must be a positive number" in capsys.readouterr().err

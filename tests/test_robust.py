@@ -111,7 +111,7 @@ def test_leaderboard_checks_its_outputs_before_printing(bucket, tmp_path, capsys
     assert (out / "leaderboard.md").read_text() == "# my own notes\n"
     assert sorted(p.name for p in out.iterdir()) == ["leaderboard.md"]
     assert main([*args, "--out", str(out), "--overwrite"]) == 0
-    assert (out / "leaderboard.md").read_text().startswith("| config |")
+    assert (out / "leaderboard.md").read_text().startswith("| config ")
     assert "wrote" in capsys.readouterr().out
     assert main([*args, "--out", str(out)]) == 0  # its own outputs are replaced
     for name in ("leaderboard.csv", "leaderboard_pairs.csv"):

@@ -1,7 +1,7 @@
 """`dina_datasets.stats`: each statistic checked against its library on the same inputs, and
 on a planted bucket written here: Saliency = Rise + a known paired shift (better, p_adjusted
-< 0.001), Lime = Rise + tiny noise (not distinguishable), RandomExp = Rise + tiny noise
-(Rise and Lime no better than random maps), GradCAM with all-zero maps on ResNet50
+< 0.001), Lime = Rise + tiny noise (equivalent), RandomExp = Rise + tiny noise
+(Rise and Lime equivalent to random maps), GradCAM with all-zero maps on ResNet50
 (degenerate: never ranked, though its Insertion mean is the highest)."""
 
 from __future__ import annotations
@@ -83,9 +83,11 @@ def test_planted_verdicts(planted):
                    b="Rise")["verdict"] == "worse"
         for metric in ("Insertion", "Complexity"):
             b_c = row(pairs, model=model, metric=metric, a="Rise", b="Lime")
-            assert b_c["verdict"] == "not distinguishable" and b_c["p_adjusted"] > 0.01
+            # 1e-6 apart: the TOST shows the difference inside the margin
+            assert b_c["verdict"] == "equivalent" and b_c["p_adjusted"] > 0.01
+            assert b_c["p_equivalence_adjusted"] < 1e-6
             random = row(pairs, model=model, metric=metric, a="Lime", b="RandomExp")
-            assert random["random_like"] and random["verdict"] == "not distinguishable"
+            assert random["random_like"] and random["verdict"] == "equivalent"
             assert not row(pairs, model=model, metric=metric, a="Saliency",
                            b="RandomExp")["random_like"]
     assert "GradCAM" not in set(pairs["a"]) | set(pairs["b"])  # degenerate: not compared
@@ -196,7 +198,7 @@ def test_annotate_vs_next_and_random(planted):
     assert top["vs_next"] == "better" and top["vs_random"] == "better"
     for explainer in ("Rise", "Lime"):
         assert row(annotated, model="DinoV2", metric="Insertion",
-                   explainer=explainer)["vs_random"] == "not distinguishable"
+                   explainer=explainer)["vs_random"] == "equivalent"
     assert pd.isna(row(annotated, model="DinoV2", metric="Insertion",
                        explainer="RandomExp")["vs_random"])
 
@@ -373,7 +375,9 @@ def test_report_tables_and_figures(planted, tmp_path, capsys):
                     "## Across models", "## Agreement", "## Stability", "![figures/cd_Insertion"
                     ".png](figures/cd_Insertion.png)"):
         assert section in text, section
-    assert "| ResNet50 | Insertion | GradCAM |" in text  # degenerate, listed
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|")]
+    assert any(r[:3] == ["ResNet50", "Insertion", "GradCAM"] for r in rows)  # degenerate
     assert "Cost vs quality" not in text  # no cost records, no such section
     stability = pd.read_csv(out / "tables" / "stability.csv")
     assert sorted(set(stability["n"])) == [10, 20, N]
@@ -474,3 +478,118 @@ def test_pairs_join_images_by_identity_when_record_orders_differ(tmp_path):
     keyless = stats.pairs(frame.assign(image_id=""))
     assert keyless.iloc[0]["paired_by"] == "index"
     assert keyless.iloc[0]["p_adjusted"] > 1e-6
+
+
+def test_filter_values_are_bound_not_spliced_into_sql():
+    """A value holding a quote (or SQL) is a value: it matches the rows that hold it and
+    nothing else, and `Scores.frame` binds its parameters."""
+    odd = "it's'); DROP TABLE x; --"
+    values = {"Saliency": np.arange(6.0), "Rise": np.arange(6.0) + 1}
+    table = frame(values).assign(image_id=[odd, "b", "c", "d", "e", "f"] * 2)
+    got = stats.summary(table, ci="normal", filters=[f"image_id={odd}"])
+    assert (got["n"] == 1).all() and sorted(got["mean"]) == [0.0, 1.0]
+    view = stats.open_scores(table)
+    assert view.frame("SELECT count(*) AS n FROM scores WHERE image_id = ?",
+                      [odd])["n"].iloc[0] == 2
+    assert view.frame("SELECT count(*) AS n FROM scores WHERE explainer = $e",
+                      {"e": "Rise"})["n"].iloc[0] == 6
+
+
+def test_verdicts_with_evidence_and_tost_equal_statsmodels():
+    """A = B + shift: better; C = B + noise far inside the margin, n = 2,000: equivalent
+    (shown by the TOST, not read from a failure to reject); D = B + noise, n = 6:
+    inconclusive. The TOST p-values equal statsmodels' paired form."""
+    from statsmodels.stats.weightstats import ttost_paired
+
+    rng = np.random.default_rng(11)
+    n = 2000
+    b = rng.normal(0.5, 0.2, n)
+    values = {"Saliency": b + 0.1 + rng.normal(0, 0.02, n), "Rise": b,
+              "Lime": b + rng.normal(0, 0.002, n)}
+    got = stats.pairs(frame(values))
+    stds = [np.std(v, ddof=1) for v in values.values()]
+    margin = 0.1 * np.sqrt(np.mean(np.square(stds)))  # a tenth of the pooled spread
+    assert got["margin"].tolist() == pytest.approx([margin] * 3, rel=1e-9)
+    for r in got.itertuples():
+        expected = ttost_paired(values[r.a], values[r.b], -margin, margin)[0]
+        assert r.p_equivalence == pytest.approx(expected, rel=1e-9, abs=1e-300)
+        assert r.mean_diff == pytest.approx(np.mean(values[r.a] - values[r.b]))
+    assert row(got, a="Saliency", b="Rise")["verdict"] == "better"
+    c = row(got, a="Rise", b="Lime")
+    assert c["verdict"] == "equivalent" and c["p_equivalence_adjusted"] < 1e-12
+    assert c["p_adjusted"] > 0.01  # a failure to reject alone would say nothing
+    # n = 6, noise of the margin's size: neither test can decide
+    small = {"Rise": b[:6], "Lime": b[:6] + rng.normal(0, 0.02, 6)}
+    d = stats.pairs(frame(small)).iloc[0]
+    m6 = d["margin"]
+    assert d["p_equivalence"] == pytest.approx(
+        ttost_paired(small["Rise"], small["Lime"], -m6, m6)[0], rel=1e-9)
+    assert d["p_equivalence"] > 0.01 and d["verdict"] == "inconclusive"
+    # Holm over the pairs of one (model, metric), the equivalence tests as the others
+    np.testing.assert_allclose(got["p_equivalence_adjusted"],
+                               multipletests(got["p_equivalence"], method="holm")[1])
+    with pytest.raises(ConfigError, match="equivalence margin must be a positive number"):
+        stats.pairs(frame(values), margin=-1)
+    # a margin in score units, far below the noise: C is no longer shown equivalent
+    tight = stats.pairs(frame(values), margin=1e-6, margin_units="score")
+    assert row(tight, a="Rise", b="Lime")["verdict"] == "inconclusive"
+
+
+def test_four_images_are_too_few_to_tell(tmp_path):
+    """The demo's case: 4 images cannot reach alpha 0.01 whatever they hold (the signed-rank
+    test's smallest p-value is 0.125), so the report says "too few images to tell" instead
+    of listing a clearly better explainer as "not better than RandomExp"."""
+    from dina_datasets.analysis.report import write_report
+
+    values = {"Saliency": np.array([0.10, 0.05, 0.08, 0.07]),
+              "IntegratedGradients": np.array([0.12, 0.06, 0.09, 0.05]),
+              "RandomExp": np.array([0.74, 0.70, 0.77, 0.73])}
+    table = frame(values, metric="Deletion")
+    pairs = stats.pairs(table)
+    assert set(pairs["verdict"]) == {"inconclusive"} and not pairs["random_like"].any()
+    power = stats.detectability(pairs, alpha=0.01)
+    assert power["status"].tolist() == ["too few images to tell"]
+    assert power["n_needed"].iloc[0] >= 10  # 2 / 2**n < 0.01 / 3 needs n >= 10
+    made = write_report(table, str(tmp_path / "r"), n_boot=20, sizes=(2,), stability_boot=5,
+                        figures=False)
+    leaders = made.frames["leaders"]
+    assert leaders["vs_next"].tolist() == ["too few images to tell"]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "too few images to tell" in text
+    section = text.split("Equivalent to RandomExp (random maps), or worse")[1]
+    assert section.split("##")[0].strip().endswith("None.")
+
+
+def test_pairs_refuse_a_mix_of_ids_and_positions(tmp_path, capsys):
+    """One cell with image ids, the other without (records in another order): pairing by
+    position would compare different images, so the pair is refused with a message naming
+    the cells and what to pass; the report states the pairing key it used."""
+    from dina_datasets.analysis.report import write_report
+    from dina_datasets.errors import AlignmentError
+
+    rng = np.random.default_rng(5)
+    n = 50
+    ids = np.array([f"img_{i:03d}" for i in range(n)])
+    values = {"Saliency": rng.random(n), "Rise": rng.random(n)}
+    table = frame(values).assign(image_id=np.r_[ids, np.full(n, "")])
+    with pytest.raises(AlignmentError, match=r"cannot pair the images of ResNet50 Insertion: "
+                       r"Saliency has image ids; Rise has none\. .*--imagenet-json "
+                       r"imagenet_data\.json.*`dina align`"):
+        stats.pairs(table)
+    path = str(tmp_path / "mixed.parquet")
+    table.to_parquet(path)
+    assert main(["leaderboard", "--scores", path, "--json"]) == 2
+    assert "cannot pair the images of ResNet50 Insertion" in capsys.readouterr().err
+    # ids on every row, some held twice: by index while the ids at each index agree (one
+    # order), refused when they do not
+    twice = np.r_[ids[:-1], ids[:1]]
+    same = frame(values).assign(image_id=np.r_[twice, twice])
+    assert stats.pairs(same)["paired_by"].tolist() == ["index"]
+    shuffled = frame(values).assign(image_id=np.r_[twice, twice[::-1]])
+    with pytest.raises(AlignmentError, match="holds an image id twice|hold an image id twice"):
+        stats.pairs(shuffled)
+    # the report says which key paired the images
+    write_report(frame(values).assign(image_id=np.r_[ids, ids]), str(tmp_path / "r"),
+                 n_boot=20, sizes=(10,), stability_boot=5, figures=False)
+    assert "Pairing key: `image_id` for 1 (model, metric)." in (
+        tmp_path / "r" / "report.md").read_text()

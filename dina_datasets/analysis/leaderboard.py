@@ -2,12 +2,14 @@
 rank (in the catalog's direction) and the verdicts of the paired tests, from the scores
 table (built on the fly from a bucket-shaped folder, or given).
 
-Markers: `*` the leader, distinguishable from the next (Wilcoxon + Holm at alpha);
-`≈` the leader, NOT distinguishable from the next (a leader with no next has neither, and
-explainers tied at rank 1 (equal means share a rank) get no leader mark);
-`=R` not distinguishable from RandomExp;
-`<R` worse than RandomExp; `degenerate` mostly undefined scores, not ranked (see
-`dina_datasets.analysis.stats.sanity`).
+Markers (verdicts of `dina_datasets.analysis.stats.comparisons`): `*` the leader, better
+than the next (Wilcoxon + Holm at alpha); `≈` the leader, equivalent to the next (TOST within
+the equivalence margin); `?` the leader, inconclusive against the next (neither shown); a
+leader with no next has none of them, and explainers tied at rank 1 (equal means share a
+rank) get no leader mark; `few` the leader of a (model, metric) whose images are too few for
+any verdict (`stats.detectability`); `=R` equivalent to RandomExp; `<R` worse than RandomExp
+(an explainer that is neither shows only its p-values, in the pairs); `degenerate` mostly
+undefined scores or degenerate maps, not ranked (see `dina_datasets.analysis.stats.sanity`).
 """
 
 from __future__ import annotations
@@ -24,22 +26,30 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
+from dina_datasets.analysis.stats.equivalence import MARGIN
+from dina_datasets.analysis.stats.sanity import MAP_SAMPLE
 from dina_datasets.analysis.table import order
 from dina_datasets.errors import ConfigError
 
 JSON_TABLE = ("model", "explainer", "metric", "n", "mean", "ci_low", "ci_high", "rank")
 JSON_PAIRS = ("model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
-              "verdict", "paired_by")
+              "mean_diff", "margin", "p_equivalence", "p_equivalence_adjusted", "verdict",
+              "paired_by")
+JSON_POWER = ("model", "metric", "n", "pairs", "paired_by", "margin", "detectable_effect",
+              "n_needed", "status")
 CSV_COLUMNS = ("model", "explainer", "metric", "n", "n_undefined", "mean", "median", "ci_low",
                "ci_high", "rank", "marker", "vs_next", "vs_random", "degenerate", "reason",
                "reference")
 LEGEND = ("mean ± half-width of the 95 % interval, n images, #rank per model and metric "
           "(↑ higher is better, ↓ lower is better; equal means share a rank, and a tie at #1 "
-          "gets no leader mark); * leader distinguishable from the next, "
-          "≈ leader NOT distinguishable from the next (Wilcoxon signed-rank, Holm, "
-          "alpha {alpha}); =R not distinguishable from RandomExp, <R worse than RandomExp; "
-          "degenerate: mostly undefined scores, not ranked; [grade] beside a metric: its "
-          "reliability over the models (dina reliability)")
+          "gets no leader mark); * leader better than the next (Wilcoxon signed-rank, Holm, "
+          "alpha {alpha}), ≈ leader equivalent to the next (TOST: mean difference shown "
+          "within the equivalence margin), ? leader inconclusive against the next, "
+          "few: too few images for any verdict; =R equivalent to RandomExp, <R worse than "
+          "RandomExp (neither: see the p-values); "
+          "degenerate: mostly undefined scores or degenerate maps, not ranked; [grade] beside "
+          "a metric: its reliability over the models (dina reliability)")
+LEADER = {"better": "*", "higher": "*", "equivalent": "≈", "inconclusive": "?"}
 
 
 @dataclass(frozen=True)
@@ -82,11 +92,13 @@ def marker(row: Any) -> str:
     """The board's markers of one annotated summary row (see the module docstring)."""
     if row["degenerate"]:
         return "degenerate"
+    if not row.get("tell", True):  # too few images for any verdict: none shown
+        return "few" if row["rank"] == 1 else ""
     marks = []
     # no mark for a lone explainer, nor for leaders tied at rank 1 (none of them leads)
     if row["rank"] == 1 and isinstance(row["vs_next"], str) and not row.get("tied", False):
-        marks.append("*" if row["vs_next"] in ("better", "higher") else "≈")
-    if row["vs_random"] == "not distinguishable":
+        marks.append(LEADER.get(row["vs_next"], "?"))
+    if row["vs_random"] == "equivalent":
         marks.append("=R")
     elif row["vs_random"] == "worse":
         marks.append("<R")
@@ -98,9 +110,13 @@ class Leaderboard:
 
     def __init__(self, summary: Any, pairs: Any, *, alpha: float, ci: str,
                  grades: dict[str, str] | None = None) -> None:
+        from dina_datasets.analysis.stats.power import COLUMNS, detectability
+
         self.grades = dict(grades or {})  # {metric: reliability grade}, beside its name
         self.summary = summary.assign(marker=[marker(r) for _, r in summary.iterrows()])
         self.pairs = pairs
+        self.power = detectability(pairs, alpha) if len(pairs) else pairs.reindex(
+            columns=COLUMNS)
         self.alpha = alpha
         self.ci = ci
         self.entries = {(r.model, r.explainer, r.metric): Entry(
@@ -152,17 +168,31 @@ class Leaderboard:
         lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
                  for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join([*lines, LEGEND.format(alpha=self.alpha)])
+        return "\n".join([*lines, *self.notes(), LEGEND.format(alpha=self.alpha)])
+
+    def notes(self) -> list[str]:
+        """One line per (model, metric) whose images are too few for any verdict."""
+        from dina_datasets.analysis.stats.power import FEW
+
+        few = self.power[self.power["status"] == FEW]
+        return [f"{r.model} {r.metric}: {FEW} (n={r.n}; a verdict needs about "
+                f"{r.n_needed:,} images)" for r in few.itertuples()]
 
     def markdown(self) -> str:
-        """The board in Markdown, leaders in bold."""
+        """The board in Markdown (`DataFrame.to_markdown`), leaders in bold."""
+        import pandas as pd
+
         rows = self._grid()
-        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        for config, row in zip(self.configs, rows[1:], strict=True):
-            cells = [f"**{v}**" if (e := self.get(config, m)) is not None and e.rank == 1
-                     else v for m, v in zip(self.metrics, row[1:], strict=True)]
-            lines.append("| " + " | ".join([row[0], *cells]) + " |")
-        return "\n".join([*lines, "", LEGEND.format(alpha=self.alpha) + "."]) + "\n"
+        body = [[row[0], *[f"**{v}**" if (e := self.get(config, m)) is not None
+                           and e.rank == 1 else v
+                           for m, v in zip(self.metrics, row[1:], strict=True)]]
+                for config, row in zip(self.configs, rows[1:], strict=True)]
+        frame = pd.DataFrame(body, columns=rows[0]).astype(object)
+        table = frame.map(lambda v: str(v).replace("|", "\\|")).to_markdown(
+            index=False, disable_numparse=True)
+        notes = [f"- {line}" for line in self.notes()]
+        return "\n".join([table, "", *notes, *([""] if notes else []),
+                          LEGEND.format(alpha=self.alpha) + "."]) + "\n"
 
     def csv(self) -> str:
         """One row per (model, explainer, metric): `CSV_COLUMNS`."""
@@ -173,32 +203,38 @@ class Leaderboard:
         return self.pairs.to_csv(index=False)
 
     def document(self) -> dict[str, list[dict[str, Any]]]:
-        """The `--json` document: `table` and `pairs` rows (keys `JSON_TABLE`,
-        `JSON_PAIRS`), and `flags` (degenerate, close to RandomExp, undistinguished
-        leaders)."""
+        """The `--json` document: `table`, `pairs` and `power` rows (keys `JSON_TABLE`,
+        `JSON_PAIRS`, `JSON_POWER`: what the images of each (model, metric) can tell), and
+        `flags` (degenerate, equivalent to or worse than RandomExp, leaders not shown
+        better than the next, too few images)."""
         table = [{k: _clean(v) for k, v in zip(JSON_TABLE, row, strict=True)}
                  for row in self.summary[list(JSON_TABLE)].itertuples(index=False)]
         for row in table:
             row["rank"] = None if row["rank"] is None else int(row["rank"])
         pairs = [{k: _clean(v) for k, v in zip(JSON_PAIRS, row, strict=True)}
                  for row in self.pairs[list(JSON_PAIRS)].itertuples(index=False)]
+        power = [{k: _clean(v) for k, v in zip(JSON_POWER, row, strict=True)}
+                 for row in self.power[list(JSON_POWER)].itertuples(index=False)]
         flags = []
         for r in self.summary.itertuples():
+            marks = r.marker.split()
             for text, hit in (("degenerate", r.degenerate),
-                              ("leader not distinguishable from the next", "≈" in r.marker),
-                              ("not distinguishable from RandomExp", "=R" in r.marker),
-                              ("worse than RandomExp", "<R" in r.marker)):
+                              ("leader equivalent to the next", "≈" in marks),
+                              ("leader inconclusive against the next", "?" in marks),
+                              ("too few images to tell", "few" in marks),
+                              ("equivalent to RandomExp", "=R" in marks),
+                              ("worse than RandomExp", "<R" in marks)):
                 if hit:
                     flags.append({"model": r.model, "explainer": r.explainer,
                                   "metric": r.metric, "flag": text, "detail": r.reason})
-        return {"table": table, "pairs": pairs, "flags": flags}
+        return {"table": table, "pairs": pairs, "power": power, "flags": flags}
 
     def json(self) -> str:
         return json.dumps(self.document(), indent=1, allow_nan=False)
 
     def png(self) -> bytes:
         """A heat map of the board: colour = rank within (model, metric) (brighter =
-        better), grey = degenerate, red frame = leader (dashed: not distinguishable from the
+        better), grey = degenerate, red frame = leader (dashed: not shown better than the
         next)."""
         try:
             import matplotlib
@@ -230,20 +266,31 @@ class Leaderboard:
                 if e.rank == 1:
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
                                            edgecolor="red", linewidth=2,
-                                           linestyle="--" if "≈" in e.marker else "-"))
+                                           linestyle="-" if "*" in e.marker else "--"))
         ax.imshow(np.ma.masked_invalid(shade), cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(cols), [self.header_of(m) for m in self.metrics], fontsize=8,
                       rotation=30, ha="left", rotation_mode="anchor")
         ax.xaxis.tick_top()
         ax.set_yticks(range(rows), self.configs, fontsize=8)
         ax.set_title("DINA leaderboard: mean per model and metric\ncolour = rank (brighter = "
-                     "better); red frame = leader,\ndashed = not distinguishable from the next; "
-                     "grey = degenerate", fontsize=8)
+                     "better); red frame = leader (solid: better than the\nnext; dashed: "
+                     "equivalent, inconclusive or too few images); grey = degenerate", fontsize=8)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         plt.close(fig)
         return buffer.getvalue()
+
+
+def checked_maps(table: Any, maps_url: str | None, map_sample: int,
+                 storage_options: dict[str, Any] | None = None) -> Any:
+    """`stats.check_maps` of the table's cells under `maps_url` (None when not asked)."""
+    from dina_datasets.analysis import stats
+
+    if not maps_url or map_sample <= 0:
+        return None
+    cells = table.frame("SELECT DISTINCT model, explainer FROM scores")
+    return stats.check_maps(maps_url, cells, k=map_sample, storage_options=storage_options)
 
 
 def _position(name: str, names: list[str]) -> tuple[int, str]:
@@ -254,37 +301,47 @@ GRADE_SPLITS = 100  # split-half splits of the grades beside the metrics' names
 
 
 def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
-               ci: str = "normal", n_boot: int = 1000,
-               storage_options: dict[str, Any] | None = None,
+               ci: str = "normal", n_boot: int = 1000, margin: float = MARGIN,
+               margin_units: str = "sd", maps_url: str | None = None,
+               map_sample: int = MAP_SAMPLE, storage_options: dict[str, Any] | None = None,
                grades: bool = False) -> Leaderboard:
-    """The leaderboard of a scores table (path, DuckDB relation, pandas frame). `grades`:
+    """The leaderboard of a scores table (path, DuckDB relation, pandas frame). `margin`:
+    the equivalence margin (`stats.pairs`). `maps_url`: the bucket-shaped folder of the
+    cells' maps, `map_sample` of each checked (`stats.check_maps`; 0: none). `grades`:
     print each metric's reliability grade beside its name (`stats.reliability`: ~30 s of
     CPU on the whole grid, so off for interactive use; `collect` turns it on)."""
     from dina_datasets.analysis import stats
     from dina_datasets.analysis.stats.grades import metric_labels
 
     table = stats.open_scores(scores, list(filters), storage_options=storage_options)
-    summary = stats.summary(table, ci=ci, n_boot=n_boot)
-    pairs = stats.pairs(table, alpha=alpha, summary=summary)
+    maps = checked_maps(table, maps_url, map_sample, storage_options)
+    summary = stats.summary(table, ci=ci, n_boot=n_boot, maps=maps)
+    pairs = stats.pairs(table, alpha=alpha, summary=summary, margin=margin,
+                        margin_units=margin_units)
     labels = {}
     if grades:
         cards = stats.reliability(table, n_splits=GRADE_SPLITS).cards
         labels = metric_labels(cards, str(cards["activation"].iloc[0])) if len(cards) else {}
-    return Leaderboard(stats.annotate(summary, pairs), pairs, alpha=alpha, ci=ci,
+    return Leaderboard(stats.annotate(summary, pairs, alpha), pairs, alpha=alpha, ci=ci,
                        grades=labels)
 
 
 def collect(data_url: str | None = None, *, scores: Any = None,
             filters: Iterable[str] = (), alpha: float = 0.01, ci: str = "normal",
-            n_boot: int = 1000, configs: Iterable[str] | None = None,
+            n_boot: int = 1000, margin: float = MARGIN, margin_units: str = "sd",
+            maps_url: str | None = None, map_sample: int = MAP_SAMPLE,
+            configs: Iterable[str] | None = None,
             imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
             progress: bool = False, grades: bool = True) -> Leaderboard:
     """The leaderboard of a scores table, or of every score file under `data_url` (the
-    table is then built in a temporary folder, streaming); `grades`: each metric's
-    reliability grade beside its name."""
+    table is then built in a temporary folder, streaming, and the maps under `data_url`
+    checked unless `maps_url` says where they are; `map_sample` 0: not checked); `grades`:
+    each metric's reliability grade beside its name."""
     if scores is not None:
         return from_table(scores, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
-                          storage_options=storage_options, grades=grades)
+                          margin=margin, margin_units=margin_units, maps_url=maps_url,
+                          map_sample=map_sample, storage_options=storage_options,
+                          grades=grades)
     if data_url is None:
         raise ConfigError("give a data_url (a bucket-shaped folder) or a scores table")
     from dina_datasets.analysis import scores as table
@@ -294,4 +351,6 @@ def collect(data_url: str | None = None, *, scores: Any = None,
         table.build(data_url, path, configs=configs, imagenet_json=imagenet_json,
                     storage_options=storage_options, progress=progress)
         return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
-                          grades=grades)
+                          margin=margin, margin_units=margin_units,
+                          maps_url=maps_url or data_url, map_sample=map_sample,
+                          storage_options=storage_options, grades=grades)

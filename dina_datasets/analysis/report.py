@@ -3,7 +3,7 @@ that? Every statistic of `dina_datasets.stats` on one scores table, written unde
 
 - `report.md`: the answers in order (leaders and verdicts, sanity floor, across models,
   agreement, stability, distributions), with how to read each;
-- `tables/NAME.csv` and `tables/NAME.md`: summary, pairs, degenerate, friedman,
+- `tables/NAME.csv` and `tables/NAME.md`: summary, pairs, power, leaders, degenerate, friedman,
   average_ranks, agreement_metrics, agreement_models, stability;
 - `figures/NAME.png` and `.svg`: `cd_{metric}` (critical-difference diagrams),
   `agreement_metrics`, `agreement_models` (heatmaps), `stability_{metric}` (curves),
@@ -31,19 +31,37 @@ COST_COLUMNS = ("model", "explainer", "seconds_per_image")
 HOW_TO_READ = """\
 How to read this report:
 
+- **Verdicts**: every explainer of a model is scored on the same images, so two explainers
+  are compared image by image, each pair of a (model, metric) getting one of four verdicts:
+  *better* / *worse* (Wilcoxon signed-rank test of the paired differences, p-values
+  Holm-adjusted over the pairs of that model and metric, below alpha); *equivalent* (the
+  two one-sided tests, TOST, show the mean paired difference inside the equivalence margin,
+  Holm-adjusted the same way); *inconclusive* (neither: the data do not say; this is NOT
+  evidence that the two are alike). Equivalent wins over a significant but negligible
+  difference.
+- **Equivalence margin**: by default a tenth of the metric's per-image spread (the pooled
+  standard deviation of the explainers' scores for that model): half of Cohen's "small"
+  effect, a difference in means far smaller than the differences between images
+  (`--equivalence-margin`, `--margin-units score` for a margin in the metric's units). The
+  `margin` column of the pairs gives it in score units.
+- **What the images can tell**: per model and metric, the smallest paired difference the
+  data could have detected (80 % power, at Holm's strictest level) and the images needed to
+  decide at the margin. With too few images (4 images: the signed-rank test cannot go below
+  p = 0.125) there is no verdict at all: "too few images to tell".
 - **Leaders**: per model and metric, the explainer with the best mean (rank 1, in the
-  metric's direction), its 95 % interval and n images. *vs next* is the paired verdict of
-  the leader against the runner-up: every explainer of a model is scored on the same images,
-  so they are compared image by image (Wilcoxon signed-rank test, p-values Holm-adjusted over
-  all pairs of that model and metric). "not distinguishable" means the data do not
-  separate them at alpha: do not crown either.
+  metric's direction), its 95 % interval, n images and its verdict against the runner-up:
+  crown it only when it is *better*; *equivalent* is a shown tie.
+- **Pairing key**: images are paired on `image_id` when every row has one; rows without ids
+  pair on the record `index` only when no cell of that model and metric has ids (the
+  published cells of one model, written in one order); a mix is refused.
 - **Effect** (pairs table): the matched-pairs rank-biserial correlation, from -1 (a lower
   on every image) to +1 (a higher on every image); 0.1 is small, 0.5 large. With 50,000
-  images a tiny effect is "significant": read the effect and the median difference too.
-- **Sanity floor**: an explainer whose scores are mostly undefined (e.g. all-zero maps,
-  whose Complexity and Sparseness have no value) is *degenerate*: listed, never ranked.
-  An explainer not distinguishable from RandomExp (random maps) under a metric does no
-  better than chance there.
+  images a tiny effect is "significant": read the effect and the mean difference beside the
+  margin.
+- **Sanity floor**: an explainer whose scores are mostly undefined, or whose maps are
+  all-zero, constant or near zero, is *degenerate*: listed with its numbers, never ranked.
+  An explainer equivalent to RandomExp (random maps) under a metric does no better than
+  chance there; one worse than RandomExp does worse.
 - **Across models**: the Friedman test asks whether the explainers' ranks differ at all
   across the models; the critical-difference (CD) diagram places each explainer at its
   average rank (1 = best), and a bar joins explainers whose average ranks differ by less
@@ -78,14 +96,11 @@ def _cell(value: Any) -> str:
 
 
 def markdown_table(frame: Any) -> str:
-    """A frame as a Markdown table (numbers to 4 significant digits)."""
+    """A frame as a Markdown table (numbers to 4 significant digits; `DataFrame.to_markdown`)."""
     if frame is None or len(frame.columns) == 0:
         return "(none)\n"
-    head = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
+    cells = frame.astype(object).map(_cell) if len(frame) else frame.astype(str)
+    return cells.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 class _Writer:
@@ -114,6 +129,8 @@ class _Writer:
 def _leaders(annotated: Any) -> Any:
     import pandas as pd
 
+    from dina_datasets.analysis.stats.power import FEW
+
     rows = []
     for (model, metric), group in annotated.groupby(["model", "metric"], sort=False):
         ranked = group[group["rank"].notna()].sort_values("rank")
@@ -123,8 +140,9 @@ def _leaders(annotated: Any) -> Any:
         runner = ranked["explainer"].iloc[1] if len(ranked) > 1 else ""
         rows.append({"model": model, "metric": metric, "leader": top["explainer"],
                      "mean": top["mean"], "ci_low": top["ci_low"], "ci_high": top["ci_high"],
-                     "n": top["n"], "runner_up": runner, "vs_next": top["vs_next"],
-                     "vs_RandomExp": top["vs_random"]})
+                     "n": top["n"], "runner_up": runner,
+                     "vs_next": top["vs_next"] if top["tell"] else FEW,
+                     "vs_RandomExp": top["vs_random"] if top["tell"] else FEW})
     return pd.DataFrame(rows)
 
 
@@ -138,15 +156,21 @@ def _check_cost(cost: Any) -> Any:
 
 def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
                  activation: str | None = "softmax", alpha: float = 0.01,
+                 margin: float | None = None, margin_units: str = "sd",
+                 maps_url: str | None = None, map_sample: int | None = None,
                  alpha_cd: float = 0.05, ci: str = "bootstrap", n_boot: int = 1000,
                  sizes: tuple[int, ...] | None = None, stability_boot: int = 200,
                  seed: int = 0, degenerate_share: float | None = None, cost: Any = None,
                  figures: bool = True, storage_options: dict[str, Any] | None = None,
                  say: Callable[[str], None] | None = None, planted: Any = None) -> Report:
     """Compute every statistic of the scores table and write the report under `out`.
-    `planted`: the planted model's check (`dina_datasets.demo.validity`) for the
-    reliability section."""
+    `margin`: the equivalence margin (`stats.pairs`; default `stats.MARGIN`). `maps_url`:
+    the folder of the cells' maps, `map_sample` (default `stats.MAP_SAMPLE`) of each
+    checked for degenerate maps (`stats.check_maps`). `planted`: the planted model's check
+    (`dina_datasets.demo.validity`) for the reliability section."""
     from dina_datasets.analysis import stats
+    from dina_datasets.analysis.leaderboard import checked_maps
+    from dina_datasets.analysis.stats.power import COLUMNS as POWER_COLUMNS
     from dina_datasets.analysis.table import higher_is_better, order
     from dina_datasets.viz import charts as draw
 
@@ -156,10 +180,17 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
     cost = None if cost is None else _check_cost(cost)
     table = stats.open_scores(scores, list(filters), activation, storage_options)
     say("summary (bootstrap intervals)" if ci == "bootstrap" else "summary")
-    summary = stats.summary(table, ci=ci, n_boot=n_boot, seed=seed, degenerate_share=share)
+    map_sample = stats.MAP_SAMPLE if map_sample is None else map_sample
+    maps = checked_maps(table, maps_url, map_sample, storage_options)
+    summary = stats.summary(table, ci=ci, n_boot=n_boot, seed=seed, degenerate_share=share,
+                            maps=maps)
     say("paired comparisons")
-    pairs = stats.pairs(table, alpha=alpha, summary=summary)
-    annotated = stats.annotate(summary, pairs)
+    margin = stats.MARGIN if margin is None else margin
+    pairs = stats.pairs(table, alpha=alpha, summary=summary, margin=margin,
+                        margin_units=margin_units)
+    annotated = stats.annotate(summary, pairs, alpha)
+    power = stats.detectability(pairs, alpha) if len(pairs) else pairs.iloc[:0, :0].reindex(
+        columns=POWER_COLUMNS)
     say("across models, agreement")
     friedman = stats.friedman(summary, alpha=alpha_cd)
     ranks = stats.average_ranks(summary)
@@ -168,13 +199,15 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
     stability = stats.stability(table, sizes=sizes, n_boot=stability_boot, seed=seed,
                                 summary=summary)
     say("metric reliability")
-    trust = stats.reliability(table, seed=seed, degenerate_share=share, planted=planted)
+    trust = stats.reliability(table, seed=seed, degenerate_share=share, planted=planted,
+                              maps=maps)
     flagged = annotated[annotated["degenerate"]][["model", "metric", "explainer", "n",
-                                                  "n_undefined", "reason"]]
-    randomish = annotated[annotated["vs_random"].isin(["not distinguishable", "worse"])][
+                                                  "n_undefined", "mean", "reason"]]
+    randomish = annotated[annotated["vs_random"].isin(["equivalent", "worse"])][
         ["model", "metric", "explainer", "mean", "rank", "vs_random"]]
     leaders = _leaders(annotated)
-    frames = {"summary": annotated, "pairs": pairs, "leaders": leaders, "degenerate": flagged,
+    frames = {"summary": annotated, "pairs": pairs, "leaders": leaders, "power": power,
+              "degenerate": flagged,
               "friedman": friedman, "average_ranks": ranks, "agreement_metrics": metric_tau,
               "agreement_models": model_tau, "stability": stability}
     writer = _Writer(out, storage_options)
@@ -233,7 +266,9 @@ def write_report(scores: Any, out: str, *, filters: Iterable[str] = (),
 
         card = writer.figure("reliability", reliability_card(trust.cards))
     text = _markdown(frames, pictures, cost_frame, table, alpha=alpha, alpha_cd=alpha_cd,
-                     ci=ci, n_boot=n_boot, share=share, flagged=flagged, randomish=randomish)
+                     ci=ci, n_boot=n_boot, share=share, flagged=flagged, randomish=randomish,
+                     margin=(margin, margin_units),
+                     maps_checked=None if maps is None else (len(maps), map_sample))
     from dina_datasets.analysis.stats.grades import markdown_section
 
     text += "\n" + markdown_section(trust, card)
@@ -248,8 +283,19 @@ def _images(paths: list[str]) -> str:
 
 def _markdown(frames: dict[str, Any], pictures: dict[str, list[str]], cost_frame: Any,
               table: Any, *, alpha: float, alpha_cd: float, ci: str, n_boot: int,
-              share: float, flagged: Any, randomish: Any) -> str:
-    summary = frames["summary"]
+              share: float, flagged: Any, randomish: Any, margin: tuple[float, str],
+              maps_checked: tuple[int, int] | None) -> str:
+    from dina_datasets.analysis.stats import NEAR_ZERO
+
+    summary, pairs, power = frames["summary"], frames["pairs"], frames["power"]
+    keys = pairs.groupby("paired_by")[["model", "metric"]].apply(
+        lambda g: len(g.drop_duplicates())).to_dict() if len(pairs) else {}
+    pairing = ("Pairing key: " + ", ".join(f"`{k}` for {v} (model, metric)"
+                                           for k, v in sorted(keys.items())) + ".\n"
+               if keys else "No pairs to compare.\n")
+    size, units = margin
+    margin_text = (f"{size:g} of the metric's per-image spread" if units == "sd"
+                   else f"{size:g} in the metric's units")
     interval = (f"percentile bootstrap of the mean ({n_boot} resamples of the images)"
                 if ci == "bootstrap" else "normal approximation, mean ± 1.96 s / sqrt(n)")
     parts = [
@@ -257,19 +303,29 @@ def _markdown(frames: dict[str, Any], pictures: dict[str, list[str]], cost_frame
         f"Scores of {summary['model'].nunique()} models, {summary['explainer'].nunique()} "
         f"explainers, {summary['metric'].nunique()} metrics ({int(summary['n'].sum()):,} "
         f"defined scores). Filters: {' AND '.join(table.filters)}. 95 % intervals: "
-        f"{interval}. Verdicts at alpha = {alpha}; critical differences at alpha = "
-        f"{alpha_cd}.\n",
+        f"{interval}. Verdicts at alpha = {alpha}, equivalence margin {margin_text}; "
+        f"critical differences at alpha = {alpha_cd}. {pairing}",
         HOW_TO_READ,
+        "## What these images can tell\n",
+        "Per model and metric: n images, pairs tested together, the pairing key, the "
+        "equivalence margin and the smallest detectable paired difference (score units), "
+        "the images a margin-sized decision needs, and whether verdicts are possible.\n",
+        markdown_table(power) if len(power) else "No pairs.\n",
         "## Leaders per model and metric\n",
         markdown_table(frames["leaders"]),
         "\nEvery explainer: `tables/summary.csv` (mean, median, interval, rank, flags); "
         "every pair: `tables/pairs.csv` (n, statistic, p_value, p_adjusted, effect, "
-        "median_diff, verdict).\n",
+        "median_diff, mean_diff, margin, p_equivalence, p_equivalence_adjusted, verdict, "
+        "paired_by).\n",
         "## Sanity floor\n",
         f"Degenerate (share of undefined scores >= {share:.0%}, or degenerate maps): "
-        "reported, not ranked.\n",
+        "reported with their numbers, not ranked. "
+        + (f"Maps checked: {maps_checked[1]} sampled per cell, {maps_checked[0]} cells "
+           f"(all-zero, constant, or total |attribution| under {NEAR_ZERO:g})."
+           if maps_checked else "Maps not checked (no maps given: only undefined scores "
+           "reveal degenerate maps).") + "\n",
         markdown_table(flagged) if len(flagged) else "None.\n",
-        "\nNot better than RandomExp (random maps) under a metric:\n",
+        "\nEquivalent to RandomExp (random maps), or worse, under a metric:\n",
         markdown_table(randomish) if len(randomish) else
         ("None." if summary["explainer"].eq("RandomExp").any() else
          "RandomExp is not in this table: no comparison with random maps.") + "\n",

@@ -2,14 +2,7 @@
 DuckDB relation or a pandas frame, filtered in SQL, and read back per (model, metric) as a
 matrix of images x explainers for the paired statistics.
 
-Filters (`--filter` on the command line, `filters=` in Python), combined with AND:
-
-- `correct` / `wrong`: images the model classified right / wrong (labels and predictions
-  known, i.e. not -1);
-- `class=281,285` (or `label=`): true classes; `prediction=...`: predicted classes;
-- `image_id=ILSVRC2012_val_00000001,...`; `index=0,1,2`;
-- `activation=sigmoid`: the output activation (default: softmax only, the published one);
-- `model=...`, `explainer=...`, `metric=...`.
+Filters: `dina_datasets.analysis.filters` (FILTER_HELP lists them).
 """
 
 from __future__ import annotations
@@ -22,49 +15,17 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
-from dina_datasets.errors import ConfigError, FormatError, LayoutError
+from dina_datasets.analysis.filters import (
+    Filter,
+    condition,
+    isin,
+    literal,  # noqa: F401  (its old path: the explorer's)
+)
+from dina_datasets.analysis.scores import COLUMNS
+from dina_datasets.errors import AlignmentError, ConfigError, FormatError, LayoutError
+from dina_datasets.layout import DEFAULT_ACTIVATION
 
-COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
-           "prediction", "score")
-DEFAULT_ACTIVATION = "softmax"
-FILTER_HELP = ("correct | wrong | class=C1,C2 | prediction=C | image_id=ID1,ID2 | index=I | "
-               "activation=A | model=M | explainer=E | metric=X")
-_INT_COLUMNS = {"class": "label", "label": "label", "prediction": "prediction",
-                "index": "index"}
-_TEXT_COLUMNS = ("image_id", "activation", "model", "explainer", "metric")
 _VIEW = "dina_scores"
-
-
-def literal(value: Any) -> str:
-    """A SQL literal of a string or an integer."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def condition(text: str) -> str:
-    """The SQL condition of one filter (see the module docstring)."""
-    key, sep, value = text.strip().partition("=")
-    key = key.strip().lower()
-    if not sep:
-        if key == "correct":
-            return "label >= 0 AND label = prediction"
-        if key == "wrong":
-            return "label >= 0 AND prediction >= 0 AND label <> prediction"
-        raise ConfigError(f"unknown filter {text!r}; valid: {FILTER_HELP}")
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise ConfigError(f"filter {text!r} names no value; valid: {FILTER_HELP}")
-    if key in _INT_COLUMNS:
-        try:
-            numbers = [int(v) for v in items]
-        except ValueError:
-            raise ConfigError(f"filter {text!r}: {key} takes integers, e.g. {key}=281,285"
-                              ) from None
-        return f'"{_INT_COLUMNS[key]}" IN ({", ".join(map(literal, numbers))})'
-    if key in _TEXT_COLUMNS:
-        return f'"{key}" IN ({", ".join(map(literal, items))})'
-    raise ConfigError(f"unknown filter {text!r}; valid: {FILTER_HELP}")
 
 
 def higher_is_better(metric: str) -> bool | None:
@@ -139,22 +100,27 @@ class Scores:
             raise FormatError(f"the scores table lacks the columns {', '.join(missing)}; "
                               f"expected {', '.join(COLUMNS)} (build it with `dina scores`)")
         self.requested = list(filters)
-        self.filters = [condition(f) for f in self.requested]
-        if activation and not any(f.startswith('"activation"') for f in self.filters):
-            self.filters.append(f'"activation" = {literal(activation)}')
+        chosen = [condition(f) for f in self.requested]
+        if activation and not any(f.key == "activation" for f in chosen):
+            chosen.append(Filter("activation", isin("activation", [activation])))
+        self.conditions = chosen
+        self.filters = [str(f) for f in chosen]  # as text, for messages and the report
         self.base = base
-        self.relation = self._where(self.filters)
+        self.relation = self._where(chosen)
         # the same rows under every metric: the sanity floor judges maps on all of them
-        others = [f for f in self.filters if not f.startswith('"metric"')]
-        self.metric_filtered = len(others) < len(self.filters)
+        others = [f for f in chosen if f.key != "metric"]
+        self.metric_filtered = len(others) < len(chosen)
         self.every_metric = self._where(others) if self.metric_filtered else self.relation
+        self._view: str | None = None
 
-    def _where(self, filters: list[str]):
+    def _where(self, filters: list[Filter]):
         columns = ", ".join(f'"{c}"' for c in COLUMNS if c != "score")
-        where = " AND ".join(f"({f})" for f in filters) or "TRUE"
         # NaN and infinities (a pandas frame may hold them) are undefined scores: NULL.
-        return self.base.query(_VIEW, f"SELECT {columns}, CASE WHEN isfinite(score) "
-                                      f"THEN score END AS score FROM {_VIEW} WHERE {where}")
+        relation = self.base.query(_VIEW, f"SELECT {columns}, CASE WHEN isfinite(score) "
+                                          f"THEN score END AS score FROM {_VIEW}")
+        for f in filters:
+            relation = relation.filter(f.expression)
+        return relation
 
     def _open(self, source: Any, storage_options: dict[str, Any] | None):
         import duckdb
@@ -200,9 +166,16 @@ class Scores:
         """A DuckDB relation of `sql` over the filtered table, named `scores` in the query."""
         return self.relation.query("scores", sql)
 
-    def frame(self, sql: str):
-        """`sql` as a pandas frame."""
-        return self.query(sql).df()
+    def frame(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None):
+        """`sql` (over `scores`) as a pandas frame; `params` are bound to its `?` or `$name`
+        placeholders by DuckDB."""
+        if params is None:
+            return self.query(sql).df()
+        if self._view is None:
+            self._view = f"{_VIEW}_{id(self):x}"
+            self.relation.create_view(self._view, replace=True)
+        return self.con.execute(f"WITH scores AS (SELECT * FROM {self._view}) {sql}",
+                                params).df()
 
     def cells(self, every_metric: bool = False):
         """One row per (model, metric, explainer): n (defined scores), n_undefined, mean,
@@ -226,34 +199,86 @@ class Scores:
         filter dropped some (the sanity floor judges maps on them), else None."""
         if not self.metric_filtered:
             return None
-        names = ", ".join(literal(m) for m, spec in catalog.METRICS.items()
-                          if not spec.needs_model)
-        return self.every_metric.query(
+        names = [m for m, spec in catalog.METRICS.items() if not spec.needs_model]
+        return self.every_metric.filter(isin("metric", names or [""])).query(
             "scores", "SELECT model, metric, explainer, count(score) AS n, "
             "count(*) - count(score) AS n_undefined FROM scores "
-            f"WHERE metric IN ({names or 'NULL'}) GROUP BY model, metric, explainer").df()
+            "GROUP BY model, metric, explainer").df()
+
+    def _cell(self, model: str, metric: str, explainers: Sequence[str]):
+        """The rows of one (model, metric) and some explainers, with `e` the explainer's
+        position in `explainers` (values bound as constants)."""
+        from duckdb import ColumnExpression, ConstantExpression, FunctionExpression
+
+        rows = self.relation.filter(isin("model", [model]) & isin("metric", [metric])
+                                    & isin("explainer", list(explainers)))
+        position = FunctionExpression("list_position", ConstantExpression(list(explainers)),
+                                      ColumnExpression("explainer")) - ConstantExpression(1)
+        return rows.select(position.alias("e"), *map(ColumnExpression, COLUMNS))
+
+    def pairing_key(self, model: str, metric: str, explainers: Sequence[str]) -> str:
+        """How the rows of one (model, metric) pair into images: "image_id" when every row
+        has an id and no explainer holds one twice; "index" (the record position) when no
+        row has an id (cells written in one order: the published cells of one model), or
+        when every row has an id and the ids at each index agree (one order, shown by the
+        ids). Otherwise an AlignmentError naming the cells and what to pass."""
+        cell = self._cell(model, metric, explainers)
+        counts = cell.query(
+            "cell", "SELECT e, count(*) AS n, "
+            "count(*) FILTER (WHERE coalesce(image_id, '') = '') AS keyless, "
+            "count(image_id) FILTER (WHERE image_id <> '') "
+            "- count(DISTINCT image_id) FILTER (WHERE image_id <> '') AS repeated "
+            "FROM cell GROUP BY e ORDER BY e").fetchall()
+        if all(k == 0 and r == 0 for _, _, k, r in counts):
+            return "image_id"
+        if all(k == n for _, n, k, _ in counts):
+            return "index"
+        if all(k == 0 for _, _, k, _ in counts):
+            ((disagree,),) = cell.query(
+                "cell", "SELECT count(*) FROM (SELECT index FROM cell GROUP BY index "
+                "HAVING count(DISTINCT image_id) > 1)").fetchall()
+            if disagree == 0:
+                return "index"
+        raise AlignmentError(_refusal(model, metric, explainers, counts))
 
     def matrix(self, model: str, metric: str, explainers: Sequence[str]) -> Matrix:
-        """The images x explainers matrix of one (model, metric). Rows are images paired by
-        identity: by `image_id` when every row has one and no explainer holds an id twice
-        (rows sorted by id), else by the record `index` (`Matrix.paired_by` says which)."""
-        names = "[" + ", ".join(literal(e) for e in explainers) + "]"
-        where = (f"WHERE model = {literal(model)} AND metric = {literal(metric)} "
-                 f"AND list_contains({names}, explainer)")
-        counts = self.query(
-            "SELECT count(*) - count(DISTINCT image_id) AS repeated, "
-            "count(*) FILTER (WHERE coalesce(image_id, '') = '') AS keyless "
-            f"FROM scores {where} GROUP BY explainer").fetchall()
-        by_id = bool(counts) and all(r == 0 and k == 0 for r, k in counts)
-        key = "dense_rank() OVER (ORDER BY image_id) - 1" if by_id else "index"
-        got = self.query(
-            f"SELECT list_position({names}, explainer) - 1 AS e, {key} AS k, "
-            f"coalesce(score, 'NaN'::DOUBLE) AS score FROM scores {where}").fetchnumpy()
+        """The images x explainers matrix of one (model, metric), its rows paired into
+        images by `pairing_key` (rows sorted by id when paired by `image_id`;
+        `Matrix.paired_by` says which key)."""
+        key = self.pairing_key(model, metric, explainers)
+        rank = "dense_rank() OVER (ORDER BY image_id) - 1" if key == "image_id" else "index"
+        got = self._cell(model, metric, explainers).query(
+            "cell", f"SELECT e, {rank} AS k, coalesce(score, 'NaN'::DOUBLE) AS score "
+            "FROM cell").fetchnumpy()
         index, rows = np.unique(np.asarray(got["k"], np.int64), return_inverse=True)
         values = np.full((len(index), len(explainers)), np.nan)
         values[rows, np.asarray(got["e"], np.int64)] = np.asarray(got["score"], np.float64)
-        return Matrix(model, metric, list(explainers), index, values,
-                      "image_id" if by_id else "index")
+        return Matrix(model, metric, list(explainers), index, values, key)
+
+
+def _refusal(model: str, metric: str, explainers: Sequence[str], counts: list[tuple]) -> str:
+    """The message of a pairing that neither ids nor one record order can make."""
+    with_ids = [explainers[e] for e, n, k, _ in counts if k == 0]
+    without = [explainers[e] for e, n, k, _ in counts if k == n]
+    partial = [explainers[e] for e, n, k, _ in counts if 0 < k < n]
+    twice = [explainers[e] for e, _, k, r in counts if r > 0]
+    said = []
+    if with_ids and (without or partial):
+        said.append(f"{', '.join(with_ids)} {'has' if len(with_ids) == 1 else 'have'} image "
+                    "ids")
+    if without:
+        said.append(f"{', '.join(without)} {'has' if len(without) == 1 else 'have'} none")
+    if partial:
+        said.append(f"{', '.join(partial)} {'has' if len(partial) == 1 else 'have'} ids on "
+                    "some rows only")
+    if twice:
+        said.append(f"{', '.join(twice)} {'holds' if len(twice) == 1 else 'hold'} an image id "
+                    "twice" + ("" if without or partial else ", and the ids at one record "
+                               "index differ between the cells"))
+    return (f"cannot pair the images of {model} {metric}: {'; '.join(said)}. Pairing by "
+            "record position would compare different images. Give every cell its image ids "
+            "(`--imagenet-json imagenet_data.json` of the images the cells were written "
+            "from, or records that carry image_id), or align the cells with `dina align`.")
 
 
 def open_scores(source: Any, filters: Iterable[str] = (),

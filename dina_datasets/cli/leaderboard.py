@@ -12,11 +12,13 @@ FILES = ("leaderboard.csv", "leaderboard_pairs.csv", "leaderboard.md", "leaderbo
 # the first bytes of each file as this command writes it (a file that does not start so is
 # not replaced without --overwrite)
 SIGNATURES = {"leaderboard.csv": b"model,explainer,metric,", "leaderboard_pairs.csv": b"model,",
-              "leaderboard.md": b"| config |", "leaderboard.png": b"\x89PNG\r\n\x1a\n"}
+              "leaderboard.md": b"| config ", "leaderboard.png": b"\x89PNG\r\n\x1a\n"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dina_datasets.analysis.table import FILTER_HELP
+    from dina_datasets.analysis.filters import FILTER_HELP
+    from dina_datasets.analysis.stats.equivalence import MARGIN, UNITS
+    from dina_datasets.analysis.stats.sanity import MAP_SAMPLE
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder holding {Model}/{Explainer}/"
@@ -34,6 +36,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"with AND): {FILTER_HELP}")
     parser.add_argument("--alpha", type=float, default=0.01,
                         help="significance level of the verdicts (default 0.01)")
+    parser.add_argument("--maps-url", metavar="URL",
+                        help="bucket-shaped folder of the cells' maps, checked for "
+                        "degenerate maps (all-zero, constant, near zero; default: --data-url "
+                        "when the scores are read from there)")
+    parser.add_argument("--map-sample", type=int, default=MAP_SAMPLE, metavar="K",
+                        help=f"maps read per cell for that check (default {MAP_SAMPLE}, "
+                        "evenly spread; 0: no check)")
+    parser.add_argument("--equivalence-margin", type=float, default=MARGIN, metavar="F",
+                        help="equivalence margin of the TOST verdicts: a fraction of the "
+                        "metric's per-image spread (pooled standard deviation of the "
+                        f"explainers' scores; default {MARGIN}), or a score difference "
+                        "with --margin-units score")
+    parser.add_argument("--margin-units", choices=UNITS, default="sd",
+                        help="sd (default): --equivalence-margin is a fraction of the "
+                        "spread; score: it is in the metric's own units")
     parser.add_argument("--ci", choices=("normal", "bootstrap"), default="normal",
                         help="95 %% interval: normal approximation (default, instant) or "
                         "percentile bootstrap")
@@ -52,8 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dina_datasets import storage
     from dina_datasets.analysis import leaderboard
+    from dina_datasets.analysis.stats.equivalence import check_margin
     from dina_datasets.cli import check_outputs, write_outputs
+    from dina_datasets.errors import ConfigError
 
+    check_margin(args.equivalence_margin, args.margin_units)
+    if args.map_sample < 0:
+        raise ConfigError(f"--map-sample must be 0 (no check) or a positive number of maps, "
+                          f"got {args.map_sample}")
     if not args.json:  # before the work and any printing
         names = [n for n in FILES if not (args.no_plot and n.endswith(".png"))]
         check_outputs({storage.join(args.out, n): SIGNATURES[n] for n in names},
@@ -61,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
                       folder=args.out)
     board = leaderboard.collect(
         args.data_url, scores=args.scores, filters=args.filters, alpha=args.alpha,
-        ci=args.ci, n_boot=args.n_boot, configs=args.configs,
+        ci=args.ci, n_boot=args.n_boot, margin=args.equivalence_margin,
+        margin_units=args.margin_units, maps_url=args.maps_url,
+        map_sample=args.map_sample, configs=args.configs,
         imagenet_json=args.imagenet_json, storage_options=args.storage_options,
         progress=not args.no_progress and sys.stderr.isatty())
     if args.json:

@@ -3,18 +3,25 @@ is compared image by image.
 
 For each (model, metric) and each pair (a, b) of non-degenerate explainers, on the images
 both have: the Wilcoxon signed-rank test of the differences a - b (`scipy.stats.wilcoxon`,
-two-sided, zero differences dropped), the p-values of the pairs of that (model, metric)
-adjusted together (Holm, `statsmodels.stats.multitest.multipletests`), the effect size (the
-matched-pairs rank-biserial correlation r = (R+ - R-) / (R+ + R-) of the same signed ranks:
-+1 when a is higher on every image, -1 when lower) and the median difference. The verdict,
-at `alpha` (default 0.01): "better" / "worse" (a than b, in the catalog's direction) when
-p_adjusted < alpha, else "not distinguishable"; "higher" / "lower" for a metric of unknown
-direction.
+two-sided, zero differences dropped), the effect size (the matched-pairs rank-biserial
+correlation r = (R+ - R-) / (R+ + R-) of the same signed ranks: +1 when a is higher on every
+image, -1 when lower), the median and mean difference, and the equivalence test (TOST of the
+mean difference within the margin: `equivalence`). The p-values of the pairs of one (model,
+metric) are adjusted together (Holm), the difference tests and the equivalence tests each.
+
+The verdict of a over b, at `alpha` (default 0.01), one of four:
+- "equivalent": the TOST shows the mean difference inside the margin (p_equivalence_adjusted
+  < alpha), even when a (negligible) difference is significant;
+- "better" / "worse" (in the catalog's direction; "higher" / "lower" for a metric of
+  unknown direction): p_adjusted < alpha;
+- "inconclusive": neither; also every pair of a (model, metric) with too few images for any
+  verdict (`detectability`: 4 images cannot reach alpha).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from typing import Any
 
@@ -22,15 +29,19 @@ import numpy as np
 
 from dina_datasets import catalog
 from dina_datasets.analysis.stats import summaries
+from dina_datasets.analysis.stats.equivalence import MARGIN, check_margin, margin_of, tost
+from dina_datasets.analysis.stats.power import can_tell
 from dina_datasets.analysis.stats.sanity import DEGENERATE_SHARE
 from dina_datasets.analysis.table import higher_is_better, open_scores, order
 from dina_datasets.errors import ConfigError
 
 ALPHA = 0.01
 RANDOM = "RandomExp"
-SAME = "not distinguishable"
+EQUIVALENT = "equivalent"
+INCONCLUSIVE = "inconclusive"
 COLUMNS = ["model", "metric", "a", "b", "n", "statistic", "p_value", "p_adjusted", "effect",
-           "median_diff", "verdict", "random_like", "paired_by"]
+           "median_diff", "mean_diff", "sd_diff", "margin", "p_equivalence",
+           "p_equivalence_adjusted", "verdict", "random_like", "paired_by"]
 
 
 def rank_biserial(differences: np.ndarray) -> float:
@@ -54,39 +65,48 @@ def rank_biserial(differences: np.ndarray) -> float:
     return float((2 * plus - total) / total)
 
 
-def compare(a: np.ndarray, b: np.ndarray) -> tuple[int, float, float, float, float]:
-    """(n, statistic, p_value, effect, median_diff) of a vs b on the images both have."""
+def compare(a: np.ndarray, b: np.ndarray, margin: float = math.nan
+            ) -> tuple[int, float, float, float, float, float, float, float]:
+    """(n, statistic, p_value, effect, median_diff, mean_diff, sd_diff, p_equivalence) of a
+    vs b on the images both have."""
     from scipy import stats
 
     both = np.isfinite(a) & np.isfinite(b)
     d = a[both] - b[both]
     n = int(both.sum())
     if n == 0:
-        return 0, np.nan, np.nan, np.nan, np.nan
-    median = float(np.median(d))
+        return 0, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan
+    median, mean = float(np.median(d)), float(np.mean(d))
+    sd = float(np.std(d, ddof=1)) if n > 1 else np.nan
+    equivalence = tost(d, margin)
     if not d.any():
-        return n, np.nan, np.nan, np.nan, median
+        return n, np.nan, np.nan, np.nan, median, mean, sd, equivalence
     result = stats.wilcoxon(a[both], b[both])
-    return n, float(result.statistic), float(result.pvalue), rank_biserial(d), median
+    return (n, float(result.statistic), float(result.pvalue), rank_biserial(d), median, mean,
+            sd, equivalence)
 
 
-def verdict(p_adjusted: float, effect: float, metric: str, alpha: float) -> str:
+def verdict(p_adjusted: float, effect: float, metric: str, alpha: float,
+            p_equivalence_adjusted: float = math.nan, tell: bool = True) -> str:
     """The verdict of a over b (see the module docstring)."""
+    if not tell:
+        return INCONCLUSIVE
+    if p_equivalence_adjusted < alpha:
+        return EQUIVALENT
     if not p_adjusted < alpha or not np.isfinite(effect) or effect == 0:
-        return SAME
+        return INCONCLUSIVE
     direction = higher_is_better(metric)
     if direction is None:
         return "higher" if effect > 0 else "lower"
     return "better" if (effect > 0) == direction else "worse"
 
 
-def family(values: np.ndarray, pairs_: Any = None
-           ) -> list[tuple[int, int, int, float, float, float, float]]:
+def family(values: np.ndarray, pairs_: Any = None, margin: float = math.nan) -> list[tuple]:
     """(i, j, *compare) for each pair of columns (default: every i < j) of images x
     explainers `values`."""
     if pairs_ is None:
         pairs_ = itertools.combinations(range(values.shape[1]), 2)
-    return [(i, j, *compare(values[:, i], values[:, j])) for i, j in pairs_]
+    return [(i, j, *compare(values[:, i], values[:, j], margin)) for i, j in pairs_]
 
 
 def holm(p: np.ndarray) -> np.ndarray:
@@ -104,11 +124,13 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | None = "softmax",
           degenerate_share: float = DEGENERATE_SHARE, summary: Any = None,
-          workers: int | None = None, storage_options: dict | None = None) -> Any:
-    """One row per (model, metric, a, b): `COLUMNS` (a pandas frame). `random_like` marks
-    the pairs of an explainer with RandomExp that are not distinguishable; `paired_by` the key
-    that paired the images ("image_id" when every row has a unique one, else the record
-    "index": see `Scores.matrix`). `summary`: a
+          margin: float = MARGIN, margin_units: str = "sd", workers: int | None = None,
+          storage_options: dict | None = None) -> Any:
+    """One row per (model, metric, a, b): `COLUMNS` (a pandas frame). `margin`: the
+    equivalence margin, a fraction of the metric's per-image spread (`margin_units="sd"`,
+    default 0.1) or in score units (`"score"`): see `equivalence`. `random_like` marks the
+    pairs of an explainer with RandomExp that are equivalent; `paired_by` the key that
+    paired the images ("image_id" or the record "index": see `Scores.matrix`). `summary`: a
     summary frame of the same table, to reuse (its degenerate flags decide who is compared).
     `workers`: threads testing the pairs (default: the CPUs, at most 4; the sorts behind the
     tests release the GIL)."""
@@ -119,6 +141,7 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
 
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be between 0 and 1, got {alpha}")
+    check_margin(margin, margin_units)
     table = open_scores(scores, filters, activation, storage_options)
     table.one_activation()  # never pools activations
     if summary is None:
@@ -129,10 +152,11 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
         # scipy's "sample size too small" for tiny n: the p-value says it already
         warnings.simplefilter("ignore", UserWarning)
         for (model, metric), group in summary.groupby(["model", "metric"], sort=False):
-            names = order(group.loc[~group["degenerate"] & (group["n"] > 0), "explainer"],
-                          catalog.EXPLAINERS)
+            kept = group[~group["degenerate"] & (group["n"] > 0)]
+            names = order(kept["explainer"], catalog.EXPLAINERS)
             if len(names) < 2:
                 continue
+            limit = margin_of(kept["std"], margin, margin_units)
             # DuckDB queries stay on this thread; the tests run in the pool, the pairs of a
             # family split between the workers, a few families ahead at most (bounded memory)
             waiting = [part for job in jobs for part in job[3] if not part.done()]
@@ -140,19 +164,21 @@ def pairs(scores: Any, *, alpha: float = ALPHA, filters=(), activation: str | No
                 waiting[0].result()
             matrix = table.matrix(model, metric, names)
             every = list(itertools.combinations(range(len(names)), 2))
-            parts = [pool.submit(family, matrix.values, every[k::workers])
+            parts = [pool.submit(family, matrix.values, every[k::workers], limit)
                      for k in range(workers)]
-            jobs.append((model, metric, names, parts, matrix.paired_by))
+            jobs.append((model, metric, names, parts, matrix.paired_by, limit))
         rows = []
-        for model, metric, names, parts, paired_by in jobs:
+        for model, metric, names, parts, paired_by, limit in jobs:
             found = sorted(r for part in parts for r in part.result())  # (i, j) order
             adjusted = holm(np.array([r[4] for r in found], np.float64))
-            for (i, j, n, statistic, p_value, effect, median), q in zip(found, adjusted,
-                                                                         strict=True):
-                word = verdict(q, effect, metric, alpha)
+            equivalence = holm(np.array([r[9] for r in found], np.float64))
+            for (i, j, n, statistic, p_value, effect, median, mean, sd, p_eq), q, q_eq in zip(
+                    found, adjusted, equivalence, strict=True):
+                word = verdict(q, effect, metric, alpha, q_eq, can_tell(n, len(found), alpha))
                 rows.append([model, metric, names[i], names[j], n, statistic, p_value, q,
-                             effect, median, word,
-                             RANDOM in (names[i], names[j]) and word == SAME, paired_by])
+                             effect, median, mean, sd, limit, p_eq, q_eq, word,
+                             RANDOM in (names[i], names[j]) and word == EQUIVALENT,
+                             paired_by])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -166,10 +192,11 @@ def verdicts(pairs_frame: Any) -> dict[tuple[str, str, str, str], str]:
     return out
 
 
-def annotate(summary: Any, pairs_frame: Any) -> Any:
+def annotate(summary: Any, pairs_frame: Any, alpha: float = ALPHA) -> Any:
     """The summary with `vs_next` (the verdict of each ranked explainer over the next one),
-    `vs_random` (its verdict over RandomExp, where that model has it) and `tied` (its rank is
-    shared with another explainer of equal mean) added."""
+    `vs_random` (its verdict over RandomExp, where that model has it), `tied` (its rank is
+    shared with another explainer of equal mean) and `tell` (False where the images of its
+    (model, metric) are too few for any verdict at `alpha`: `detectability`) added."""
     found = verdicts(pairs_frame)
     following: dict[tuple[str, str, float], str] = {}
     ranked = summary[np.isfinite(summary["rank"])].sort_values("rank")
@@ -179,6 +206,8 @@ def annotate(summary: Any, pairs_frame: Any) -> Any:
             later = np.nonzero(ranks > rank)[0]
             if len(later):
                 following[model, metric, rank] = names[later[0]]
+    tell = {key: can_tell(int(group["n"].max()), len(group), alpha)
+            for key, group in pairs_frame.groupby(["model", "metric"], sort=False)}
     vs_next, vs_random = [], []
     for r in summary.itertuples():
         nxt = following.get((r.model, r.metric, r.rank))
@@ -190,4 +219,6 @@ def annotate(summary: Any, pairs_frame: Any) -> Any:
     # explainers with equal means share their rank: `tied` says so (no leader among them)
     shared = out.groupby(["model", "metric", "rank"])["explainer"].transform("size")
     out["tied"] = np.isfinite(out["rank"]) & (shared > 1)
+    out["tell"] = [tell.get((m, x), True) for m, x in zip(out["model"], out["metric"],
+                                                          strict=True)]
     return out

@@ -80,9 +80,10 @@ def sort(frame: Any) -> Any:
 
 def summary(scores: Any, *, filters=(), activation: str | None = "softmax",
             ci: str = "bootstrap", n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
-            seed: int = 0, degenerate_share: float = DEGENERATE_SHARE,
+            seed: int = 0, degenerate_share: float = DEGENERATE_SHARE, maps: Any = None,
             storage_options: dict | None = None) -> Any:
-    """One row per (model, metric, explainer): `COLUMNS` (a pandas frame)."""
+    """One row per (model, metric, explainer): `COLUMNS` (a pandas frame). `maps`: a
+    `sanity.check_maps` frame: explainers with degenerate maps are flagged, not ranked."""
     if ci not in CI_METHODS:
         raise ConfigError(f"ci must be one of {', '.join(CI_METHODS)}, got {ci!r}")
     check_positive_int("n_boot", n_boot)
@@ -90,7 +91,7 @@ def summary(scores: Any, *, filters=(), activation: str | None = "softmax",
         raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
     table = open_scores(scores, filters, activation, storage_options)
     table.one_activation()  # never pools activations
-    frame = flag(table.cells(), degenerate_share, table.context())
+    frame = flag(table.cells(), degenerate_share, table.context(), maps)
     frame["ci_low"], frame["ci_high"] = np.nan, np.nan
     if ci == "normal":
         from scipy import stats
