@@ -9,7 +9,13 @@ Filters (`--filter` on the command line, `filters=` in Python), combined with AN
 - `class=281,285` (or `label=`): true classes; `prediction=...`: predicted classes;
 - `image_id=ILSVRC2012_val_00000001,...`; `index=0,1,2`;
 - `activation=sigmoid`: the output activation (default: softmax only, the published one);
-- `model=...`, `explainer=...`, `metric=...`.
+- `model=...`, `explainer=...`, `metric=...`;
+- `settings=ID`: the settings id of the score files (`dina_datasets.runs.settings`).
+
+Rows of one (model, activation, metric) computed with different settings are never compared
+(`Scores.one_setting`) unless the view is opened with `allow_mixed_settings=True`
+(`--allow-mixed-settings`). A table without a `settings` column (built before it existed, or
+a frame) holds published scores only.
 """
 
 from __future__ import annotations
@@ -23,15 +29,17 @@ import numpy as np
 
 from dina_datasets import catalog
 from dina_datasets.errors import ConfigError, FormatError, LayoutError
+from dina_datasets.runs.settings import PUBLISHED, TABLE_METADATA
 
 COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
            "prediction", "score")
 DEFAULT_ACTIVATION = "softmax"
 FILTER_HELP = ("correct | wrong | class=C1,C2 | prediction=C | image_id=ID1,ID2 | index=I | "
-               "activation=A | model=M | explainer=E | metric=X")
+               "activation=A | model=M | explainer=E | metric=X | settings=ID")
 _INT_COLUMNS = {"class": "label", "label": "label", "prediction": "prediction",
                 "index": "index"}
-_TEXT_COLUMNS = ("image_id", "activation", "model", "explainer", "metric")
+_TEXT_COLUMNS = ("image_id", "activation", "model", "explainer", "metric", "settings")
+
 _VIEW = "dina_scores"
 
 
@@ -122,13 +130,18 @@ class Scores:
 
     def __init__(self, source: Any, filters: Iterable[str] = (),
                  activation: str | None = DEFAULT_ACTIVATION,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None, *,
+                 allow_mixed_settings: bool | None = None) -> None:
         require_stats()
         import duckdb
 
+        self.described: dict[str, dict] = {}
         if isinstance(source, Scores):
             self.con, base = source.con, source.base
+            self.described = source.described
             filters = [*source.requested, *filters]
+            if allow_mixed_settings is None:
+                allow_mixed_settings = source.allow_mixed_settings
         else:
             # Parquet footers read once per connection, not at every query (5x faster views)
             self.con = duckdb.connect()
@@ -138,6 +151,10 @@ class Scores:
         if missing:
             raise FormatError(f"the scores table lacks the columns {', '.join(missing)}; "
                               f"expected {', '.join(COLUMNS)} (build it with `dina scores`)")
+        self.allow_mixed_settings = bool(allow_mixed_settings)
+        self._checked = False
+        self.settings_column = '"settings"' if "settings" in base.columns else \
+            f"{literal(PUBLISHED)} AS settings"
         self.requested = list(filters)
         self.filters = [condition(f) for f in self.requested]
         if activation and not any(f.startswith('"activation"') for f in self.filters):
@@ -153,8 +170,11 @@ class Scores:
         columns = ", ".join(f'"{c}"' for c in COLUMNS if c != "score")
         where = " AND ".join(f"({f})" for f in filters) or "TRUE"
         # NaN and infinities (a pandas frame may hold them) are undefined scores: NULL.
+        inner = f"SELECT *, {self.settings_column} FROM {_VIEW}" if \
+            self.settings_column.endswith("AS settings") else f"SELECT * FROM {_VIEW}"
         return self.base.query(_VIEW, f"SELECT {columns}, CASE WHEN isfinite(score) "
-                                      f"THEN score END AS score FROM {_VIEW} WHERE {where}")
+                                      f"THEN score END AS score, settings FROM ({inner}) "
+                                      f"WHERE {where}")
 
     def _open(self, source: Any, storage_options: dict[str, Any] | None):
         import duckdb
@@ -171,9 +191,11 @@ class Scores:
             elif not os.path.exists(url.removeprefix("file://")):
                 raise LayoutError(f"no scores table at {url} (build one with `dina scores`)")
             try:
-                return self.con.read_parquet(url)
+                relation = self.con.read_parquet(url)
             except duckdb.Error as err:
                 raise FormatError(f"{url} is not a Parquet scores table: {err}") from None
+            self.described = _described(url, storage_options)
+            return relation
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover - pandas comes with the stats extra
@@ -196,6 +218,43 @@ class Scores:
                 "activation=NAME), and compute one table per activation")
         return found[0] if found else None
 
+    def one_setting(self) -> None:
+        """ConfigError when rows of one (model, activation, metric) come from score files
+        computed with different settings (ids), naming them, their explainers and the
+        settings that differ; nothing when `allow_mixed_settings`. Checked once per view."""
+        if self.allow_mixed_settings or self._checked:
+            return
+        mixed = self.relation.query("scores", (
+            "SELECT model, activation, metric, settings, list(DISTINCT explainer ORDER BY "
+            "explainer) AS explainers FROM scores WHERE (model, activation, metric) IN ("
+            "SELECT (model, activation, metric) FROM scores GROUP BY ALL "
+            "HAVING count(DISTINCT settings) > 1) GROUP BY ALL ORDER BY ALL")).fetchall()
+        if mixed:
+            groups: dict[tuple[str, str, str], list[tuple[str, list[str]]]] = {}
+            for model, activation, metric, setting, explainers in mixed:
+                groups.setdefault((model, activation, metric), []).append(
+                    (setting, explainers))
+            lines = [self._mixed_line(key, found) for key, found in groups.items()]
+            raise ConfigError(
+                "scores computed with different settings would be compared: "
+                + "; ".join(lines) + ". Re-evaluate them with one setting (`dina evaluate "
+                "--overwrite`), keep one (filter settings=ID), or pass --allow-mixed-settings "
+                "(allow_mixed_settings=True) to compare them anyway")
+        self._checked = True
+
+    def _mixed_line(self, key: tuple[str, str, str], found: list[tuple[str, list[str]]]
+                    ) -> str:
+        """One (model, activation, metric) of mixed settings, in words."""
+        model, activation, metric = key
+        who = ", ".join(f"{setting} ({', '.join(explainers)})" for setting, explainers in found)
+        known = [self.described.get(s) for s, _ in found]
+        differ = sorted({k for a in known for b in known if a and b for k in {*a, *b}
+                         if a.get(k) != b.get(k)})
+        if any(s == PUBLISHED for s, _ in found):
+            differ.append("published vs evaluated here")
+        detail = f"; differing: {', '.join(differ)}" if differ else ""
+        return f"{model} {metric} ({activation}): {who}{detail}"
+
     def query(self, sql: str):
         """A DuckDB relation of `sql` over the filtered table, named `scores` in the query."""
         return self.relation.query("scores", sql)
@@ -207,6 +266,7 @@ class Scores:
     def cells(self, every_metric: bool = False):
         """One row per (model, metric, explainer): n (defined scores), n_undefined, mean,
         median, std. `every_metric`: ignoring the `metric=` filters."""
+        self.one_setting()
         relation = self.every_metric if every_metric else self.relation
         frame = relation.query(
             "scores", "SELECT model, metric, explainer, count(score) AS n, "
@@ -237,6 +297,7 @@ class Scores:
         """The images x explainers matrix of one (model, metric). Rows are images paired by
         identity: by `image_id` when every row has one and no explainer holds an id twice
         (rows sorted by id), else by the record `index` (`Matrix.paired_by` says which)."""
+        self.one_setting()
         names = "[" + ", ".join(literal(e) for e in explainers) + "]"
         where = (f"WHERE model = {literal(model)} AND metric = {literal(metric)} "
                  f"AND list_contains({names}, explainer)")
@@ -256,10 +317,31 @@ class Scores:
                       "image_id" if by_id else "index")
 
 
+def _described(url: str, storage_options: dict[str, Any] | None) -> dict[str, dict]:
+    """What each settings id of a Parquet scores table stands for (its metadata)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from dina_datasets import storage
+
+    fs, path = storage.filesystem(url, storage_options)
+    with fs.open(path, "rb") as handle:
+        metadata = pq.read_schema(handle).metadata or {}
+    try:
+        return json.loads(metadata.get(TABLE_METADATA, b"{}"))
+    except ValueError:
+        return {}
+
+
 def open_scores(source: Any, filters: Iterable[str] = (),
                 activation: str | None = DEFAULT_ACTIVATION,
-                storage_options: dict[str, Any] | None = None) -> Scores:
-    """A `Scores` view of a path, relation, frame or `Scores` (filters added)."""
-    if isinstance(source, Scores) and not filters:
+                storage_options: dict[str, Any] | None = None, *,
+                allow_mixed_settings: bool | None = None) -> Scores:
+    """A `Scores` view of a path, relation, frame or `Scores` (filters added).
+    `allow_mixed_settings`: compare scores of different settings (default: refused, or as
+    the `Scores` given)."""
+    if isinstance(source, Scores) and not filters and allow_mixed_settings is None:
         return source
-    return Scores(source, filters, activation, storage_options)
+    return Scores(source, filters, activation, storage_options,
+                  allow_mixed_settings=allow_mixed_settings)

@@ -20,13 +20,14 @@ the same steps for an engine that runs the parts elsewhere (`dina_datasets.ray`)
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, formats
+from dina_datasets import catalog, formats, storage
 from dina_datasets.errors import ConfigError, LayoutError, check_positive_int
 from dina_datasets.layout import DEFAULT_ACTIVATION, DEFAULT_DATA_URL, Layout, check_activation
 from dina_datasets.metrics import metric_class
@@ -43,6 +44,7 @@ from dina_datasets.metrics.scorer import PartScorer
 from dina_datasets.recordio import records
 from dina_datasets.runs import parts as parts_mod
 from dina_datasets.runs import score_parts
+from dina_datasets.runs import settings as score_settings
 
 
 def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
@@ -162,10 +164,16 @@ def prepare(model: str, explainer: str, metrics: Sequence[str], *,
         run.result.notes.append(f"skipped {', '.join(skipped)}: map-only, not recomputed for "
                                 f"{activation} (the {DEFAULT_ACTIVATION} scores stand for "
                                 "every activation)")
+    maps = score_settings.maps_signature(url, storage_options)
+    wanted = {s.name: _settings(run, s, total, maps) for s in specs}
+    done = _check_written(run, wanted, overwrite)
+    specs = [s for s in specs if s.name not in done]
+    run.metrics = [s.name for s in specs]
     randomization = any(s.family == "randomization" for s in specs)
     keep = ("baseline",) if randomization and _needs_dataset_mean(cell) else ()
-    recorded = {s.name: score_parts.start(run.score_url(s.name), _settings(run, s, total),
-                                         overwrite, storage_options, keep) for s in specs}
+    started = {s.name: score_parts.start(run.score_url(s.name), wanted[s.name], overwrite,
+                                         storage_options, keep) for s in specs}
+    recorded = {name: record for name, (record, _) in started.items()}
     if keep:
         stored = next((r["baseline"] for r in recorded.values() if "baseline" in r), None)
         run.baseline = stored or _dataset_mean(cell, images, preprocess_url, layout, total,
@@ -176,8 +184,9 @@ def prepare(model: str, explainer: str, metrics: Sequence[str], *,
             if spec.family == "randomization":
                 recorded[spec.name]["baseline"] = run.baseline
     for spec in specs:
-        score_parts.write_settings(run.score_url(spec.name), recorded[spec.name], overwrite,
-                                   storage_options)
+        score_parts.write_settings(run.score_url(spec.name), recorded[spec.name],
+                                   started[spec.name][1], storage_options)
+    run.records = recorded
     mine = parts_mod.shard(plan, k, n)
     have = {name: score_parts.present(run.score_url(name), storage_options)
             for name in run.metrics}
@@ -188,15 +197,21 @@ def prepare(model: str, explainer: str, metrics: Sequence[str], *,
     return run
 
 
-def _settings(run: Evaluation, spec: catalog.MetricSpec, total: int) -> dict[str, Any]:
-    """What a metric's scores depend on, beyond the map they score."""
-    settings: dict[str, Any] = {"config": run.cell.name, "metric": spec.name,
-                                "explanations": run.url, "num_records": run.num_records,
-                                "params": run.params.get(spec.name, {})}
-    if spec.needs_model:
-        settings.update(weights=run.weights, inputs=list(run.inputs or ()),
-                        batch_size=run.batch_size, activation=run.activation)
+def _settings(run: Evaluation, spec: catalog.MetricSpec, total: int, maps: str
+              ) -> dict[str, Any]:
+    """What a metric's scores depend on, beyond the map they score (`runs.settings`)."""
     accepted = inspect.signature(metric_class(spec.name)).parameters
+    defaults = {k: p.default for k, p in accepted.items()
+                if p.default is not inspect.Parameter.empty and k not in _NOT_PARAMS}
+    settings: dict[str, Any] = {"config": run.cell.name, "metric": spec.name,
+                                "explanations": run.url, "maps": maps,
+                                "num_records": run.num_records,
+                                "params": _plain({**defaults, **run.params.get(spec.name, {})})}
+    if spec.needs_model:
+        constructor = run.cell.model_spec.constructor
+        settings.update(weights=score_settings.weights_identity(run.weights, constructor),
+                        inputs=list(run.inputs or ()), batch_size=run.batch_size,
+                        activation=run.activation)
     settings.update({k: v for k, v in (("seed", run.seed), ("variant", run.variant))
                      if k in accepted})
     if spec.family == "randomization" and _needs_dataset_mean(run.cell):
@@ -204,9 +219,56 @@ def _settings(run: Evaluation, spec: catalog.MetricSpec, total: int) -> dict[str
     return settings
 
 
+# Metric arguments that are not parameters of its definition (recorded on their own).
+_NOT_PARAMS = frozenset({"self", "model", "explainer", "batch_size", "activation", "seed",
+                         "variant"})
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON would give it back (tuples as lists), so that records compare."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _check_written(run: Evaluation, wanted: dict[str, dict[str, Any]], overwrite: bool
+                   ) -> set[str]:
+    """The metrics whose score file is already written with exactly these settings and
+    length (nothing to do; noted). ConfigError, unless `overwrite`, when a score file to
+    write was computed with other settings (`runs.settings.COMPARED`), naming them."""
+    done, refused = set(), []
+    layout, cell, options = Layout(run.out), run.cell, run.storage_options
+    for name, record in wanted.items():
+        url = run.score_url(name)
+        if not storage.exists(url, options):
+            continue
+        old = score_settings.read(layout.settings(cell.model, cell.explainer, name,
+                                                  run.activation), options)
+        differ = score_settings.differences(old, record)
+        if differ and not overwrite:
+            refused.append(f"{url} ({'; '.join(differ)})")
+        elif old is not None and not overwrite and _same_run(old, record, run.stops[name]):
+            done.add(name)
+            run.result.notes.append(f"{name}: already written with these settings "
+                                    f"({old['count']} scores) -> {url}")
+    if refused:
+        raise ConfigError(f"{len(refused)} score file(s) were written with other settings: "
+                          f"{', '.join(refused)}. Pass --overwrite (overwrite=True) to replace "
+                          "them, or write elsewhere with --out DIR (out=)")
+    return done
+
+
+def _same_run(old: dict[str, Any], record: dict[str, Any], count: int) -> bool:
+    """Whether a settings file describes the score file this run would write (same maps,
+    settings and count; the randomization baseline is derived from them)."""
+    ignore = {"format", "id", "count", "versions", "baseline"}
+    mine = {k: v for k, v in record.items() if k not in ignore}
+    return old.get("count") == count and \
+        {k: v for k, v in old.items() if k not in ignore} == _plain(mine)
+
+
 def finish(run: Evaluation) -> EvaluateResult:
     """Join the parts of every metric whose parts are all there into its score file, with
-    its cost record (the seconds of its parts)."""
+    its cost record (the seconds of its parts) and settings file. Shards finishing together
+    are safe: a shard whose parts were joined and removed by another notes it."""
     from dina_datasets.runs import cost
 
     result, options, cell = run.result, run.storage_options, run.cell
@@ -214,13 +276,23 @@ def finish(run: Evaluation) -> EvaluateResult:
     for name in run.metrics:
         url = run.score_url(name)
         ranges = run.ranges(name)
-        joined = score_parts.join(url, ranges, options)
+        try:
+            joined = score_parts.join(url, ranges, options)
+        except FileNotFoundError:
+            joined = None
         if joined is None:
+            if _written_by_other(run, name, layout):
+                continue
             done = len(score_parts.present(url, options))
             result.notes.append(f"{name}: {done} of {len(ranges)} parts scored; the other "
                                 "shards must run before its score file is written")
             continue
         values, seconds, wall = joined
+        record = score_settings.make(run.records[name], len(values), cost.versions())
+        where = layout.settings(cell.model, cell.explainer, name, run.activation)
+        old = score_settings.read(where, options)
+        if old is not None and old != record:  # never a new score file beside old settings
+            score_settings.remove(where, options)
         result.written.append(_write(name, [values], layout, cell, run.activation, options))
         cost.write(layout.cost(cell.model, cell.explainer, name, run.activation),
                    cost.record("evaluate", images=len(values), seconds=seconds,
@@ -228,11 +300,26 @@ def finish(run: Evaluation) -> EvaluateResult:
                                explainer=cell.explainer, metric=name,
                                activation=run.activation, variant=run.variant,
                                weights=run.weights, wall_seconds=wall), options)
+        score_settings.write(where, record, options)
         score_parts.remove(url, options)
     if result.mismatched:
         result.notes.append(f"{result.mismatched} targets differ from the predictions recorded "
                             "with the maps: were they made with other weights?")
     return result
+
+
+def _written_by_other(run: Evaluation, name: str, layout: Layout) -> bool:
+    """Whether another shard, finishing meanwhile, joined the parts of `name` into its score
+    file with this run's settings; then any part left here is removed and a note says so."""
+    options, cell = run.storage_options, run.cell
+    old = score_settings.read(layout.settings(cell.model, cell.explainer, name,
+                                              run.activation), options)
+    if old is None or not _same_run(old, run.records[name], run.stops[name]):
+        return False
+    score_parts.remove(run.score_url(name), options)
+    run.result.notes.append(f"{name}: joined by another shard finishing at the same time "
+                            f"({old['count']} scores) -> {run.score_url(name)}")
+    return True
 
 
 def _write(name: str, parts: list[np.ndarray], layout: Layout, cell: catalog.Cell,
