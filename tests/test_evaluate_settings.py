@@ -122,3 +122,19 @@ def test_the_table_carries_settings_and_mixed_settings_are_not_compared(tmp_path
     assert set(stats.summary(table)["explainer"]) == {"Rise", "Saliency"}
     kept = stats.summary(path, filters=[f"settings={ids['Rise']}"])
     assert list(kept["explainer"]) == ["Rise"]
+
+
+def test_the_leaderboard_refuses_mixed_settings_unless_allowed(tmp_path, capsys):
+    pytest.importorskip("duckdb")
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise", "DinoV2-Saliency"], n=6, size=8)  # published scores
+    assert main(["evaluate", "--model", "DinoV2", "--explainer", "Rise", "--data-url", root,
+                 "--metrics", "Complexity", "--overwrite"]) == 0  # Rise's: evaluated here
+    capsys.readouterr()
+    board = ["leaderboard", "--data-url", root, "--json", "--no-progress"]
+    assert main(board) == 2
+    err = capsys.readouterr().err
+    assert "DinoV2 Complexity (softmax)" in err and "published (Saliency)" in err
+    assert "published vs evaluated here" in err and "--allow-mixed-settings" in err
+    assert main([*board, "--allow-mixed-settings"]) == 0
+    assert json.loads(capsys.readouterr().out)

@@ -247,11 +247,14 @@ def _position(name: str, names: list[str]) -> tuple[int, str]:
 
 def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
                ci: str = "normal", n_boot: int = 1000,
-               storage_options: dict[str, Any] | None = None) -> Leaderboard:
-    """The leaderboard of a scores table (path, DuckDB relation, pandas frame)."""
+               storage_options: dict[str, Any] | None = None,
+               allow_mixed_settings: bool | None = None) -> Leaderboard:
+    """The leaderboard of a scores table (path, DuckDB relation, pandas frame).
+    `allow_mixed_settings`: compare scores computed with different settings (refused)."""
     from dina_datasets.analysis import stats
 
-    table = stats.open_scores(scores, list(filters), storage_options=storage_options)
+    table = stats.open_scores(scores, list(filters), storage_options=storage_options,
+                              allow_mixed_settings=allow_mixed_settings)
     summary = stats.summary(table, ci=ci, n_boot=n_boot)
     pairs = stats.pairs(table, alpha=alpha, summary=summary)
     return Leaderboard(stats.annotate(summary, pairs), pairs, alpha=alpha, ci=ci)
@@ -261,12 +264,13 @@ def collect(data_url: str | None = None, *, scores: Any = None,
             filters: Iterable[str] = (), alpha: float = 0.01, ci: str = "normal",
             n_boot: int = 1000, configs: Iterable[str] | None = None,
             imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
-            progress: bool = False) -> Leaderboard:
+            progress: bool = False, allow_mixed_settings: bool | None = None) -> Leaderboard:
     """The leaderboard of a scores table, or of every score file under `data_url` (the
     table is then built in a temporary folder, streaming)."""
     if scores is not None:
         return from_table(scores, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
-                          storage_options=storage_options)
+                          storage_options=storage_options,
+                          allow_mixed_settings=allow_mixed_settings)
     if data_url is None:
         raise ConfigError("give a data_url (a bucket-shaped folder) or a scores table")
     from dina_datasets.analysis import scores as table
@@ -275,4 +279,5 @@ def collect(data_url: str | None = None, *, scores: Any = None,
         path = os.path.join(folder, "scores.parquet")
         table.build(data_url, path, configs=configs, imagenet_json=imagenet_json,
                     storage_options=storage_options, progress=progress)
-        return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot)
+        return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
+                          allow_mixed_settings=allow_mixed_settings)

@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"folder (or URL) for {', '.join(FILES)} (default ./leaderboard)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files of --out that are not previous leaderboard outputs")
+    parser.add_argument("--allow-mixed-settings", action="store_true",
+                        help="compare scores of one model and metric computed with different "
+                        "settings (other metric parameters, seed, weights, or published vs "
+                        "evaluated here); refused by default, naming what differs")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         args.data_url, scores=args.scores, filters=args.filters, alpha=args.alpha,
         ci=args.ci, n_boot=args.n_boot, configs=args.configs,
         imagenet_json=args.imagenet_json, storage_options=args.storage_options,
-        progress=not args.no_progress and sys.stderr.isatty())
+        progress=not args.no_progress and sys.stderr.isatty(),
+        allow_mixed_settings=args.allow_mixed_settings or None)
     if args.json:
         print(board.json())
         return 0
