@@ -1,6 +1,7 @@
 """`dina evaluate`: per-sample metric scores of a config, written as `{Metric}_scores.json`
 (`{Metric}_scores.{activation}.json` with `--activation sigmoid|logits`), each with its cost
-record (`{Metric}_cost.{activation}.json`).
+record (`{Metric}_cost.{activation}.json`) and its settings
+(`{Metric}_settings.{activation}.json`, `dina_datasets.runs.settings`).
 
 The original scripts' option names (`--model_name`, `--explainer_name`, `--metric_name`,
 `--batch_size`) are accepted as aliases; `--output_dir DIR` is the original's bench folder
@@ -56,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N maps (a "
                         "longer existing score file is kept: see --out, --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing score files even with fewer scores, and "
-                        "discard the parts of an earlier run made with other settings")
+                        help="replace existing score files even with fewer scores or other "
+                        "settings (published ones included), and discard the parts of an "
+                        "earlier run made with other settings")
     parser.add_argument("--assume-order", action="store_true",
                         help="pair maps that carry no image_id (the published files) with the "
                         "images of a folder by position; without it, only the kecam json "
