@@ -21,6 +21,7 @@ from dina_datasets.cli import engine
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION, DEFAULT_DATA_URL
 from dina_datasets.metrics.base import VARIANTS
 from dina_datasets.runs.parts import PART_SIZE
+from dina_datasets.runs.progress import LOG_INTERVAL
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str] = ()
@@ -88,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
                         help="score only the K-th of N blocks of parts (1 <= K <= N); the "
                         "score files are written by the run that completes the last part")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--progress-interval", type=float, default=LOG_INTERVAL,
+                        metavar="SECONDS", help="when stderr is not a terminal (a log), a "
+                        f"progress line every SECONDS ({LOG_INTERVAL:g})")
     engine.add_arguments(parser)
 
 
@@ -135,9 +139,21 @@ def run(args: argparse.Namespace) -> int:
 
         results = ray_engines.evaluate(cells, args.metrics, ray_engine, **settings)
     else:
-        progress = not args.no_progress and sys.stderr.isatty()
-        results = [evaluate(cell.model, cell.explainer, args.metrics, progress=progress,
-                            **settings) for cell in cells]
+        from dina_datasets.runs.progress import mode
+
+        progress = mode(not args.no_progress, args.progress_interval)
+        results = []
+        try:
+            for cell in cells:
+                results.append(evaluate(cell.model, cell.explainer, args.metrics,
+                                        progress=progress, **settings))
+        except KeyboardInterrupt:
+            for result in results:
+                print(result.summary())
+            print(f"dina evaluate: interrupted; the parts scored so far are kept (each "
+                  f"{args.part_size} maps, beside the score files as *.parts/): re-run the "
+                  "same command to resume", file=sys.stderr)
+            return 130
     for result in results:
         print(result.summary())
     return 0

@@ -19,18 +19,15 @@ the same steps for an engine that runs the parts elsewhere (`dina_datasets.ray`)
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from dina_datasets import catalog, formats, storage
+from dina_datasets import catalog, formats
 from dina_datasets.errors import ConfigError, LayoutError, check_positive_int
 from dina_datasets.layout import DEFAULT_ACTIVATION, DEFAULT_DATA_URL, Layout, check_activation
-from dina_datasets.metrics import metric_class
 from dina_datasets.metrics.plan import (
     EvaluateResult,
     Evaluation,
@@ -40,6 +37,7 @@ from dina_datasets.metrics.plan import (
     _model_input_source,
     _needs_dataset_mean,
 )
+from dina_datasets.metrics.provenance import check_written, settings_of, written_by_other
 from dina_datasets.metrics.scorer import PartScorer
 from dina_datasets.recordio import records
 from dina_datasets.runs import parts as parts_mod
@@ -53,7 +51,7 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
              weights: str = "pretrained", limit: int | None = None,
              subsample: int | None = None, batch_size: int = 32, seed: int = 42,
              variant: str = "dina", activation: str = DEFAULT_ACTIVATION,
-             progress: bool = True, assume_order: bool = False,
+             progress: bool | float = True, assume_order: bool = False,
              overwrite: bool = False, metric_params: dict[str, dict[str, Any]] | None = None,
              part_size: int = parts_mod.PART_SIZE, shard: str | tuple[int, int] | None = None,
              storage_options: dict[str, Any] | None = None) -> EvaluateResult:
@@ -71,7 +69,9 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
     (softmax, sigmoid, logits) is the model's output head while scoring; metrics that do not
     depend on it are skipped with a note when it is not softmax.
 
-    Parts of `part_size` maps are written as they are done; a re-run resumes, `shard="K/N"`
+    `progress`: a bar (True), a plain line every `progress` seconds (a number: a log), or
+    nothing (False). Parts of `part_size` maps are written as they are done; a re-run
+    resumes, `shard="K/N"`
     scores the K-th of N blocks of parts, and `overwrite` also discards the parts of an
     earlier run made with other settings.
     """
@@ -82,16 +82,32 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
                   metric_params=metric_params, part_size=part_size, shard=shard,
                   storage_options=storage_options)
     if run.todo:
-        from tqdm import tqdm
+        from dina_datasets.runs.progress import progress as shown
 
-
-        scorer = PartScorer(run)
-        with tqdm(total=sum(len(p) for p in run.todo), unit="map", desc=run.cell.name,
-                  disable=not progress) as bar:
+        scorer = PartScorer(run, _model(run))
+        with shown(progress, sum(len(p) for p in run.todo), run.cell.name, "map") as bar:
             for part in run.todo:
                 run.result.add(len(part), scorer.score(part))
                 bar.update(len(part))
     return finish(run)
+
+
+# The model `evaluate` built last, reused by the next cell of the same model and weights (a
+# loop over explainers builds it, and traces its forward function, once): (spec, key, net).
+_LAST_MODEL: list[tuple[Any, tuple[str, str], Any]] = []
+
+
+def _model(run: Evaluation) -> Any:
+    """The Keras model of `run` (None when no metric runs it), reused from the last call."""
+    if run.inputs is None:
+        return None
+    spec = run.cell.model_spec
+    key = (run.cell.model, score_settings.weights_identity(run.weights, spec.constructor))
+    if not (_LAST_MODEL and _LAST_MODEL[0][0] is spec and _LAST_MODEL[0][1] == key):
+        from dina_datasets.generation.models import build_model
+
+        _LAST_MODEL[:] = [(spec, key, build_model(run.cell.model, run.weights))]
+    return _LAST_MODEL[0][2]
 
 
 def prepare(model: str, explainer: str, metrics: Sequence[str], *,
@@ -165,8 +181,8 @@ def prepare(model: str, explainer: str, metrics: Sequence[str], *,
                                 f"{activation} (the {DEFAULT_ACTIVATION} scores stand for "
                                 "every activation)")
     maps = score_settings.maps_signature(url, storage_options)
-    wanted = {s.name: _settings(run, s, total, maps) for s in specs}
-    done = _check_written(run, wanted, overwrite)
+    wanted = {s.name: settings_of(run, s, total, maps) for s in specs}
+    done = check_written(run, wanted, overwrite)
     specs = [s for s in specs if s.name not in done]
     run.metrics = [s.name for s in specs]
     randomization = any(s.family == "randomization" for s in specs)
@@ -197,74 +213,6 @@ def prepare(model: str, explainer: str, metrics: Sequence[str], *,
     return run
 
 
-def _settings(run: Evaluation, spec: catalog.MetricSpec, total: int, maps: str
-              ) -> dict[str, Any]:
-    """What a metric's scores depend on, beyond the map they score (`runs.settings`)."""
-    accepted = inspect.signature(metric_class(spec.name)).parameters
-    defaults = {k: p.default for k, p in accepted.items()
-                if p.default is not inspect.Parameter.empty and k not in _NOT_PARAMS}
-    settings: dict[str, Any] = {"config": run.cell.name, "metric": spec.name,
-                                "explanations": run.url, "maps": maps,
-                                "num_records": run.num_records,
-                                "params": _plain({**defaults, **run.params.get(spec.name, {})})}
-    if spec.needs_model:
-        constructor = run.cell.model_spec.constructor
-        settings.update(weights=score_settings.weights_identity(run.weights, constructor),
-                        inputs=list(run.inputs or ()), batch_size=run.batch_size,
-                        activation=run.activation)
-    settings.update({k: v for k, v in (("seed", run.seed), ("variant", run.variant))
-                     if k in accepted})
-    if spec.family == "randomization" and _needs_dataset_mean(run.cell):
-        settings["baseline_samples"] = total
-    return settings
-
-
-# Metric arguments that are not parameters of its definition (recorded on their own).
-_NOT_PARAMS = frozenset({"self", "model", "explainer", "batch_size", "activation", "seed",
-                         "variant"})
-
-
-def _plain(value: Any) -> Any:
-    """`value` as JSON would give it back (tuples as lists), so that records compare."""
-    return json.loads(json.dumps(value, default=repr))
-
-
-def _check_written(run: Evaluation, wanted: dict[str, dict[str, Any]], overwrite: bool
-                   ) -> set[str]:
-    """The metrics whose score file is already written with exactly these settings and
-    length (nothing to do; noted). ConfigError, unless `overwrite`, when a score file to
-    write was computed with other settings (`runs.settings.COMPARED`), naming them."""
-    done, refused = set(), []
-    layout, cell, options = Layout(run.out), run.cell, run.storage_options
-    for name, record in wanted.items():
-        url = run.score_url(name)
-        if not storage.exists(url, options):
-            continue
-        old = score_settings.read(layout.settings(cell.model, cell.explainer, name,
-                                                  run.activation), options)
-        differ = score_settings.differences(old, record)
-        if differ and not overwrite:
-            refused.append(f"{url} ({'; '.join(differ)})")
-        elif old is not None and not overwrite and _same_run(old, record, run.stops[name]):
-            done.add(name)
-            run.result.notes.append(f"{name}: already written with these settings "
-                                    f"({old['count']} scores) -> {url}")
-    if refused:
-        raise ConfigError(f"{len(refused)} score file(s) were written with other settings: "
-                          f"{', '.join(refused)}. Pass --overwrite (overwrite=True) to replace "
-                          "them, or write elsewhere with --out DIR (out=)")
-    return done
-
-
-def _same_run(old: dict[str, Any], record: dict[str, Any], count: int) -> bool:
-    """Whether a settings file describes the score file this run would write (same maps,
-    settings and count; the randomization baseline is derived from them)."""
-    ignore = {"format", "id", "count", "versions", "baseline"}
-    mine = {k: v for k, v in record.items() if k not in ignore}
-    return old.get("count") == count and \
-        {k: v for k, v in old.items() if k not in ignore} == _plain(mine)
-
-
 def finish(run: Evaluation) -> EvaluateResult:
     """Join the parts of every metric whose parts are all there into its score file, with
     its cost record (the seconds of its parts) and settings file. Shards finishing together
@@ -281,7 +229,7 @@ def finish(run: Evaluation) -> EvaluateResult:
         except FileNotFoundError:
             joined = None
         if joined is None:
-            if _written_by_other(run, name, layout):
+            if written_by_other(run, name, layout):
                 continue
             done = len(score_parts.present(url, options))
             result.notes.append(f"{name}: {done} of {len(ranges)} parts scored; the other "
@@ -306,20 +254,6 @@ def finish(run: Evaluation) -> EvaluateResult:
         result.notes.append(f"{result.mismatched} targets differ from the predictions recorded "
                             "with the maps: were they made with other weights?")
     return result
-
-
-def _written_by_other(run: Evaluation, name: str, layout: Layout) -> bool:
-    """Whether another shard, finishing meanwhile, joined the parts of `name` into its score
-    file with this run's settings; then any part left here is removed and a note says so."""
-    options, cell = run.storage_options, run.cell
-    old = score_settings.read(layout.settings(cell.model, cell.explainer, name,
-                                              run.activation), options)
-    if old is None or not _same_run(old, run.records[name], run.stops[name]):
-        return False
-    score_parts.remove(run.score_url(name), options)
-    run.result.notes.append(f"{name}: joined by another shard finishing at the same time "
-                            f"({old['count']} scores) -> {run.score_url(name)}")
-    return True
 
 
 def _write(name: str, parts: list[np.ndarray], layout: Layout, cell: catalog.Cell,
