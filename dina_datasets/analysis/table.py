@@ -225,20 +225,22 @@ class Scores:
         if self.allow_mixed_settings or self._checked:
             return
         mixed = self.relation.query("scores", (
-            "SELECT model, activation, metric, settings, list(DISTINCT explainer ORDER BY "
-            "explainer) AS explainers FROM scores WHERE (model, activation, metric) IN ("
-            "SELECT (model, activation, metric) FROM scores GROUP BY ALL "
-            "HAVING count(DISTINCT settings) > 1) GROUP BY ALL ORDER BY ALL")).fetchall()
+            "SELECT model, activation, metric FROM scores GROUP BY ALL "
+            "HAVING min(settings) <> max(settings)")).fetchall()
         if mixed:
-            groups: dict[tuple[str, str, str], list[tuple[str, list[str]]]] = {}
-            for model, activation, metric, setting, explainers in mixed:
-                groups.setdefault((model, activation, metric), []).append(
-                    (setting, explainers))
-            lines = [self._mixed_line(key, found) for key, found in groups.items()]
+            keys = " OR ".join(f"(model = {literal(m)} AND activation = {literal(a)} AND "
+                               f"metric = {literal(x)})" for m, a, x in mixed)
+            found: dict[tuple[str, str, str], list[tuple[str, list[str]]]] = {}
+            for model, activation, metric, setting, explainers in self.relation.query(
+                    "scores", "SELECT model, activation, metric, settings, list(DISTINCT "
+                    f"explainer ORDER BY explainer) FROM scores WHERE {keys} GROUP BY ALL "
+                    "ORDER BY ALL").fetchall():
+                found.setdefault((model, activation, metric), []).append((setting, explainers))
             raise ConfigError(
                 "scores computed with different settings would be compared: "
-                + "; ".join(lines) + ". Re-evaluate them with one setting (`dina evaluate "
-                "--overwrite`), keep one (filter settings=ID), or pass --allow-mixed-settings "
+                + "; ".join(self._mixed_line(k, v) for k, v in found.items())
+                + ". Re-evaluate them with one setting (`dina evaluate --overwrite`), keep one "
+                "(filter settings=ID), or pass --allow-mixed-settings "
                 "(allow_mixed_settings=True) to compare them anyway")
         self._checked = True
 
