@@ -76,7 +76,9 @@ def test_an_interrupted_evaluation_says_that_a_rerun_resumes(tmp_path):
     proc = subprocess.Popen(dina("evaluate", "--model", "DinoV2", "--explainer", "Rise",
                                  "--data-url", root, "--metrics", "Sparseness",
                                  "--part-size", "1"), env=environment(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            # Ctrl-C handled even when pytest runs as a background job
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (os.path.isdir(folder) and any(n.startswith("part-")
                                              for n in os.listdir(folder))):

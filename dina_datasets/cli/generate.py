@@ -10,6 +10,7 @@ from typing import Any
 from dina_datasets.cli import engine
 from dina_datasets.errors import ConfigError
 from dina_datasets.runs.parts import PART_SIZE
+from dina_datasets.runs.progress import LOG_INTERVAL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-parts", action="store_true",
                         help="keep the part files after merging")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--progress-interval", type=float, default=LOG_INTERVAL,
+                        metavar="SECONDS", help="when stderr is not a terminal (a log), a "
+                        f"progress line every SECONDS ({LOG_INTERVAL:g})")
     engine.add_arguments(parser)
 
 
@@ -74,9 +78,21 @@ def run(args: argparse.Namespace) -> int:
 
         results = ray_engines.generate(cells, args.images, args.out, ray_engine, **settings)
     else:
-        progress = not args.no_progress and sys.stderr.isatty()
-        results = [generate(cell.model, cell.explainer, args.images, args.out,
-                            progress=progress, **settings) for cell in cells]
+        from dina_datasets.runs.progress import mode
+
+        progress = mode(not args.no_progress, args.progress_interval)
+        results = []
+        try:
+            for cell in cells:
+                results.append(generate(cell.model, cell.explainer, args.images, args.out,
+                                        progress=progress, **settings))
+        except KeyboardInterrupt:
+            for result in results:
+                print(result.summary())
+            print(f"dina generate: interrupted; the parts written so far are kept (each "
+                  f"{args.part_size} images, beside the maps as *.parts/): re-run the same "
+                  "command to resume", file=sys.stderr)
+            return 130
     for result in results:
         print(result.summary())
     return 0

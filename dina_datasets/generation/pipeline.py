@@ -32,13 +32,14 @@ def generate(model: str, explainer: str, images: str, out: str, *,
              shard: str | tuple[int, int] | None = None, part_size: int = parts_mod.PART_SIZE,
              write_preprocess: bool = False, params: dict[str, Any] | None = None,
              seed: int = SEED, overwrite: bool = False, keep_parts: bool = False,
-             progress: bool = True, storage_options: dict[str, Any] | None = None
+             progress: bool | float = True, storage_options: dict[str, Any] | None = None
              ) -> GenerateResult:
     """Explain the images of `images` with `model` and `explainer`; write DINA records
     under the bucket layout at `out` (any fsspec URL).
 
     Records hold `explanations` (readable by the original loader) and the join keys `index`,
     `image_id`, `label`, `prediction`. `params` override the explainer's hyperparameters.
+    `progress`: a bar (True), a plain line every `progress` seconds (a number), or nothing.
     """
     run = prepare(model, explainer, images, out, weights=weights, batch_size=batch_size,
                   limit=limit, shard=shard, part_size=part_size,
@@ -47,12 +48,11 @@ def generate(model: str, explainer: str, images: str, out: str, *,
     if run.result.complete:
         return run.result
     if run.todo:
-        from tqdm import tqdm
+        from dina_datasets.runs.progress import progress as shown
 
-        writer = PartWriter(run, progress=progress)
+        writer = PartWriter(run, progress=progress is True)
         loop_started = time.perf_counter()
-        with tqdm(total=sum(len(p) for p in run.todo), unit="img", desc=run.cell.name,
-                  disable=not progress) as bar:
+        with shown(progress, sum(len(p) for p in run.todo), run.cell.name, "img") as bar:
             degenerate = writer.write(run.todo, bar.update)
         run.result.loop_seconds = time.perf_counter() - loop_started
         wrote(run, degenerate)
