@@ -137,26 +137,20 @@ def run(args: argparse.Namespace) -> int:
     if ray_engine is not None:
         from dina_datasets.ray import engine as ray_engines
 
-        results = ray_engines.evaluate(cells, args.metrics, ray_engine, **settings)
+        results, interrupted = ray_engines.evaluate(cells, args.metrics, ray_engine,
+                                                    **settings), False
     else:
-        from dina_datasets.runs.progress import mode
+        from dina_datasets.runs.progress import each, mode
 
         progress = mode(not args.no_progress, args.progress_interval)
-        results = []
-        try:
-            for cell in cells:
-                results.append(evaluate(cell.model, cell.explainer, args.metrics,
-                                        progress=progress, **settings))
-        except KeyboardInterrupt:
-            for result in results:
-                print(result.summary())
-            print(f"dina evaluate: interrupted; the parts scored so far are kept (each "
-                  f"{args.part_size} maps, beside the score files as *.parts/): re-run the "
-                  "same command to resume", file=sys.stderr)
-            return 130
+        results, interrupted = each(
+            cells, lambda cell: evaluate(cell.model, cell.explainer, args.metrics,
+                                         progress=progress, **settings),
+            "dina evaluate", f"the parts scored so far are kept (each {args.part_size} maps, "
+            "beside the score files as *.parts/)")
     for result in results:
         print(result.summary())
-    return 0
+    return 130 if interrupted else 0
 
 
 def script(family: str, argv: Sequence[str] | None = None) -> int:

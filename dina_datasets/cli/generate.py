@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from dina_datasets.cli import engine
@@ -76,23 +75,17 @@ def run(args: argparse.Namespace) -> int:
     if ray_engine is not None:
         from dina_datasets.ray import engine as ray_engines
 
-        results = ray_engines.generate(cells, args.images, args.out, ray_engine, **settings)
+        results, interrupted = ray_engines.generate(cells, args.images, args.out,
+                                                    ray_engine, **settings), False
     else:
-        from dina_datasets.runs.progress import mode
+        from dina_datasets.runs.progress import each, mode
 
         progress = mode(not args.no_progress, args.progress_interval)
-        results = []
-        try:
-            for cell in cells:
-                results.append(generate(cell.model, cell.explainer, args.images, args.out,
-                                        progress=progress, **settings))
-        except KeyboardInterrupt:
-            for result in results:
-                print(result.summary())
-            print(f"dina generate: interrupted; the parts written so far are kept (each "
-                  f"{args.part_size} images, beside the maps as *.parts/): re-run the same "
-                  "command to resume", file=sys.stderr)
-            return 130
+        results, interrupted = each(
+            cells, lambda cell: generate(cell.model, cell.explainer, args.images, args.out,
+                                         progress=progress, **settings),
+            "dina generate", f"the parts written so far are kept (each {args.part_size} "
+            "images, beside the maps as *.parts/)")
     for result in results:
         print(result.summary())
-    return 0
+    return 130 if interrupted else 0

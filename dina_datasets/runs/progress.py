@@ -3,7 +3,8 @@
 `progress(True)`: tqdm's bar (a terminal). `progress(seconds)`: the same tqdm status as a plain
 line every `seconds` (stderr is a log file or a pipe, where a bar redrawn with carriage
 returns would print nothing readable for minutes), and once more at the end. `progress(False)`:
-nothing.
+nothing. `each` runs a command's cells and, on Ctrl-C, says what is kept and that a re-run
+resumes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 LOG_INTERVAL = 30.0  # seconds between two lines when stderr is not a terminal
@@ -67,3 +68,18 @@ def progress(show: bool | float, total: int, desc: str, unit: str) -> Iterator[A
         finally:
             stop.set()
             ticker.join()
+
+
+def each(items: Iterable[Any], call: Callable[[Any], Any], command: str, kept: str
+         ) -> tuple[list[Any], bool]:
+    """`call(item)` for each item, in order: (the results, False); on Ctrl-C, (the results
+    so far, True) and a line on stderr saying what is `kept` and that a re-run resumes."""
+    results: list[Any] = []
+    try:
+        for item in items:
+            results.append(call(item))
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted; {kept}: re-run the same command to resume",
+              file=sys.stderr)
+        return results, True
+    return results, False

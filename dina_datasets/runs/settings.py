@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dina_datasets import storage
-from dina_datasets.errors import FormatError
+from dina_datasets.runs import records
 
 FORMAT = "dina-score-settings/1"
 PUBLISHED = "published"
@@ -63,27 +63,15 @@ def make(run_record: dict[str, Any], count: int, versions: dict[str, Any]) -> di
 
 
 def read(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The settings file at `url`, None when there is none; FormatError when unreadable."""
-    fs, path = storage.filesystem(url, storage_options)
-    try:
-        blob = fs.cat_file(path)
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(blob)
-    except ValueError as err:
-        raise FormatError(f"{url} is not JSON ({err}); expected a {FORMAT} settings file: "
-                          "remove it (its score file then counts as published)") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or "id" not in data:
-        raise FormatError(f"{url} is not a {FORMAT} settings file")
-    return data
+    """The settings file at `url`, None when there is none; FormatError when unreadable
+    (remove it: its score file then counts as published)."""
+    return records.read(url, FORMAT, "settings file", storage_options, required=("id",))
 
 
 def write(url: str, record: dict[str, Any], storage_options: dict[str, Any] | None = None
           ) -> None:
     """Write a settings file atomically."""
-    with storage.atomic_write(url, "w", storage_options) as handle:
-        json.dump(record, handle, indent=1)
+    records.write(url, record, storage_options)
 
 
 def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:
