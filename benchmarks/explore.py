@@ -228,7 +228,8 @@ def write_big(path: str, images: int) -> int:
                         "metric": pa.array([metric] * n),
                         "activation": pa.array(["softmax"] * n), "index": index,
                         "image_id": image_id, "label": label, "prediction": prediction,
-                        "score": score}, schema=SCHEMA))
+                        "score": score, "settings": pa.array(["published"] * n)},
+                        schema=SCHEMA))
                     rows += n
     return rows
 

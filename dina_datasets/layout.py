@@ -13,6 +13,9 @@ One template per kind of file, configurable, never hard-wired twice (FACTS.md §
   format in `dina_datasets.runs.cost`); it never matches the score patterns above. The cost of
   generating the maps is in the generation manifest beside them,
   `explanations.tfrecord.manifest.json` (key `cost`, one entry per part);
+- `{model}/{explainer}/{metric}_settings.{activation}.json`: the settings that score file was
+  computed with (metric parameters, seed, weights, versions, the maps' signature; format in
+  `dina_datasets.runs.settings`); a score file without one is "published";
 - `{model}/preprocess_dataset.tfrecord`.
 """
 
@@ -29,6 +32,7 @@ EXPLANATIONS = "{model}/{explainer}/explanations.tfrecord"
 SCORES = "{model}/{explainer}/{metric}_scores.json"
 SCORES_ACTIVATION = "{model}/{explainer}/{metric}_scores.{activation}.json"
 COST = "{model}/{explainer}/{metric}_cost.{activation}.json"
+SETTINGS = "{model}/{explainer}/{metric}_settings.{activation}.json"
 DEFAULT_ACTIVATION = "softmax"
 ACTIVATIONS = ("softmax", "sigmoid", "logits")
 PREPROCESS = "{model}/preprocess_dataset.tfrecord"
@@ -51,6 +55,7 @@ class Layout:
     scores_template: str = SCORES
     scores_activation_template: str = SCORES_ACTIVATION
     cost_template: str = COST
+    settings_template: str = SETTINGS
     preprocess_template: str = PREPROCESS
 
     def explanations(self, model: str, explainer: str) -> str:
@@ -69,6 +74,13 @@ class Layout:
              activation: str = DEFAULT_ACTIVATION) -> str:
         """The cost record of the score file `scores(model, explainer, metric, activation)`."""
         return join(self.root, self.cost_template.format(
+            model=model, explainer=explainer, metric=metric,
+            activation=check_activation(activation)))
+
+    def settings(self, model: str, explainer: str, metric: str,
+                 activation: str = DEFAULT_ACTIVATION) -> str:
+        """The settings of the score file `scores(model, explainer, metric, activation)`."""
+        return join(self.root, self.settings_template.format(
             model=model, explainer=explainer, metric=metric,
             activation=check_activation(activation)))
 

@@ -66,7 +66,7 @@ def test_table_holds_every_score(bucket, tmp_path):
     table = pq.read_table(path)
     assert table.schema.names == list(scores.COLUMNS)
     assert [str(t) for t in table.schema.types] == ["string"] * 4 + [
-        "int64", "string", "int64", "int64", "double"]
+        "int64", "string", "int64", "int64", "double", "string"]
     want = expected_rows(bucket)
     got = grouped(path)
     assert set(got) == set(want) and built.rows == table.num_rows == sum(map(len, want.values()))
@@ -75,6 +75,7 @@ def test_table_holds_every_score(bucket, tmp_path):
         assert [r["score"] for r in rows] == values  # JSON null -> null
         assert [r["index"] for r in rows] == list(range(len(values)))
         assert {(r["image_id"], r["label"], r["prediction"]) for r in rows} == {("", -1, -1)}
+        assert {r["settings"] for r in rows} == {"published"}  # no settings files
     assert len(got["DinoV2", "Rise", "RandomLogitMetric", "softmax"]) == 3  # the subset
     assert "73 scores from 17 score files of 2 configs" in built.summary()
 

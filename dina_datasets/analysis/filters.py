@@ -7,7 +7,8 @@ into SQL text. Combined with AND:
 - `class=281,285` (or `label=`): true classes; `prediction=...`: predicted classes;
 - `image_id=ILSVRC2012_val_00000001,...`; `index=0,1,2`;
 - `activation=sigmoid`: the output activation (default: softmax only, the published one);
-- `model=...`, `explainer=...`, `metric=...`.
+- `model=...`, `explainer=...`, `metric=...`;
+- `settings=ID`: the settings id of the score files (`dina_datasets.runs.settings`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import numpy as np
 from dina_datasets.errors import ConfigError
 
 FILTER_HELP = ("correct | wrong | class=C1,C2 | prediction=C | image_id=ID1,ID2 | index=I | "
-               "activation=A | model=M | explainer=E | metric=X")
+               "activation=A | model=M | explainer=E | metric=X | settings=ID")
 _INT_COLUMNS = {"class": "label", "label": "label", "prediction": "prediction",
                 "index": "index"}
-_TEXT_COLUMNS = ("image_id", "activation", "model", "explainer", "metric")
+_TEXT_COLUMNS = ("image_id", "activation", "model", "explainer", "metric", "settings")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ undefined scores or degenerate maps, not ranked (see `dina_datasets.analysis.sta
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -233,64 +232,10 @@ class Leaderboard:
         return json.dumps(self.document(), indent=1, allow_nan=False)
 
     def png(self) -> bytes:
-        """A heat map of the board: colour = rank within (model, metric) (brighter =
-        better), grey = degenerate, red frame = leader (dashed: not shown better than the
-        next)."""
-        try:
-            import matplotlib
-        except ImportError:
-            raise ConfigError("the leaderboard's PNG needs matplotlib: pip install "
-                              "'dina-datasets[viz]', or pass --no-plot") from None
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
+        """A heat map of the board (`viz.charts.leaderboard_heatmap`)."""
+        from dina_datasets.viz.charts import leaderboard_heatmap
 
-        rows, cols = len(self.configs), len(self.metrics)
-        shade = np.full((rows, cols), np.nan)
-        fig, ax = plt.subplots(figsize=(3.2 + 1.5 * cols, 2.6 + 0.3 * rows), dpi=110)
-        counts = self.summary.groupby(["model", "metric"])["rank"].max()
-        for i, config in enumerate(self.configs):
-            for j, metric in enumerate(self.metrics):
-                e = self.get(config, metric)
-                if e is None:
-                    continue
-                worst = counts.get((e.model, metric), np.nan)
-                if math.isfinite(e.rank):
-                    shade[i, j] = 1 - (e.rank - 1) / (worst - 1) if worst > 1 else 1.0
-                if e.marker == "degenerate":
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, color="0.8"))
-                label = "undef." if math.isnan(e.mean) else f"{e.mean:.3g}"
-                ax.text(j, i, f"{label}\n{e.marker}".rstrip(), ha="center", va="center",
-                        fontsize=7, color="black" if np.isnan(shade[i, j]) or shade[i, j] > 0.5
-                        else "white")
-                if e.rank == 1:
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
-                                           edgecolor="red", linewidth=2,
-                                           linestyle="-" if "*" in e.marker else "--"))
-        ax.imshow(np.ma.masked_invalid(shade), cmap="viridis", vmin=0, vmax=1, aspect="auto")
-        ax.set_xticks(range(cols), [self.header_of(m) for m in self.metrics], fontsize=8,
-                      rotation=30, ha="left", rotation_mode="anchor")
-        ax.xaxis.tick_top()
-        ax.set_yticks(range(rows), self.configs, fontsize=8)
-        ax.set_title("DINA leaderboard: mean per model and metric\ncolour = rank (brighter = "
-                     "better); red frame = leader (solid: better than the\nnext; dashed: "
-                     "equivalent, inconclusive or too few images); grey = degenerate", fontsize=8)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-        return buffer.getvalue()
-
-
-def checked_maps(table: Any, maps_url: str | None, map_sample: int,
-                 storage_options: dict[str, Any] | None = None) -> Any:
-    """`stats.check_maps` of the table's cells under `maps_url` (None when not asked)."""
-    from dina_datasets.analysis import stats
-
-    if not maps_url or map_sample <= 0:
-        return None
-    cells = table.frame("SELECT DISTINCT model, explainer FROM scores")
-    return stats.check_maps(maps_url, cells, k=map_sample, storage_options=storage_options)
+        return leaderboard_heatmap(self)
 
 
 def _position(name: str, names: list[str]) -> tuple[int, str]:
@@ -304,23 +249,25 @@ def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
                ci: str = "normal", n_boot: int = 1000, margin: float = MARGIN,
                margin_units: str = "sd", maps_url: str | None = None,
                map_sample: int = MAP_SAMPLE, storage_options: dict[str, Any] | None = None,
-               grades: bool = False) -> Leaderboard:
+               grades: bool = False, allow_mixed_settings: bool | None = None) -> Leaderboard:
     """The leaderboard of a scores table (path, DuckDB relation, pandas frame). `margin`:
     the equivalence margin (`stats.pairs`). `maps_url`: the bucket-shaped folder of the
     cells' maps, `map_sample` of each checked (`stats.check_maps`; 0: none). `grades`:
     print each metric's reliability grade beside its name (`stats.reliability`: ~30 s of
-    CPU on the whole grid, so off for interactive use; `collect` turns it on)."""
+    CPU on the whole grid, so off for interactive use; `collect` turns it on).
+    `allow_mixed_settings`: compare scores computed with different settings (refused)."""
     from dina_datasets.analysis import stats
     from dina_datasets.analysis.stats.grades import metric_labels
 
-    table = stats.open_scores(scores, list(filters), storage_options=storage_options)
-    maps = checked_maps(table, maps_url, map_sample, storage_options)
+    table = stats.open_scores(scores, list(filters), storage_options=storage_options,
+                              allow_mixed_settings=allow_mixed_settings)
+    maps = stats.table_maps(table, maps_url, map_sample, storage_options)
     summary = stats.summary(table, ci=ci, n_boot=n_boot, maps=maps)
     pairs = stats.pairs(table, alpha=alpha, summary=summary, margin=margin,
                         margin_units=margin_units)
     labels = {}
     if grades:
-        cards = stats.reliability(table, n_splits=GRADE_SPLITS).cards
+        cards = stats.reliability(table, n_splits=GRADE_SPLITS, maps=maps).cards
         labels = metric_labels(cards, str(cards["activation"].iloc[0])) if len(cards) else {}
     return Leaderboard(stats.annotate(summary, pairs, alpha), pairs, alpha=alpha, ci=ci,
                        grades=labels)
@@ -332,7 +279,8 @@ def collect(data_url: str | None = None, *, scores: Any = None,
             maps_url: str | None = None, map_sample: int = MAP_SAMPLE,
             configs: Iterable[str] | None = None,
             imagenet_json: str | None = None, storage_options: dict[str, Any] | None = None,
-            progress: bool = False, grades: bool = True) -> Leaderboard:
+            progress: bool = False, grades: bool = True,
+            allow_mixed_settings: bool | None = None) -> Leaderboard:
     """The leaderboard of a scores table, or of every score file under `data_url` (the
     table is then built in a temporary folder, streaming, and the maps under `data_url`
     checked unless `maps_url` says where they are; `map_sample` 0: not checked); `grades`:
@@ -341,7 +289,7 @@ def collect(data_url: str | None = None, *, scores: Any = None,
         return from_table(scores, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
                           margin=margin, margin_units=margin_units, maps_url=maps_url,
                           map_sample=map_sample, storage_options=storage_options,
-                          grades=grades)
+                          grades=grades, allow_mixed_settings=allow_mixed_settings)
     if data_url is None:
         raise ConfigError("give a data_url (a bucket-shaped folder) or a scores table")
     from dina_datasets.analysis import scores as table
@@ -353,4 +301,5 @@ def collect(data_url: str | None = None, *, scores: Any = None,
         return from_table(path, filters=filters, alpha=alpha, ci=ci, n_boot=n_boot,
                           margin=margin, margin_units=margin_units,
                           maps_url=maps_url or data_url, map_sample=map_sample,
-                          storage_options=storage_options, grades=grades)
+                          storage_options=storage_options, grades=grades,
+                          allow_mixed_settings=allow_mixed_settings)

@@ -5,7 +5,10 @@ Columns (`COLUMNS`): `model, explainer, metric, activation` (string; `activation
 "softmax" for the published `{Metric}_scores.json`, else the `{activation}` of
 `{Metric}_scores.{activation}.json`), `index` (int64, the record's position), `image_id`
 (string, "" when unknown), `label`, `prediction` (int64, -1 when unknown), `score` (float64,
-null where the file holds null: an undefined value).
+null where the file holds null: an undefined value), `settings` (string: the id of the
+settings the file was computed with, from the settings file `dina evaluate` writes beside it
+(`dina_datasets.runs.settings`); "published" for a file without one). The Parquet schema's
+metadata `dina.settings` maps each id to the settings it stands for (JSON).
 
 Only the small score files are read, and the keys of each cell: those its records carry,
 from the sidecar index beside its explanations (`recordio.index`), else from kecam's
@@ -17,12 +20,8 @@ written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import dataclasses
-import fnmatch
-import posixpath
-import re
+import json
 import time
-import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,34 +32,26 @@ import numpy as np
 import pyarrow as pa
 
 from dina_datasets import formats, storage
-from dina_datasets.errors import AlignmentError, ConfigError, DinaWarning, LayoutError
-from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION, Layout
+from dina_datasets.analysis.score_files import (
+    CONCURRENCY,
+    ScoreFile,
+    find_score_files,
+    select,
+    settings_ids,
+)
+from dina_datasets.errors import AlignmentError, LayoutError
+from dina_datasets.layout import Layout
+from dina_datasets.runs.settings import PUBLISHED, TABLE_METADATA
 
 COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
-           "prediction", "score")
+           "prediction", "score", "settings")
 SCHEMA = pa.schema([("model", pa.string()), ("explainer", pa.string()),
                     ("metric", pa.string()), ("activation", pa.string()),
                     ("index", pa.int64()), ("image_id", pa.string()), ("label", pa.int64()),
-                    ("prediction", pa.int64()), ("score", pa.float64())])
+                    ("prediction", pa.int64()), ("score", pa.float64()),
+                    ("settings", pa.string())])
 ROW_GROUP_ROWS = 1_000_000
-CONCURRENCY = 16
 UNKNOWN = -1
-NAMED = 10  # unknown files named in the warning; the rest are counted
-
-
-@dataclass(frozen=True)
-class ScoreFile:
-    """One score file of the bucket."""
-
-    model: str
-    explainer: str
-    metric: str
-    activation: str
-    url: str
-
-    @property
-    def config(self) -> str:
-        return f"{self.model}-{self.explainer}"
 
 
 @dataclass
@@ -88,100 +79,6 @@ class Built:
         configs = len({f.config for f in self.files})
         return (f"{self.out}: {self.rows:,} scores from {len(self.files)} score files of "
                 f"{configs} configs in {self.seconds:.1f} s")
-
-
-def _pattern(template: str) -> re.Pattern[str]:
-    groups = {"{model}": "model", "{explainer}": "explainer", "{metric}": "metric",
-              "{activation}": "activation"}
-    parts = re.split(r"(\{model\}|\{explainer\}|\{metric\}|\{activation\})", template)
-    regex = "".join(
-        (f"(?P<{groups[p]}>[^/]+)" if p in ("{model}", "{explainer}") else
-         f"(?P<{groups[p]}>[^/.]+)") if p in groups else re.escape(p) for p in parts)
-    return re.compile(regex + "$")
-
-
-def _other_patterns(layout: Layout) -> list[re.Pattern[str]]:
-    """The layout's templates of files that are not score files (cost records, explanations,
-    any template added later), as patterns: such files are known, not stray."""
-    scores_templates = (layout.scores_template, layout.scores_activation_template)
-    out = []
-    for f in dataclasses.fields(layout):
-        template = getattr(layout, f.name)
-        if f.name.endswith("_template") and template not in scores_templates:
-            regex = re.sub(r"\\\{[a-z]+\\\}", "[^/]+", re.escape(template))
-            out.append(re.compile(regex + r"(\..*)?$"))  # and sidecars (`.index.json`...)
-    return out
-
-
-def find_score_files(data_url: str, storage_options: dict[str, Any] | None = None, *,
-                     layout: Layout | None = None, strict: bool = False) -> list[ScoreFile]:
-    """Every score file under `data_url`, published (`{Metric}_scores.json`, activation
-    "softmax") and per activation (`{Metric}_scores.{activation}.json`), sorted.
-
-    A file named like a score file that is none (`Insertion_scores.backup.json`: an unknown
-    activation) is skipped with one `DinaWarning` naming every such file; with `strict`, a
-    LayoutError naming them instead."""
-    layout = layout or Layout(data_url)
-    fs, root = storage.filesystem(data_url, storage_options)
-    if not fs.exists(root):
-        raise LayoutError(f"no folder at {data_url}")
-    base = root.rstrip("/")
-    found: dict[tuple[str, str, str, str], ScoreFile] = {}
-    candidates: set[str] = set()
-    kept: set[str] = set()
-    for template, fixed in ((layout.scores_template, DEFAULT_ACTIVATION),
-                            (layout.scores_activation_template, None)):
-        pattern = _pattern(template)
-        glob = template.format(model="*", explainer="*", metric="*", activation="*")
-        for path in fs.glob(posixpath.join(base, glob)):
-            relative = posixpath.relpath(path, base or "/")
-            candidates.add(relative)
-            match = pattern.match(relative)
-            activation = fixed or (match["activation"] if match else "")
-            if not match or activation not in ACTIVATIONS:
-                continue
-            key = (match["model"], match["explainer"], match["metric"], activation)
-            found[key] = ScoreFile(*key, layout.scores(*key))
-            kept.add(relative)
-    others = _other_patterns(layout)
-    unknown = sorted(c for c in candidates - kept if not any(p.match(c) for p in others)
-                     and not any(c.startswith(k + ".") for k in kept))  # a file's sidecar
-    if unknown:
-        _report_unknown(unknown, data_url, layout, strict)
-    return [found[k] for k in sorted(found)]
-
-
-def _report_unknown(unknown: list[str], data_url: str, layout: Layout, strict: bool) -> None:
-    names = ", ".join(unknown[:NAMED]) + (f" and {len(unknown) - NAMED} more"
-                                          if len(unknown) > NAMED else "")
-    valid = (f"score files are named {layout.scores_template} or "
-             f"{layout.scores_activation_template} with activation one of "
-             f"{', '.join(ACTIVATIONS)}")
-    if strict:
-        raise LayoutError(f"{len(unknown)} unknown file(s) under {data_url}: {names} ({valid});"
-                          " move them away, or drop --strict to skip them")
-    warnings.warn(f"skipped {len(unknown)} unknown file(s) under {data_url}: {names} ({valid})",
-                  DinaWarning, stacklevel=3)
-
-
-def select(files: list[ScoreFile], configs: Iterable[str] | None = None,
-           metrics: Iterable[str] | None = None, activations: Iterable[str] | None = None
-           ) -> list[ScoreFile]:
-    """The files whose config, metric and activation match the given names or shell
-    patterns (case-insensitive); ConfigError for a name that matches nothing."""
-    for kind, wanted, attr in (("config", configs, "config"), ("metric", metrics, "metric"),
-                               ("activation", activations, "activation")):
-        if not wanted:
-            continue
-        wanted = list(wanted)
-        present = sorted({getattr(f, attr) for f in files})
-        for name in wanted:
-            if not any(fnmatch.fnmatch(p.lower(), name.lower()) for p in present):
-                raise ConfigError(f"no score files of {kind} {name!r}; present: "
-                                  f"{', '.join(present) or 'none'}")
-        files = [f for f in files if any(fnmatch.fnmatch(getattr(f, attr).lower(), n.lower())
-                                         for n in wanted)]
-    return files
 
 
 def imagenet_keys(url: str, storage_options: dict[str, Any] | None = None) -> Keys:
@@ -231,8 +128,9 @@ def _repeat(text: str, n: int) -> pa.StringArray:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n))
 
 
-def table(file: ScoreFile, values: np.ndarray, keys: Keys | None) -> pa.Table:
-    """The rows of one score file."""
+def table(file: ScoreFile, values: np.ndarray, keys: Keys | None,
+          settings: str = PUBLISHED) -> pa.Table:
+    """The rows of one score file (`settings`: the id of its settings)."""
     n = len(values)
     if keys is not None and n > len(keys):
         raise AlignmentError(f"{file.url} holds {n:,} scores but {keys.source} has only "
@@ -249,8 +147,8 @@ def table(file: ScoreFile, values: np.ndarray, keys: Keys | None) -> pa.Table:
         prediction = pa.array(cols["prediction"][:n], pa.int64())
     name = [_repeat(v, n) for v in (file.model, file.explainer, file.metric, file.activation)]
     return pa.Table.from_arrays([*name, index, image_id, label, prediction,
-                                 pa.array(values, pa.float64(), from_pandas=True)],
-                                schema=SCHEMA)
+                                 pa.array(values, pa.float64(), from_pandas=True),
+                                 _repeat(settings, n)], schema=SCHEMA)
 
 
 def read_files(files: list[ScoreFile], storage_options: dict[str, Any] | None = None,
@@ -310,10 +208,12 @@ def build(data_url: str, out: str, *, configs: Iterable[str] | None = None,
     keys: dict[tuple[str, str], Future[Keys | None]] = {}
     rows = 0
     buffer: list[pa.Table] = []
+    ids, described = settings_ids(files, storage_options, concurrency)
+    schema = SCHEMA.with_metadata({TABLE_METADATA: json.dumps(described, sort_keys=True)})
     with storage.atomic_write(out, "wb", storage_options) as handle, \
-            pq.ParquetWriter(handle, SCHEMA, compression="zstd",
+            pq.ParquetWriter(handle, schema, compression="zstd",
                              use_dictionary=["model", "explainer", "metric", "activation",
-                                             "image_id"]) as writer, \
+                                             "image_id", "settings"]) as writer, \
             ThreadPoolExecutor(max_workers=2) as pool, \
             tqdm(total=len(files), unit="file", desc="scores", disable=not progress) as bar:
         def flush() -> None:
@@ -334,7 +234,8 @@ def build(data_url: str, out: str, *, configs: Iterable[str] | None = None,
             return keys[cell].result()
 
         for file, values in read_files(files, storage_options, concurrency):
-            buffer.append(table(file, values, keys_of((file.model, file.explainer))))
+            buffer.append(table(file, values, keys_of((file.model, file.explainer)),
+                                ids[file.url]))
             rows += len(values)
             if sum(len(t) for t in buffer) >= row_group_rows:
                 flush()

@@ -3,6 +3,11 @@ DuckDB relation or a pandas frame, filtered in SQL, and read back per (model, me
 matrix of images x explainers for the paired statistics.
 
 Filters: `dina_datasets.analysis.filters` (FILTER_HELP lists them).
+
+Rows of one (model, activation, metric) computed with different settings are never compared
+(`Scores.one_setting`, `dina_datasets.analysis.settings`) unless the view is opened with
+`allow_mixed_settings=True` (`--allow-mixed-settings`). A table without a `settings` column
+(built before it existed, or a frame) holds published scores only.
 """
 
 from __future__ import annotations
@@ -15,16 +20,19 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
+from dina_datasets.analysis import settings as mixing
 from dina_datasets.analysis.filters import (
     Filter,
     condition,
     isin,
     literal,  # noqa: F401  (its old path: the explorer's)
 )
-from dina_datasets.analysis.scores import COLUMNS
+from dina_datasets.analysis.scores import COLUMNS as TABLE_COLUMNS
 from dina_datasets.errors import AlignmentError, ConfigError, FormatError, LayoutError
 from dina_datasets.layout import DEFAULT_ACTIVATION
 
+# the columns a scores table must have; `settings` may be absent (then: published scores)
+COLUMNS = tuple(c for c in TABLE_COLUMNS if c != "settings")
 _VIEW = "dina_scores"
 
 
@@ -83,13 +91,18 @@ class Scores:
 
     def __init__(self, source: Any, filters: Iterable[str] = (),
                  activation: str | None = DEFAULT_ACTIVATION,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None, *,
+                 allow_mixed_settings: bool | None = None) -> None:
         require_stats()
         import duckdb
 
+        self.described: dict[str, dict] = {}
         if isinstance(source, Scores):
             self.con, base = source.con, source.base
+            self.described = source.described
             filters = [*source.requested, *filters]
+            if allow_mixed_settings is None:
+                allow_mixed_settings = source.allow_mixed_settings
         else:
             # Parquet footers read once per connection, not at every query (5x faster views)
             self.con = duckdb.connect()
@@ -99,6 +112,10 @@ class Scores:
         if missing:
             raise FormatError(f"the scores table lacks the columns {', '.join(missing)}; "
                               f"expected {', '.join(COLUMNS)} (build it with `dina scores`)")
+        self.allow_mixed_settings = bool(allow_mixed_settings)
+        self._checked = False
+        self.settings_column = '"settings"' if "settings" in base.columns else \
+            f"'{mixing.PUBLISHED}' AS settings"
         self.requested = list(filters)
         chosen = [condition(f) for f in self.requested]
         if activation and not any(f.key == "activation" for f in chosen):
@@ -117,7 +134,8 @@ class Scores:
         columns = ", ".join(f'"{c}"' for c in COLUMNS if c != "score")
         # NaN and infinities (a pandas frame may hold them) are undefined scores: NULL.
         relation = self.base.query(_VIEW, f"SELECT {columns}, CASE WHEN isfinite(score) "
-                                          f"THEN score END AS score FROM {_VIEW}")
+                                          f"THEN score END AS score, {self.settings_column} "
+                                          f"FROM {_VIEW}")
         for f in filters:
             relation = relation.filter(f.expression)
         return relation
@@ -137,9 +155,11 @@ class Scores:
             elif not os.path.exists(url.removeprefix("file://")):
                 raise LayoutError(f"no scores table at {url} (build one with `dina scores`)")
             try:
-                return self.con.read_parquet(url)
+                relation = self.con.read_parquet(url)
             except duckdb.Error as err:
                 raise FormatError(f"{url} is not a Parquet scores table: {err}") from None
+            self.described = mixing.described(url, storage_options)
+            return relation
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover - pandas comes with the stats extra
@@ -162,6 +182,15 @@ class Scores:
                 "activation=NAME), and compute one table per activation")
         return found[0] if found else None
 
+    def one_setting(self) -> None:
+        """ConfigError when rows of one (model, activation, metric) come from score files
+        computed with different settings, naming them, their explainers and the settings
+        that differ; nothing when `allow_mixed_settings`. Checked once per view."""
+        if self.allow_mixed_settings or self._checked:
+            return
+        mixing.refuse_mixed(self.relation, self.described)
+        self._checked = True
+
     def query(self, sql: str):
         """A DuckDB relation of `sql` over the filtered table, named `scores` in the query."""
         return self.relation.query("scores", sql)
@@ -180,6 +209,7 @@ class Scores:
     def cells(self, every_metric: bool = False):
         """One row per (model, metric, explainer): n (defined scores), n_undefined, mean,
         median, std. `every_metric`: ignoring the `metric=` filters."""
+        self.one_setting()
         relation = self.every_metric if every_metric else self.relation
         frame = relation.query(
             "scores", "SELECT model, metric, explainer, count(score) AS n, "
@@ -245,6 +275,7 @@ class Scores:
         """The images x explainers matrix of one (model, metric), its rows paired into
         images by `pairing_key` (rows sorted by id when paired by `image_id`;
         `Matrix.paired_by` says which key)."""
+        self.one_setting()
         key = self.pairing_key(model, metric, explainers)
         rank = "dense_rank() OVER (ORDER BY image_id) - 1" if key == "image_id" else "index"
         got = self._cell(model, metric, explainers).query(
@@ -283,8 +314,12 @@ def _refusal(model: str, metric: str, explainers: Sequence[str], counts: list[tu
 
 def open_scores(source: Any, filters: Iterable[str] = (),
                 activation: str | None = DEFAULT_ACTIVATION,
-                storage_options: dict[str, Any] | None = None) -> Scores:
-    """A `Scores` view of a path, relation, frame or `Scores` (filters added)."""
-    if isinstance(source, Scores) and not filters:
+                storage_options: dict[str, Any] | None = None, *,
+                allow_mixed_settings: bool | None = None) -> Scores:
+    """A `Scores` view of a path, relation, frame or `Scores` (filters added).
+    `allow_mixed_settings`: compare scores of different settings (default: refused, or as
+    the `Scores` given)."""
+    if isinstance(source, Scores) and not filters and allow_mixed_settings is None:
         return source
-    return Scores(source, filters, activation, storage_options)
+    return Scores(source, filters, activation, storage_options,
+                  allow_mixed_settings=allow_mixed_settings)

@@ -1,6 +1,7 @@
 """`dina evaluate`: per-sample metric scores of a config, written as `{Metric}_scores.json`
 (`{Metric}_scores.{activation}.json` with `--activation sigmoid|logits`), each with its cost
-record (`{Metric}_cost.{activation}.json`).
+record (`{Metric}_cost.{activation}.json`) and its settings
+(`{Metric}_settings.{activation}.json`, `dina_datasets.runs.settings`).
 
 The original scripts' option names (`--model_name`, `--explainer_name`, `--metric_name`,
 `--batch_size`) are accepted as aliases; `--output_dir DIR` is the original's bench folder
@@ -20,6 +21,7 @@ from dina_datasets.cli import engine
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION, DEFAULT_DATA_URL
 from dina_datasets.metrics.base import VARIANTS
 from dina_datasets.runs.parts import PART_SIZE
+from dina_datasets.runs.progress import LOG_INTERVAL
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str] = ()
@@ -56,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N maps (a "
                         "longer existing score file is kept: see --out, --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing score files even with fewer scores, and "
-                        "discard the parts of an earlier run made with other settings")
+                        help="replace existing score files even with fewer scores or other "
+                        "settings (published ones included), and discard the parts of an "
+                        "earlier run made with other settings")
     parser.add_argument("--assume-order", action="store_true",
                         help="pair maps that carry no image_id (the published files) with the "
                         "images of a folder by position; without it, only the kecam json "
@@ -86,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_metrics: Sequence[str
                         help="score only the K-th of N blocks of parts (1 <= K <= N); the "
                         "score files are written by the run that completes the last part")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--progress-interval", type=float, default=LOG_INTERVAL,
+                        metavar="SECONDS", help="when stderr is not a terminal (a log), a "
+                        f"progress line every SECONDS ({LOG_INTERVAL:g})")
     engine.add_arguments(parser)
 
 
@@ -131,14 +137,20 @@ def run(args: argparse.Namespace) -> int:
     if ray_engine is not None:
         from dina_datasets.ray import engine as ray_engines
 
-        results = ray_engines.evaluate(cells, args.metrics, ray_engine, **settings)
+        results, interrupted = ray_engines.evaluate(cells, args.metrics, ray_engine,
+                                                    **settings), False
     else:
-        progress = not args.no_progress and sys.stderr.isatty()
-        results = [evaluate(cell.model, cell.explainer, args.metrics, progress=progress,
-                            **settings) for cell in cells]
+        from dina_datasets.runs.progress import each, mode
+
+        progress = mode(not args.no_progress, args.progress_interval)
+        results, interrupted = each(
+            cells, lambda cell: evaluate(cell.model, cell.explainer, args.metrics,
+                                         progress=progress, **settings),
+            "dina evaluate", f"the parts scored so far are kept (each {args.part_size} maps, "
+            "beside the score files as *.parts/)")
     for result in results:
         print(result.summary())
-    return 0
+    return 130 if interrupted else 0
 
 
 def script(family: str, argv: Sequence[str] | None = None) -> int:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from dina_datasets.cli import engine
 from dina_datasets.errors import ConfigError
 from dina_datasets.runs.parts import PART_SIZE
+from dina_datasets.runs.progress import LOG_INTERVAL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-parts", action="store_true",
                         help="keep the part files after merging")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--progress-interval", type=float, default=LOG_INTERVAL,
+                        metavar="SECONDS", help="when stderr is not a terminal (a log), a "
+                        f"progress line every SECONDS ({LOG_INTERVAL:g})")
     engine.add_arguments(parser)
 
 
@@ -72,11 +75,17 @@ def run(args: argparse.Namespace) -> int:
     if ray_engine is not None:
         from dina_datasets.ray import engine as ray_engines
 
-        results = ray_engines.generate(cells, args.images, args.out, ray_engine, **settings)
+        results, interrupted = ray_engines.generate(cells, args.images, args.out,
+                                                    ray_engine, **settings), False
     else:
-        progress = not args.no_progress and sys.stderr.isatty()
-        results = [generate(cell.model, cell.explainer, args.images, args.out,
-                            progress=progress, **settings) for cell in cells]
+        from dina_datasets.runs.progress import each, mode
+
+        progress = mode(not args.no_progress, args.progress_interval)
+        results, interrupted = each(
+            cells, lambda cell: generate(cell.model, cell.explainer, args.images, args.out,
+                                         progress=progress, **settings),
+            "dina generate", f"the parts written so far are kept (each {args.part_size} "
+            "images, beside the maps as *.parts/)")
     for result in results:
         print(result.summary())
-    return 0
+    return 130 if interrupted else 0

@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"folder (or URL) for {', '.join(FILES)} (default ./leaderboard)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files of --out that are not previous leaderboard outputs")
+    parser.add_argument("--allow-mixed-settings", action="store_true",
+                        help="compare scores of one model and metric computed with different "
+                        "settings (other metric parameters, seed, weights, or published vs "
+                        "evaluated here); refused by default, naming what differs")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -88,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         margin_units=args.margin_units, maps_url=args.maps_url,
         map_sample=args.map_sample, configs=args.configs,
         imagenet_json=args.imagenet_json, storage_options=args.storage_options,
-        progress=not args.no_progress and sys.stderr.isatty())
+        progress=not args.no_progress and sys.stderr.isatty(),
+        allow_mixed_settings=args.allow_mixed_settings or None)
     if args.json:
         print(board.json())
         return 0

@@ -22,8 +22,8 @@ SIGNATURES = {"reliability.csv": b"model,activation,metric,",
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dina_datasets.analysis.stats.consistency import N_SPLITS
     from dina_datasets.analysis.filters import FILTER_HELP
+    from dina_datasets.analysis.stats.consistency import N_SPLITS
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder of score files (any fsspec URL; "

@@ -76,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files of --out that are not an earlier report's")
+    parser.add_argument("--allow-mixed-settings", action="store_true",
+                        help="compare scores of one model and metric computed with different "
+                        "settings (other metric parameters, seed, weights, or published vs "
+                        "evaluated here); refused by default, naming what differs")
 
 
 # How the report's files start: an existing file that starts otherwise is a user's, not
@@ -149,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
                             sizes=args.stability_sizes, stability_boot=args.stability_boot,
                             seed=args.seed, figures=not args.no_figures, cost=cost_frame,
                             storage_options=args.storage_options, say=say,
-                            planted=planted)
+                            planted=planted,
+                            allow_mixed_settings=args.allow_mixed_settings or None)
 
     if args.scores:
         made = report(args.scores)

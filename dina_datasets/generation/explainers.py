@@ -22,7 +22,9 @@ Explain = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 def sum_targets_operator() -> Callable[..., Any]:
     """DINA's DinoV2 operator: `sum(model(x) * targets, -1)`."""
-    import tensorflow as tf
+    from dina_datasets.generation.runtime import tensorflow
+
+    tf = tensorflow()
 
     @tf.function
     def operator(model: Any, inputs: Any, targets: Any) -> Any:

@@ -64,7 +64,9 @@ def build_model(name: str, weights: str = PRETRAINED) -> Any:
     """
     spec = catalog.model(name)
     weights = check_weights(weights)
-    import tensorflow as tf
+    from dina_datasets.generation.runtime import tensorflow
+
+    tf = tensorflow()
 
     if str(getattr(tf.keras, "__version__", "2")).startswith("3"):
         raise DinaError("TensorFlow was imported before TF_USE_LEGACY_KERAS=1 was set, so "
@@ -202,7 +204,9 @@ def with_activation(model: Any, activation: str) -> Any:
     activation = check_activation(activation)
     if activation == "softmax":
         return model
-    import tensorflow as tf
+    from dina_datasets.generation.runtime import tensorflow
+
+    tf = tensorflow()
 
     layers = list(getattr(model, "layers", None) or [])
     last = layers[-1] if layers else None

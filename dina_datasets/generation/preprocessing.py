@@ -34,7 +34,9 @@ def rescale_constants(rescale_mode: str) -> tuple[Any, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _crop_resize(size: int) -> Any:
-    import tensorflow as tf
+    from dina_datasets.generation.runtime import tensorflow
+
+    tf = tensorflow()
     from keras_cv_attention_models.imagenet.tf_data import evaluation_process_crop_resize
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
@@ -48,7 +50,9 @@ def _crop_resize(size: int) -> Any:
 @functools.lru_cache(maxsize=8)
 def _load_crop_resize(size: int) -> Any:
     """One graph from a file path to the cropped, resized float image (no eager steps)."""
-    import tensorflow as tf
+    from dina_datasets.generation.runtime import tensorflow
+
+    tf = tensorflow()
 
     crop_resize = _crop_resize(size)
 
@@ -65,7 +69,9 @@ def _load_crop_resize(size: int) -> Any:
 
 def read_image(path: str) -> np.ndarray:
     """An image file decoded as kecam does: float32 (H, W, 3) in 0..255."""
-    import tensorflow as tf
+    from dina_datasets.generation.runtime import tensorflow
+
+    tf = tensorflow()
 
     try:
         data = tf.io.read_file(path)
@@ -116,7 +122,9 @@ def preprocess_images(images: Sequence[str | np.ndarray], model_name: str, *,
 
 def _resized(image: str | np.ndarray, position: int, size: int) -> np.ndarray:
     """One image (file path or pixels) cropped and resized, before the rescaling."""
-    import tensorflow as tf
+    from dina_datasets.generation.runtime import tensorflow
+
+    tf = tensorflow()
 
     if not isinstance(image, str):
         return _crop_resize(size)(tf.constant(_as_image(image, position))).numpy()

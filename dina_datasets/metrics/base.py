@@ -7,6 +7,7 @@ A metric is built with its model and parameters, then called on arrays
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
@@ -59,11 +60,30 @@ def check_variant(variant: str) -> str:
     return variant
 
 
+_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def traced(model: Any, shape: tuple[int, ...]) -> Callable[[Any], Any]:
+    """`model(x, training=False)` as one `tf.function` per Keras model and input shape
+    (H, W, C), traced once for any batch size (its input signature leaves N free) and shared
+    by every `Forward` and metric of that model: no retracing, hence no retracing warnings."""
+    functions = _TRACED.setdefault(model, {})
+    key = tuple(int(d) for d in shape)
+    if key not in functions:
+        from dina_datasets.generation.runtime import tensorflow
+
+        tf = tensorflow()
+        ref = weakref.ref(model)  # the function must not keep its model (the cache's key)
+        functions[key] = tf.function(lambda x: ref()(x, training=False), input_signature=[
+            tf.TensorSpec([None, *key], tf.float32)])
+    return functions[key]
+
+
 class Forward:
     """A model as a function of a float32 batch (N, H, W, C) to numpy scores (N, classes).
 
-    Keras models run through one `tf.function`; batches are then padded to a fixed size so
-    the graph is traced once. Any other callable is called as it is.
+    Keras models run through one `tf.function` per model and input shape (`traced`), traced
+    once whatever the batch size. Any other callable is called as it is.
     """
 
     def __init__(self, model: Any) -> None:
@@ -76,7 +96,6 @@ class Forward:
         self.model = model
         self.keras = callable(getattr(model, "predict_on_batch", None)) and \
             hasattr(model, "layers")
-        self._fn: Callable[[Any], Any] | None = None
         self._buffers: list[np.ndarray] = []
 
     def buffers(self, shape: tuple[int, ...]) -> list[np.ndarray]:
@@ -87,13 +106,8 @@ class Forward:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         if self.keras:
-            if self._fn is None:
-                import tensorflow as tf
-
-                model = self.model
-                self._fn = tf.function(lambda x: model(x, training=False),
-                                       reduce_retracing=True)
-            out = self._fn(batch)
+            batch = np.asarray(batch, np.float32)
+            out = traced(self.model, batch.shape[1:])(batch)
             out = out.numpy() if hasattr(out, "numpy") else out
         else:
             out = self.model(batch)

@@ -19,7 +19,6 @@ the same steps for an engine that runs the parts elsewhere (`dina_datasets.ray`)
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +28,6 @@ import numpy as np
 from dina_datasets import catalog, formats
 from dina_datasets.errors import ConfigError, LayoutError, check_positive_int
 from dina_datasets.layout import DEFAULT_ACTIVATION, DEFAULT_DATA_URL, Layout, check_activation
-from dina_datasets.metrics import metric_class
 from dina_datasets.metrics.plan import (
     EvaluateResult,
     Evaluation,
@@ -39,10 +37,12 @@ from dina_datasets.metrics.plan import (
     _model_input_source,
     _needs_dataset_mean,
 )
+from dina_datasets.metrics.provenance import check_written, settings_of, written_by_other
 from dina_datasets.metrics.scorer import PartScorer
 from dina_datasets.recordio import records
 from dina_datasets.runs import parts as parts_mod
 from dina_datasets.runs import score_parts
+from dina_datasets.runs import settings as score_settings
 
 
 def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
@@ -51,7 +51,7 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
              weights: str = "pretrained", limit: int | None = None,
              subsample: int | None = None, batch_size: int = 32, seed: int = 42,
              variant: str = "dina", activation: str = DEFAULT_ACTIVATION,
-             progress: bool = True, assume_order: bool = False,
+             progress: bool | float = True, assume_order: bool = False,
              overwrite: bool = False, metric_params: dict[str, dict[str, Any]] | None = None,
              part_size: int = parts_mod.PART_SIZE, shard: str | tuple[int, int] | None = None,
              storage_options: dict[str, Any] | None = None) -> EvaluateResult:
@@ -69,7 +69,9 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
     (softmax, sigmoid, logits) is the model's output head while scoring; metrics that do not
     depend on it are skipped with a note when it is not softmax.
 
-    Parts of `part_size` maps are written as they are done; a re-run resumes, `shard="K/N"`
+    `progress`: a bar (True), a plain line every `progress` seconds (a number: a log), or
+    nothing (False). Parts of `part_size` maps are written as they are done; a re-run
+    resumes, `shard="K/N"`
     scores the K-th of N blocks of parts, and `overwrite` also discards the parts of an
     earlier run made with other settings.
     """
@@ -80,16 +82,32 @@ def evaluate(model: str, explainer: str, metrics: Sequence[str], *,
                   metric_params=metric_params, part_size=part_size, shard=shard,
                   storage_options=storage_options)
     if run.todo:
-        from tqdm import tqdm
+        from dina_datasets.runs.progress import progress as shown
 
-
-        scorer = PartScorer(run)
-        with tqdm(total=sum(len(p) for p in run.todo), unit="map", desc=run.cell.name,
-                  disable=not progress) as bar:
+        scorer = PartScorer(run, _model(run))
+        with shown(progress, sum(len(p) for p in run.todo), run.cell.name, "map") as bar:
             for part in run.todo:
                 run.result.add(len(part), scorer.score(part))
                 bar.update(len(part))
     return finish(run)
+
+
+# The model `evaluate` built last, reused by the next cell of the same model and weights (a
+# loop over explainers builds it, and traces its forward function, once): (spec, key, net).
+_LAST_MODEL: list[tuple[Any, tuple[str, str], Any]] = []
+
+
+def _model(run: Evaluation) -> Any:
+    """The Keras model of `run` (None when no metric runs it), reused from the last call."""
+    if run.inputs is None:
+        return None
+    spec = run.cell.model_spec
+    key = (run.cell.model, score_settings.weights_identity(run.weights, spec.constructor))
+    if not (_LAST_MODEL and _LAST_MODEL[0][0] is spec and _LAST_MODEL[0][1] == key):
+        from dina_datasets.generation.models import build_model
+
+        _LAST_MODEL[:] = [(spec, key, build_model(run.cell.model, run.weights))]
+    return _LAST_MODEL[0][2]
 
 
 def prepare(model: str, explainer: str, metrics: Sequence[str], *,
@@ -162,10 +180,16 @@ def prepare(model: str, explainer: str, metrics: Sequence[str], *,
         run.result.notes.append(f"skipped {', '.join(skipped)}: map-only, not recomputed for "
                                 f"{activation} (the {DEFAULT_ACTIVATION} scores stand for "
                                 "every activation)")
+    maps = score_settings.maps_signature(url, storage_options)
+    wanted = {s.name: settings_of(run, s, total, maps) for s in specs}
+    done = check_written(run, wanted, overwrite)
+    specs = [s for s in specs if s.name not in done]
+    run.metrics = [s.name for s in specs]
     randomization = any(s.family == "randomization" for s in specs)
     keep = ("baseline",) if randomization and _needs_dataset_mean(cell) else ()
-    recorded = {s.name: score_parts.start(run.score_url(s.name), _settings(run, s, total),
-                                         overwrite, storage_options, keep) for s in specs}
+    started = {s.name: score_parts.start(run.score_url(s.name), wanted[s.name], overwrite,
+                                         storage_options, keep) for s in specs}
+    recorded = {name: record for name, (record, _) in started.items()}
     if keep:
         stored = next((r["baseline"] for r in recorded.values() if "baseline" in r), None)
         run.baseline = stored or _dataset_mean(cell, images, preprocess_url, layout, total,
@@ -176,8 +200,9 @@ def prepare(model: str, explainer: str, metrics: Sequence[str], *,
             if spec.family == "randomization":
                 recorded[spec.name]["baseline"] = run.baseline
     for spec in specs:
-        score_parts.write_settings(run.score_url(spec.name), recorded[spec.name], overwrite,
-                                   storage_options)
+        score_parts.write_settings(run.score_url(spec.name), recorded[spec.name],
+                                   started[spec.name][1], storage_options)
+    run.records = recorded
     mine = parts_mod.shard(plan, k, n)
     have = {name: score_parts.present(run.score_url(name), storage_options)
             for name in run.metrics}
@@ -188,25 +213,10 @@ def prepare(model: str, explainer: str, metrics: Sequence[str], *,
     return run
 
 
-def _settings(run: Evaluation, spec: catalog.MetricSpec, total: int) -> dict[str, Any]:
-    """What a metric's scores depend on, beyond the map they score."""
-    settings: dict[str, Any] = {"config": run.cell.name, "metric": spec.name,
-                                "explanations": run.url, "num_records": run.num_records,
-                                "params": run.params.get(spec.name, {})}
-    if spec.needs_model:
-        settings.update(weights=run.weights, inputs=list(run.inputs or ()),
-                        batch_size=run.batch_size, activation=run.activation)
-    accepted = inspect.signature(metric_class(spec.name)).parameters
-    settings.update({k: v for k, v in (("seed", run.seed), ("variant", run.variant))
-                     if k in accepted})
-    if spec.family == "randomization" and _needs_dataset_mean(run.cell):
-        settings["baseline_samples"] = total
-    return settings
-
-
 def finish(run: Evaluation) -> EvaluateResult:
     """Join the parts of every metric whose parts are all there into its score file, with
-    its cost record (the seconds of its parts)."""
+    its cost record (the seconds of its parts) and settings file. Shards finishing together
+    are safe: a shard whose parts were joined and removed by another notes it."""
     from dina_datasets.runs import cost
 
     result, options, cell = run.result, run.storage_options, run.cell
@@ -214,13 +224,23 @@ def finish(run: Evaluation) -> EvaluateResult:
     for name in run.metrics:
         url = run.score_url(name)
         ranges = run.ranges(name)
-        joined = score_parts.join(url, ranges, options)
+        try:
+            joined = score_parts.join(url, ranges, options)
+        except FileNotFoundError:
+            joined = None
         if joined is None:
+            if written_by_other(run, name, layout):
+                continue
             done = len(score_parts.present(url, options))
             result.notes.append(f"{name}: {done} of {len(ranges)} parts scored; the other "
                                 "shards must run before its score file is written")
             continue
         values, seconds, wall = joined
+        record = score_settings.make(run.records[name], len(values), cost.versions())
+        where = layout.settings(cell.model, cell.explainer, name, run.activation)
+        old = score_settings.read(where, options)
+        if old is not None and old != record:  # never a new score file beside old settings
+            score_settings.remove(where, options)
         result.written.append(_write(name, [values], layout, cell, run.activation, options))
         cost.write(layout.cost(cell.model, cell.explainer, name, run.activation),
                    cost.record("evaluate", images=len(values), seconds=seconds,
@@ -228,6 +248,7 @@ def finish(run: Evaluation) -> EvaluateResult:
                                explainer=cell.explainer, metric=name,
                                activation=run.activation, variant=run.variant,
                                weights=run.weights, wall_seconds=wall), options)
+        score_settings.write(where, record, options)
         score_parts.remove(url, options)
     if result.mismatched:
         result.notes.append(f"{result.mismatched} targets differ from the predictions recorded "

@@ -111,6 +111,7 @@ class Evaluation:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     assume_order: bool = False
     baseline: list[float] | None = None
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
     storage_options: dict[str, Any] | None = None
     result: EvaluateResult = field(default_factory=lambda: EvaluateResult(""))
 

@@ -66,7 +66,9 @@ class PartScorer:
         if any(catalog.metric(name).needs_model for name in wanted):
             batches = self._join(batches)
         if self.randomization:
-            import tensorflow as tf
+            from dina_datasets.generation.runtime import tensorflow
+
+            tf = tensorflow()
 
             tf.keras.utils.set_random_seed(run.seed)
         scores: dict[str, list[np.ndarray]] = {name: [] for name in wanted}

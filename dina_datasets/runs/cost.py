@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 import os
 import platform
 import sys
 from typing import Any
 
-from dina_datasets import storage
-from dina_datasets.errors import ConfigError, FormatError
+from dina_datasets.errors import ConfigError
+from dina_datasets.runs import records
 
 FORMAT = "dina-cost/1"
 LIBRARIES = ("dina-datasets", "numpy", "scipy", "tensorflow", "tf-keras",
@@ -99,22 +98,9 @@ def record(kind: str, *, images: int, seconds: float, batch_size: int, **fields:
 def write(url: str, data: dict[str, Any], storage_options: dict[str, Any] | None = None
           ) -> None:
     """Write a cost record atomically."""
-    with storage.atomic_write(url, "w", storage_options) as handle:
-        json.dump(data, handle, indent=1)
+    records.write(url, data, storage_options)
 
 
 def read(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """A cost record, None when the file is missing; FormatError when it does not parse."""
-    fs, path = storage.filesystem(url, storage_options)
-    try:
-        blob = fs.cat_file(path)
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(blob)
-    except ValueError as err:
-        raise FormatError(f"{url} is not JSON ({err}); expected a {FORMAT} cost record"
-                          ) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise FormatError(f"{url} is not a {FORMAT} cost record")
-    return data
+    return records.read(url, FORMAT, "cost record", storage_options)

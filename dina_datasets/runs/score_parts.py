@@ -7,20 +7,26 @@ the seconds they took), so an interrupted run loses at most the parts in flight,
 or another shard computes only the missing ones. When every part of a metric is there they
 are joined into the metric's score file and the folder is removed. The folder's `run.json`
 records the settings the scores depend on: scores made with other settings are never mixed
-in.
+in, and parts of maps that were rewritten since (`maps`, the maps file's signature) are
+discarded with a warning.
+
+Shards may finish together: each joins the parts it finds; a part removed meanwhile by the
+shard that joined first raises FileNotFoundError from `join`, and the caller then checks that
+the score file was written with its settings (`dina_datasets.metrics.evaluation.finish`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from dina_datasets import formats, storage
-from dina_datasets.errors import ConfigError, FormatError
+from dina_datasets.errors import ConfigError, DinaWarning, FormatError
 from dina_datasets.runs.parts import parts_folder
 
 FORMAT = "dina-evaluation/1"
@@ -68,32 +74,42 @@ def read_settings(score_url: str, storage_options: dict[str, Any] | None = None
 
 
 def start(score_url: str, settings: dict[str, Any], overwrite: bool,
-          storage_options: dict[str, Any] | None = None, keep: Sequence[str] = ()) -> dict:
-    """Check that the parts already under `score_url` were made with `settings`; returns the
-    record to write (`write_settings`). Keys in `keep` are taken from the old record.
+          storage_options: dict[str, Any] | None = None, keep: Sequence[str] = ()
+          ) -> tuple[dict, bool]:
+    """Check that the parts already under `score_url` were made with `settings`; returns
+    the record to write (`write_settings`) and whether the earlier parts are to be
+    discarded. Keys in `keep` are taken from the old record.
 
     Parts made with other settings raise a ConfigError naming them, unless `overwrite`
-    (they are then discarded, by `write_settings`).
+    (they are then discarded, by `write_settings`). Parts of other maps (the `maps`
+    signature changed: the maps were rewritten) are discarded with a DinaWarning.
     """
     record = {"format": FORMAT, **settings}
     old = None if overwrite else read_settings(score_url, storage_options)
     if old is None:
-        return record
+        return record, overwrite
     changed = [k for k in record if k not in keep and old.get(k) != record[k]]
     if not changed:
-        return {**record, **{k: old[k] for k in keep if k in old}}
-    if present(score_url, storage_options):
-        detail = "; ".join(f"{k}: {old.get(k)!r} -> {record[k]!r}" for k in changed)
-        raise ConfigError(f"{parts_folder(score_url)} holds scores of a run with other "
-                          f"settings ({detail}). Re-run with the same settings to resume, pass "
-                          "--overwrite to start again, or choose another --out")
-    return record
+        return {**record, **{k: old[k] for k in keep if k in old}}, False
+    done = present(score_url, storage_options)
+    if not done:
+        return record, False
+    if "maps" in changed:
+        warnings.warn(f"{record.get('explanations', 'the maps')} changed since "
+                      f"{parts_folder(score_url)} was scored ({old.get('maps')} -> "
+                      f"{record['maps']}): its {len(done)} part(s) are discarded and scored "
+                      "again", DinaWarning, stacklevel=2)
+        return record, True
+    detail = "; ".join(f"{k}: {old.get(k)!r} -> {record[k]!r}" for k in changed)
+    raise ConfigError(f"{parts_folder(score_url)} holds scores of a run with other "
+                      f"settings ({detail}). Re-run with the same settings to resume, pass "
+                      "--overwrite to start again, or choose another --out")
 
 
-def write_settings(score_url: str, record: dict, overwrite: bool,
+def write_settings(score_url: str, record: dict, discard: bool,
                    storage_options: dict[str, Any] | None = None) -> None:
-    """Record a run's settings (discarding earlier parts when `overwrite`)."""
-    if overwrite:
+    """Record a run's settings (discarding earlier parts when `discard`)."""
+    if discard:
         remove(score_url, storage_options)
     url = storage.join(parts_folder(score_url), RUN_FILE)
     if read_settings(score_url, storage_options) == record:
@@ -134,7 +150,8 @@ def join(score_url: str, ranges: Sequence[Range],
          storage_options: dict[str, Any] | None = None
          ) -> tuple[np.ndarray, float, float] | None:
     """(scores, seconds, wall seconds) of `ranges` in order, or None while a part is
-    missing."""
+    missing. FileNotFoundError when a part listed vanishes while it is read (another shard
+    joined and removed them)."""
     names = present(score_url, storage_options)
     if any(part_name(a, b) not in names for a, b in ranges):
         return None

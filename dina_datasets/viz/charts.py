@@ -155,3 +155,53 @@ def cost_quality(frame: Any, *, metric: str) -> Any:
     ax.legend(fontsize=8)
     ax.set_title(f"{metric}: quality vs cost", fontsize=10)
     return fig
+
+
+def leaderboard_heatmap(board: Any) -> bytes:
+    """A heat map of a `Leaderboard`: colour = rank within (model, metric) (brighter =
+    better), grey = degenerate, red frame = leader (dashed: not shown better than the
+    next)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("the leaderboard's PNG needs matplotlib: pip install "
+                          "'dina-datasets[viz]', or pass --no-plot") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    rows, cols = len(board.configs), len(board.metrics)
+    shade = np.full((rows, cols), np.nan)
+    fig, ax = plt.subplots(figsize=(3.2 + 1.5 * cols, 2.6 + 0.3 * rows), dpi=110)
+    counts = board.summary.groupby(["model", "metric"])["rank"].max()
+    for i, config in enumerate(board.configs):
+        for j, metric in enumerate(board.metrics):
+            e = board.get(config, metric)
+            if e is None:
+                continue
+            worst = counts.get((e.model, metric), np.nan)
+            if math.isfinite(e.rank):
+                shade[i, j] = 1 - (e.rank - 1) / (worst - 1) if worst > 1 else 1.0
+            if e.marker == "degenerate":
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, color="0.8"))
+            label = "undef." if math.isnan(e.mean) else f"{e.mean:.3g}"
+            ax.text(j, i, f"{label}\n{e.marker}".rstrip(), ha="center", va="center",
+                    fontsize=7, color="black" if np.isnan(shade[i, j]) or shade[i, j] > 0.5
+                    else "white")
+            if e.rank == 1:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
+                                       edgecolor="red", linewidth=2,
+                                       linestyle="-" if "*" in e.marker else "--"))
+    ax.imshow(np.ma.masked_invalid(shade), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(cols), [board.header_of(m) for m in board.metrics], fontsize=8,
+                  rotation=30, ha="left", rotation_mode="anchor")
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(rows), board.configs, fontsize=8)
+    ax.set_title("DINA leaderboard: mean per model and metric\ncolour = rank (brighter = "
+                 "better); red frame = leader (solid: better than the\nnext; dashed: "
+                 "equivalent, inconclusive or too few images); grey = degenerate", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -35,6 +35,7 @@ from dina_datasets.analysis.stats.sanity import (
     NEAR_ZERO,
     check_maps,
     degenerate,
+    table_maps,
 )
 from dina_datasets.analysis.stats.subsampling import SIZES, stability
 from dina_datasets.analysis.stats.summaries import summary
@@ -44,4 +45,4 @@ __all__ = ["ALPHA", "DEGENERATE_SHARE", "FILTER_HELP", "MAP_SAMPLE", "MARGIN", "
            "RANDOM", "SIZES", "Reliability", "Scores", "annotate", "average_ranks",
            "check_maps", "critical_difference", "degenerate", "detectability", "friedman",
            "matrix", "metric_agreement", "model_agreement", "nemenyi", "open_scores", "pairs",
-           "reliability", "stability", "summary"]
+           "reliability", "stability", "summary", "table_maps"]

@@ -155,3 +155,12 @@ def degenerate(scores: Any, *, threshold: float = DEGENERATE_SHARE, filters=(),
     columns = ["model", "metric", "explainer", "n", "n_undefined", "share_undefined",
                "degenerate", "reason"]
     return flag(table.cells(), threshold, table.context(), maps)[columns]
+
+
+def table_maps(table: Any, maps_url: str | None, map_sample: int,
+                 storage_options: dict[str, Any] | None = None) -> Any:
+    """`stats.check_maps` of the table's cells under `maps_url` (None when not asked)."""
+    if not maps_url or map_sample <= 0:
+        return None
+    cells = table.frame("SELECT DISTINCT model, explainer FROM scores")
+    return check_maps(maps_url, cells, k=map_sample, storage_options=storage_options)
