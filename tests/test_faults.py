@@ -1,0 +1,113 @@
+"""Record I/O under faults of the storage layer: a read that comes back short and then a
+metadata failure, a transient error on the sidecar index or on the sampled-header probe, an
+index beside a file it does not describe, a crash while a writer publishes its file and
+index. The faults come from a real fsspec filesystem (an in-memory one whose calls fail
+as planned), not from mocks of our code."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import fsspec
+import numpy as np
+import pytest
+from fsspec.implementations.memory import MemoryFileSystem
+
+import dina_datasets as dd
+from dina_datasets import storage
+from dina_datasets.recordio import reader
+
+
+class FaultyFS(MemoryFileSystem):
+    """memory:// with its own store, whose calls fail as `plan` says: `plan[name]` is a list
+    of what the next calls of that method do (an exception to raise, "short" for a read
+    that returns half of what was asked, None for a normal call); `calls` counts them."""
+
+    protocol = "faulty"
+    store: ClassVar[dict] = {}
+    pseudo_dirs: ClassVar[list] = [""]
+    plan: ClassVar[dict[str, list]] = {}
+    calls: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(str(path).removeprefix("faulty://"))
+
+    def _fault(self, name: str, path: str = ""):
+        FaultyFS.calls[name] = FaultyFS.calls.get(name, 0) + 1
+        steps = FaultyFS.plan.get(name)
+        step = steps.pop(0) if steps else None
+        if isinstance(step, tuple):  # (suffix, what): only calls on paths ending so
+            if not str(path).endswith(step[0]):
+                steps.insert(0, step)
+                return None
+            step = step[1]
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    def cat_file(self, path, start=None, end=None, **kwargs):
+        step = self._fault("cat_file", path)
+        data = super().cat_file(path, start=start, end=end, **kwargs)
+        return data[:len(data) // 2] if step == "short" else data
+
+    def cat_ranges(self, paths, starts, ends, max_gap=None, on_error="return", **kwargs):
+        step = self._fault("cat_ranges")
+        out = super().cat_ranges(paths, starts, ends, max_gap=max_gap, on_error=on_error,
+                                 **kwargs)
+        return [ConnectionError("503 on one range"), *out[1:]] if step == "first" else out
+
+    def size(self, path):
+        self._fault("size", path)
+        return super().size(path)
+
+    def mv(self, path1, path2, **kwargs):
+        self._fault("mv", path2)
+        return super().mv(path1, path2, **kwargs)
+
+
+@pytest.fixture
+def faulty(monkeypatch):
+    """A fresh faulty:// filesystem, quick back-off, no layout kept from another test."""
+    fsspec.register_implementation("faulty", FaultyFS, clobber=True)
+    FaultyFS.store.clear()
+    FaultyFS.pseudo_dirs[:] = [""]
+    FaultyFS.plan, FaultyFS.calls = {}, {}
+    monkeypatch.setattr(storage, "BACKOFF", 0.001)
+    reader._LAYOUTS.clear()
+    yield FaultyFS()
+    FaultyFS.plan = {}
+    reader._LAYOUTS.clear()
+
+
+def write_cell(url: str, ids: list[str], shape=(4, 4), seed=0) -> list[np.ndarray]:
+    maps = [np.random.default_rng(seed + i).random(shape, np.float32) for i in range(len(ids))]
+    dd.write_explanations(url, maps, image_id=ids, index=list(range(len(ids))))
+    return maps
+
+
+# Issue 22 item 5: a short read followed by a metadata failure
+
+
+def test_a_short_read_then_a_failed_size_call_is_retried(faulty):
+    faulty.pipe_file("/f.bin", bytes(range(200)))
+    FaultyFS.plan = {"cat_file": ["short"], "size": [ConnectionError("reset by peer")]}
+    got = storage.read_range(faulty, "/f.bin", 10, 110, url="faulty://f.bin")
+    assert got == bytes(range(10, 110))
+    assert FaultyFS.calls["cat_file"] == 2
+
+
+def test_short_reads_with_failing_size_calls_end_in_a_transfer_error(faulty):
+    faulty.pipe_file("/f.bin", bytes(range(200)))
+    FaultyFS.plan = {"cat_file": ["short"] * 50,
+                     "size": [ConnectionError("reset by peer")] * 50}
+    with pytest.raises(dd.TransferError, match=r"faulty://f.bin.*6 attempts"):
+        storage.read_range(faulty, "/f.bin", 10, 110, url="faulty://f.bin")
+    assert FaultyFS.calls["cat_file"] == storage.RETRIES + 1
+
+
+def test_a_file_that_really_is_short_is_returned_short(faulty):
+    faulty.pipe_file("/f.bin", bytes(range(50)))
+    assert storage.read_range(faulty, "/f.bin", 10, 110, url="faulty://f.bin") == \
+        bytes(range(10, 50))
+    assert FaultyFS.calls["cat_file"] == 1
