@@ -6,6 +6,7 @@ as planned), not from mocks of our code."""
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 import fsspec
@@ -15,7 +16,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 import dina_datasets as dd
 from dina_datasets import storage
-from dina_datasets.recordio import reader
+from dina_datasets.recordio import index as sidecar
+from dina_datasets.recordio import reader, records
 
 
 class FaultyFS(MemoryFileSystem):
@@ -111,3 +113,53 @@ def test_a_file_that_really_is_short_is_returned_short(faulty):
     assert storage.read_range(faulty, "/f.bin", 10, 110, url="faulty://f.bin") == \
         bytes(range(10, 50))
     assert FaultyFS.calls["cat_file"] == 1
+
+
+# Issue 22 item 3: one transient error must not cost a full scan, nor be kept
+
+
+IDS = [f"n0{i:07d}_val" for i in range(12)]
+
+
+def test_a_transient_error_on_the_index_is_retried(faulty):
+    url = "faulty://bucket/cell/explanations.tfrecord"
+    write_cell(url, IDS)
+    FaultyFS.plan = {"cat_file": [(".index.json", ConnectionError("503 Service Unavailable"))]}
+    FaultyFS.calls = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "ignoring the index" warning
+        info = reader.inspect(url)
+    assert info.keys is not None and list(info.keys["image_id"]) == IDS
+    assert FaultyFS.calls["cat_file"] == 2  # the index twice, no scan of the file
+
+
+def test_a_layout_built_because_the_index_was_unreadable_is_not_kept(faulty):
+    url = "faulty://bucket/cell/explanations.tfrecord"
+    write_cell(url, IDS)
+    FaultyFS.plan = {"cat_file": [(".index.json", PermissionError("403 for now"))]}
+    with pytest.warns(sidecar.StaleIndexWarning, match="ignoring the index"):
+        first = reader.inspect(url)
+    assert first.keys is None and first.num_records == len(IDS)
+    again = reader.inspect(url)  # the index is readable again: it is used
+    assert again.keys is not None and list(again.keys["image_id"]) == IDS
+
+
+def test_a_transient_error_on_the_sampled_header_probe_is_retried(faulty):
+    url = "faulty://bucket/plain.tfrecord"
+    maps = [np.full((4, 4), i, np.float32) for i in range(40)]
+    records.write_records(url, ({"explanations": m} for m in maps))  # no index
+    FaultyFS.plan = {"cat_ranges": ["first"]}
+    FaultyFS.calls = {}
+    info = reader.inspect(url)
+    assert info.record_size == records.explanation_record_size((4, 4))  # not a scan
+    assert info.offsets is None and FaultyFS.calls["cat_ranges"] == 1
+    assert [float(m[0, 0]) for m in dd.read_explanations(url, storage_options=None)] == \
+        list(range(40))
+
+
+def test_an_index_that_stays_unreachable_is_a_transfer_error(faulty):
+    url = "faulty://bucket/cell/explanations.tfrecord"
+    write_cell(url, IDS)
+    FaultyFS.plan = {"cat_file": [(".index.json", ConnectionError("503"))] * 20}
+    with pytest.raises(dd.TransferError, match="index.json"):
+        reader.inspect(url)

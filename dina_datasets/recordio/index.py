@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import storage
+from dina_datasets.errors import TransferError
 
 FORMAT = "dina-record-index"
 VERSION = 1
@@ -101,20 +102,30 @@ def parse(blob: bytes | str, url: str) -> Index:
 def load(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> Index | None:
     """The index of `url` when it exists and matches the file (`info`: fsspec info of the
     file); None when there is none; None with a StaleIndexWarning when it does not match."""
+    return lookup(url, fs, path, info)[0]
+
+
+def lookup(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> tuple[Index | None, bool]:
+    """`load`, and whether its answer is settled: False when an index is there but could not
+    be read (an error the retries do not cover), so that nothing built on its absence is
+    kept. Transient errors are retried like any ranged read (`storage.read_file`), and
+    raise `TransferError` when the retries run out."""
     where = index_url(url)
     try:
-        blob = fs.cat_file(path + SUFFIX)
+        blob = storage.read_file(fs, path + SUFFIX, url=where)
     except FileNotFoundError:
-        return None
+        return None, True
+    except TransferError:
+        raise
     except Exception as err:  # an unreadable index is no index: the file is still readable
-        warnings.warn(f"ignoring the index {where}: {err!r}", StaleIndexWarning, stacklevel=3)
-        return None
+        warnings.warn(f"ignoring the index {where}: {err!r}", StaleIndexWarning, stacklevel=4)
+        return None, False
     try:
         found = parse(blob, where)
     except (ValueError, KeyError, TypeError) as err:
         warnings.warn(f"ignoring the corrupt index {where}: {err}", StaleIndexWarning,
-                      stacklevel=3)
-        return None
+                      stacklevel=4)
+        return None, True
     signature = storage.signature(info)
     comparable = found.signature and signature and \
         found.signature.split("=", 1)[0] == signature.split("=", 1)[0]
@@ -122,9 +133,9 @@ def load(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> Index | None:
         warnings.warn(f"ignoring the index {where}: it describes a file of "
                       f"{found.file_size} bytes (signature {found.signature}), but "
                       f"{url} has {info['size']} bytes (signature {signature}); the file "
-                      "changed after the index was written", StaleIndexWarning, stacklevel=3)
-        return None
-    return found
+                      "changed after the index was written", StaleIndexWarning, stacklevel=4)
+        return None, True
+    return found, True
 
 
 def write(url: str, found: Index, storage_options: dict[str, Any] | None = None) -> None:

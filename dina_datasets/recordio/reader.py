@@ -5,7 +5,9 @@ valid (`recordio.index`); else a fixed record size (first and last records the s
 the file size a multiple of it), checked against every record header for local files and
 taken as a guess for remote ones; else a scan of the headers. Layouts are kept (bounded)
 per file version (size and generation or mtime), so that random reads of an unchanged file
-cost one metadata call and the ranged reads, not the index or a scan again.
+cost one metadata call and the ranged reads, not the index or a scan again. The index and the
+sampled headers are read with the retries of any ranged read (`storage`); a layout built
+because an index was there but unreadable is not kept.
 `iter_frames` then reads the planned chunks in order, a window of them in flight ahead of the
 caller (`planner.fetch`: one for local files, several ranged requests for remote ones), and
 falls back to a scan when a guessed fixed size is contradicted.
@@ -49,8 +51,8 @@ def inspect(url: str, storage_options: dict[str, Any] | None = None, *,
         if kept is not None:
             _LAYOUTS.move_to_end(key)
             return kept
-    found = _layout(fs, path, url, size, scan, use_index, meta)
-    if found.num_records is not None and version is not None:
+    found, settled = _layout(fs, path, url, size, scan, use_index, meta)
+    if found.num_records is not None and version is not None and settled:
         _keep(key, found)
     return found
 
@@ -64,10 +66,20 @@ def _keep(key: tuple[Any, ...], layout: RecordFile) -> None:
 
 
 def _layout(fs: Any, path: str, url: str, size: int, scan: bool, use_index: bool,
-            meta: dict[str, Any]) -> RecordFile:
-    if use_index and (found := index.load(url, fs, path, meta)) is not None:
-        return RecordFile(url, size, found.num_records, found.record_size, found.offsets,
-                          keys=found.keys)
+            meta: dict[str, Any]) -> tuple[RecordFile, bool]:
+    """The layout, and whether it may be kept: not when an index was there but unreadable
+    (a layout built because of an error)."""
+    settled = True
+    if use_index:
+        found, settled = index.lookup(url, fs, path, meta)
+        if found is not None:
+            return RecordFile(url, size, found.num_records, found.record_size, found.offsets,
+                              keys=found.keys), True
+    return _headers(fs, path, url, size, scan), settled
+
+
+def _headers(fs: Any, path: str, url: str, size: int, scan: bool) -> RecordFile:
+    """The layout read from the record headers: a fixed size, else a scan (with `scan`)."""
     if size == 0:
         return RecordFile(url, 0, 0, None, np.zeros(0, np.int64))
     head = memoryview(storage.read_range(fs, path, 0, min(size, framing.HEADER), url=url))
@@ -97,14 +109,13 @@ def _fixed(fs: Any, path: str, url: str, size: int, record_size: int) -> RecordF
     picks = np.unique(np.linspace(1, n - 1, min(n - 1, SAMPLE_HEADERS)).round()
                       .astype(np.int64)) if n > 1 else np.zeros(0, np.int64)
     starts = [int(k) * record_size for k in picks]
-    heads = fs.cat_ranges([path] * len(starts), starts,
-                          [a + framing.HEADER for a in starts]) if starts else []
+    heads = storage.read_ranges(fs, path, starts, [a + framing.HEADER for a in starts],
+                                url=url)  # a failed or short read is retried
     for head in heads:
         try:
-            if isinstance(head, BaseException) or \
-                    framing.parse_header(head, 0) != record_size - framing.OVERHEAD:
+            if framing.parse_header(head, 0) != record_size - framing.OVERHEAD:
                 return None
-        except Exception:
+        except Exception:  # not a header there: not a fixed-size file
             return None
     return RecordFile(url, size, n, record_size, exact=n <= SAMPLE_HEADERS + 1)
 
