@@ -163,3 +163,40 @@ def test_an_index_that_stays_unreachable_is_a_transfer_error(faulty):
     FaultyFS.plan = {"cat_file": [(".index.json", ConnectionError("503"))] * 20}
     with pytest.raises(dd.TransferError, match="index.json"):
         reader.inspect(url)
+
+
+# Issue 22 item 2: an index beside a file it does not describe, signatures of other kinds
+
+
+def copy_to(faulty, folder, names, prefix="/copied"):
+    for name in names:
+        faulty.pipe_file(f"{prefix}/{name}", (folder / name).read_bytes())
+
+
+def test_a_copied_index_is_used_while_its_file_is_the_same(faulty, tmp_path):
+    write_cell(str(tmp_path / "explanations.tfrecord"), IDS)
+    copy_to(faulty, tmp_path, ["explanations.tfrecord", "explanations.tfrecord.index.json"])
+    url = "faulty://copied/explanations.tfrecord"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = sidecar.read_index(url)
+    assert found is not None and found.signature.startswith("mtime=")  # kinds differ
+    assert list(found.keys["image_id"]) == IDS
+
+
+def test_a_copied_index_is_not_used_for_a_replaced_file_of_the_same_size(faulty, tmp_path):
+    write_cell(str(tmp_path / "explanations.tfrecord"), IDS)
+    copy_to(faulty, tmp_path, ["explanations.tfrecord", "explanations.tfrecord.index.json"])
+    other = tmp_path / "other"
+    other.mkdir()
+    write_cell(str(other / "explanations.tfrecord"), [i.replace("n0", "n1") for i in IDS],
+               seed=100)
+    assert (other / "explanations.tfrecord").stat().st_size == \
+        (tmp_path / "explanations.tfrecord").stat().st_size
+    copy_to(faulty, other, ["explanations.tfrecord"])  # the file replaced, not its index
+    url = "faulty://copied/explanations.tfrecord"
+    with pytest.warns(sidecar.StaleIndexWarning, match="image_id"):
+        assert sidecar.read_index(url) is None
+    with pytest.warns(sidecar.StaleIndexWarning):
+        info = reader.inspect(url)
+    assert info.keys is None and info.num_records == len(IDS)

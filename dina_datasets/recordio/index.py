@@ -12,8 +12,11 @@ Like mosaicml streaming's `index.json`, it says where every record lies without 
 `keys` (present when the records carry them) lets small readers (the scores table, the
 explorer) join scores to images without reading a map. Readers use an index only when its
 `file_size` and `signature` (the file's mtime, generation or etag, compared when the file is
-on the same kind of store: a folder copied to a bucket keeps a valid index) match the file;
-any other index is ignored with a warning, and the file is inspected as if it had none.
+on the same kind of store: a folder copied to a bucket keeps a valid index) match the file.
+When the signatures cannot be compared (another kind of store, or an index written before
+its file was published, without one), a sample of the records (`SAMPLE`, first and last
+included) must lie where the index puts them and carry its keys. Any other index is ignored
+with a warning, and the file is inspected as if it had none.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import storage
-from dina_datasets.errors import TransferError
+from dina_datasets.errors import ProtoError, RecordError, TransferError
+from dina_datasets.recordio import framing, proto
 
 FORMAT = "dina-record-index"
 VERSION = 1
 SUFFIX = ".index.json"
 KEY_COLUMNS = ("index", "image_id", "label", "prediction")
+SAMPLE = 8  # records read to check an index whose signature cannot be compared
 
 
 class StaleIndexWarning(UserWarning):
@@ -135,7 +140,45 @@ def lookup(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> tuple[Index
                       f"{url} has {info['size']} bytes (signature {signature}); the file "
                       "changed after the index was written", StaleIndexWarning, stacklevel=4)
         return None, True
+    if not comparable and (differs := _sample_differs(found, fs, path, url)):
+        warnings.warn(f"ignoring the index {where}: the signatures cannot be compared "
+                      f"({found.signature} for {signature}) and {differs}: the file changed "
+                      "after the index was written", StaleIndexWarning, stacklevel=4)
+        return None, True
     return found, True
+
+
+def _sample_differs(found: Index, fs: Any, path: str, url: str) -> str | None:
+    """What a sample of the file's records says the index got wrong, or None: up to SAMPLE
+    records spread over the file (first and last included), read in one concurrent call,
+    must be whole frames where the index puts them, with the index's keys."""
+    n = found.num_records
+    if n == 0:
+        return None
+    picks = np.unique(np.linspace(0, n - 1, min(n, SAMPLE)).round().astype(np.int64))
+    if found.record_size is not None:
+        starts = picks * found.record_size
+        ends = starts + found.record_size
+    else:
+        assert found.offsets is not None
+        starts = found.offsets[picks]
+        ends = np.append(found.offsets, found.file_size)[picks + 1]
+    blobs = storage.read_ranges(fs, path, starts.tolist(), ends.tolist(), url=url)
+    for k, start, blob in zip(picks.tolist(), starts.tolist(), blobs, strict=True):
+        try:
+            data = framing.check_frame(memoryview(blob), 0, len(blob), url=url, index=k,
+                                       offset=start)
+            features = proto.decode_example(data) if found.keys else {}
+        except (RecordError, ProtoError) as err:
+            return f"record {k} is not where the index puts it ({err})"
+        for name, column in (found.keys or {}).items():
+            kind, values = features.get(name, (None, ()))
+            value = None if len(values) != 1 else \
+                bytes(values[0]).decode("utf-8", "replace") if kind == "bytes" else \
+                values[0].item()
+            if value != column[k]:
+                return f"record {k} has {name} {value!r}, the index {column[k]!r}"
+    return None
 
 
 def write(url: str, found: Index, storage_options: dict[str, Any] | None = None) -> None:
