@@ -200,3 +200,36 @@ def test_a_copied_index_is_not_used_for_a_replaced_file_of_the_same_size(faulty,
     with pytest.warns(sidecar.StaleIndexWarning):
         info = reader.inspect(url)
     assert info.keys is None and info.num_records == len(IDS)
+
+
+# Issue 22 item 9: a crash while a writer publishes its file and its index
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["new file", "over an old file"])
+@pytest.mark.parametrize("crash_at", [1, 2, 3])
+def test_a_crash_while_publishing_never_leaves_a_file_without_its_keys(faulty, crash_at, old):
+    """The writer's renames fail at the `crash_at`-th: whatever is published, the keys a
+    reader gets are those of the file that is there, and a new file comes with its keys."""
+    url = "faulty://w/explanations.tfrecord"
+    other = [i.replace("n0", "n1") for i in IDS]  # an old file of the same size
+    if old:
+        write_cell(url, other, seed=100)
+    FaultyFS.plan = {"mv": [None] * (crash_at - 1) + [OSError("crash")]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            write_cell(url, IDS)
+        except OSError as err:
+            assert "crash" in str(err)
+        FaultyFS.plan = {}
+        reader._LAYOUTS.clear()
+        if not faulty.exists(url):
+            assert not old
+            return
+        there = [r["image_id"].decode() for r in records.read_records(url, tensors=frozenset())]
+        info = reader.inspect(url)
+    keys = None if info.keys is None else list(info.keys["image_id"])
+    if there == IDS:
+        assert keys == IDS, "the new file was published without its keys"
+    else:
+        assert there == other and keys in (None, other)

@@ -181,14 +181,17 @@ def _sample_differs(found: Index, fs: Any, path: str, url: str) -> str | None:
     return None
 
 
-def write(url: str, found: Index, storage_options: dict[str, Any] | None = None) -> None:
-    """Write the index of `url` (atomically), with the file's current signature."""
-    fs, path = storage.filesystem(url, storage_options)
-    info = fs.info(path)
-    stamped = Index(found.num_records, int(info["size"]), found.record_size, found.offsets,
-                    found.crc32c, storage.signature(info), found.keys)
+def write(url: str, found: Index, storage_options: dict[str, Any] | None = None, *,
+          stamp: bool = True) -> None:
+    """Write the index of `url` (atomically), with the file's current size and signature;
+    with `stamp=False`, as `found` says (for a file not published yet: no signature)."""
+    if stamp:
+        fs, path = storage.filesystem(url, storage_options)
+        info = fs.info(path)
+        found = Index(found.num_records, int(info["size"]), found.record_size, found.offsets,
+                      found.crc32c, storage.signature(info), found.keys)
     with storage.atomic_write(index_url(url), "w", storage_options) as handle:
-        handle.write(stamped.to_json(url.replace("\\", "/").rsplit("/", 1)[-1]))
+        handle.write(found.to_json(url.replace("\\", "/").rsplit("/", 1)[-1]))
 
 
 def read_index(url: str, storage_options: dict[str, Any] | None = None) -> Index | None:

@@ -6,7 +6,9 @@ Every record's length and data CRCs are checked; tensors come back as zero-copy,
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -229,8 +231,7 @@ def read_explanation(url: str, index: int, *,
 class RecordWriter:
     """Writes Examples to a TFRecord file atomically: nothing appears under `url` until
     `close()` (or the end of a `with` block) succeeds; an exception leaves no file. With
-    `index=True` the sidecar index (`recordio.index`) is written beside the file once it is
-    published."""
+    `index=True` the sidecar index (`recordio.index`) is written beside it (see `close`)."""
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None, *,
                  index: bool = False) -> None:
@@ -263,11 +264,28 @@ class RecordWriter:
         self.count += 1
 
     def close(self) -> None:
+        """Publish the file: with `index=True` its index first (without the file's version
+        stamp, which a reader then replaces by a sample check), the file, then the index
+        again with the stamp. A crash anywhere leaves no published file without its index;
+        an index beside a file it does not describe is ignored by readers."""
         if self._ctx is not None:
             ctx, self._ctx = self._ctx, None
+            layout = self._layout() if self._index else None
+            if layout is not None:
+                try:
+                    sidecar.write(self.url, layout, self._options, stamp=False)
+                except BaseException as err:
+                    with contextlib.suppress(BaseException):
+                        ctx.__exit__(type(err), err, err.__traceback__)
+                    raise
             ctx.__exit__(None, None, None)
-            if self._index:
-                sidecar.write(self.url, self._layout(), self._options)
+            if layout is not None:
+                try:
+                    sidecar.write(self.url, layout, self._options)
+                except Exception as err:  # the unstamped index still describes the file
+                    warnings.warn(f"the index of {self.url} carries no version stamp (it "
+                                  f"could not be rewritten: {err!r}); readers check it "
+                                  "against a sample of records instead", stacklevel=2)
 
     def _layout(self) -> sidecar.Index:
         offsets = np.asarray(self._offsets, np.int64)
