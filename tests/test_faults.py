@@ -6,12 +6,14 @@ as planned), not from mocks of our code."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import ClassVar
 
 import fsspec
 import numpy as np
 import pytest
+from conftest import BUCKET
 from fsspec.implementations.memory import MemoryFileSystem
 
 import dina_datasets as dd
@@ -233,3 +235,25 @@ def test_a_crash_while_publishing_never_leaves_a_file_without_its_keys(faulty, c
         assert keys == IDS, "the new file was published without its keys"
     else:
         assert there == other and keys in (None, other)
+
+
+def test_on_gcs_a_copied_index_is_checked_against_the_stores_crc(emulator, tmp_path):
+    """A folder copied to a bucket: the index's mtime cannot be compared with a generation,
+    and GCS keeps each object's CRC-32C, which the index's must equal."""
+    server, local, _ = emulator
+    options = {"endpoint_url": server.endpoint}
+    url = f"{BUCKET}/ResNet50/Saliency/explanations.tfrecord"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = sidecar.read_index(url, options)
+    assert found is not None and found.signature.startswith("mtime=")
+    rows = list(records.read_records(f"{local}/ResNet50/Saliency/explanations.tfrecord"))
+    other = str(tmp_path / "other.tfrecord")
+    records.write_records(other, rows[::-1])  # the same records in another order
+    assert os.path.getsize(other) == found.file_size
+    fs, _ = storage.filesystem(url, options)
+    fs.put(other, "xai-deel/ResNet50/Saliency/explanations.tfrecord")  # not its index
+    fs.invalidate_cache()
+    reader._LAYOUTS.clear()
+    with pytest.warns(sidecar.StaleIndexWarning, match="CRC-32C"):
+        assert sidecar.read_index(url, options) is None

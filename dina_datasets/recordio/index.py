@@ -14,13 +14,15 @@ explorer) join scores to images without reading a map. Readers use an index only
 `file_size` and `signature` (the file's mtime, generation or etag, compared when the file is
 on the same kind of store: a folder copied to a bucket keeps a valid index) match the file.
 When the signatures cannot be compared (another kind of store, or an index written before
-its file was published, without one), a sample of the records (`SAMPLE`, first and last
-included) must lie where the index puts them and carry its keys. Any other index is ignored
+its file was published, without one), the index's `crc32c` must be the file's when the store
+keeps one (GCS), else a sample of the records (`SAMPLE`, first and last included) must lie
+where the index puts them and carry its keys. Any other index is ignored
 with a warning, and the file is inspected as if it had none.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from collections.abc import Mapping
@@ -140,12 +142,28 @@ def lookup(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> tuple[Index
                       f"{url} has {info['size']} bytes (signature {signature}); the file "
                       "changed after the index was written", StaleIndexWarning, stacklevel=4)
         return None, True
-    if not comparable and (differs := _sample_differs(found, fs, path, url)):
+    if not comparable and (differs := _differs(found, fs, path, url, info)):
         warnings.warn(f"ignoring the index {where}: the signatures cannot be compared "
                       f"({found.signature} for {signature}) and {differs}: the file changed "
                       "after the index was written", StaleIndexWarning, stacklevel=4)
         return None, True
     return found, True
+
+
+def _differs(found: Index, fs: Any, path: str, url: str, info: Mapping[str, Any]
+             ) -> str | None:
+    """What says that the index does not describe the file, or None: the file's CRC-32C
+    when the store keeps one (GCS does: no byte is read), else a sample of its records."""
+    kept = info.get("crc32c")
+    if found.crc32c and isinstance(kept, str):
+        try:
+            crc = base64.b64decode(kept, validate=True).hex()
+        except ValueError:
+            crc = None
+        if crc is not None and len(crc) == 8:
+            return None if crc == found.crc32c.lower() else \
+                f"the file's CRC-32C is {crc}, the index's {found.crc32c}"
+    return _sample_differs(found, fs, path, url)
 
 
 def _sample_differs(found: Index, fs: Any, path: str, url: str) -> str | None:
