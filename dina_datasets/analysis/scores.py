@@ -23,7 +23,6 @@ import posixpath
 import re
 import time
 import warnings
-from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import pyarrow as pa
 from dina_datasets import formats, storage
 from dina_datasets.errors import AlignmentError, ConfigError, DinaWarning, LayoutError
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION, Layout
+from dina_datasets.readahead import Window
 
 COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
            "prediction", "score")
@@ -262,23 +262,18 @@ def read_files(files: list[ScoreFile], storage_options: dict[str, Any] | None = 
     def fetch(file: ScoreFile) -> bytes:
         fs, path = storage.filesystem(file.url, storage_options)
         try:
-            return fs.cat_file(path)
+            return storage.read_file(fs, path, url=file.url)  # retried like any read
         except FileNotFoundError:
             raise LayoutError(f"score file {file.url} vanished while reading") from None
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        pending: deque[tuple[ScoreFile, Future[bytes]]] = deque()
-        todo = iter(files)
-        for file in todo:
-            pending.append((file, pool.submit(fetch, file)))
-            if len(pending) >= 2 * concurrency:
-                break
-        while pending:
-            file, future = pending.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(fetch, nxt)))
-            yield file, formats.parse_scores(future.result(), file.url)
+    window = Window(max(1, concurrency), name="dina-scores")
+    blobs = window.map(fetch, files, ahead=2 * max(1, concurrency))
+    try:
+        for file, blob in zip(files, blobs, strict=True):
+            yield file, formats.parse_scores(blob, file.url)
+    finally:
+        blobs.close()  # the reads not started are cancelled
+        window.close()
 
 
 def build(data_url: str, out: str, *, configs: Iterable[str] | None = None,

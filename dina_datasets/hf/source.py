@@ -24,7 +24,8 @@ from dina_datasets.hf import arrow
 from dina_datasets.hf.features import UNKNOWN_IMAGE_ID, features, metric_columns, score_columns
 from dina_datasets.hf.readahead import ReadAhead
 from dina_datasets.layout import Layout
-from dina_datasets.recordio import planner, proto, reader
+from dina_datasets.readahead import Window
+from dina_datasets.recordio import buffers, planner, proto, reader
 from dina_datasets.recordio.planner import RecordFile
 from dina_datasets.recordio.reader import inspect
 
@@ -48,7 +49,8 @@ class Source:
     _schemas: dict[str, pa.Schema] = field(default_factory=dict, repr=False)
     _ahead: ReadAhead = field(default_factory=lambda: ReadAhead(DECODE_THREADS), repr=False,
                               compare=False)
-    _window: planner.Window = field(default_factory=planner.Window, repr=False, compare=False)
+    _window: Window = field(default_factory=lambda: Window(planner.WINDOW, name="dina-fetch"),
+                            repr=False, compare=False)
 
     @classmethod
     def open(cls, cell: catalog.Cell, data_url: str, *, imagenet_json: str | None = None,
@@ -144,8 +146,8 @@ class Source:
 
     def chunk_table(self, a: int, b: int, schema: pa.Schema, encoding: str) -> pa.Table:
         """The table of records [a, b), read in one ranged read (remote files: in requests of
-        whole records, the reader's window of them in flight: `planner.read_chunk`)."""
-        chunk = planner.read_chunk(self.info, a, b, self.storage_options, window=self._window)
+        whole records, the reader's window of them in flight: `buffers.read_chunk`)."""
+        chunk = buffers.read_chunk(self.info, a, b, self.storage_options, window=self._window)
         maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc)
         return self.table(a, b, maps, keys, schema, encoding)
 

@@ -9,28 +9,29 @@ cost one metadata call and the ranged reads, not the index or a scan again. The 
 sampled headers are read with the retries of any ranged read (`storage`); a layout built
 because an index was there but unreadable is not kept.
 `iter_frames` then reads the planned chunks in order, a window of them in flight ahead of the
-caller (`planner.fetch`: one for local files, several ranged requests for remote ones), and
+caller (`buffers.fetch`: one for local files, several ranged requests for remote ones), and
 falls back to a scan when a guessed fixed size is contradicted.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import cachetools
 import numpy as np
 
 from dina_datasets import storage
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.recordio import framing, index, planner
+from dina_datasets.recordio import buffers, framing, index, planner
 from dina_datasets.recordio.planner import RecordFile
 
 LAYOUT_CACHE_SIZE = 64
 SAMPLE_HEADERS = 16
-_LAYOUTS: collections.OrderedDict[tuple[Any, ...], RecordFile] = collections.OrderedDict()
+_LAYOUTS: cachetools.LRUCache[tuple[Any, ...], RecordFile] = \
+    cachetools.LRUCache(LAYOUT_CACHE_SIZE)
 _LAYOUTS_LOCK = threading.Lock()
 
 
@@ -47,10 +48,9 @@ def inspect(url: str, storage_options: dict[str, Any] | None = None, *,
     version = storage.signature(meta)
     key = (url, getattr(fs, "_fs_token", None), size, version, use_index)
     with _LAYOUTS_LOCK:
-        kept = _LAYOUTS.get(key)
-        if kept is not None:
-            _LAYOUTS.move_to_end(key)
-            return kept
+        kept = _LAYOUTS.get(key)  # a hit counts as a use
+    if kept is not None:
+        return kept
     found, settled = _layout(fs, path, url, size, scan, use_index, meta)
     if found.num_records is not None and version is not None and settled:
         _keep(key, found)
@@ -59,10 +59,7 @@ def inspect(url: str, storage_options: dict[str, Any] | None = None, *,
 
 def _keep(key: tuple[Any, ...], layout: RecordFile) -> None:
     with _LAYOUTS_LOCK:
-        _LAYOUTS[key] = layout
-        _LAYOUTS.move_to_end(key)
-        while len(_LAYOUTS) > LAYOUT_CACHE_SIZE:
-            _LAYOUTS.popitem(last=False)
+        _LAYOUTS[key] = layout  # the least recently used layout goes beyond the size
 
 
 def _layout(fs: Any, path: str, url: str, size: int, scan: bool, use_index: bool,
@@ -158,26 +155,26 @@ def iter_frames(info: RecordFile, start: int, stop: int | None, *, check_crc: bo
                 ) -> Iterator[tuple[int, memoryview, int]]:
     """(index, data, frame offset) of records [start, stop), checked, in order.
 
-    The planned chunks are read `window` ahead of the caller (`planner.fetch`; default
-    `planner.stream_window`: one for local files, several ranged requests for remote ones).
+    The planned chunks are read `window` ahead of the caller (`buffers.fetch`; default
+    `buffers.stream_window`: one for local files, several ranged requests for remote ones).
     The data views stay valid as long as the caller keeps them: a local chunk buffer is
-    reused only when nothing refers to it any more (`planner.BufferPool`)."""
+    reused only when nothing refers to it any more (`buffers.BufferPool`)."""
     fs, path = storage.filesystem(info.url, storage_options)
-    chunk_bytes = chunk_bytes or planner.stream_chunk_bytes(info.url, storage_options)
+    chunk_bytes = chunk_bytes or buffers.stream_chunk_bytes(info.url, storage_options)
     if info.record_size is None and info.offsets is None:
         yield from _stream(fs, path, info.url, info.size, check_crc, chunk_bytes)
         return
     if stop is None or start >= stop:
         return
-    window = window or planner.stream_window(info.url, storage_options)
+    window = window or buffers.stream_window(info.url, storage_options)
     local = storage.is_local(fs)
     plan = planner.chunks(info, start, stop, chunk_bytes,
                           **({} if local else {"multiple": 1}))  # requests: no table rows
     with contextlib.ExitStack() as stack:
         handle = stack.enter_context(open(path, "rb", buffering=0)) if local else None
-        chunks = stack.enter_context(contextlib.closing(planner.fetch(
+        chunks = stack.enter_context(contextlib.closing(buffers.fetch(
             info, plan, storage_options, window=window, handle=handle,
-            buffers=planner.BufferPool(window + 3) if local else None)))
+            buffers=buffers.BufferPool(window + 3) if local else None)))
         for chunk in chunks:
             for i in range(len(chunk)):
                 try:
