@@ -16,6 +16,8 @@ import warnings
 
 MOVED: dict[str, tuple[str, ...]] = {
     "dina_datasets.recordio.storage": ("dina_datasets.storage",),
+    "dina_datasets.recordio.window": ("dina_datasets.readahead", "dina_datasets.recordio.planner"),
+    "dina_datasets.metrics.sources": ("dina_datasets.metrics.inputs", "dina_datasets.readahead"),
     "dina_datasets.generation.parts": ("dina_datasets.runs.parts",),
     "dina_datasets.metrics.parts": ("dina_datasets.runs.score_parts",),
     "dina_datasets.cost": ("dina_datasets.runs.cost", "dina_datasets.analysis.cost"),

@@ -7,8 +7,8 @@ import pytest
 
 import dina_datasets as dd
 from dina_datasets.hf import arrow
+from dina_datasets.recordio import buffers, planner
 from dina_datasets.recordio import framing as tfrecord
-from dina_datasets.recordio import planner
 
 N, SHAPE = 3, (4, 4, 1)
 
@@ -47,7 +47,7 @@ def read_as_builder(path) -> list[np.ndarray]:
     info = dd.inspect(str(path))
     maps = []
     for a, b in planner.chunks(info, 0, info.num_records, chunk_bytes=2 * (info.size // N)):
-        chunk_maps, _ = arrow.decode_chunk(planner.read_chunk(info, a, b), SHAPE)
+        chunk_maps, _ = arrow.decode_chunk(buffers.read_chunk(info, a, b), SHAPE)
         maps.extend(chunk_maps)
     return maps
 

@@ -227,7 +227,7 @@ def test_storage_option_flag_reaches_the_command(tmp_path, monkeypatch):
 
 
 def test_buffer_pool_recycles_only_buffers_nothing_refers_to():
-    from dina_datasets.recordio.planner import BufferPool
+    from dina_datasets.recordio.buffers import BufferPool
 
     def address(array: np.ndarray) -> int:
         return array.__array_interface__["data"][0]

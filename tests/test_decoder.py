@@ -9,7 +9,7 @@ import pytest
 
 import dina_datasets as dd
 from dina_datasets.hf import arrow
-from dina_datasets.recordio import planner
+from dina_datasets.recordio import buffers
 from dina_datasets.recordio.records import MapDecoder, read_records
 
 SHAPE = (4, 4, 2)
@@ -37,7 +37,7 @@ def test_one_decoder_across_chunks_gives_every_map_and_key(mixed, per_chunk):
     got, keys = [], {}
     for a in range(0, info.num_records, per_chunk):
         b = min(info.num_records, a + per_chunk)
-        chunk_maps, chunk_keys = arrow.decode_chunk(planner.read_chunk(info, a, b), SHAPE,
+        chunk_maps, chunk_keys = arrow.decode_chunk(buffers.read_chunk(info, a, b), SHAPE,
                                                     decoder=decoder)
         got.extend(chunk_maps)
         for name, values in chunk_keys.items():
@@ -56,4 +56,4 @@ def test_a_map_of_another_shape_is_refused(mixed):
     info = dd.inspect(path)
     with pytest.raises(dd.RecordError, match=r"shape \(4, 4, 2\), this config expects "
                        r"\(4, 4, 1\)"):
-        MapDecoder(path, (4, 4, 1)).chunk(planner.read_chunk(info, 0, 2))
+        MapDecoder(path, (4, 4, 1)).chunk(buffers.read_chunk(info, 0, 2))

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 import dina_datasets as dd
 from dina_datasets import storage
 from dina_datasets.hf import arrow
+from dina_datasets.recordio import buffers, planner, proto, records
 from dina_datasets.recordio import framing as tfrecord
-from dina_datasets.recordio import planner, proto, records
 
 FUZZ = settings(max_examples=150, deadline=2000, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -53,7 +53,7 @@ def read_as_builder(url: str) -> list[np.ndarray]:
     info = dd.inspect(url)
     maps = []
     for a, b in planner.chunks(info, 0, info.num_records, chunk_bytes=150):
-        chunk_maps, _ = arrow.decode_chunk(planner.read_chunk(info, a, b), (2, 3, 2))
+        chunk_maps, _ = arrow.decode_chunk(buffers.read_chunk(info, a, b), (2, 3, 2))
         maps.extend(np.array(m) for m in chunk_maps)
     return maps
 

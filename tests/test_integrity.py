@@ -1,5 +1,5 @@
 """Integrity under concurrency and failure: chunk buffers are never shared by two holders
-(`recordio.planner.BufferPool`), and `storage.atomic_write` never shows a half-written file."""
+(`recordio.buffers.BufferPool`), and `storage.atomic_write` never shows a half-written file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from dina_datasets.recordio.planner import BufferPool
+from dina_datasets.recordio.buffers import BufferPool
 
 
 def address(array: np.ndarray) -> int:

@@ -18,7 +18,7 @@ ROOT = pathlib.Path(dina_datasets.__file__).parent
 # Floors, lowest first: a module may import its own package and anything on a lower floor.
 FLOORS = (
     ("errors", "catalog", "registry", "layout", "formats", "maps", "images", "storage",
-     "_version", "_moved"),                  # core: the table of truth, paths, small formats
+     "readahead", "_version", "_moved"),  # core: the table of truth, paths, small formats
     ("recordio",),                           # TFRecord framing, protos, index, reader, planner
     ("runs",),                               # parts, manifests, resume, cost records
     ("viz",),                                # pictures of maps and charts

@@ -12,7 +12,7 @@ from datasets.distributed import split_dataset_by_node
 from dina_datasets import Layout, inspect, write_explanations
 from dina_datasets.hf.builder import DinaBuilder
 from dina_datasets.hf.source import Source
-from dina_datasets.recordio import planner
+from dina_datasets.recordio import buffers
 from dina_datasets.recordio.planner import SPAN_MULTIPLE, chunks, spans
 
 N = STREAM_RECORDS
@@ -111,13 +111,13 @@ def test_shard_after_shard_each_chunk_is_read_once(stream_bucket, monkeypatch):
 
     root, maps = stream_bucket
     reads = []
-    real = planner.read_chunk
+    real = buffers.read_chunk
 
     def counted(info, a, b, storage_options=None, **kw):
         reads.append((a, b))
         return real(info, a, b, storage_options, **kw)
 
-    monkeypatch.setattr(planner, "read_chunk", counted)
+    monkeypatch.setattr(buffers, "read_chunk", counted)
     rows = list(streaming(root, num_shards=4).with_format("numpy"))
     assert indices(rows) == list(range(N))
     np.testing.assert_array_equal(np.stack([r["explanation"] for r in rows]), maps[CONFIG])

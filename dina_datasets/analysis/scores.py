@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from dina_datasets.analysis.score_files import (
 )
 from dina_datasets.errors import AlignmentError, LayoutError
 from dina_datasets.layout import Layout
+from dina_datasets.readahead import Window
 from dina_datasets.runs.settings import PUBLISHED, TABLE_METADATA
 
 COLUMNS = ("model", "explainer", "metric", "activation", "index", "image_id", "label",
@@ -160,23 +160,18 @@ def read_files(files: list[ScoreFile], storage_options: dict[str, Any] | None = 
     def fetch(file: ScoreFile) -> bytes:
         fs, path = storage.filesystem(file.url, storage_options)
         try:
-            return fs.cat_file(path)
+            return storage.read_file(fs, path, url=file.url)  # retried like any read
         except FileNotFoundError:
             raise LayoutError(f"score file {file.url} vanished while reading") from None
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        pending: deque[tuple[ScoreFile, Future[bytes]]] = deque()
-        todo = iter(files)
-        for file in todo:
-            pending.append((file, pool.submit(fetch, file)))
-            if len(pending) >= 2 * concurrency:
-                break
-        while pending:
-            file, future = pending.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(fetch, nxt)))
-            yield file, formats.parse_scores(future.result(), file.url)
+    window = Window(max(1, concurrency), name="dina-scores")
+    blobs = window.map(fetch, files, ahead=2 * max(1, concurrency))
+    try:
+        for file, blob in zip(files, blobs, strict=True):
+            yield file, formats.parse_scores(blob, file.url)
+    finally:
+        blobs.close()  # the reads not started are cancelled
+        window.close()
 
 
 def build(data_url: str, out: str, *, configs: Iterable[str] | None = None,

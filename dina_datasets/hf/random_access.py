@@ -4,7 +4,7 @@ download, a true global shuffle over a remote file.
 `RandomAccessDataset("DinoV2-Rise", data_url="gs://xai-deel")` gives `len(ds)`, `ds[i]` (one
 row), `ds[[i, j, ...]]`, `ds[a:b]` and `ds.__getitems__(indices)` (a list of rows, read in one
 batch: neighbouring records coalesced into one range, the rest fetched concurrently, see
-`planner.runs` and `planner.fetch`). It is a PyTorch map-style `Dataset` (a DataLoader hands
+`planner.runs` and `buffers.fetch`). It is a PyTorch map-style `Dataset` (a DataLoader hands
 `__getitems__` the sampler's indices of a batch) and a grain `RandomAccessDataSource`
 (`_getitems` is grain's batched read). It pickles small, so DataLoader and grain worker
 processes open their own connections.
@@ -33,7 +33,8 @@ from dina_datasets.hf import arrow
 from dina_datasets.hf.features import features, metric_columns
 from dina_datasets.hf.source import Source
 from dina_datasets.layout import DEFAULT_DATA_URL
-from dina_datasets.recordio import planner, reader
+from dina_datasets.readahead import Window
+from dina_datasets.recordio import buffers, planner, reader
 from dina_datasets.recordio.records import check_indices
 
 Row = dict[str, Any]
@@ -65,7 +66,7 @@ class RandomAccessDataset:
         cell = config if isinstance(config, catalog.Cell) else catalog.Cell.from_name(config)
         self.data_url = data_url
         self.window = check_positive_int("window", window)
-        self._window = planner.Window(self.window)  # shared by the threads that call us
+        self._window = Window(self.window, name="dina-fetch")  # shared by the threads that call us
         self.source = Source.open(cell, data_url, imagenet_json=imagenet_json,
                                   preprocess_url=preprocess_url,
                                   storage_options=storage_options, check_crc=check_crc)
@@ -123,7 +124,7 @@ class RandomAccessDataset:
         schema = source.schema("binary")
         scores = set(metric_columns())
         rows: dict[int, Row] = {}
-        for chunk in planner.fetch(source.info, planner.runs(source.info, unique),
+        for chunk in buffers.fetch(source.info, planner.runs(source.info, unique),
                                    source.storage_options, window=self._window):
             maps, keys = arrow.decode_chunk(chunk, source.cell.shape,
                                             check_crc=source.check_crc)

@@ -9,18 +9,18 @@ speculatively, and the next call takes it if it starts there (otherwise it is dr
 
 from __future__ import annotations
 
-import itertools
-import os
 import threading
-from collections import deque
 from collections.abc import Callable, Hashable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
+
+from dina_datasets.readahead import Window
 
 
 class ReadAhead:
     """Computes `fn(key)` for a list of keys on `threads` threads, `threads + 1` keys ahead of
-    the caller (file reads, CRCs and numpy copies release the GIL).
+    the caller (file reads, CRCs and numpy copies release the GIL), through the package's
+    one read-ahead helper (`readahead.Window`).
 
     One per process and owner: pickling or forking gives a fresh one with no threads.
     """
@@ -30,8 +30,7 @@ class ReadAhead:
         self._reset()
 
     def _reset(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
+        self._pool: Window | None = None
         self._lock = threading.Lock()
         self._guess: tuple[Hashable, Future[Any]] | None = None
         self._last: Hashable | None = None
@@ -55,47 +54,36 @@ class ReadAhead:
         `part(following, key)` gives a function that takes the key's result out of it (by
         default only an equal key's result is taken, whole).
         """
-        pool = self._executor()
+        pool = self._window()
         with self._lock:
             guess, self._guess = self._guess, None
             in_order = start is not None and start == self._last
             self._last = stop
-        pending: deque[tuple[Future[Any], Callable[[Any], Any] | None]] = deque()
-        ahead = iter(enumerate(keys))
+        taker = None
         if guess is not None:
-            taker = None
             if keys:
                 taker = part(guess[0], keys[0]) if part else \
                     (None if guess[0] != keys[0] else _whole)
             if taker is None:
                 guess[1].cancel()
-            else:
-                pending.append((guess[1], taker))
-                next(ahead)
+        started = [guess[1]] if taker is not None else []
 
-        def submit(count: int) -> None:
-            for i, key in itertools.islice(ahead, count):
-                pending.append((pool.submit(fn, key), None))
-                if i == len(keys) - 1 and in_order and following is not None:
-                    with self._lock:
-                        self._guess = (following, pool.submit(fn, following))
+        def todo() -> Iterator[Hashable]:
+            yield from keys[len(started):]
+            if keys and in_order and following is not None:  # all submitted: guess the next
+                with self._lock:
+                    self._guess = (following, pool.submit(fn, following))
 
+        results = pool.map(fn, todo(), ahead=self.threads + 1, started=started)
         try:
-            submit(self.threads + 1 - len(pending))
-            while pending:
-                future, taker = pending.popleft()
-                result = future.result()
-                submit(1)
-                yield taker(result) if taker else result
+            for i, result in enumerate(results):
+                yield taker(result) if i == 0 and taker is not None else result
         finally:
-            for future, _ in pending:
-                future.cancel()
+            results.close()  # the calls not started are cancelled
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pid != os.getpid():  # a forked child: the parent's threads are not here
-            self._reset()
+    def _window(self) -> Window:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dina-read")
+            self._pool = Window(self.threads, name="dina-read")  # fork-safe itself
         return self._pool
 
 

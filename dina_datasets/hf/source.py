@@ -31,7 +31,8 @@ from dina_datasets.hf import arrow
 from dina_datasets.hf.features import UNKNOWN_IMAGE_ID, features, metric_columns, score_columns
 from dina_datasets.hf.readahead import ReadAhead
 from dina_datasets.layout import Layout
-from dina_datasets.recordio import planner, proto, reader
+from dina_datasets.readahead import Window
+from dina_datasets.recordio import buffers, planner, proto, reader
 from dina_datasets.recordio.planner import RecordFile
 from dina_datasets.recordio.reader import inspect
 from dina_datasets.recordio.records import MapDecoder
@@ -56,7 +57,8 @@ class Source:
     _schemas: dict[str, pa.Schema] = field(default_factory=dict, repr=False)
     _ahead: ReadAhead = field(default_factory=lambda: ReadAhead(DECODE_THREADS), repr=False,
                               compare=False)
-    _window: planner.Window = field(default_factory=planner.Window, repr=False, compare=False)
+    _window: Window = field(default_factory=lambda: Window(planner.WINDOW, name="dina-fetch"),
+                            repr=False, compare=False)
     _decoder: MapDecoder | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -166,7 +168,7 @@ class Source:
         record = max(1, self.info.size // max(1, self.num_records))
         per = max(1, planner.WINDOW * planner.RANGE_BYTES // record)
         batches = [wanted[k:k + per] for k in range(0, len(wanted), per)]
-        with planner.Window(1) as ahead:
+        with Window(1) as ahead:
             yield from ahead.map(lambda batch: self._table_at(batch, encoding), batches)
 
     def _table_at(self, batch: np.ndarray, encoding: str) -> pa.Table:
@@ -182,7 +184,7 @@ class Source:
     def _take(self, batch: np.ndarray, encoding: str) -> pa.Table:
         schema = self.schema(encoding)
         parts, positions = [], []
-        for chunk in planner.fetch(self.info, planner.runs(self.info, np.unique(batch)),
+        for chunk in buffers.fetch(self.info, planner.runs(self.info, np.unique(batch)),
                                    self.storage_options, window=self._window):
             maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc,
                                             decoder=self.decoder)
@@ -196,10 +198,10 @@ class Source:
 
     def chunk_table(self, a: int, b: int, schema: pa.Schema, encoding: str) -> pa.Table:
         """The table of records [a, b), read in one ranged read (remote files: in requests of
-        whole records, the reader's window of them in flight: `planner.read_chunk`)."""
-        chunk = planner.read_chunk(self.info, a, b, self.storage_options, window=self._window)
+        whole records, the reader's window of them in flight: `buffers.read_chunk`)."""
+        chunk = buffers.read_chunk(self.info, a, b, self.storage_options, window=self._window)
         maps, keys = arrow.decode_chunk(chunk, self.cell.shape, check_crc=self.check_crc,
-                                            decoder=self.decoder)
+                                        decoder=self.decoder)
         return self.table(a, b, maps, keys, schema, encoding)
 
     def table(self, start: int, stop: int, maps: np.ndarray, keys: dict[str, list[Any]],

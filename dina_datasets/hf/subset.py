@@ -44,6 +44,7 @@ import numpy as np
 from dina_datasets import catalog, formats, storage
 from dina_datasets.errors import ConfigError, FormatError
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_DATA_URL, Layout
+from dina_datasets.readahead import Window
 from dina_datasets.recordio import planner
 from dina_datasets.recordio.reader import inspect
 from dina_datasets.recordio.records import check_indices, write_explanations
@@ -196,7 +197,7 @@ def _rows(cell: catalog.Cell, data_url: str, indices: np.ndarray,
     record = max(1, ds.source.info.size // max(1, len(ds)))
     per = max(1, planner.WINDOW * planner.RANGE_BYTES // record)
     batches = [indices[k:k + per] for k in range(0, len(indices), per)]
-    with planner.Window(1) as ahead:
+    with Window(1) as ahead:
         for batch in ahead.map(ds.__getitems__, batches):
             yield from batch
 

@@ -16,7 +16,7 @@ from dina_datasets.errors import ConfigError, LayoutError
 from dina_datasets.layout import DEFAULT_ACTIVATION, Layout
 from dina_datasets.metrics import build, metric_class
 from dina_datasets.metrics.base import Forward
-from dina_datasets.metrics.sources import join_images
+from dina_datasets.metrics.inputs import join_images
 from dina_datasets.runs import parts as parts_mod
 
 

@@ -10,8 +10,9 @@ import numpy as np
 
 from dina_datasets import catalog
 from dina_datasets.metrics.base import Forward
+from dina_datasets.metrics.inputs import explanation_batches, join_preprocess
 from dina_datasets.metrics.plan import Evaluation, _explainer_factory, _metric, _with_images
-from dina_datasets.metrics.sources import explanation_batches, join_preprocess, prefetch
+from dina_datasets.readahead import prefetch
 from dina_datasets.runs import parts as parts_mod
 from dina_datasets.runs import score_parts
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import cachetools
 import pyarrow as pa
 import ray
 from ray.data import Datasource, ReadTask
@@ -60,19 +61,15 @@ class Opening:
                            storage_options=self.storage_options, check_crc=self.check_crc)
 
 
-_OPENED: OrderedDict[tuple, Source] = OrderedDict()
 OPENED_MAX = 32
+_OPENED: cachetools.LRUCache[tuple, Source] = cachetools.LRUCache(OPENED_MAX)
 
 
+@cachetools.cached(_OPENED, key=lambda opening: opening.key, lock=threading.Lock())
 def _source(opening: Opening) -> Source:
-    """The config's Source, opened once per worker process and read."""
-    if opening.key in _OPENED:
-        _OPENED.move_to_end(opening.key)
-    else:
-        _OPENED[opening.key] = opening.open()
-        while len(_OPENED) > OPENED_MAX:
-            _OPENED.popitem(last=False)
-    return _OPENED[opening.key]
+    """The config's Source, opened once per worker process and read (the OPENED_MAX most
+    recently read are kept)."""
+    return opening.open()
 
 
 def _read_span(opening: Opening, start: int, stop: int, encoding: str, tag: bool

@@ -15,11 +15,11 @@ import os
 import sys
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cachetools
 import ray
 from ray.util import ActorPool
 
@@ -60,13 +60,17 @@ class Done:
     counted: int = 0
 
 
-class _LRU(OrderedDict):
+class _LRU(cachetools.LRUCache):
+    """The KEEP most recently used models or runs of an actor."""
+
+    def __init__(self) -> None:
+        super().__init__(KEEP)
+
     def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
         if key in self:
-            self.move_to_end(key)
-            return self[key]
-        while len(self) >= KEEP:
-            self.popitem(last=False)
+            return self[key]  # a use: the least recently used goes first
+        while len(self) >= self.maxsize:  # freed before the next one is built
+            self.popitem()
         self[key] = value = make()
         return value
 
@@ -113,42 +117,62 @@ class PartWorker:
 
 
 class Progress:
-    """Parts done / total, images (or maps) per second and ETA, across the cluster: a bar on
-    a terminal, a line every LOG_EVERY seconds otherwise."""
+    """Parts done / total, images (or maps) per second and ETA, across the cluster, drawn by
+    tqdm: a bar on a terminal, a line (`LINE`) at most every LOG_EVERY seconds otherwise,
+    and one at the end."""
+
+    LINE = "parts {parts}, {average:.2f} {unit}/s, ETA {eta} ({workers} worker(s))"
 
     def __init__(self, parts: int, items: int, unit: str, workers: int, show: bool) -> None:
-        self.parts, self.items, self.unit, self.workers = parts, items, unit, workers
-        self.done_parts = self.done_items = 0
-        self.started = self.logged = time.perf_counter()
-        self.bar = None
-        self.show = show
-        if show and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=items, unit=unit, desc=f"ray, {workers} worker(s)")
+        self.parts, self.done_parts, self.workers = parts, 0, workers
+        terminal = sys.stderr.isatty()
+        self.bar = _bar(self)(
+            total=items, unit=unit, desc=f"ray, {workers} worker(s)", disable=not show,
+            file=sys.stderr if terminal else _Lines(), smoothing=0 if not terminal else 0.3,
+            mininterval=0.1 if terminal else LOG_EVERY, miniters=1, leave=terminal,
+            bar_format=None if terminal else self.LINE)
 
     def update(self, items: int) -> None:
         self.done_parts += 1
-        self.done_items += items
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"parts {self.done_parts}/{self.parts}", refresh=False)
-            self.bar.update(items)
-        elif self.show and (time.perf_counter() - self.logged >= LOG_EVERY or
-                            self.done_parts == self.parts):
-            self.logged = time.perf_counter()
-            print(self.line(), file=sys.stderr, flush=True)
-
-    def line(self) -> str:
-        seconds = time.perf_counter() - self.started
-        rate = self.done_items / seconds if seconds > 0 else 0.0
-        left = self.items - self.done_items
-        eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 else "?"
-        return (f"parts {self.done_parts}/{self.parts}, {rate:.2f} {self.unit}/s, "
-                f"ETA {eta} ({self.workers} worker(s))")
+        if self.bar.disable:
+            return
+        self.bar.set_postfix_str(f"parts {self.done_parts}/{self.parts}", refresh=False)
+        self.bar.update(items)
+        if self.done_parts == self.parts and self.bar.last_print_n < self.bar.n:
+            self.bar.refresh()  # the last line, whatever the interval
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
+
+
+def _bar(progress: Progress) -> type:
+    """tqdm, with the fields of `Progress.LINE`: parts done, average rate, ETA (H:M:S)."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            found = super().format_dict
+            n, total, elapsed = found["n"], found["total"] or 0, found["elapsed"]
+            average = n / elapsed if elapsed > 0 else 0.0
+            eta = time.strftime("%H:%M:%S", time.gmtime((total - n) / average)) \
+                if average > 0 else "?"
+            return {**found, "average": average, "eta": eta, "workers": progress.workers,
+                    "parts": f"{progress.done_parts}/{progress.parts}"}
+
+    return Bar
+
+
+class _Lines:
+    """A file for tqdm off a terminal: each refresh is a line of its own on stderr."""
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            print(line, file=sys.stderr, flush=True)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 @dataclass

@@ -3,13 +3,13 @@
 One owner per concept:
 - `framing`: the TFRecord frame (length, masked CRC-32C) and the one frame checker;
 - `proto`: `tf.train.Example` / `TensorProto` wire format;
-- `storage`: fsspec access (credentials, ranged reads with retries, atomic writes and
-  streamed uploads);
 - `index`: the sidecar offset index written beside the files we write;
 - `planner`: the one chunk planner (record ranges -> byte spans), record spans, runs of
-  scattered records, and their reads;
-- `window`: the ranged requests a reader keeps in flight;
+  scattered records: pure arithmetic;
+- `buffers`: the planned chunks read into (recycled) buffers, a window of ranged requests
+  in flight (`readahead.Window`);
 - `reader`: where records lie in a file (index, fixed size, scan) and their bytes in order;
+- `writer`: records written and published atomically with their index;
 - `records`: the public read/write API.
 
 Imports neither `datasets` nor torch nor TensorFlow.

@@ -12,12 +12,17 @@ Like mosaicml streaming's `index.json`, it says where every record lies without 
 `keys` (present when the records carry them) lets small readers (the scores table, the
 explorer) join scores to images without reading a map. Readers use an index only when its
 `file_size` and `signature` (the file's mtime, generation or etag, compared when the file is
-on the same kind of store: a folder copied to a bucket keeps a valid index) match the file;
-any other index is ignored with a warning, and the file is inspected as if it had none.
+on the same kind of store: a folder copied to a bucket keeps a valid index) match the file.
+When the signatures cannot be compared (another kind of store, or an index written before
+its file was published, without one), the index's `crc32c` must be the file's when the store
+keeps one (GCS), else a sample of the records (`SAMPLE`, first and last included) must lie
+where the index puts them and carry its keys. Any other index is ignored
+with a warning, and the file is inspected as if it had none.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from collections.abc import Mapping
@@ -27,11 +32,14 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import storage
+from dina_datasets.errors import ProtoError, RecordError, TransferError
+from dina_datasets.recordio import framing, proto
 
 FORMAT = "dina-record-index"
 VERSION = 1
 SUFFIX = ".index.json"
 KEY_COLUMNS = ("index", "image_id", "label", "prediction")
+SAMPLE = 8  # records read to check an index whose signature cannot be compared
 
 
 class StaleIndexWarning(UserWarning):
@@ -101,20 +109,30 @@ def parse(blob: bytes | str, url: str) -> Index:
 def load(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> Index | None:
     """The index of `url` when it exists and matches the file (`info`: fsspec info of the
     file); None when there is none; None with a StaleIndexWarning when it does not match."""
+    return lookup(url, fs, path, info)[0]
+
+
+def lookup(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> tuple[Index | None, bool]:
+    """`load`, and whether its answer is settled: False when an index is there but could not
+    be read (an error the retries do not cover), so that nothing built on its absence is
+    kept. Transient errors are retried like any ranged read (`storage.read_file`), and
+    raise `TransferError` when the retries run out."""
     where = index_url(url)
     try:
-        blob = fs.cat_file(path + SUFFIX)
+        blob = storage.read_file(fs, path + SUFFIX, url=where)
     except FileNotFoundError:
-        return None
+        return None, True
+    except TransferError:
+        raise
     except Exception as err:  # an unreadable index is no index: the file is still readable
-        warnings.warn(f"ignoring the index {where}: {err!r}", StaleIndexWarning, stacklevel=3)
-        return None
+        warnings.warn(f"ignoring the index {where}: {err!r}", StaleIndexWarning, stacklevel=4)
+        return None, False
     try:
         found = parse(blob, where)
     except (ValueError, KeyError, TypeError) as err:
         warnings.warn(f"ignoring the corrupt index {where}: {err}", StaleIndexWarning,
-                      stacklevel=3)
-        return None
+                      stacklevel=4)
+        return None, True
     signature = storage.signature(info)
     comparable = found.signature and signature and \
         found.signature.split("=", 1)[0] == signature.split("=", 1)[0]
@@ -122,19 +140,76 @@ def load(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> Index | None:
         warnings.warn(f"ignoring the index {where}: it describes a file of "
                       f"{found.file_size} bytes (signature {found.signature}), but "
                       f"{url} has {info['size']} bytes (signature {signature}); the file "
-                      "changed after the index was written", StaleIndexWarning, stacklevel=3)
+                      "changed after the index was written", StaleIndexWarning, stacklevel=4)
+        return None, True
+    if not comparable and (differs := _differs(found, fs, path, url, info)):
+        warnings.warn(f"ignoring the index {where}: the signatures cannot be compared "
+                      f"({found.signature} for {signature}) and {differs}: the file changed "
+                      "after the index was written", StaleIndexWarning, stacklevel=4)
+        return None, True
+    return found, True
+
+
+def _differs(found: Index, fs: Any, path: str, url: str, info: Mapping[str, Any]
+             ) -> str | None:
+    """What says that the index does not describe the file, or None: the file's CRC-32C
+    when the store keeps one (GCS does: no byte is read), else a sample of its records."""
+    kept = info.get("crc32c")
+    if found.crc32c and isinstance(kept, str):
+        try:
+            crc = base64.b64decode(kept, validate=True).hex()
+        except ValueError:
+            crc = None
+        if crc is not None and len(crc) == 8:
+            return None if crc == found.crc32c.lower() else \
+                f"the file's CRC-32C is {crc}, the index's {found.crc32c}"
+    return _sample_differs(found, fs, path, url)
+
+
+def _sample_differs(found: Index, fs: Any, path: str, url: str) -> str | None:
+    """What a sample of the file's records says the index got wrong, or None: up to SAMPLE
+    records spread over the file (first and last included), read in one concurrent call,
+    must be whole frames where the index puts them, with the index's keys."""
+    n = found.num_records
+    if n == 0:
         return None
-    return found
+    picks = np.unique(np.linspace(0, n - 1, min(n, SAMPLE)).round().astype(np.int64))
+    if found.record_size is not None:
+        starts = picks * found.record_size
+        ends = starts + found.record_size
+    else:
+        assert found.offsets is not None
+        starts = found.offsets[picks]
+        ends = np.append(found.offsets, found.file_size)[picks + 1]
+    blobs = storage.read_ranges(fs, path, starts.tolist(), ends.tolist(), url=url)
+    for k, start, blob in zip(picks.tolist(), starts.tolist(), blobs, strict=True):
+        try:
+            data = framing.check_frame(memoryview(blob), 0, len(blob), url=url, index=k,
+                                       offset=start)
+            features = proto.decode_example(data) if found.keys else {}
+        except (RecordError, ProtoError) as err:
+            return f"record {k} is not where the index puts it ({err})"
+        for name, column in (found.keys or {}).items():
+            kind, values = features.get(name, (None, ()))
+            value = None if len(values) != 1 else \
+                bytes(values[0]).decode("utf-8", "replace") if kind == "bytes" else \
+                values[0].item()
+            if value != column[k]:
+                return f"record {k} has {name} {value!r}, the index {column[k]!r}"
+    return None
 
 
-def write(url: str, found: Index, storage_options: dict[str, Any] | None = None) -> None:
-    """Write the index of `url` (atomically), with the file's current signature."""
-    fs, path = storage.filesystem(url, storage_options)
-    info = fs.info(path)
-    stamped = Index(found.num_records, int(info["size"]), found.record_size, found.offsets,
-                    found.crc32c, storage.signature(info), found.keys)
+def write(url: str, found: Index, storage_options: dict[str, Any] | None = None, *,
+          stamp: bool = True) -> None:
+    """Write the index of `url` (atomically), with the file's current size and signature;
+    with `stamp=False`, as `found` says (for a file not published yet: no signature)."""
+    if stamp:
+        fs, path = storage.filesystem(url, storage_options)
+        info = fs.info(path)
+        found = Index(found.num_records, int(info["size"]), found.record_size, found.offsets,
+                      found.crc32c, storage.signature(info), found.keys)
     with storage.atomic_write(index_url(url), "w", storage_options) as handle:
-        handle.write(stamped.to_json(url.replace("\\", "/").rsplit("/", 1)[-1]))
+        handle.write(found.to_json(url.replace("\\", "/").rsplit("/", 1)[-1]))
 
 
 def read_index(url: str, storage_options: dict[str, Any] | None = None) -> Index | None:

@@ -3,6 +3,13 @@
 Decoding walks the protobuf fields by hand and returns zero-copy `np.frombuffer` views of
 `tensor_content`; encoding writes the same bytes as TensorFlow's own serializer for the
 cases DINA uses (one Example per record, tensors serialized with `tf.io.serialize_tensor`).
+
+Why hand-written and kept (not the protobuf library): it is measured faster and copies
+nothing. Decoding one (224, 224, 3) map record took 35 us here, and 0.8 us through
+`fastpath.Template`, against 100 us with protobuf's own parser (TensorFlow's `Example` and
+`TensorProto` classes) plus `np.frombuffer`, which copies the 602 KB tensor twice (medians of
+5 x 200 records, 2026-12-02, 2 shared cores under load ~10: the ratio, not the figure,
+is the point). It also spares the read path a protobuf/TensorFlow dependency.
 """
 
 from __future__ import annotations

@@ -5,30 +5,33 @@ valid (`recordio.index`); else a fixed record size (first and last records the s
 the file size a multiple of it), checked against every record header for local files and
 taken as a guess for remote ones; else a scan of the headers. Layouts are kept (bounded)
 per file version (size and generation or mtime), so that random reads of an unchanged file
-cost one metadata call and the ranged reads, not the index or a scan again.
+cost one metadata call and the ranged reads, not the index or a scan again. The index and the
+sampled headers are read with the retries of any ranged read (`storage`); a layout built
+because an index was there but unreadable is not kept.
 `iter_frames` then reads the planned chunks in order, a window of them in flight ahead of the
-caller (`planner.fetch`: one for local files, several ranged requests for remote ones), and
+caller (`buffers.fetch`: one for local files, several ranged requests for remote ones), and
 falls back to a scan when a guessed fixed size is contradicted.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import cachetools
 import numpy as np
 
 from dina_datasets import storage
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.recordio import framing, index, planner
+from dina_datasets.recordio import buffers, framing, index, planner
 from dina_datasets.recordio.planner import RecordFile
 
 LAYOUT_CACHE_SIZE = 64
 SAMPLE_HEADERS = 16
-_LAYOUTS: collections.OrderedDict[tuple[Any, ...], RecordFile] = collections.OrderedDict()
+_LAYOUTS: cachetools.LRUCache[tuple[Any, ...], RecordFile] = \
+    cachetools.LRUCache(LAYOUT_CACHE_SIZE)
 _LAYOUTS_LOCK = threading.Lock()
 
 
@@ -45,29 +48,35 @@ def inspect(url: str, storage_options: dict[str, Any] | None = None, *,
     version = storage.signature(meta)
     key = (url, getattr(fs, "_fs_token", None), size, version, use_index)
     with _LAYOUTS_LOCK:
-        kept = _LAYOUTS.get(key)
-        if kept is not None:
-            _LAYOUTS.move_to_end(key)
-            return kept
-    found = _layout(fs, path, url, size, scan, use_index, meta)
-    if found.num_records is not None and version is not None:
+        kept = _LAYOUTS.get(key)  # a hit counts as a use
+    if kept is not None:
+        return kept
+    found, settled = _layout(fs, path, url, size, scan, use_index, meta)
+    if found.num_records is not None and version is not None and settled:
         _keep(key, found)
     return found
 
 
 def _keep(key: tuple[Any, ...], layout: RecordFile) -> None:
     with _LAYOUTS_LOCK:
-        _LAYOUTS[key] = layout
-        _LAYOUTS.move_to_end(key)
-        while len(_LAYOUTS) > LAYOUT_CACHE_SIZE:
-            _LAYOUTS.popitem(last=False)
+        _LAYOUTS[key] = layout  # the least recently used layout goes beyond the size
 
 
 def _layout(fs: Any, path: str, url: str, size: int, scan: bool, use_index: bool,
-            meta: dict[str, Any]) -> RecordFile:
-    if use_index and (found := index.load(url, fs, path, meta)) is not None:
-        return RecordFile(url, size, found.num_records, found.record_size, found.offsets,
-                          keys=found.keys)
+            meta: dict[str, Any]) -> tuple[RecordFile, bool]:
+    """The layout, and whether it may be kept: not when an index was there but unreadable
+    (a layout built because of an error)."""
+    settled = True
+    if use_index:
+        found, settled = index.lookup(url, fs, path, meta)
+        if found is not None:
+            return RecordFile(url, size, found.num_records, found.record_size, found.offsets,
+                              keys=found.keys), True
+    return _headers(fs, path, url, size, scan), settled
+
+
+def _headers(fs: Any, path: str, url: str, size: int, scan: bool) -> RecordFile:
+    """The layout read from the record headers: a fixed size, else a scan (with `scan`)."""
     if size == 0:
         return RecordFile(url, 0, 0, None, np.zeros(0, np.int64))
     head = memoryview(storage.read_range(fs, path, 0, min(size, framing.HEADER), url=url))
@@ -97,14 +106,13 @@ def _fixed(fs: Any, path: str, url: str, size: int, record_size: int) -> RecordF
     picks = np.unique(np.linspace(1, n - 1, min(n - 1, SAMPLE_HEADERS)).round()
                       .astype(np.int64)) if n > 1 else np.zeros(0, np.int64)
     starts = [int(k) * record_size for k in picks]
-    heads = fs.cat_ranges([path] * len(starts), starts,
-                          [a + framing.HEADER for a in starts]) if starts else []
+    heads = storage.read_ranges(fs, path, starts, [a + framing.HEADER for a in starts],
+                                url=url)  # a failed or short read is retried
     for head in heads:
         try:
-            if isinstance(head, BaseException) or \
-                    framing.parse_header(head, 0) != record_size - framing.OVERHEAD:
+            if framing.parse_header(head, 0) != record_size - framing.OVERHEAD:
                 return None
-        except Exception:
+        except Exception:  # not a header there: not a fixed-size file
             return None
     return RecordFile(url, size, n, record_size, exact=n <= SAMPLE_HEADERS + 1)
 
@@ -147,26 +155,26 @@ def iter_frames(info: RecordFile, start: int, stop: int | None, *, check_crc: bo
                 ) -> Iterator[tuple[int, memoryview, int]]:
     """(index, data, frame offset) of records [start, stop), checked, in order.
 
-    The planned chunks are read `window` ahead of the caller (`planner.fetch`; default
-    `planner.stream_window`: one for local files, several ranged requests for remote ones).
+    The planned chunks are read `window` ahead of the caller (`buffers.fetch`; default
+    `buffers.stream_window`: one for local files, several ranged requests for remote ones).
     The data views stay valid as long as the caller keeps them: a local chunk buffer is
-    reused only when nothing refers to it any more (`planner.BufferPool`)."""
+    reused only when nothing refers to it any more (`buffers.BufferPool`)."""
     fs, path = storage.filesystem(info.url, storage_options)
-    chunk_bytes = chunk_bytes or planner.stream_chunk_bytes(info.url, storage_options)
+    chunk_bytes = chunk_bytes or buffers.stream_chunk_bytes(info.url, storage_options)
     if info.record_size is None and info.offsets is None:
         yield from _stream(fs, path, info.url, info.size, check_crc, chunk_bytes)
         return
     if stop is None or start >= stop:
         return
-    window = window or planner.stream_window(info.url, storage_options)
+    window = window or buffers.stream_window(info.url, storage_options)
     local = storage.is_local(fs)
     plan = planner.chunks(info, start, stop, chunk_bytes,
                           **({} if local else {"multiple": 1}))  # requests: no table rows
     with contextlib.ExitStack() as stack:
         handle = stack.enter_context(open(path, "rb", buffering=0)) if local else None
-        chunks = stack.enter_context(contextlib.closing(planner.fetch(
+        chunks = stack.enter_context(contextlib.closing(buffers.fetch(
             info, plan, storage_options, window=window, handle=handle,
-            buffers=planner.BufferPool(window + 3) if local else None)))
+            buffers=buffers.BufferPool(window + 3) if local else None)))
         for chunk in chunks:
             for i in range(len(chunk)):
                 try:

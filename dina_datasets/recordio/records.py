@@ -3,9 +3,8 @@
 Every record's length and data CRCs are checked; tensors come back as zero-copy, read-only
 `np.frombuffer` views of the bytes read. Any fsspec URL works.
 
-Why this module is long: `MapDecoder`, the one decoder of maps (the readers here and the
-builder's Arrow tables in `hf.arrow`), shares the record decoding and its error offsets
-(`decode_record`, `_decoded`) with the readers and writers of records.
+`MapDecoder` is the one decoder of maps: the readers here and the builder's Arrow tables
+(`hf.arrow`). Writing: `recordio.writer`.
 """
 
 from __future__ import annotations
@@ -14,23 +13,26 @@ import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import crc32c
 import numpy as np
 
-from dina_datasets import storage
 from dina_datasets.errors import RecordError, RecordIndexError
-from dina_datasets.recordio import framing, planner, proto, reader
+from dina_datasets.recordio import buffers, framing, planner, proto, reader
 from dina_datasets.recordio import index as sidecar
 from dina_datasets.recordio.fastpath import Template
 from dina_datasets.recordio.planner import RecordFile
 from dina_datasets.recordio.reader import inspect
+from dina_datasets.recordio.writer import (
+    EXPLANATIONS,
+    RecordWriter,
+    write_explanations,
+    write_records,
+)
 
 __all__ = ["RecordFile", "RecordWriter", "check_indices", "decode_record",
            "explanation_record_size", "inspect", "read_explanation", "read_explanations",
            "read_explanations_at", "read_record", "read_records", "read_records_at",
            "write_explanations", "write_records"]
 
-EXPLANATIONS = "explanations"
 TENSOR_FEATURES = frozenset({"explanations", "preprocess_input", "one_hot_prediction"})
 
 
@@ -249,7 +251,7 @@ def _at(url: str, indices: Iterable[int], storage_options: dict[str, Any] | None
 def _decode_at(info: RecordFile, unique: np.ndarray, storage_options: dict[str, Any] | None,
                check_crc: bool, window: int, decode: Any) -> dict[int, Any]:
     found: dict[int, Any] = {}
-    for chunk in planner.fetch(info, planner.runs(info, unique), storage_options,
+    for chunk in buffers.fetch(info, planner.runs(info, unique), storage_options,
                                window=window):
         for i in range(len(chunk)):
             found[chunk.start + i] = decode(chunk.start + i, chunk.frame(i, check_crc),
@@ -289,126 +291,3 @@ def read_explanation(url: str, index: int, *,
     record = read_record(url, index, storage_options=storage_options,
                          tensors=frozenset({EXPLANATIONS}))
     return _explanation(record, url, index)
-
-
-class RecordWriter:
-    """Writes Examples to a TFRecord file atomically: nothing appears under `url` until
-    `close()` (or the end of a `with` block) succeeds; an exception leaves no file. With
-    `index=True` the sidecar index (`recordio.index`) is written beside the file once it is
-    published."""
-
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None, *,
-                 index: bool = False) -> None:
-        self.url = url
-        self.count = 0
-        self._options = storage_options
-        self._index = index
-        self._offsets: list[int] = []
-        self._keys: dict[str, list[Any]] = {}
-        self._position = 0
-        self._crc = 0
-        self._ctx = storage.atomic_write(url, "wb", storage_options)
-        self._handle = self._ctx.__enter__()
-
-    def write(self, features: Mapping[str, Any]) -> None:
-        """Append one record; numpy arrays become serialized tensors."""
-        data = framing.frame(proto.encode_example(features))
-        self._handle.write(data)
-        if self._index:
-            self._offsets.append(self._position)
-            self._position += len(data)
-            self._crc = crc32c.crc32c(data, self._crc)
-            for name in sidecar.KEY_COLUMNS:
-                if name in features:
-                    self._keys.setdefault(name, [None] * self.count).append(
-                        _key_value(features[name]))
-            for column in self._keys.values():
-                if len(column) == self.count:
-                    column.append(None)
-        self.count += 1
-
-    def close(self) -> None:
-        if self._ctx is not None:
-            ctx, self._ctx = self._ctx, None
-            ctx.__exit__(None, None, None)
-            if self._index:
-                sidecar.write(self.url, self._layout(), self._options)
-
-    def _layout(self) -> sidecar.Index:
-        offsets = np.asarray(self._offsets, np.int64)
-        sizes = np.diff(np.append(offsets, self._position))
-        fixed = len(sizes) > 0 and bool(np.all(sizes == sizes[0]))
-        complete = {k: v for k, v in self._keys.items() if None not in v}
-        return sidecar.Index(self.count, self._position, int(sizes[0]) if fixed else None,
-                             None if fixed else offsets, f"{self._crc:08x}", None,
-                             complete or None)
-
-    def abort(self, exc: BaseException | None = None) -> None:
-        """Drop everything written; nothing appears under `url`."""
-        if self._ctx is not None:
-            ctx, self._ctx = self._ctx, None
-            err = exc or RuntimeError("aborted")
-            try:
-                ctx.__exit__(type(err), err, err.__traceback__)
-            except BaseException as raised:
-                if raised is not err:
-                    raise
-
-    def __enter__(self) -> RecordWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            self.close()
-        else:
-            self.abort(exc)
-
-
-def _key_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray) and value.size == 1:
-        return value.item()
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def write_records(url: str, records: Iterable[Mapping[str, Any]], *,
-                  storage_options: dict[str, Any] | None = None, index: bool = False) -> int:
-    """Write Examples atomically (and their sidecar index with `index=True`); returns the
-    number of records."""
-    with RecordWriter(url, storage_options, index=index) as writer:
-        for record in records:
-            writer.write(record)
-    return writer.count
-
-
-def write_explanations(url: str, arrays: Iterable[np.ndarray], *,
-                       storage_options: dict[str, Any] | None = None,
-                       **extra_features: Iterable[Any]) -> int:
-    """Write DINA explanation records (readable by the original TensorFlow loader).
-
-    The sidecar index (`recordio.index`) is written beside the file. Each keyword is an
-    extra per-record feature, one value per array (e.g. `index=`,
-    `image_id=`, `label=`, `prediction=`); ints, floats, str/bytes or numpy arrays.
-    """
-    extras = {name: iter(values) for name, values in extra_features.items()}
-
-    def records() -> Iterator[dict[str, Any]]:
-        for i, array in enumerate(arrays):
-            features: dict[str, Any] = {EXPLANATIONS: np.asarray(array)}
-            for name, values in extras.items():
-                try:
-                    features[name] = next(values)
-                except StopIteration:
-                    raise ValueError(f"extra feature {name!r} has {i} values but there are "
-                                     "more arrays: give one value per array") from None
-            yield features
-        for name, values in extras.items():
-            if next(values, _END) is not _END:
-                raise ValueError(f"extra feature {name!r} has more values than there are "
-                                 "arrays: give one value per array")
-
-    return write_records(url, records(), storage_options=storage_options, index=True)
-
-
-_END = object()

@@ -1,18 +1,14 @@
-"""fsspec access for any URL (local, file://, gs://, memory://): ranged reads with retries,
-and atomic writes (temporary name, then rename)."""
+"""fsspec access for any URL (local, file://, gs://, memory://): ranged reads with retries
+(tenacity), and atomic writes (temporary name, then rename). The one place fsspec is
+called; the network check of remote URLs is `storage.network`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import io
-import ipaddress
 import os
 import posixpath
-import socket
-import threading
-import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -24,7 +20,12 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import fsspec
 from fsspec.spec import AbstractFileSystem
 
-from dina_datasets.errors import DinaError, LayoutError, NetworkError, TransferError
+from dina_datasets.errors import DinaError, LayoutError, TransferError
+from dina_datasets.errors import NetworkError as NetworkError
+from dina_datasets.storage.network import CONNECT_TIMEOUT as CONNECT_TIMEOUT
+from dina_datasets.storage.network import ENDPOINTS as ENDPOINTS
+from dina_datasets.storage.network import check_network
+from dina_datasets.storage.network import offline as offline
 
 RETRIES = 5
 BACKOFF = 0.2
@@ -69,120 +70,6 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None
                           ) from err
 
 
-# Network check: gcsfs retries a DNS failure or a refused connection 6 times with back-off
-# (~35 s measured here) and then raises aiohttp's own error. One DNS lookup and one TCP
-# connect to the endpoint, bounded by CONNECT_TIMEOUT seconds in all, fail at once instead.
-CONNECT_TIMEOUT = 10.0
-ENDPOINTS = {"gs": "https://storage.googleapis.com", "gcs": "https://storage.googleapis.com",
-             "s3": "https://s3.amazonaws.com", "s3a": "https://s3.amazonaws.com",
-             "hf": "https://huggingface.co"}
-_REACHED: set[tuple[str, int]] = set()
-_TRUE = frozenset({"1", "ON", "YES", "TRUE"})
-
-
-def offline() -> bool:
-    """Offline mode as `datasets` reads it: HF_DATASETS_OFFLINE when set, else
-    HF_HUB_OFFLINE."""
-    value = os.environ.get("HF_DATASETS_OFFLINE")
-    if value is None:
-        value = os.environ.get("HF_HUB_OFFLINE", "")
-    return value.strip().upper() in _TRUE
-
-
-def _endpoint(url: str, options: dict[str, Any]) -> tuple[str, int, str] | None:
-    """(host, port, endpoint URL) that a remote URL is read from; None for local URLs and
-    protocols without a known endpoint."""
-    protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
-    if protocol in ("http", "https"):
-        endpoint = url
-    elif protocol in ENDPOINTS:
-        endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get(
-            "endpoint_url") or ENDPOINTS[protocol]
-    else:
-        return None
-    parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-    if not parts.hostname:
-        return None
-    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), endpoint
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _resolve(host: str, port: int, timeout: float) -> list[tuple]:
-    """getaddrinfo in a daemon thread, so that a resolver that does not answer costs at most
-    `timeout` seconds, now and at exit."""
-    found: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            found["addresses"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as err:
-            found["error"] = err
-
-    thread = threading.Thread(target=run, name="dina-dns", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise TimeoutError("no answer from the name resolver")
-    if "error" in found:
-        raise found["error"]
-    return found["addresses"]
-
-
-PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                   "all_proxy")
-
-
-def check_network(url: str, storage_options: dict[str, Any] | None = None,
-                  timeout: float = CONNECT_TIMEOUT) -> None:
-    """NetworkError, within `timeout` seconds, when the endpoint of a remote `url` cannot be
-    reached; at once in offline mode (HF_DATASETS_OFFLINE=1) unless it is on loopback.
-
-    One DNS lookup and one TCP connect per endpoint and process; local URLs pass untouched,
-    and so does every URL when a proxy variable is set (the route is then the proxy's).
-    """
-    found = _endpoint(url, storage_options or {})
-    if found is None or found[:2] in _REACHED:
-        return
-    host, port, endpoint = found
-    advice = ("pass a local copy as data_url= (Python) or --data-url (command line), or set "
-              "DINA_DATA_URL to it")
-    if offline() and not _loopback(host):
-        raise NetworkError(f"{url} is remote and offline mode is on (HF_DATASETS_OFFLINE or "
-                           f"HF_HUB_OFFLINE): {advice}, or unset it to use the network")
-    if any(os.environ.get(name) for name in PROXY_VARIABLES):
-        return
-    deadline = time.monotonic() + timeout
-    try:
-        reason: OSError | None = None
-        for family, kind, proto, _, address in _resolve(host, port, timeout):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no answer in time")
-            with socket.socket(family, kind, proto) as sock:
-                sock.settimeout(left)
-                try:
-                    sock.connect(address)
-                except OSError as err:
-                    reason = err
-                    continue
-            _REACHED.add((host, port))
-            return
-        raise reason or OSError(f"no address for {host}")
-    except OSError as err:
-        what = "timed out" if isinstance(err, TimeoutError) else \
-            err.strerror or str(err) or type(err).__name__
-        raise NetworkError(f"cannot reach {endpoint} for {url} ({what}, checked within "
-                           f"{timeout:g} s): check the network, or {advice}") from None
-
-
 def join(url: str, *parts: str) -> str:
     """Join path parts onto a URL or local path."""
     if "://" in url:
@@ -204,35 +91,93 @@ def _transient(err: BaseException) -> bool:
     return type(err).__module__.split(".")[0] in ("aiohttp", "requests", "urllib3")
 
 
-def read_range(fs: AbstractFileSystem, path: str, start: int, end: int, *, url: str,
-               retries: int = RETRIES) -> bytes:
-    """Exactly the bytes [start, end) of a file, retrying transient failures.
+class _ShortRead(Exception):
+    """A read that returned fewer bytes than asked of a file that holds them: retried."""
 
-    A read that returns fewer bytes than asked is retried, and reported as a truncated file
-    when the file really is shorter.
-    """
-    delay = BACKOFF
-    for attempt in range(retries + 1):
-        try:
-            data = fs.cat_file(path, start=start, end=end)
-        except Exception as err:
-            if not _transient(err) or attempt == retries:
-                if isinstance(err, FileNotFoundError):
-                    raise LayoutError(f"no such file: {url}") from err
-                if _transient(err):
-                    raise TransferError(f"reading bytes {start}-{end} of {url} failed after "
-                                        f"{retries + 1} attempts: {err!r}") from err
-                raise
-        else:
-            if len(data) == end - start:
-                return data
-            if attempt == retries or fs.size(path) < end:
-                return data
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
+    def __init__(self, data: bytes) -> None:
+        super().__init__(f"short read: {len(data)} bytes")
+        self.data = data
+
+
+def _retrying(retries: int, fs: AbstractFileSystem, path: str) -> Any:
+    """The retry policy of every read: `retries` more attempts after the first on transient
+    errors and short reads, back-off from BACKOFF seconds doubling up to 5 s, the file's
+    cached metadata dropped before each new attempt."""
+    import tenacity
+
+    def forget(_: Any) -> None:
         with contextlib.suppress(Exception):
             fs.invalidate_cache(path)
-    raise AssertionError("unreachable")
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(retries + 1),
+        wait=tenacity.wait_exponential(multiplier=BACKOFF, exp_base=2, max=5.0),
+        retry=tenacity.retry_if_exception(lambda err: isinstance(err, _ShortRead) or
+                                          _transient(err)),
+        before_sleep=forget, reraise=True)
+
+
+def read_range(fs: AbstractFileSystem, path: str, start: int, end: int, *, url: str,
+               retries: int | None = None) -> bytes:
+    """Exactly the bytes [start, end) of a file, retrying transient failures (`RETRIES`
+    more attempts, back-off from `BACKOFF` s; `TransferError` when they run out).
+
+    A read that returns fewer bytes than asked is retried (the file's size, asked to tell a
+    short read from a short file, is part of the attempt and retried with it), and reported
+    as a truncated file when the file really is shorter.
+    """
+    def attempt() -> bytes:
+        data = fs.cat_file(path, start=start, end=end)
+        if len(data) != end - start and fs.size(path) >= end:
+            raise _ShortRead(data)
+        return data
+
+    return _retried(attempt, fs, path, url, RETRIES if retries is None else retries,
+                    f"reading bytes {start}-{end} of {url}")
+
+
+def read_file(fs: AbstractFileSystem, path: str, *, url: str, retries: int | None = None
+              ) -> bytes:
+    """The whole of a (small) file, with `read_range`'s retries; FileNotFoundError when it
+    does not exist."""
+    return _retried(lambda: fs.cat_file(path), fs, path, url,
+                    RETRIES if retries is None else retries, f"reading {url}",
+                    missing=FileNotFoundError)
+
+
+def read_ranges(fs: AbstractFileSystem, path: str, starts: list[int], ends: list[int], *,
+                url: str) -> list[bytes]:
+    """The byte ranges [starts[i], ends[i]) of a file in one concurrent call; a range that
+    failed or came back short is read again with `read_range`'s retries."""
+    if not starts:
+        return []
+    try:
+        found: list[Any] = list(fs.cat_ranges([path] * len(starts), starts, ends,
+                                              on_error="return"))
+    except Exception as err:
+        if not _transient(err):
+            raise
+        found = [err] * len(starts)
+    return [got if isinstance(got, bytes) and len(got) == b - a else
+            read_range(fs, path, a, b, url=url)
+            for got, a, b in zip(found, starts, ends, strict=True)]
+
+
+def _retried(attempt: Any, fs: AbstractFileSystem, path: str, url: str, retries: int,
+             what: str, missing: type[Exception] = LayoutError) -> bytes:
+    try:
+        return _retrying(retries, fs, path)(attempt)
+    except _ShortRead as short:  # still short after the retries: the caller reports it
+        return short.data
+    except FileNotFoundError as err:
+        if missing is FileNotFoundError:
+            raise
+        raise LayoutError(f"no such file: {url}") from err
+    except Exception as err:
+        if _transient(err):
+            raise TransferError(f"{what} failed after {retries + 1} attempts: {err!r}"
+                                ) from err
+        raise
 
 
 def info(fs: AbstractFileSystem, path: str, url: str) -> dict[str, Any]:

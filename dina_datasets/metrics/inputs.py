@@ -6,12 +6,13 @@ which preprocess record) each map belongs to. Records without them (the publishe
 are joined by position: with a preprocess file (made from the same kecam json, in the same
 order) or with images only when the caller allows it (the kecam json that produced them, or
 `assume_order`); the two sources must then have the same length.
+
+(Named `inputs`, not `sources`, so as not to be taken for `hf.source`; batches are read
+ahead of the scorer by the package's one read-ahead helper, `readahead.prefetch`.)
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,38 +149,3 @@ def join_images(batches: Iterable[Batch], entries: Sequence[Any], num_explanatio
         scores = predict(batch.inputs)
         batch.targets = np.eye(scores.shape[-1], dtype=np.float32)[scores.argmax(axis=-1)]
         yield batch
-
-
-def prefetch(items: Iterable[Any], depth: int = 1) -> Iterator[Any]:
-    """The items of `items`, produced by a worker thread up to `depth` ahead."""
-    done = object()
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                slots.put(item)
-            slots.put(done)
-        except BaseException as err:  # handed to the consumer
-            slots.put(err)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
