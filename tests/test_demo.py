@@ -151,7 +151,7 @@ def _env() -> dict:
                 TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def test_every_printed_command_runs_as_printed(run):
+def test_every_printed_command_runs_as_printed(run, tmp_path):
     result, said, closing = run
     lines = _printed(said, closing)
     commands = {shlex.split(line)[1] for line in lines}
@@ -160,7 +160,7 @@ def test_every_printed_command_runs_as_printed(run):
     assert all("--registry" in line for line in lines)  # the planted model is contributed
     batch = [line for line in lines if shlex.split(line)[1] != "explore"]
     done = subprocess.run([sys.executable, "-c", DRIVER, *batch], capture_output=True,
-                          text=True, env=_env(), timeout=900)
+                          text=True, env=_env(), timeout=900, cwd=tmp_path)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     assert done.stdout.count("RUNNING") == len(batch)
     # the closing suggestion, through the console script's own entry point, alone
@@ -168,12 +168,13 @@ def test_every_printed_command_runs_as_printed(run):
     argv = shlex.split(show)[1:]
     alone = subprocess.run([sys.executable, "-c", "import sys; from dina_datasets.cli import "
                             "main; sys.exit(main())", *argv], capture_output=True, text=True,
-                           env=_env(), timeout=600)
+                           env=_env(), timeout=600, cwd=tmp_path)
     assert alone.returncode == 0, alone.stderr[-3000:]
     assert os.path.getsize(os.path.join(result.out, "figures", "one.png")) > 0
+    assert not os.listdir(tmp_path)  # every output went where the line says
 
 
-def test_printed_explore_command_starts(run):
+def test_printed_explore_command_starts(run, tmp_path):
     pytest.importorskip("gradio")
     _, said, closing = run
     line = next(line for line in _printed(said, closing) if line.startswith("dina explore"))
@@ -184,7 +185,7 @@ def test_printed_explore_command_starts(run):
     process = subprocess.Popen([sys.executable, "-c", "import sys; from dina_datasets.cli "
                                 "import main; sys.exit(main())", *argv],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=_env())
+                               env=_env(), cwd=tmp_path)
     seen = []
     try:
         for out in process.stdout:

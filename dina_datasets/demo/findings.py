@@ -12,7 +12,7 @@ def leaderboard(demo: Demo) -> None:
     from dina_datasets import storage
     from dina_datasets.analysis.leaderboard import collect
 
-    demo.show("leaderboard", "--data-url", demo.bucket)
+    demo.show("leaderboard", "--data-url", demo.bucket, "--out", demo.out)
     board = collect(demo.bucket)
     demo.say(board.text())
     if demo.settings.planted_explainers:

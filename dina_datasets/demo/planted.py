@@ -113,6 +113,8 @@ def comparison(board: Any, metric: str, explainer: str) -> tuple[str, float, int
     """(verdict of `explainer` over RandomExp, p_adjusted, n) of the planted model under
     `metric` from a leaderboard's pairs (None when the pair is not there)."""
     pairs = board.pairs
+    if pairs is None or not len(pairs):
+        return None
     rows = pairs[(pairs["model"] == NAME) & (pairs["metric"] == metric)]
     flip = {"better": "worse", "worse": "better", "higher": "lower", "lower": "higher"}
     for r in rows.itertuples():
@@ -132,15 +134,18 @@ def verdict(board: Any) -> str:
         reference = board.get(f"{NAME}-{REFERENCE}", metric)
         for explainer in FAITHFUL:
             entry = board.get(f"{NAME}-{explainer}", metric)
+            if reference is None or entry is None:
+                continue
             found = comparison(board, metric, explainer)
-            if reference is None or entry is None or found is None:
+            higher = catalog.METRICS[metric].higher_is_better
+            line = (f"  {metric} ({'higher' if higher else 'lower'} is better): {explainer} "
+                    f"{entry.mean:.4g} vs {REFERENCE} {reference.mean:.4g}")
+            if found is None:  # e.g. flagged degenerate, so not compared
+                lines.append(f"{line}: not compared (no paired verdict): WRONG")
                 continue
             word, p_adjusted, n = found
             right = word == "better" and p_adjusted < ALPHA
-            higher = catalog.METRICS[metric].higher_is_better
-            lines.append(f"  {metric} ({'higher' if higher else 'lower'} is better): "
-                         f"{explainer} {entry.mean:.4g} vs {REFERENCE} {reference.mean:.4g} "
-                         f"on {n} images: {word} (p_adjusted {p_adjusted:.2g}): "
+            lines.append(f"{line} on {n} images: {word} (p_adjusted {p_adjusted:.2g}): "
                          f"{'right' if right else 'WRONG'}")
     if not lines:
         return (f"{NAME}: no Insertion/Deletion scores of {NAME}-{REFERENCE} and "
