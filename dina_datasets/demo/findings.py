@@ -69,7 +69,10 @@ def next_steps(result: DemoResult) -> list[str]:
     """The closing lines of `dina demo`: where everything is, and commands to go further
     (each runs as printed)."""
     demo = Demo(None, result)  # type: ignore[arg-type]  # only its paths and command()
-    config = result.configs[-1] if result.configs else "CONFIG"
+    from dina_datasets.demo import planted
+
+    config = next((c for c in result.configs if c.startswith(f"{planted.NAME}-")),
+                  result.configs[0] if result.configs else "CONFIG")
     model = config.split("-", 1)[0]
     lines = [f"  images       {len(result.images)} photographs in {demo.images}"
              + (f" (and the planted model's crops in {demo.planted_images})"
