@@ -20,17 +20,24 @@ resolved when a run needs them. The registry file's folder is added to the end o
 so a module lying beside the file (`my_models.py` for `factory = "my_models:tiny"`) is
 found without setting PYTHONPATH. Every problem raises a ConfigError naming the file, the
 entry and what is wrong.
+
+`write_registry(path, models=[...])` writes such a file for models and explainers registered
+in this process (by name), so that another process (`dina show --registry FILE ...`) knows
+them too: `dina demo` leaves one beside its data for the planted model.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import sys
 import tomllib
+from collections.abc import Iterable
 from typing import Any
 
-from dina_datasets import catalog
+from dina_datasets import catalog, storage
 from dina_datasets.errors import ConfigError, check_positive_int
 
 RESCALE_MODES = ("torch", "tf", "tf128", "raw01", "clip", "raw")
@@ -128,3 +135,75 @@ def _register_explainer(name: str, entry: dict, where: str) -> None:
     catalog.register_explainer(name, method, channels=entry["channels"],
                                params=entry.get("params"),
                                needs_conv=entry.get("needs_conv", False), replace=True)
+
+
+def _toml(value: Any, where: str) -> str:
+    """`value` as a TOML value (strings, booleans, finite numbers, lists and tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v, where) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(str(k))} = {_toml(v, where)}"
+                                for k, v in value.items()) + " }"
+    raise ConfigError(f"{where}: {value!r} ({type(value).__name__}) cannot be written to a "
+                      "registry file (strings, booleans, finite numbers, lists and tables can)")
+
+
+def _key(name: str) -> str:
+    """A TOML key: bare when it may be, else quoted."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
+def _reference(value: Any, kind: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{kind} {name!r} was registered with a callable ({value!r}): only "
+                          "a 'package.module:function' reference can be written to a registry "
+                          "file; register it with such a string")
+    return value
+
+
+def registry_text(models: Iterable[str] = (), explainers: Iterable[str] = ()) -> str:
+    """The TOML of a registry file that registers these contributed models and explainers
+    (names registered in this process) as they are registered here."""
+    lines: list[str] = []
+    for name in models:
+        spec = catalog.model(name)
+        if not spec.contributed:
+            raise ConfigError(f"model {name!r} is built in, not contributed: a registry file "
+                              "holds contributed models only")
+        entry: dict[str, Any] = {"factory": _reference(spec.constructor, "model", name),
+                                 "input_size": spec.input_size,
+                                 "rescale_mode": spec.rescale_mode, "has_conv": spec.has_conv}
+        if spec.operator:
+            entry["operator"] = spec.operator
+        lines += [f"[models.{_key(spec.name)}]", *(f"{k} = {_toml(v, name)}"
+                                             for k, v in entry.items()), ""]
+    for name in explainers:
+        spec = catalog.explainer(name)
+        if not spec.contributed:
+            raise ConfigError(f"explainer {name!r} is built in, not contributed: a registry "
+                              "file holds contributed explainers only")
+        entry = {"method": _reference(spec.method, "explainer", name),
+                 "channels": spec.channels, "needs_conv": spec.needs_conv}
+        if spec.params:
+            entry["params"] = dict(spec.params)
+        lines += [f"[explainers.{_key(spec.name)}]", *(f"{k} = {_toml(v, name)}"
+                                                 for k, v in entry.items()), ""]
+    if not lines:
+        raise ConfigError("name at least one contributed model or explainer to write")
+    return "\n".join(lines)
+
+
+def write_registry(path: str, models: Iterable[str] = (), explainers: Iterable[str] = ()
+                   ) -> str:
+    """Write (atomically) a registry file for these registered contributed models and
+    explainers (see `registry_text`); returns `path`. `dina --registry PATH` loads it."""
+    text = registry_text(models, explainers)
+    with storage.atomic_write(path, "wb") as handle:
+        handle.write(text.encode())
+    return path

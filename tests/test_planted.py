@@ -113,21 +113,39 @@ def test_model_randomization_drops_to_near_zero_correlation(setup):
 
 
 def test_verdict_reads_a_leaderboard(setup):
+    """"right" only with evidence: the paired test's verdict `better` at p_adjusted < 0.01,
+    whatever the means say (4 images with the right means are not evidence)."""
     import pandas as pd
 
     from dina_datasets.analysis.leaderboard import Leaderboard
+    from dina_datasets.analysis.stats.comparisons import COLUMNS as PAIR_COLUMNS
 
-    def board(rows):
+    def board(rows, pairs):
         summary = pd.DataFrame(
             [{"model": planted.NAME, "explainer": e, "metric": m, "n": 4, "mean": mean,
               "ci_low": mean - 0.01, "ci_high": mean + 0.01, "rank": rank,
               "degenerate": False, "vs_next": None, "vs_random": None}
              for e, m, mean, rank in rows])
-        return Leaderboard(summary, pd.DataFrame(), alpha=0.01, ci="normal")
+        pairs = pd.DataFrame([{"model": planted.NAME, "metric": m, "a": a, "b": b, "n": n,
+                               "p_adjusted": q, "verdict": v, "paired_by": "image_id"}
+                              for m, a, b, n, q, v in pairs]).reindex(columns=PAIR_COLUMNS)
+        return Leaderboard(summary, pairs, alpha=0.01, ci="normal")
 
     rows = [("Saliency", "Deletion", 0.05, 1.0), ("RandomExp", "Deletion", 0.5, 2.0),
-            ("Saliency", "Insertion", 0.2, 2.0), ("RandomExp", "Insertion", 0.5, 1.0)]
-    text = planted.verdict(board(rows))
-    assert "Deletion (lower is better): Saliency 0.05 vs RandomExp 0.5: right" in text
-    assert "Insertion (higher is better): Saliency 0.2 vs RandomExp 0.5: WRONG" in text
-    assert "no Insertion/Deletion scores" in planted.verdict(board(rows[:1]))
+            ("Saliency", "Insertion", 0.2, 2.0), ("RandomExp", "Insertion", 0.5, 1.0),
+            ("IntegratedGradients", "Deletion", 0.1, 1.0)]
+    pairs = [("Deletion", "Saliency", "RandomExp", 64, 1e-9, "better"),
+             ("Insertion", "RandomExp", "Saliency", 64, 1e-9, "better"),
+             ("Deletion", "IntegratedGradients", "RandomExp", 4, 0.5, "inconclusive")]
+    text = planted.verdict(board(rows, pairs))
+    assert ("Deletion (lower is better): Saliency 0.05 vs RandomExp 0.5 on 64 images: better "
+            "(p_adjusted 1e-09): right") in text
+    assert ("Insertion (higher is better): Saliency 0.2 vs RandomExp 0.5 on 64 images: worse "
+            "(p_adjusted 1e-09): WRONG") in text
+    # the right means on 4 images: no evidence, so not right
+    assert ("IntegratedGradients 0.1 vs RandomExp 0.5 on 4 images: inconclusive "
+            "(p_adjusted 0.5): WRONG") in text
+    assert planted.comparison(board(rows, pairs), "Insertion", "Saliency") == ("worse", 1e-9, 64)
+    assert "no Insertion/Deletion scores" in planted.verdict(board(rows[:1], pairs[:0]))
+    assert ("Deletion (lower is better): Saliency 0.05 vs RandomExp 0.5: not compared (no "
+            "paired verdict): WRONG") in planted.verdict(board(rows[:2], pairs[:0]))

@@ -70,6 +70,38 @@ def test_registry_entries_become_configs(registry):
     assert "ResNet50-Brightness" in catalog.config_names()
 
 
+def test_write_registry_round_trips_what_this_process_registered(registry, tmp_path):
+    """A registry file written from this process's registrations registers the same specs in
+    another process (here: after unregistering them)."""
+    from dina_datasets.registry import registry_text, write_registry
+
+    load_registry(registry)
+    catalog.register_explainer("Odd", "pkg.mod:odd", channels=3, needs_conv=True,
+                               params={"steps": 3, "noise": 0.5, "mode": 'a "b"',
+                                       "sizes": [1, 2], "on": True}, replace=True)
+    specs = {"Mini": catalog.model("Mini"), "Brightness": catalog.explainer("Brightness"),
+             "Odd": catalog.explainer("Odd")}
+    path = write_registry(str(tmp_path / "out" / "written.toml"), models=["Mini"],
+                          explainers=["Brightness", "Odd"])
+    for name in specs:
+        catalog.unregister(name)
+    assert load_registry(path) == ["Mini", "Brightness", "Odd"]
+    assert {"Mini": catalog.model("Mini"), "Brightness": catalog.explainer("Brightness"),
+            "Odd": catalog.explainer("Odd")} == specs
+    catalog.unregister("Odd")
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name != "written.toml"]
+    with pytest.raises(ConfigError, match="'ResNet50' is built in"):
+        registry_text(models=["ResNet50"])
+    catalog.register_model("Inline", lambda weights="none": None, input_size=8, replace=True)
+    try:
+        with pytest.raises(ConfigError, match="registered with a callable"):
+            registry_text(models=["Inline"])
+    finally:
+        catalog.unregister("Inline")
+    with pytest.raises(ConfigError, match="at least one"):
+        registry_text()
+
+
 @pytest.mark.parametrize("text, match", [
     ("[models.X]\nfactory = 'a:b'\ninput_size = 8", "missing 'rescale_mode'"),
     ("[models.X]\nfactory = 'nocolon'\ninput_size = 8\nrescale_mode = 'tf'",

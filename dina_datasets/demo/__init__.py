@@ -2,12 +2,18 @@
 DINA loop offline on real photographs) and the planted-truth model (`planted`), whose right
 answer is known.
 
+The tour is split by idea: `settings` (what is computed), `session` (one run, its folder and
+the commands it prints), `photos` (the images), `production` (images, maps, scores),
+`delivery` (loading and export), `findings` (leaderboard, pictures, report), `tour` (the
+steps in order, and `run`).
+
 `dina_datasets.demo.run(...)` and the other names of `tour` stay reachable from here; they are
 looked up on first use, so `dina_datasets.demo.planted` imports nothing of the tour.
 """
 
 from __future__ import annotations
 
+import pkgutil
 from typing import Any
 
 
@@ -16,7 +22,7 @@ def __getattr__(name: str) -> Any:
 
     if name.startswith("__"):
         raise AttributeError(name)
-    if name in ("planted", "tour"):
+    if name in {m.name for m in pkgutil.iter_modules(__path__)}:
         return importlib.import_module(f"{__name__}.{name}")
     tour = importlib.import_module(f"{__name__}.tour")
     try:

@@ -105,22 +105,50 @@ RANKED_METRICS = ("Insertion", "Deletion")
 FAITHFUL = ("Saliency", "IntegratedGradients")
 
 
+ALPHA = 0.01  # the leaderboard's level: "better" means p_adjusted < ALPHA
+REFERENCE = "RandomExp"
+
+
+def comparison(board: Any, metric: str, explainer: str) -> tuple[str, float, int] | None:
+    """(verdict of `explainer` over RandomExp, p_adjusted, n) of the planted model under
+    `metric` from a leaderboard's pairs (None when the pair is not there)."""
+    pairs = board.pairs
+    if pairs is None or not len(pairs):
+        return None
+    rows = pairs[(pairs["model"] == NAME) & (pairs["metric"] == metric)]
+    flip = {"better": "worse", "worse": "better", "higher": "lower", "lower": "higher"}
+    for r in rows.itertuples():
+        if (r.a, r.b) == (explainer, REFERENCE):
+            return str(r.verdict), float(r.p_adjusted), int(r.n)
+        if (r.a, r.b) == (REFERENCE, explainer):
+            return flip.get(r.verdict, str(r.verdict)), float(r.p_adjusted), int(r.n)
+    return None
+
+
 def verdict(board: Any) -> str:
-    """Whether a leaderboard ranks the planted model's gradient maps above RandomExp under
-    Insertion and Deletion, as it must (one line per comparison, "right" or "WRONG")."""
+    """Whether a leaderboard finds the planted model's gradient maps better than RandomExp
+    under Insertion and Deletion, as it must: the paired test's verdict at p_adjusted < 0.01
+    (one line per comparison, "right" or "WRONG")."""
     lines = []
     for metric in RANKED_METRICS:
-        reference = board.get(f"{NAME}-RandomExp", metric)
+        reference = board.get(f"{NAME}-{REFERENCE}", metric)
         for explainer in FAITHFUL:
             entry = board.get(f"{NAME}-{explainer}", metric)
             if reference is None or entry is None:
                 continue
+            found = comparison(board, metric, explainer)
             higher = catalog.METRICS[metric].higher_is_better
-            right = entry.mean > reference.mean if higher else entry.mean < reference.mean
-            lines.append(f"  {metric} ({'higher' if higher else 'lower'} is better): "
-                         f"{explainer} {entry.mean:.4g} vs RandomExp {reference.mean:.4g}: "
+            line = (f"  {metric} ({'higher' if higher else 'lower'} is better): {explainer} "
+                    f"{entry.mean:.4g} vs {REFERENCE} {reference.mean:.4g}")
+            if found is None:  # e.g. flagged degenerate, so not compared
+                lines.append(f"{line}: not compared (no paired verdict): WRONG")
+                continue
+            word, p_adjusted, n = found
+            right = word == "better" and p_adjusted < ALPHA
+            lines.append(f"{line} on {n} images: {word} (p_adjusted {p_adjusted:.2g}): "
                          f"{'right' if right else 'WRONG'}")
     if not lines:
-        return (f"{NAME}: no Insertion/Deletion scores of {NAME}-RandomExp and "
+        return (f"{NAME}: no Insertion/Deletion scores of {NAME}-{REFERENCE} and "
                 f"{NAME}-Saliency/IntegratedGradients to check")
-    return f"{NAME} (its right answer is known: the region):\n" + "\n".join(lines)
+    return (f"{NAME} (its right answer is known: the region; right = better than "
+            f"{REFERENCE} at p_adjusted < {ALPHA}):\n" + "\n".join(lines))

@@ -59,7 +59,8 @@ class ExportedConfig:
 
 def present_configs(data_url: str, storage_options: dict[str, Any] | None = None
                     ) -> list[str]:
-    """The configs of the catalog that have an explanations file under `data_url`."""
+    """The configs of the catalog that have an explanations file under `data_url`; a
+    DinaWarning names the folders of configs the catalog does not know (left out)."""
     layout = Layout(data_url)
     fs, _ = storage.filesystem(data_url, storage_options)
     pattern = storage.filesystem(layout.explanations("*", "*"), storage_options)[1]
@@ -67,8 +68,19 @@ def present_configs(data_url: str, storage_options: dict[str, Any] | None = None
         found = {tuple(posixpath.normpath(p).split("/")[-3:-1]) for p in fs.glob(pattern)}
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [name for name in catalog.config_names()
-            if tuple(name.split("-", 1)) in found]
+    names = [name for name in catalog.config_names() if tuple(name.split("-", 1)) in found]
+    unknown = sorted(f"{m}-{e}" for m, e in found if f"{m}-{e}" not in names)
+    if unknown:  # a contributed model's maps, its registry not loaded: say it, never drop
+        import warnings
+
+        from dina_datasets.errors import DinaWarning
+
+        warnings.warn(f"left out {len(unknown)} config(s) under {data_url} that this process "
+                      f"does not know: {', '.join(unknown[:10])}"
+                      f"{' ...' if len(unknown) > 10 else ''} (maps of contributed models or "
+                      "explainers: pass their registry file, `dina --registry FILE`, to "
+                      "include them)", DinaWarning, stacklevel=2)
+    return names
 
 
 def resolve_configs(patterns: Iterable[str], present: Iterable[str] | None = None,
