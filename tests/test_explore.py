@@ -414,3 +414,53 @@ def test_the_page_opens_on_the_model_and_metric_that_separate_explainers_most(tm
         assert not ((table["model"] == "ResNet50") & (table["metric"] == "Complexity")).any()
     finally:
         explorer.close()
+
+
+def test_compare_pairs_by_image_id_and_refuses_positions_across_models(tmp_path):
+    """Compare joins two configs on image_id (a cell written in another record order pairs
+    each image with itself), on the record index only within one model's keyless cells,
+    and refuses keyless cells of two models (their orders are not known to agree)."""
+    import pandas as pd
+
+    from dina_datasets.errors import AlignmentError
+    from dina_datasets.explore.data import Explorer
+
+    root = str(tmp_path / "bucket")
+    configs = ["ResNet50-Saliency", "ResNet50-Rise", "DinoV2-Rise"]
+    make_bucket(root, configs, n=6)
+    rng = np.random.default_rng(0)
+    truth = {c: dict(zip([f"img_{i}" for i in range(6)], rng.normal(size=6), strict=True))
+             for c in configs}
+    order = {"ResNet50-Saliency": [0, 1, 2, 3, 4, 5], "ResNet50-Rise": [3, 5, 0, 4, 1, 2],
+             "DinoV2-Rise": [0, 1, 2, 3, 4, 5]}
+
+    def table(name: str, ids: bool) -> str:
+        rows = [{"model": c.split("-")[0], "explainer": c.split("-")[1], "metric": "Insertion",
+                 "activation": "softmax", "index": position,
+                 "image_id": f"img_{image}" if ids else None, "label": -1, "prediction": -1,
+                 "score": truth[c][f"img_{image}"]}
+                for c in configs for position, image in enumerate(order[c])]
+        path = str(tmp_path / name)
+        pd.DataFrame(rows).to_parquet(path)
+        return path
+
+    explorer = Explorer(root, scores=table("ids.parquet", True), render_workers=0,
+                        cache_dir=str(tmp_path / "cache1")).open()
+    try:
+        frame, _ = explorer.compare("ResNet50-Saliency", "ResNet50-Rise", "Insertion")
+        assert len(frame) == 6
+        for row in frame.itertuples():
+            assert row.score_a == pytest.approx(truth["ResNet50-Saliency"][row.image_id])
+            assert row.score_b == pytest.approx(truth["ResNet50-Rise"][row.image_id])
+    finally:
+        explorer.close()
+    order["ResNet50-Rise"] = [0, 1, 2, 3, 4, 5]  # keyless: one order within a model
+    explorer = Explorer(root, scores=table("keyless.parquet", False), render_workers=0,
+                        cache_dir=str(tmp_path / "cache2")).open()
+    try:
+        frame, _ = explorer.compare("ResNet50-Saliency", "ResNet50-Rise", "Insertion")
+        assert sorted(frame["index"]) == list(range(6))
+        with pytest.raises(AlignmentError, match="--images"):
+            explorer.compare("ResNet50-Saliency", "DinoV2-Rise", "Insertion")
+    finally:
+        explorer.close()

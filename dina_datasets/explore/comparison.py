@@ -8,32 +8,61 @@ from typing import Any
 
 import numpy as np
 
-from dina_datasets.analysis.table import literal
-from dina_datasets.errors import ConfigError
+from dina_datasets.errors import AlignmentError, ConfigError
 
 TOP = 20  # images marked where two configs disagree most
 
-_SQL = ("WITH s AS (SELECT model || '-' || explainer AS config, index, image_id, label, "
-        "prediction, score FROM scores WHERE metric = {m} AND score IS NOT NULL AND "
-        "((model = {am} AND explainer = {ae}) OR (model = {bm} AND explainer = {be}))), "
-        "a AS (SELECT *, percent_rank() OVER (ORDER BY score) AS r FROM s "
-        "WHERE config = {a}), b AS (SELECT *, percent_rank() OVER (ORDER BY score) AS r "
-        "FROM s WHERE config = {b}) "
-        "SELECT a.index, a.image_id, a.label, a.prediction AS prediction_a, "
+_ROWS = ("SELECT model || '-' || explainer AS config, index, image_id, label, prediction, "
+         "score FROM scores WHERE metric = $m AND score IS NOT NULL AND "
+         "((model = $am AND explainer = $ae) OR (model = $bm AND explainer = $be))")
+_KEYS = ("SELECT config, count(*) AS n, "
+         "count(*) FILTER (WHERE coalesce(image_id, '') = '') AS keyless, "
+         "count(image_id) FILTER (WHERE image_id <> '') "
+         "- count(DISTINCT image_id) FILTER (WHERE image_id <> '') AS repeated "
+         "FROM (" + _ROWS + ") GROUP BY config")
+_SIDE = ("(SELECT *, percent_rank() OVER (ORDER BY score) AS r FROM (" + _ROWS + ") "
+         "WHERE config = ${side})")
+_SQL = ("SELECT a.index, a.image_id, a.label, a.prediction AS prediction_a, "
         "b.prediction AS prediction_b, a.score AS score_a, b.score AS score_b, "
-        "abs(a.r - b.r) AS disagreement FROM a JOIN b USING (index) "
+        "abs(a.r - b.r) AS disagreement FROM " + _SIDE.replace("{side}", "a") + " a JOIN "
+        + _SIDE.replace("{side}", "b") + " b ON a.{key} = b.{key} "
         "ORDER BY disagreement DESC, a.index")
+
+
+def pairing_key(counts: Any, a: tuple[str, str], b: tuple[str, str]) -> str:
+    """How two configs' rows pair into images: "image_id" when every row of both has an id
+    and neither holds one twice; "index" (the record position) when neither has ids and
+    both are cells of one model (one record order); else an AlignmentError saying what to
+    give (`counts`: config, n, keyless, repeated)."""
+    rows = list(counts.itertuples(index=False))
+    if all(r.keyless == 0 and r.repeated == 0 for r in rows):
+        return "image_id"
+    if all(r.keyless == r.n for r in rows) and a[0] == b[0]:
+        return "index"
+    said = "; ".join(f"{r.config}: {r.n - r.keyless} of {r.n} rows with an image id"
+                     + (f", {r.repeated} repeated" if r.repeated else "") for r in rows)
+    raise AlignmentError(
+        f"cannot pair the images of {a[0]}-{a[1]} and {b[0]}-{b[1]} ({said}): pairing by "
+        "record position is only safe within one model's cells, which share one order. "
+        "Open the explorer with the images the records were written from (`--images "
+        "imagenet_data.json`, or the aligned.json of `dina align`), so every row has its id")
 
 
 def compare(explorer: Any, config_a: str, config_b: str, metric: str,
             extra: Sequence[str] = ()) -> tuple[Any, bytes]:
-    """(the paired scores sorted by disagreement, their scatter plot as PNG bytes)."""
+    """(the paired scores sorted by disagreement, their scatter plot as PNG bytes); images
+    paired by `pairing_key`."""
     a, b = explorer.config(config_a), explorer.config(config_b)
     explorer.known("metric", metric)
     table = explorer.table(extra)
-    frame = table.frame(_SQL.format(m=literal(metric), am=literal(a[0]), ae=literal(a[1]),
-                                    bm=literal(b[0]), be=literal(b[1]),
-                                    a=literal(f"{a[0]}-{a[1]}"), b=literal(f"{b[0]}-{b[1]}")))
+    params = {"m": metric, "am": a[0], "ae": a[1], "bm": b[0], "be": b[1]}
+    counts = table.frame(_KEYS, params)
+    if len(counts) < 2:
+        raise ConfigError(f"{a[0]}-{a[1]} and {b[0]}-{b[1]} share no image with a "
+                          f"{metric} score under the filters ({', '.join(extra)})")
+    key = pairing_key(counts, a, b)
+    frame = table.frame(_SQL.format(key=key), params | {"a": f"{a[0]}-{a[1]}",
+                                                         "b": f"{b[0]}-{b[1]}"})
     if frame.empty:
         raise ConfigError(f"{a[0]}-{a[1]} and {b[0]}-{b[1]} share no image with a "
                           f"{metric} score under the filters ({', '.join(extra)})")
