@@ -412,3 +412,41 @@ def test_align_over_gcs(world, tmp_path, capsys):
             "aligned.csv", "aligned.json", "aligned.report.json"]
     finally:
         server.stop()
+
+
+def test_ray_engine_shares_parts_with_a_local_run(toy, tmp_path, monkeypatch, capsys):
+    """`--engine ray`: the images' parts computed by a worker of a local Ray cluster (the
+    toy model from its registry), resuming a local shard; the outputs are a local run's."""
+    ray = pytest.importorskip("ray")
+    import logging
+
+    photos = sorted(str(p) for p in Path(toy.images).iterdir())
+    order = np.random.default_rng(3).permutation(len(photos))
+    listed = kecam(tmp_path / "listed.json", [photos[i] for i in order], [0] * len(photos))
+    tiny = ["--registry", toy.registry, "--weights", "none", "--no-progress"]
+    assert main(["generate", "--model", "Tiny", "--explainer", "Saliency", "--images", listed,
+                 "--out", str(tmp_path / "gen"), *tiny]) == 0
+    data = Layout(str(tmp_path / "pub"))
+    os.makedirs(os.path.dirname(data.explanations("Tiny", "Saliency")))
+    strip(Layout(str(tmp_path / "gen")).explanations("Tiny", "Saliency"),
+          data.explanations("Tiny", "Saliency"), range(len(photos)), 1e-3, seed=4)
+    run = ["align", "Tiny-Saliency", "--images", toy.images, "--data-url", data.root,
+           "--registry", toy.registry, "--weights", "none", "--part-size", "4"]
+    local, remote = str(tmp_path / "local.json"), str(tmp_path / "ray.json")
+    assert main([*run, "--out", local, "--no-progress"]) == 0
+    assert main([*run, "--out", remote, "--shard", "1/3", "--no-progress"]) == 0
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(toy.root), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    capsys.readouterr()
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    try:
+        assert main([*run, "--out", remote, "--engine", "ray", "--workers", "1"]) == 0
+    finally:
+        ray.shutdown()
+    captured = capsys.readouterr()
+    assert "8 of 12 images to explain" in captured.out and "12 matched" in captured.out
+    assert "parts 2/2" in captured.err and "(1 worker(s))" in captured.err
+    assert aligned_paths(remote) == [os.path.abspath(photos[i]) for i in order]
+    for a, b in zip(report_mod.paths(local), report_mod.paths(remote), strict=True):
+        assert Path(a).read_bytes() == Path(b).read_bytes()

@@ -56,6 +56,36 @@ class AlignResult:
         return "\n".join([head, *self.notes])
 
 
+@dataclass(frozen=True)
+class ImageWork:
+    """What computing the images' parts needs, without the model (picklable: `--engine ray`
+    sends it to workers, which build their own `maker` once and `write` parts)."""
+
+    model: str
+    explainer: str | None  # None: the preprocess route
+    weights: str
+    batch_size: int
+    entries: list[ImageEntry]
+    out: str
+    storage_options: dict[str, Any] | None = None
+
+    def maker(self) -> recompute.Recompute:
+        """The model, preprocessing and explainer of this work."""
+        if self.explainer is None:
+            return recompute.Preprocessed(self.model, self.batch_size)
+        return recompute.Recompute(self.model, self.explainer, self.weights, self.batch_size)
+
+    def write(self, maker: recompute.Recompute, part: parts_mod.Part,
+              update: Callable[[int], Any] | None = None) -> None:
+        """Compute one part of the images' fingerprints and save it (atomically)."""
+        Store(self.out, self.storage_options).save("images", part, maker.fingerprints(
+            self.entries[part.start:part.stop], update))
+
+
+# Computes the given image parts of a work (`--engine ray`); returns notes to print.
+Compute = Callable[[ImageWork, list[parts_mod.Part]], list[str]]
+
+
 @dataclass
 class Job:
     """A checked alignment: what it matches, with what, and where it keeps its parts."""
@@ -68,6 +98,7 @@ class Job:
     manifest: dict[str, Any]
     store: Store
     notes: list[str]
+    work: ImageWork
 
 
 def prepare(config: str, images: str, data_url: str, out: str, *,
@@ -98,10 +129,8 @@ def prepare(config: str, images: str, data_url: str, out: str, *,
         raise ConfigError(f"{images!r} lists {len(entries)} images but {published.url} holds "
                           f"{published.num_records} records: every record's image must be "
                           "in the source (the ImageNet validation set: 50,000 images)")
-    if method is None:
-        maker: recompute.Recompute = recompute.Preprocessed(cell.model, batch_size)
-    else:
-        maker = recompute.Recompute(cell.model, method, weights, batch_size)
+    work = ImageWork(cell.model, method, weights, batch_size, entries, out, storage_options)
+    maker = work.maker()
     if tuple(maker.shape) != tuple(published.shape):
         raise ConfigError(f"the records of {published.url} have shape {published.shape} but "
                           f"{name} makes {tuple(maker.shape)} here: is {cell.model} the model "
@@ -114,7 +143,7 @@ def prepare(config: str, images: str, data_url: str, out: str, *,
                 "fingerprint": fingerprints.SIZE, "part_size": part_size,
                 "min_similarity": matching.MIN_SIMILARITY, "max_ratio": matching.MAX_RATIO}
     return Job(cell.name, published, entries, image_root(images), maker, manifest,
-               Store(out, storage_options), notes)
+               Store(out, storage_options), notes, work)
 
 
 def _explainer(cell: catalog.Cell, explainer: str | None, notes: list[str]) -> str:
@@ -155,10 +184,12 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
           shard: str | tuple[int, int] | None = None, part_size: int = IMAGE_PART,
           batch_size: int = 32, sample: int = SAMPLE, overwrite: bool = False,
           check_only: bool = False, progress: bool = False, say: Callable[[str], Any] = print,
+          compute: Compute | None = None,
           storage_options: dict[str, Any] | None = None) -> AlignResult:
     """Recover which image of `images` each record of `config` at `data_url` explains, and
     write `out` (kecam json, record order), its report and CSV (module docstring).
-    `check_only`: stop after the early check and the estimate (steps 1 to 3)."""
+    `check_only`: stop after the early check and the estimate (steps 1 to 3); `compute`:
+    what computes the images' parts (default: this process; `--engine ray`: workers)."""
     started = time.perf_counter()
     k, n = parts_mod.parse_shard(shard)
     result = AlignResult(out)
@@ -194,7 +225,10 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
         if check_only:
             result.notes.append("check passed: run again without --check-only to align")
             return result
-    _images(job, todo, progress)
+    if compute is None:
+        _images(job, todo, progress)
+    elif todo:
+        result.notes += compute(job.work, todo)
     if n > 1:
         left = len(plan) - len(job.store.done("images", plan))
         result.notes.append(f"shard {k}/{n}: {len(todo)} part(s) written; {left} part(s) of "
@@ -266,5 +300,4 @@ def _images(job: Job, todo: list[parts_mod.Part], progress: bool) -> None:
     with tqdm(total=sum(len(p) for p in todo), unit="img", desc="images",
               disable=not progress) as bar:
         for part in todo:
-            job.store.save("images", part, job.maker.fingerprints(
-                job.entries[part.start:part.stop], bar.update))
+            job.work.write(job.maker, part, bar.update)
