@@ -341,6 +341,33 @@ def test_bad_input_stops_with_the_reason(world, tmp_path, capsys, monkeypatch):
     assert "--weights none" in capsys.readouterr().err and not out.exists()
 
 
+def test_rerun_with_other_settings_is_refused(world, tmp_path, capsys):
+    """A complete output is "already complete" for the same settings only: other weights or
+    another explainer are refused (never reported complete); a cell aligned through Saliency
+    without Saliency's file says which file is missing."""
+    data, _ = world.bucket("rerun", ("base",))
+    out = tmp_path / "aligned.json"
+    assert align(world, data, out) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert align(world, data, out, None, "--explainer", "GradientInput") == 2
+    assert "other settings (explainer differ)" in capsys.readouterr().err
+    assert main(["align", "AlignToy-Saliency", "--images", str(world.root / "base"),
+                 "--data-url", data, "--out", str(out), "--weights", "pretrained"]) == 2
+    assert "(weights differ): pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert align(world, data, out) == 0
+    assert "already complete" in capsys.readouterr().out
+    layout = Layout(str(tmp_path / "ig"))  # only a 3-channel IntegratedGradients-like cell
+    os.makedirs(os.path.dirname(layout.explanations("AlignToy", "IntegratedGradients")))
+    shutil.copyfile(Layout(data).explanations("AlignToy", "Saliency"),
+                    layout.explanations("AlignToy", "IntegratedGradients"))
+    assert align(world, layout.root, tmp_path / "ig.json",
+                 config="AlignToy-IntegratedGradients") == 2
+    err = capsys.readouterr().err
+    assert "aligned through AlignToy-Saliency" in err and "download that cell too" in err
+
+
 def test_published_cell_joins_after_alignment(world, tmp_path, capsys):
     """Once aligned, the keyless cell draws over its images (`dina show`, the explorer's
     sample) and pairs by image_id with a generated cell written in another order, its

@@ -120,8 +120,14 @@ def prepare(config: str, images: str, data_url: str, out: str, *,
         method, name = None, f"{cell.model} inputs"
     else:
         method = _explainer(cell, explainer, notes)
-        published = Published.open(layout.explanations(cell.model, method), EXPLANATIONS,
-                                   storage_options)
+        url = layout.explanations(cell.model, method)
+        if method != cell.explainer and not storage.exists(url, storage_options):
+            raise ConfigError(
+                f"{cell.name} is aligned through {cell.model}-{method} (every explainer of "
+                f"a model shares one record order), whose records are not at {url}: download "
+                f"that cell too (its explanations.tfrecord), or, when {cell.model} has a "
+                "preprocess_dataset.tfrecord, use --route preprocess")
+        published = Published.open(url, EXPLANATIONS, storage_options)
         _check_shape(published, catalog.Cell(cell.model, method, allow_missing=True))
         name = f"{cell.model}-{method}"
     entries = list_images(images)
@@ -193,12 +199,18 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
     started = time.perf_counter()
     k, n = parts_mod.parse_shard(shard)
     result = AlignResult(out)
+    request = {"config": catalog.Cell.from_name(config, allow_missing=True).name,
+               "images": images, "data_url": data_url.rstrip("/"), "weights": weights,
+               "explainer": explainer, "route": route, "preprocess_url": preprocess_url}
     if n == 1 and not overwrite:
         earlier = report.read_report(out, storage_options)
-        if earlier is not None and earlier.get("manifest", {}).get("config") == \
-                catalog.Cell.from_name(config, allow_missing=True).name and \
-                earlier["manifest"].get("images") == images and \
-                earlier["manifest"].get("records", "").startswith(data_url.rstrip("/")):
+        if earlier is not None:
+            before = earlier.get("request") or {}
+            differ = sorted(key for key in request if before.get(key) != request[key])
+            if differ:
+                raise ConfigError(f"{out} holds an alignment made with other settings "
+                                  f"({', '.join(differ)} differ): pass --overwrite to redo "
+                                  "it, or choose another --out")
             result.complete, result.counts = True, earlier["counts"]
             result.notes.append(f"{out} is already complete (pass --overwrite to redo it)")
             return result
@@ -238,9 +250,9 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
         return result
     local = job.store.load("images", plan)
     assignment = matching.assign(matching.top2(records, local))
-    report.write(out, assignment, job.entries, job.root, {"manifest": job.manifest,
-                                                           "records": published.url},
-                 storage_options)
+    report.write(out, assignment, job.entries, job.root, {
+        "manifest": job.manifest, "records": published.url, "request": request},
+        storage_options)
     job.store.remove()
     result.complete = True
     result.counts = {s: assignment.count(s) for s in ("matched", "ambiguous", "unmatched")}
