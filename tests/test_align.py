@@ -368,6 +368,27 @@ def test_rerun_with_other_settings_is_refused(world, tmp_path, capsys):
     assert "aligned through AlignToy-Saliency" in err and "download that cell too" in err
 
 
+def test_early_check_does_not_stop_a_cell_with_few_records(world, tmp_path, capsys):
+    """5 records for 230 images: the 64 sampled images hold none of their images by chance
+    (about 1 run in 5); the sample cannot tell, so the alignment runs and matches them."""
+    from dina_datasets.images import list_images
+
+    entries = list_images(str(world.root / "base"))
+    sampled = set(np.random.default_rng(0).choice(len(entries), 64, replace=False).tolist())
+    unseen = [e.path for i, e in enumerate(entries) if i not in sampled][:5]
+    with open(world.root / "imagenet_data.json") as handle:
+        record = {os.path.abspath(t["image"]): k for k, t in enumerate(json.load(handle)["test"])}
+    data = Layout(str(tmp_path / "few"))
+    os.makedirs(os.path.dirname(data.explanations("AlignToy", "Saliency")))
+    strip(Layout(str(world.root / "generated")).explanations("AlignToy", "Saliency"),
+          data.explanations("AlignToy", "Saliency"),
+          [record[os.path.abspath(p)] for p in unseen], 1e-3, seed=8)
+    out = tmp_path / "aligned.json"
+    assert align(world, data.root, out) == 0
+    assert "0 of 64 images match a record: too few records" in capsys.readouterr().out
+    assert aligned_paths(str(out)) == [os.path.abspath(p) for p in unseen]
+
+
 def test_published_cell_joins_after_alignment(world, tmp_path, capsys):
     """Once aligned, the keyless cell draws over its images (`dina show`, the explorer's
     sample) and pairs by image_id with a generated cell written in another order, its

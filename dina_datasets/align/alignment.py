@@ -6,9 +6,9 @@
    weights (the model is built first: offline pretrained weights fail here);
 2. the records' fingerprints, streamed in parts of `RECORD_PART`;
 3. an early check on a sample of `SAMPLE` (64) images: when too few of them match any
-   record, the images are not those of the file (or the model, weights or explainer
-   differ): stop with the reason, before hours of work. The cost per image measured on the
-   sample gives the estimate printed next;
+   record (under a quarter of the expected hits), the images are not those of the file
+   (or the model, weights or explainer differ): stop with the reason, before hours of
+   work. The cost per image measured on the sample gives the estimate printed next;
 4. the images' fingerprints in parts of `part_size` (the unit of `--shard K/N` and of
    resumption);
 5. matching and the outputs (`report`); the parts are removed once they are written.
@@ -35,6 +35,11 @@ from dina_datasets.layout import Layout
 from dina_datasets.runs import parts as parts_mod
 
 SAMPLE = 64
+# The early check stops when fewer than STOP_FRACTION of the hits expected from the sample
+# (records / images of it) are found; it cannot tell when under MIN_EXPECTED hits are
+# expected (a partial cell): then it only prints the estimate. Wrong images give ~0 hits.
+STOP_FRACTION = 0.25
+MIN_EXPECTED = 8
 RECORD_PART = 4096
 IMAGE_PART = 1024
 ROUTES = ("auto", "maps", "preprocess")
@@ -292,8 +297,11 @@ def _early_check(job: Job, records: np.ndarray, sample: int, left: int,
     seconds = (time.perf_counter() - clock) / len(entries)
     near = matching.top2(found, records)
     hits = int((near.similarity >= matching.MIN_SIMILARITY).sum())
-    expected = min(1.0, job.published.num_records / len(job.entries))
-    if hits < 0.5 * expected * len(entries):
+    expected = min(1.0, job.published.num_records / len(job.entries)) * len(entries)
+    if expected < MIN_EXPECTED:  # e.g. 5 records for 230 images: no hit is likely
+        blind = (f": too few records ({job.published.num_records:,} for "
+                 f"{len(job.entries):,} images) for the sample to tell, not stopping")
+    elif hits < STOP_FRACTION * expected:
         raise AlignmentError(
             f"only {hits} of {len(entries)} sampled images of {job.manifest['images']!r} "
             f"match a record of {job.published.url} (best similarities: median "
@@ -301,7 +309,9 @@ def _early_check(job: Job, records: np.ndarray, sample: int, left: int,
             "are not the images of this file, or the model, weights or explainer differ "
             f"from those that made it (weights: {job.manifest['weights']}). Stopped before "
             "the full run")
-    say(f"sample: {hits} of {len(entries)} images match a record; estimate "
+    else:
+        blind = ""
+    say(f"sample: {hits} of {len(entries)} images match a record{blind}; estimate "
         f"{seconds:.3f} s/image here, {left * seconds / 60:.1f} min for {left:,} images "
         "(split with --shard K/N)")
 
