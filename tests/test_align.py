@@ -434,6 +434,14 @@ def test_published_cell_joins_after_alignment(world, tmp_path, capsys):
     sample = explorer.sample("Saliency", shown[1])
     assert sample.image_id == formats.image_id_of(expected[shown[1]])
     np.testing.assert_array_equal(sample.image, display_image(expected[shown[1]], SIZE))
+    from dina_datasets import load_dataset
+
+    ds = load_dataset("dina", "AlignToy-Saliency", split="validation", data_url=data,
+                      imagenet_json=out, cache_dir=str(tmp_path / "hf"))
+    foreign = set(world.foreign)
+    assert ds["image_id"] == [f"unmatched-record-{k:06d}" if p in foreign else
+                              formats.image_id_of(p) for k, p in enumerate(expected)]
+    assert set(ds["label"]) == {-1, 0}
 
 
 def test_align_over_gcs(world, tmp_path, capsys):
