@@ -341,6 +341,54 @@ def test_bad_input_stops_with_the_reason(world, tmp_path, capsys, monkeypatch):
     assert "--weights none" in capsys.readouterr().err and not out.exists()
 
 
+def test_rerun_with_other_settings_is_refused(world, tmp_path, capsys):
+    """A complete output is "already complete" for the same settings only: other weights or
+    another explainer are refused (never reported complete); a cell aligned through Saliency
+    without Saliency's file says which file is missing."""
+    data, _ = world.bucket("rerun", ("base",))
+    out = tmp_path / "aligned.json"
+    assert align(world, data, out) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert align(world, data, out, None, "--explainer", "GradientInput") == 2
+    assert "other settings (explainer differ)" in capsys.readouterr().err
+    assert main(["align", "AlignToy-Saliency", "--images", str(world.root / "base"),
+                 "--data-url", data, "--out", str(out), "--weights", "pretrained"]) == 2
+    assert "(weights differ): pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert align(world, data, out) == 0
+    assert "already complete" in capsys.readouterr().out
+    layout = Layout(str(tmp_path / "ig"))  # only a 3-channel IntegratedGradients-like cell
+    os.makedirs(os.path.dirname(layout.explanations("AlignToy", "IntegratedGradients")))
+    shutil.copyfile(Layout(data).explanations("AlignToy", "Saliency"),
+                    layout.explanations("AlignToy", "IntegratedGradients"))
+    assert align(world, layout.root, tmp_path / "ig.json",
+                 config="AlignToy-IntegratedGradients") == 2
+    err = capsys.readouterr().err
+    assert "aligned through AlignToy-Saliency" in err and "download that cell too" in err
+
+
+def test_early_check_does_not_stop_a_cell_with_few_records(world, tmp_path, capsys):
+    """5 records for 230 images: the 64 sampled images hold none of their images by chance
+    (about 1 run in 5); the sample cannot tell, so the alignment runs and matches them."""
+    from dina_datasets.images import list_images
+
+    entries = list_images(str(world.root / "base"))
+    sampled = set(np.random.default_rng(0).choice(len(entries), 64, replace=False).tolist())
+    unseen = [e.path for i, e in enumerate(entries) if i not in sampled][:5]
+    with open(world.root / "imagenet_data.json") as handle:
+        record = {os.path.abspath(t["image"]): k for k, t in enumerate(json.load(handle)["test"])}
+    data = Layout(str(tmp_path / "few"))
+    os.makedirs(os.path.dirname(data.explanations("AlignToy", "Saliency")))
+    strip(Layout(str(world.root / "generated")).explanations("AlignToy", "Saliency"),
+          data.explanations("AlignToy", "Saliency"),
+          [record[os.path.abspath(p)] for p in unseen], 1e-3, seed=8)
+    out = tmp_path / "aligned.json"
+    assert align(world, data.root, out) == 0
+    assert "0 of 64 images match a record: too few records" in capsys.readouterr().out
+    assert aligned_paths(str(out)) == [os.path.abspath(p) for p in unseen]
+
+
 def test_published_cell_joins_after_alignment(world, tmp_path, capsys):
     """Once aligned, the keyless cell draws over its images (`dina show`, the explorer's
     sample) and pairs by image_id with a generated cell written in another order, its
@@ -386,6 +434,14 @@ def test_published_cell_joins_after_alignment(world, tmp_path, capsys):
     sample = explorer.sample("Saliency", shown[1])
     assert sample.image_id == formats.image_id_of(expected[shown[1]])
     np.testing.assert_array_equal(sample.image, display_image(expected[shown[1]], SIZE))
+    from dina_datasets import load_dataset
+
+    ds = load_dataset("dina", "AlignToy-Saliency", split="validation", data_url=data,
+                      imagenet_json=out, cache_dir=str(tmp_path / "hf"))
+    foreign = set(world.foreign)
+    assert ds["image_id"] == [f"unmatched-record-{k:06d}" if p in foreign else
+                              formats.image_id_of(p) for k, p in enumerate(expected)]
+    assert set(ds["label"]) == {-1, 0}
 
 
 def test_align_over_gcs(world, tmp_path, capsys):
@@ -412,3 +468,41 @@ def test_align_over_gcs(world, tmp_path, capsys):
             "aligned.csv", "aligned.json", "aligned.report.json"]
     finally:
         server.stop()
+
+
+def test_ray_engine_shares_parts_with_a_local_run(toy, tmp_path, monkeypatch, capsys):
+    """`--engine ray`: the images' parts computed by a worker of a local Ray cluster (the
+    toy model from its registry), resuming a local shard; the outputs are a local run's."""
+    ray = pytest.importorskip("ray")
+    import logging
+
+    photos = sorted(str(p) for p in Path(toy.images).iterdir())
+    order = np.random.default_rng(3).permutation(len(photos))
+    listed = kecam(tmp_path / "listed.json", [photos[i] for i in order], [0] * len(photos))
+    tiny = ["--registry", toy.registry, "--weights", "none", "--no-progress"]
+    assert main(["generate", "--model", "Tiny", "--explainer", "Saliency", "--images", listed,
+                 "--out", str(tmp_path / "gen"), *tiny]) == 0
+    data = Layout(str(tmp_path / "pub"))
+    os.makedirs(os.path.dirname(data.explanations("Tiny", "Saliency")))
+    strip(Layout(str(tmp_path / "gen")).explanations("Tiny", "Saliency"),
+          data.explanations("Tiny", "Saliency"), range(len(photos)), 1e-3, seed=4)
+    run = ["align", "Tiny-Saliency", "--images", toy.images, "--data-url", data.root,
+           "--registry", toy.registry, "--weights", "none", "--part-size", "4"]
+    local, remote = str(tmp_path / "local.json"), str(tmp_path / "ray.json")
+    assert main([*run, "--out", local, "--no-progress"]) == 0
+    assert main([*run, "--out", remote, "--shard", "1/3", "--no-progress"]) == 0
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(toy.root), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    capsys.readouterr()
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    try:
+        assert main([*run, "--out", remote, "--engine", "ray", "--workers", "1"]) == 0
+    finally:
+        ray.shutdown()
+    captured = capsys.readouterr()
+    assert "8 of 12 images to explain" in captured.out and "12 matched" in captured.out
+    assert "parts 2/2" in captured.err and "(1 worker(s))" in captured.err
+    assert aligned_paths(remote) == [os.path.abspath(photos[i]) for i in order]
+    for a, b in zip(report_mod.paths(local), report_mod.paths(remote), strict=True):
+        assert Path(a).read_bytes() == Path(b).read_bytes()

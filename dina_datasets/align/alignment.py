@@ -6,9 +6,9 @@
    weights (the model is built first: offline pretrained weights fail here);
 2. the records' fingerprints, streamed in parts of `RECORD_PART`;
 3. an early check on a sample of `SAMPLE` (64) images: when too few of them match any
-   record, the images are not those of the file (or the model, weights or explainer
-   differ): stop with the reason, before hours of work. The cost per image measured on the
-   sample gives the estimate printed next;
+   record (under a quarter of the expected hits), the images are not those of the file
+   (or the model, weights or explainer differ): stop with the reason, before hours of
+   work. The cost per image measured on the sample gives the estimate printed next;
 4. the images' fingerprints in parts of `part_size` (the unit of `--shard K/N` and of
    resumption);
 5. matching and the outputs (`report`); the parts are removed once they are written.
@@ -35,6 +35,11 @@ from dina_datasets.layout import Layout
 from dina_datasets.runs import parts as parts_mod
 
 SAMPLE = 64
+# The early check stops when fewer than STOP_FRACTION of the hits expected from the sample
+# (records / images of it) are found; it cannot tell when under MIN_EXPECTED hits are
+# expected (a partial cell): then it only prints the estimate. Wrong images give ~0 hits.
+STOP_FRACTION = 0.25
+MIN_EXPECTED = 8
 RECORD_PART = 4096
 IMAGE_PART = 1024
 ROUTES = ("auto", "maps", "preprocess")
@@ -56,6 +61,36 @@ class AlignResult:
         return "\n".join([head, *self.notes])
 
 
+@dataclass(frozen=True)
+class ImageWork:
+    """What computing the images' parts needs, without the model (picklable: `--engine ray`
+    sends it to workers, which build their own `maker` once and `write` parts)."""
+
+    model: str
+    explainer: str | None  # None: the preprocess route
+    weights: str
+    batch_size: int
+    entries: list[ImageEntry]
+    out: str
+    storage_options: dict[str, Any] | None = None
+
+    def maker(self) -> recompute.Recompute:
+        """The model, preprocessing and explainer of this work."""
+        if self.explainer is None:
+            return recompute.Preprocessed(self.model, self.batch_size)
+        return recompute.Recompute(self.model, self.explainer, self.weights, self.batch_size)
+
+    def write(self, maker: recompute.Recompute, part: parts_mod.Part,
+              update: Callable[[int], Any] | None = None) -> None:
+        """Compute one part of the images' fingerprints and save it (atomically)."""
+        Store(self.out, self.storage_options).save("images", part, maker.fingerprints(
+            self.entries[part.start:part.stop], update))
+
+
+# Computes the given image parts of a work (`--engine ray`); returns notes to print.
+Compute = Callable[[ImageWork, list[parts_mod.Part]], list[str]]
+
+
 @dataclass
 class Job:
     """A checked alignment: what it matches, with what, and where it keeps its parts."""
@@ -68,6 +103,7 @@ class Job:
     manifest: dict[str, Any]
     store: Store
     notes: list[str]
+    work: ImageWork
 
 
 def prepare(config: str, images: str, data_url: str, out: str, *,
@@ -89,8 +125,14 @@ def prepare(config: str, images: str, data_url: str, out: str, *,
         method, name = None, f"{cell.model} inputs"
     else:
         method = _explainer(cell, explainer, notes)
-        published = Published.open(layout.explanations(cell.model, method), EXPLANATIONS,
-                                   storage_options)
+        url = layout.explanations(cell.model, method)
+        if method != cell.explainer and not storage.exists(url, storage_options):
+            raise ConfigError(
+                f"{cell.name} is aligned through {cell.model}-{method} (every explainer of "
+                f"a model shares one record order), whose records are not at {url}: download "
+                f"that cell too (its explanations.tfrecord), or, when {cell.model} has a "
+                "preprocess_dataset.tfrecord, use --route preprocess")
+        published = Published.open(url, EXPLANATIONS, storage_options)
         _check_shape(published, catalog.Cell(cell.model, method, allow_missing=True))
         name = f"{cell.model}-{method}"
     entries = list_images(images)
@@ -98,10 +140,8 @@ def prepare(config: str, images: str, data_url: str, out: str, *,
         raise ConfigError(f"{images!r} lists {len(entries)} images but {published.url} holds "
                           f"{published.num_records} records: every record's image must be "
                           "in the source (the ImageNet validation set: 50,000 images)")
-    if method is None:
-        maker: recompute.Recompute = recompute.Preprocessed(cell.model, batch_size)
-    else:
-        maker = recompute.Recompute(cell.model, method, weights, batch_size)
+    work = ImageWork(cell.model, method, weights, batch_size, entries, out, storage_options)
+    maker = work.maker()
     if tuple(maker.shape) != tuple(published.shape):
         raise ConfigError(f"the records of {published.url} have shape {published.shape} but "
                           f"{name} makes {tuple(maker.shape)} here: is {cell.model} the model "
@@ -114,7 +154,7 @@ def prepare(config: str, images: str, data_url: str, out: str, *,
                 "fingerprint": fingerprints.SIZE, "part_size": part_size,
                 "min_similarity": matching.MIN_SIMILARITY, "max_ratio": matching.MAX_RATIO}
     return Job(cell.name, published, entries, image_root(images), maker, manifest,
-               Store(out, storage_options), notes)
+               Store(out, storage_options), notes, work)
 
 
 def _explainer(cell: catalog.Cell, explainer: str | None, notes: list[str]) -> str:
@@ -155,19 +195,27 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
           shard: str | tuple[int, int] | None = None, part_size: int = IMAGE_PART,
           batch_size: int = 32, sample: int = SAMPLE, overwrite: bool = False,
           check_only: bool = False, progress: bool = False, say: Callable[[str], Any] = print,
+          compute: Compute | None = None,
           storage_options: dict[str, Any] | None = None) -> AlignResult:
     """Recover which image of `images` each record of `config` at `data_url` explains, and
     write `out` (kecam json, record order), its report and CSV (module docstring).
-    `check_only`: stop after the early check and the estimate (steps 1 to 3)."""
+    `check_only`: stop after the early check and the estimate (steps 1 to 3); `compute`:
+    what computes the images' parts (default: this process; `--engine ray`: workers)."""
     started = time.perf_counter()
     k, n = parts_mod.parse_shard(shard)
     result = AlignResult(out)
+    request = {"config": catalog.Cell.from_name(config, allow_missing=True).name,
+               "images": images, "data_url": data_url.rstrip("/"), "weights": weights,
+               "explainer": explainer, "route": route, "preprocess_url": preprocess_url}
     if n == 1 and not overwrite:
         earlier = report.read_report(out, storage_options)
-        if earlier is not None and earlier.get("manifest", {}).get("config") == \
-                catalog.Cell.from_name(config, allow_missing=True).name and \
-                earlier["manifest"].get("images") == images and \
-                earlier["manifest"].get("records", "").startswith(data_url.rstrip("/")):
+        if earlier is not None:
+            before = earlier.get("request") or {}
+            differ = sorted(key for key in request if before.get(key) != request[key])
+            if differ:
+                raise ConfigError(f"{out} holds an alignment made with other settings "
+                                  f"({', '.join(differ)} differ): pass --overwrite to redo "
+                                  "it, or choose another --out")
             result.complete, result.counts = True, earlier["counts"]
             result.notes.append(f"{out} is already complete (pass --overwrite to redo it)")
             return result
@@ -194,7 +242,10 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
         if check_only:
             result.notes.append("check passed: run again without --check-only to align")
             return result
-    _images(job, todo, progress)
+    if compute is None:
+        _images(job, todo, progress)
+    elif todo:
+        result.notes += compute(job.work, todo)
     if n > 1:
         left = len(plan) - len(job.store.done("images", plan))
         result.notes.append(f"shard {k}/{n}: {len(todo)} part(s) written; {left} part(s) of "
@@ -204,9 +255,9 @@ def align(config: str, images: str, data_url: str, out: str, *, weights: str = "
         return result
     local = job.store.load("images", plan)
     assignment = matching.assign(matching.top2(records, local))
-    report.write(out, assignment, job.entries, job.root, {"manifest": job.manifest,
-                                                           "records": published.url},
-                 storage_options)
+    report.write(out, assignment, job.entries, job.root, {
+        "manifest": job.manifest, "records": published.url, "request": request},
+        storage_options)
     job.store.remove()
     result.complete = True
     result.counts = {s: assignment.count(s) for s in ("matched", "ambiguous", "unmatched")}
@@ -246,8 +297,11 @@ def _early_check(job: Job, records: np.ndarray, sample: int, left: int,
     seconds = (time.perf_counter() - clock) / len(entries)
     near = matching.top2(found, records)
     hits = int((near.similarity >= matching.MIN_SIMILARITY).sum())
-    expected = min(1.0, job.published.num_records / len(job.entries))
-    if hits < 0.5 * expected * len(entries):
+    expected = min(1.0, job.published.num_records / len(job.entries)) * len(entries)
+    if expected < MIN_EXPECTED:  # e.g. 5 records for 230 images: no hit is likely
+        blind = (f": too few records ({job.published.num_records:,} for "
+                 f"{len(job.entries):,} images) for the sample to tell, not stopping")
+    elif hits < STOP_FRACTION * expected:
         raise AlignmentError(
             f"only {hits} of {len(entries)} sampled images of {job.manifest['images']!r} "
             f"match a record of {job.published.url} (best similarities: median "
@@ -255,7 +309,9 @@ def _early_check(job: Job, records: np.ndarray, sample: int, left: int,
             "are not the images of this file, or the model, weights or explainer differ "
             f"from those that made it (weights: {job.manifest['weights']}). Stopped before "
             "the full run")
-    say(f"sample: {hits} of {len(entries)} images match a record; estimate "
+    else:
+        blind = ""
+    say(f"sample: {hits} of {len(entries)} images match a record{blind}; estimate "
         f"{seconds:.3f} s/image here, {left * seconds / 60:.1f} min for {left:,} images "
         "(split with --shard K/N)")
 
@@ -266,5 +322,4 @@ def _images(job: Job, todo: list[parts_mod.Part], progress: bool) -> None:
     with tqdm(total=sum(len(p) for p in todo), unit="img", desc="images",
               disable=not progress) as bar:
         for part in todo:
-            job.store.save("images", part, job.maker.fingerprints(
-                job.entries[part.start:part.stop], bar.update))
+            job.work.write(job.maker, part, bar.update)

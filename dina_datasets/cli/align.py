@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dina_datasets.cli import engine
 from dina_datasets.layout import DEFAULT_DATA_URL
 
 
@@ -46,19 +47,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="start again, discarding an earlier alignment and its parts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    engine.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from dina_datasets.align.alignment import align
     from dina_datasets.align.verification import verify
 
-    result = align(args.config, args.images, args.data_url, args.out, weights=args.weights,
-                   explainer=args.explainer, route=args.route,
-                   preprocess_url=args.preprocess_url, shard=args.shard,
-                   part_size=args.part_size, batch_size=args.batch_size,
-                   overwrite=args.overwrite, check_only=args.check_only,
-                   progress=not args.no_progress and sys.stderr.isatty(),
-                   storage_options=args.storage_options)
+    ray_engine = engine.engine(args)
+    settings = dict(weights=args.weights, explainer=args.explainer, route=args.route,
+                    preprocess_url=args.preprocess_url, shard=args.shard,
+                    part_size=args.part_size, batch_size=args.batch_size,
+                    overwrite=args.overwrite, check_only=args.check_only,
+                    progress=not args.no_progress and sys.stderr.isatty(),
+                    storage_options=args.storage_options)
+    if ray_engine is not None:
+        from dina_datasets.ray.alignment import align as align_on_ray
+
+        result = align_on_ray(args.config, args.images, args.data_url, args.out, ray_engine,
+                              **settings)
+    else:
+        result = align(args.config, args.images, args.data_url, args.out, **settings)
     print(result.summary())
     if args.verify and result.complete:
         for line in verify(args.verify, args.out, args.data_url, weights=args.weights,

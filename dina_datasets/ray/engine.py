@@ -1,5 +1,5 @@
-"""`--engine ray`: the parts of generation and evaluation runs on Ray actors, exports as
-Ray tasks.
+"""`--engine ray`: the parts of generation and evaluation runs (and of alignments'
+images, `ray.alignment`) on Ray actors, exports as Ray tasks.
 
 The runs are the same as in one process (`generation.pipeline.prepare` / `PartWriter` /
 `finish`, `metrics.evaluation.prepare` / `metrics.scorer.PartScorer` / `finish`): the same
@@ -114,6 +114,13 @@ class PartWorker:
         mismatched = scorer.score(part)
         return Done(key, part.index, len(part), time.perf_counter() - started, os.getpid(),
                     mismatched)
+
+
+    def align(self, key: str, work: Any, _: Any, part: parts_mod.Part) -> Done:
+        """Compute and save one part of an alignment's image fingerprints."""
+        started = time.perf_counter()
+        work.write(self.runners.get_or_make(key, work.maker), part)
+        return Done(key, part.index, len(part), time.perf_counter() - started, os.getpid())
 
 
 class Progress:
