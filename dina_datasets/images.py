@@ -7,6 +7,7 @@ A source is a folder of class sub-folders (ImageNet validation once structured),
 from __future__ import annotations
 
 import os
+import re
 
 from dina_datasets import formats
 from dina_datasets.errors import AlignmentError, ConfigError, LayoutError
@@ -14,6 +15,17 @@ from dina_datasets.formats import UNKNOWN_LABEL
 from dina_datasets.formats import ImageRef as ImageEntry  # one type for an image and its keys
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+_PLACEHOLDER = re.compile(r"(ambiguous|unmatched)-record-\d{6,}")
+
+
+def placeholder(status: str, record: int) -> str:
+    """The image name `dina align` writes for a record it did not match to an image."""
+    return f"{status}-record-{record:06d}"
+
+
+def is_placeholder(name: str) -> bool:
+    """Whether an image name or path of a json is `dina align`'s placeholder (no image)."""
+    return _PLACEHOLDER.fullmatch(formats.image_id_of(name)) is not None
 
 
 def is_image(name: str) -> bool:

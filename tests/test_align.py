@@ -506,3 +506,24 @@ def test_ray_engine_shares_parts_with_a_local_run(toy, tmp_path, monkeypatch, ca
     assert aligned_paths(remote) == [os.path.abspath(photos[i]) for i in order]
     for a, b in zip(report_mod.paths(local), report_mod.paths(remote), strict=True):
         assert Path(a).read_bytes() == Path(b).read_bytes()
+
+
+def test_evaluate_scores_an_aligned_cell_with_unmatched_records(world, tmp_path):
+    """`dina evaluate --imagenet-json aligned.json` scores every matched record against its
+    image and gives the records `dina align` left without one (unmatched) no score (NaN),
+    instead of stopping at the first placeholder."""
+    data, expected = world.bucket("evaluated", ("base", "foreign"))
+    spare = make_images(tmp_path / "spare", PHOTOS, 20, seed=11)
+    listed = kecam(tmp_path / "local.json", world.base + spare, [0] * (BASE + 20))
+    out = str(tmp_path / "aligned.json")
+    assert align(world, data, out, listed) == 0
+    scored = str(tmp_path / "scored")
+    assert main(["evaluate", "--model", "AlignToy", "--explainer", "Saliency", "--metrics",
+                 "Deletion", "--data-url", data, "--imagenet-json", out, "--out", scored,
+                 "--weights", "none", "--metric-param", "Deletion.nb_steps=4",
+                 "--batch-size", "64", "--no-progress"]) == 0
+    values = np.array(formats.read_scores(Layout(scored).scores("AlignToy", "Saliency",
+                                                                "Deletion")), np.float64)
+    foreign = np.array([p in set(world.foreign) for p in expected])
+    assert len(values) == len(expected) and foreign.sum() == FOREIGN
+    assert np.isnan(values[foreign]).all() and np.isfinite(values[~foreign]).all()

@@ -18,14 +18,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from dina_datasets import storage
 from dina_datasets.align.matching import MATCHED, Assignment
 from dina_datasets.formats import UNKNOWN_LABEL
-from dina_datasets.images import ImageEntry, relative_path
+from dina_datasets.images import ImageEntry, placeholder, relative_path
 
 
 def paths(out: str) -> tuple[str, str, str]:
@@ -33,16 +32,6 @@ def paths(out: str) -> tuple[str, str, str]:
     aligned.csv)."""
     stem = out[:-5] if out.lower().endswith(".json") else out
     return out, f"{stem}.report.json", f"{stem}.csv"
-
-
-def placeholder(status: str, record: int) -> str:
-    """The image name written for a record that is not matched."""
-    return f"{status}-record-{record:06d}"
-
-
-def is_placeholder(image_id: str) -> bool:
-    """Whether an image id of an aligned json is a placeholder (no image)."""
-    return re.fullmatch(r"(ambiguous|unmatched)-record-\d{6,}", image_id) is not None
 
 
 def kecam_json(assignment: Assignment, entries: Sequence[ImageEntry], root: str,

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog, formats
-from dina_datasets.align import matching, recompute, report
+from dina_datasets.align import matching, recompute
 from dina_datasets.align.published import Published
-from dina_datasets.images import ImageEntry
+from dina_datasets.images import ImageEntry, is_placeholder
 from dina_datasets.layout import Layout
 
 VERIFY_SAMPLE = 200
@@ -28,7 +28,7 @@ def verify(configs: Sequence[str], aligned: str, data_url: str, *,
     """One line per config: "CONFIG: same order (k/k)" or "CONFIG: different (...)"."""
     refs = formats.read_imagenet_json(aligned, storage_options)
     matched = np.array([i for i, r in enumerate(refs) if r.image_id and
-                        not report.is_placeholder(r.image_id)], np.int64)
+                        not is_placeholder(r.image_id)], np.int64)
     picked = matched[np.unique(np.linspace(0, len(matched) - 1, min(sample, len(matched)))
                                .astype(np.int64))] if len(matched) else matched
     entries = [ImageEntry(refs[i].path, refs[i].image_id, refs[i].label) for i in picked]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from dina_datasets.errors import AlignmentError
+from dina_datasets.images import is_placeholder
 from dina_datasets.recordio import records
 
 PREPROCESS_FEATURES = frozenset({"preprocess_input", "one_hot_prediction"})
@@ -37,6 +38,12 @@ class Batch:
     prediction: list[int] | None = None
     inputs: np.ndarray | None = None
     targets: np.ndarray | None = None
+    missing: np.ndarray | None = None  # rows whose image `dina align` could not name
+
+    def present(self, count: int) -> np.ndarray:
+        """Positions among the first `count` rows that have an image to score against."""
+        rows = np.arange(min(count, len(self)))
+        return rows if self.missing is None else rows[~self.missing[rows]]
 
     def __len__(self) -> int:
         return len(self.explanations)
@@ -145,7 +152,24 @@ def join_images(batches: Iterable[Batch], entries: Sequence[Any], num_explanatio
         ids.setdefault(entry.image_id, position)
     for batch in batches:
         rows = image_rows(batch, entries, ids, num_explanations, positional)
-        batch.inputs = load([entries[r].path for r in rows])
-        scores = predict(batch.inputs)
-        batch.targets = np.eye(scores.shape[-1], dtype=np.float32)[scores.argmax(axis=-1)]
+        missing = np.array([is_placeholder(entries[r].path) for r in rows], bool)
+        if missing.any():  # records `dina align` left without an image: no score (NaN)
+            batch.missing = missing
+        if missing.all():
+            yield batch
+            continue
+        present = load([entries[r].path for r, gone in zip(rows, missing, strict=True)
+                        if not gone])
+        scores = predict(present)
+        targets = np.eye(scores.shape[-1], dtype=np.float32)[scores.argmax(axis=-1)]
+        batch.inputs, batch.targets = _spread(present, missing), _spread(targets, missing)
         yield batch
+
+
+def _spread(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """`values` of the rows not missing, placed among zeros for the missing ones."""
+    if not missing.any():
+        return values
+    out = np.zeros((len(missing), *values.shape[1:]), values.dtype)
+    out[~missing] = values
+    return out

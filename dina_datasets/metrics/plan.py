@@ -178,9 +178,9 @@ def _dataset_mean(cell: catalog.Cell, images: str | None, preprocess_url: str | 
     from dina_datasets.generation.preprocessing import dataset_mean
 
     if images:
-        from dina_datasets.images import list_images
+        from dina_datasets.images import is_placeholder, list_images
 
-        paths = [e.path for e in list_images(images)[:total]]
+        paths = [e.path for e in list_images(images)[:total] if not is_placeholder(e.path)]
         return dataset_mean(cell.model, paths=paths, batch_size=batch_size)
     return dataset_mean(cell.model, preprocess_url=preprocess_url or layout.preprocess(cell.model),
                         limit=total, storage_options=options)

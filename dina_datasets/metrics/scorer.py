@@ -77,18 +77,22 @@ class PartScorer:
         mismatched = 0
         for batch in prefetch(batches):
             if batch.prediction is not None and batch.targets is not None:
-                mismatched += int(np.sum(np.asarray(batch.prediction) !=
-                                         batch.targets.argmax(axis=-1)))
+                seen = batch.present(len(batch))
+                mismatched += int(np.sum(np.asarray(batch.prediction)[seen] !=
+                                         batch.targets[seen].argmax(axis=-1)))
             for name, end in wanted.items():
                 count = min(len(batch), end - batch.start)
                 if count <= 0:
                     continue
-                rows = slice(0, count)
+                rows = batch.present(count)  # records without an image: NaN
+                values = np.full(count, np.nan)
                 began = time.perf_counter()
-                scores[name].append(np.asarray(self.scorers[name].scores(
-                    None if batch.inputs is None else batch.inputs[rows],
-                    None if batch.targets is None else batch.targets[rows],
-                    batch.explanations[rows], start=batch.start), np.float64))
+                if len(rows):
+                    values[rows] = np.asarray(self.scorers[name].scores(
+                        None if batch.inputs is None else batch.inputs[rows],
+                        None if batch.targets is None else batch.targets[rows],
+                        batch.explanations[rows], start=batch.start), np.float64)
+                scores[name].append(values)
                 seconds[name] += time.perf_counter() - began
         wall = time.perf_counter() - started
         for name, values in scores.items():
