@@ -472,5 +472,5 @@ def test_an_activation_not_in_the_table_names_the_ones_that_are(tmp_path):
              for j, e in enumerate(("Saliency", "RandomExp"))}
     path = str(tmp_path / "scores.parquet")
     pd.concat([_frame(cells), _frame(cells, "logits")]).to_parquet(path)
-    with pytest.raises(ConfigError, match="'logit'.*activations: logits, softmax"):
+    with pytest.raises(ConfigError, match="logit.*activations: logits, softmax"):
         stats.reliability(path, activation="logit")
