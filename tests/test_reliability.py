@@ -272,6 +272,9 @@ def test_cli_bad_input(table, tmp_path, capsys):
     assert "--splits" in capsys.readouterr().err
     assert main(["reliability", "--scores", table, "--retest", "3"]) == 2
     assert "--data-url" in capsys.readouterr().err
+    # --configs chooses score files: with a built table it would be silently ignored
+    assert main(["reliability", "--scores", table, "--configs", "ResNet50-*", "--json"]) == 2
+    assert "--filter model=M" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="confidence"):
         stats.reliability(table, confidence=1.5)
 

@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 0:
             raise ConfigError(f"--{name} takes a number of images >= 0, got "
                               f"{getattr(args, name)}")
+    if args.configs and args.scores:  # it chooses score files: it would be ignored
+        raise ConfigError("--configs chooses the score files under --data-url; the table of "
+                          f"--scores is already built: keep only some of it with --filter "
+                          f"model=M / explainer=E (got --configs {' '.join(args.configs)})")
     if args.retest and args.scores:
         raise ConfigError("--retest re-runs the metrics on the maps: give --data-url (the "
                           "folder of the maps, inputs and score files), not --scores")
