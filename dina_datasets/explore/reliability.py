@@ -20,7 +20,7 @@ CACHED = 8
 SHOWN = ["model", "activation", "metric", "grade", "n", "explainers", "split_half",
          "split_half_low", "split_half_high", "alpha", "separates_random", "best_vs_random",
          "degenerate_share", "degenerate_explainers", "retest", "planted", "reasons"]
-WORDS = {True: "yes", False: "no", None: ""}
+WORDS = {True: "yes", False: "no", None: "not checked"}
 
 
 class Cards:
@@ -44,8 +44,9 @@ class Cards:
 
 
 def compute(explorer: Any, extra: Sequence[str] = ()) -> tuple[Any, bytes]:
-    """The cards (`SHOWN` columns; `separates_random` as yes / no / blank when RandomExp is
-    absent) and the coloured card (PNG bytes) of the explorer's scores under `extra`."""
+    """The cards (`SHOWN` columns; `separates_random` as yes / no / "not checked": no
+    RandomExp, or a metric of unknown direction) and the coloured card (PNG bytes) of the
+    explorer's scores under `extra`."""
     from dina_datasets.analysis import stats
     from dina_datasets.viz import card, charts
 
