@@ -477,3 +477,23 @@ def test_an_activation_not_in_the_table_names_the_ones_that_are(tmp_path):
     pd.concat([_frame(cells), _frame(cells, "logits")]).to_parquet(path)
     with pytest.raises(ConfigError, match="logit.*activations: logits, softmax"):
         stats.reliability(path, activation="logit")
+
+
+def test_beats_control_in_the_table_agrees_with_the_card():
+    """Saliency beats RandomExp on 170 of 300 images: its 95 % Wilson bound alone is above
+    1/2, not at the Bonferroni level over the three explainers that the card's separation
+    uses; the validity table said `beats_control` while the card said "does not separate"."""
+    n, wins = 300, 170
+    values = np.column_stack([np.where(np.arange(n) < wins, 1.0, -1.0), -np.ones(n),
+                              -np.ones(n), np.zeros(n)])
+    rows = validity.against_controls(values, ["Saliency", "GradCAM", "Rise", "RandomExp"],
+                                     "Insertion", "ResNet50")
+    assert validity.wilson(wins, n)[0] > 0.5  # alone it would be evidence
+    assert validity.separates(rows) is False
+    assert [r[9] for r in rows] == [False, False, False]
+    low, high = validity.wilson(wins, n, 1 - 0.05 / 3)
+    assert (rows[0][7], rows[0][8]) == pytest.approx((low, high))
+    # and one explainer alone: the plain 95 % interval, and both say it separates
+    alone = validity.against_controls(values[:, [0, 3]], ["Saliency", "RandomExp"],
+                                      "Insertion", "ResNet50")
+    assert alone[0][9] is True and validity.separates(alone) is True
