@@ -84,3 +84,20 @@ def test_degenerate_published_maps_are_never_ranked(bucket, tmp_path, capsys):
     assert "degenerate maps (8 of 8 sampled maps all-zero)" in text
     assert main(["leaderboard", "--data-url", bucket, "--map-sample", "-1"]) == 2
     assert "--map-sample must be 0" in capsys.readouterr().err
+
+
+def test_reliability_card_counts_the_degenerate_maps(bucket, capsys):
+    """`dina reliability` checks the maps under --data-url like `dina report`: half the
+    explainers' sampled maps are degenerate, so the card says so and grades the metric down;
+    with --map-sample 0 it does not look."""
+    def cards(*extra: str) -> dict[str, dict]:
+        assert main(["reliability", "--data-url", bucket, "--json", "--splits", "20",
+                     *extra]) == 0
+        document = json.loads(capsys.readouterr().out)
+        return {c["metric"]: c for c in document["cards"]}
+
+    checked = cards()
+    assert checked["Complexity"]["degenerate_maps_share"] == pytest.approx(0.5)
+    assert checked["Complexity"]["grade"] == "unreliable"
+    unchecked = cards("--map-sample", "0")
+    assert unchecked["Complexity"]["degenerate_maps_share"] is None  # not looked at

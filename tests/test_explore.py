@@ -464,3 +464,29 @@ def test_compare_pairs_by_image_id_and_refuses_positions_across_models(tmp_path)
             explorer.compare("ResNet50-Saliency", "DinoV2-Rise", "Insertion")
     finally:
         explorer.close()
+
+
+def test_reliability_tab_shows_the_cards_of_the_statistics_computed_when_asked(site):
+    """The Reliability view is `stats.reliability`'s cards and card picture, under the
+    filters; nothing is computed with the first page, and each filter set once."""
+    _, _, path, client, explorer = site
+    assert not explorer.cards.kept  # the page opened (its leaderboard shown): no card yet
+    plot, result = client.predict(*SHARED, api_name="/reliability")
+    want = stats.reliability(path, activation="softmax").cards
+    got = table(result)
+    assert [(r["model"], r["metric"], r["grade"]) for r in got] == list(
+        want[["model", "metric", "grade"]].itertuples(index=False, name=None))
+    np.testing.assert_allclose([r["split_half"] if r["split_half"] is not None else np.nan
+                                for r in got], want["split_half"], equal_nan=True)
+    assert {r["separates_random"] for r in got} == {"not checked"}  # no RandomExp here
+    assert pixels(plot).shape[0] > 200
+    client.predict(*SHARED, api_name="/reliability")
+    assert len(explorer.cards.kept) == 1  # the same filters: computed once
+    wrong = table(client.predict("wrong", "", "", "softmax", api_name="/reliability")[1])
+    want = stats.reliability(path, filters=["wrong"], activation="softmax").cards
+    assert [(r["model"], r["metric"], r["n"]) for r in wrong] == list(
+        want[["model", "metric", "n"]].itertuples(index=False, name=None))
+    assert max(r["n"] for r in wrong) == N - 1 and len(explorer.cards.kept) == 2
+    with pytest.raises(Exception, match="no scores left") as info:
+        client.predict("all", "", "nope_id", "softmax", api_name="/reliability")
+    assert "Traceback" not in str(info.value)

@@ -272,6 +272,9 @@ def test_cli_bad_input(table, tmp_path, capsys):
     assert "--splits" in capsys.readouterr().err
     assert main(["reliability", "--scores", table, "--retest", "3"]) == 2
     assert "--data-url" in capsys.readouterr().err
+    # --configs chooses score files: with a built table it would be silently ignored
+    assert main(["reliability", "--scores", table, "--configs", "ResNet50-*", "--json"]) == 2
+    assert "--filter model=M" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="confidence"):
         stats.reliability(table, confidence=1.5)
 
@@ -444,3 +447,53 @@ def test_split_half_sees_small_differences_on_a_large_offset():
     values = 1e4 + np.arange(6) * 1e-4 + rng.normal(0, 1e-6, (2000, 6))
     estimate, low, _ = consistency.split_half(values, n_splits=20)
     assert estimate == pytest.approx(1.0) and low == pytest.approx(1.0)
+
+
+def _frame(cells: dict, activation: str = "softmax") -> pd.DataFrame:
+    """A scores table (the columns of `dina scores`) of {(model, explainer, metric): scores}."""
+    rows = [(model, explainer, metric, activation, i, f"img_{i:03d}", 1, 1, float(v))
+            for (model, explainer, metric), values in cells.items()
+            for i, v in enumerate(values)]
+    return pd.DataFrame(rows, columns=["model", "explainer", "metric", "activation", "index",
+                                       "image_id", "label", "prediction", "score"])
+
+
+def test_a_metric_that_ties_every_explainer_says_so_not_too_few_images():
+    """Every explainer scored alike on 40 images: the split-half is undefined because the
+    metric ranks nothing, not because 40 images are too few (the reason said so before)."""
+    cells = {("ResNet50", e, "Insertion"): np.full(40, 0.3)
+             for e in ("Saliency", "GradCAM", "RandomExp")}
+    c = stats.reliability(_frame(cells), n_splits=20).cards.iloc[0]
+    assert c["n"] == 40 and not math.isfinite(c["split_half"])
+    assert c["grade"] == "questionable"
+    assert "too few images" not in c["reasons"]
+    assert "tie on every half of the 40 images" in c["reasons"]
+
+
+def test_an_activation_not_in_the_table_names_the_ones_that_are(tmp_path):
+    cells = {("ResNet50", e, "Insertion"): np.arange(10.0) + j
+             for j, e in enumerate(("Saliency", "RandomExp"))}
+    path = str(tmp_path / "scores.parquet")
+    pd.concat([_frame(cells), _frame(cells, "logits")]).to_parquet(path)
+    with pytest.raises(ConfigError, match="logit.*activations: logits, softmax"):
+        stats.reliability(path, activation="logit")
+
+
+def test_beats_control_in_the_table_agrees_with_the_card():
+    """Saliency beats RandomExp on 170 of 300 images: its 95 % Wilson bound alone is above
+    1/2, not at the Bonferroni level over the three explainers that the card's separation
+    uses; the validity table said `beats_control` while the card said "does not separate"."""
+    n, wins = 300, 170
+    values = np.column_stack([np.where(np.arange(n) < wins, 1.0, -1.0), -np.ones(n),
+                              -np.ones(n), np.zeros(n)])
+    rows = validity.against_controls(values, ["Saliency", "GradCAM", "Rise", "RandomExp"],
+                                     "Insertion", "ResNet50")
+    assert validity.wilson(wins, n)[0] > 0.5  # alone it would be evidence
+    assert validity.separates(rows) is False
+    assert [r[9] for r in rows] == [False, False, False]
+    low, high = validity.wilson(wins, n, 1 - 0.05 / 3)
+    assert (rows[0][7], rows[0][8]) == pytest.approx((low, high))
+    # and one explainer alone: the plain 95 % interval, and both say it separates
+    alone = validity.against_controls(values[:, [0, 3]], ["Saliency", "RandomExp"],
+                                      "Insertion", "ResNet50")
+    assert alone[0][9] is True and validity.separates(alone) is True

@@ -24,6 +24,7 @@ SIGNATURES = {"reliability.csv": b"model,activation,metric,",
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dina_datasets.analysis.filters import FILTER_HELP
     from dina_datasets.analysis.stats.consistency import N_SPLITS
+    from dina_datasets.analysis.stats.sanity import MAP_SAMPLE
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder of score files (any fsspec URL; "
@@ -54,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "`dina evaluate`'s, 42 by default: use another)")
     parser.add_argument("--weights", default="pretrained",
                         help="model weights of the re-run: pretrained, none or a file")
+    parser.add_argument("--maps-url", metavar="URL",
+                        help="bucket-shaped folder of the cells' maps, checked for degenerate "
+                        "maps (all-zero, constant, near zero; default: --data-url when the "
+                        "scores are read from there)")
+    parser.add_argument("--map-sample", type=int, default=MAP_SAMPLE, metavar="K",
+                        help=f"maps read per cell for that check (default {MAP_SAMPLE}, evenly "
+                        "spread; 0: no check)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document (cards, validity) and write nothing")
     parser.add_argument("--out", default="reliability", metavar="DIR",
@@ -79,8 +87,11 @@ def _work(args: argparse.Namespace, table: str):
     from dina_datasets.analysis import stats
     from dina_datasets.demo.validity import planted_if_present
 
+    maps_url = args.maps_url or (None if args.scores else args.data_url)
+    maps = stats.table_maps(stats.open_scores(table, args.filters, None, args.storage_options),
+                            maps_url, args.map_sample, args.storage_options)
     return stats.reliability(table, filters=args.filters, activation=args.activation,
-                             n_splits=args.splits, seed=args.seed,
+                             n_splits=args.splits, seed=args.seed, maps=maps,
                              planted=planted_if_present(table, args.filters, args.planted,
                                                         args.storage_options),
                              retest=_retest(args, table),
@@ -95,10 +106,17 @@ def run(args: argparse.Namespace) -> int:
     from dina_datasets.errors import ConfigError, check_positive_int
 
     check_positive_int("--splits", args.splits)
+    if args.map_sample < 0:
+        raise ConfigError(f"--map-sample must be 0 (no check) or a positive number of maps, "
+                          f"got {args.map_sample}")
     for name in ("planted", "retest"):
         if getattr(args, name) < 0:
             raise ConfigError(f"--{name} takes a number of images >= 0, got "
                               f"{getattr(args, name)}")
+    if args.configs and args.scores:  # it chooses score files: it would be ignored
+        raise ConfigError("--configs chooses the score files under --data-url; the table of "
+                          f"--scores is already built: keep only some of it with --filter "
+                          f"model=M / explainer=E (got --configs {' '.join(args.configs)})")
     if args.retest and args.scores:
         raise ConfigError("--retest re-runs the metrics on the maps: give --data-url (the "
                           "folder of the maps, inputs and score files), not --scores")

@@ -1,6 +1,6 @@
 """The explorer's web app (Gradio Blocks): leaderboard, sample, compare, agreement and
-stability views, each also a named API endpoint (`/leaderboard`, `/sample`, `/compare`,
-`/agreement`, `/stability`) that `gradio_client` can call.
+stability and reliability views, each also a named API endpoint (`/leaderboard`, `/sample`,
+`/compare`, `/agreement`, `/stability`, `/reliability`) that `gradio_client` can call.
 
 Bad input never shows a traceback: the handlers turn every error into `gr.Error` naming the
 problem (a message in the page, an error from the API).
@@ -122,6 +122,14 @@ def build(explorer: Explorer) -> gr.Blocks:
                                                      activation))
         return explorer.save(png), shown(frame)
 
+    @guarded
+    def reliability(prediction: str | None = None, classes: str | None = None,
+                    image_ids: str | None = None, activation: str | None = None):
+        """Can I trust the metric? The reliability card of every model and metric."""
+        frame, png = explorer.reliability(with_filters(prediction, classes, image_ids,
+                                                       activation))
+        return explorer.save(png), shown(frame)
+
     with gr.Blocks(title="DINA explorer") as demo:
         gr.Markdown(f"# DINA explorer\nData: `{explorer.data_url}` · scores: "
                     f"`{explorer.scores_path}`" + ("" if explorer.images else
@@ -193,11 +201,17 @@ def build(explorer: Explorer) -> gr.Blocks:
                     t_go = gr.Button("Show stability", elem_id="t-go")
                 t_plot = gr.Image(type="filepath", label="curve plot", interactive=False)
                 t_table = gr.Dataframe(label="curve", interactive=False)
-            # The "Reliability" tab goes here: `analysis.stats.reliability` gives frames of
-            # (model, activation, metric, grade, ...); a tab with model / metric dropdowns, a
-            # handler like `stability` (`explorer.reliability(...)`, shown by `shown`), its
-            # `.click(..., api_name="reliability")` below, and a row in docs/explorer.md's API
-            # table (a test compares that table with the app's API).
+            with gr.Tab("Reliability", id="reliability") as r_tab:
+                with gr.Row():
+                    r_go = gr.Button("Show reliability", elem_id="r-go")
+                from dina_datasets.analysis.stats.grades import SECTION_HOW_TO_READ
+
+                gr.Markdown(SECTION_HOW_TO_READ + "\nComputed when this tab opens (about a "
+                            "minute on the whole grid), then kept per filter set. "
+                            "`planted` and `retest` run a model: `dina reliability "
+                            "--planted N --retest N`.")
+                r_plot = gr.Image(type="filepath", label="card", interactive=False)
+                r_table = gr.Dataframe(label="cards", elem_id="r-table", interactive=False)
 
         lb_go.click(leaderboard, [lb_model, lb_metric, *shared], lb_table,
                     api_name="leaderboard")
@@ -208,6 +222,9 @@ def build(explorer: Explorer) -> gr.Blocks:
         a_go.click(agreement, [a_between, *shared], [a_plot, a_table], api_name="agreement")
         t_go.click(stability, [t_model, t_metric, *shared], [t_plot, t_table],
                    api_name="stability")
+        r_go.click(reliability, shared, [r_plot, r_table], api_name="reliability")
+        # computed when the tab opens, not with the first page
+        r_tab.select(reliability, shared, [r_plot, r_table], api_name=False)
 
         def open_row(config_a, frame, event: gr.SelectData):
             row = frame.iloc[event.index[0]]

@@ -2,7 +2,8 @@
 URL and its scores table (DuckDB over Parquet, through `dina_datasets.stats`). Its views
 live beside it, one module each: `samples` (maps read on demand, one ranged read per record,
 concurrently, drawn by `renderers` exactly as `dina show` draws them), `comparison`,
-`rankings` (agreement, stability); `controls` turns the app's controls into filters.
+`rankings` (agreement, stability), `reliability` (the
+reliability cards, computed when asked and kept); `controls` turns the app's controls into filters.
 
 Every method raises a `DinaError` naming the problem on bad input; the app turns it into a
 message in the page.
@@ -24,6 +25,7 @@ from dina_datasets import catalog
 from dina_datasets.errors import ConfigError, DinaError, LayoutError
 from dina_datasets.explore import comparison, opening, rankings, samples
 from dina_datasets.explore.controls import position
+from dina_datasets.explore.reliability import Cards
 from dina_datasets.explore.renderers import Renderers
 from dina_datasets.explore.samples import Sample
 from dina_datasets.layout import DEFAULT_ACTIVATION, Layout
@@ -65,6 +67,7 @@ class Explorer:
         self._cells: list[tuple[str, str]] | None = None
         self._choices: dict[str, list[str]] = {}
         self.start: tuple[str, str] | None = None  # (model, metric) the app opens on
+        self.cards = Cards(self)  # the reliability cards, computed when first asked
         self.readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="dina-read")
         self._thread = threading.local()
         self.renderers = Renderers(min(4, os.cpu_count() or 1) if render_workers is None
@@ -225,6 +228,12 @@ class Explorer:
                   ) -> tuple[Any, bytes]:
         """How many images the ranking of (model, metric) needs: `rankings.stability`."""
         return rankings.stability(self, model, metric, extra)
+
+    def reliability(self, extra: Sequence[str] = ()) -> tuple[Any, bytes]:
+        """The reliability cards of every (model, metric) under the filters and the
+        coloured card (PNG): `reliability.compute`, computed once per filter set."""
+        self.check()
+        return self.cards(extra)
 
     # ---- helpers ------------------------------------------------------------------------
     def save(self, png: bytes) -> str:

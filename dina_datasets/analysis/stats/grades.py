@@ -18,7 +18,7 @@ interval, as done here for `reliable`):
 - `questionable`: the split-half interval reaches below 0.75, or the metric does not
   separate from random (`validity`), or 10 % or more of the scores undefined (or of the
   sampled maps degenerate), or a test-retest ICC below 0.75, or too few images (4) or
-  ranked explainers (2) to tell;
+  ranked explainers (2) to tell, or the explainers tie on every half (nothing ranked);
 - `reliable`: none of these.
 
 Krippendorff's alpha is shown, not graded: it says whether single images agree, which a
@@ -77,8 +77,11 @@ def grade(card: dict[str, Any]) -> tuple[str, list[str]]:
     if card["explainers"] < MIN_EXPLAINERS:
         doubtful.append(f"{card['explainers']} explainer(s) ranked (the others degenerate or "
                         f"absent): at least {MIN_EXPLAINERS} are needed to tell")
-    elif card["n"] < MIN_IMAGES or not math.isfinite(sh):
+    elif card["n"] < MIN_IMAGES:
         doubtful.append(f"too few images with every explainer's score ({card['n']}) to tell")
+    elif not math.isfinite(sh):
+        doubtful.append(f"the explainers tie on every half of the {card['n']} images: the "
+                        "metric ranks nothing here")
     elif sh < POOR:
         bad.append(f"split-half {sh:.2f} < {POOR}: the ranking does not repeat on other "
                    "images")
@@ -219,7 +222,11 @@ def reliability(scores: Any, *, filters=(), activation: str | None = None,
     found = sorted(r[0] for r in base.query("SELECT DISTINCT activation FROM scores")
                    .fetchall())
     if not found:
-        raise ConfigError(f"no scores left after the filters ({' AND '.join(base.filters)})")
+        present = open_scores(scores, (), None, storage_options).query(
+            "SELECT DISTINCT activation FROM scores").fetchall()
+        raise ConfigError(f"no scores left after the filters ({' AND '.join(base.filters)}); "
+                          "the table's activations: "
+                          f"{', '.join(sorted(str(r[0]) for r in present)) or 'none'}")
     cards, controls = [], []
     for name in found:
         table = open_scores(base, [f"activation={name}"]) if len(found) > 1 else base

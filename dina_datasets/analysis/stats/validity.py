@@ -2,7 +2,10 @@
 nothing? Per (model, metric) and explainer, on the images both have: the share of images
 where the explainer beats a control (RandomExp, and Sobel and Laplace when present) in
 the catalog's direction of the metric (a tie does not beat), with its Wilson score interval
-(Wilson 1927; the interval recommended for a binomial share by Brown, Cai & DasGupta 2001).
+(Wilson 1927; the interval recommended for a binomial share by Brown, Cai & DasGupta 2001)
+at the Bonferroni level over the k explainers compared with that control (confidence
+1 - (1 - 0.95) / k), and `beats_control` when its low end is above 1/2: the same evidence
+as the separation below, so the table and the card never disagree.
 
 A metric "does not separate from random" (for a model) when no explainer that is not a
 reference beats RandomExp on most images with evidence: no Wilson lower bound above 1/2,
@@ -44,8 +47,8 @@ def wilson(wins: np.ndarray | float, n: np.ndarray | float, confidence: float = 
 def against_controls(values: np.ndarray, explainers: list[str], metric: str, model: str,
                      confidence: float = CONFIDENCE) -> list[list[Any]]:
     """`COLUMNS` rows of images x explainers `values` (NaN = missing): every explainer that
-    is not a reference against every control present. Empty for a metric of unknown
-    direction."""
+    is not a reference against every control present, intervals at the Bonferroni level
+    over those explainers. Empty for a metric of unknown direction."""
     direction = higher_is_better(metric)
     if direction is None:
         return []
@@ -63,7 +66,7 @@ def against_controls(values: np.ndarray, explainers: list[str], metric: str, mod
         with np.errstate(invalid="ignore"):
             wins = ((sign * (block - base) > 0) & both).sum(axis=0)
         n = both.sum(axis=0)
-        low, high = wilson(wins, n, confidence)
+        low, high = wilson(wins, n, 1 - (1 - confidence) / len(others))  # Bonferroni
         for j, k, w, lo, hi in zip(others, n, wins, low, high, strict=True):
             share = w / k if k else math.nan
             rows.append([model, metric, explainers[j], control, int(k), int(w), share,
