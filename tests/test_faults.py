@@ -257,3 +257,29 @@ def test_on_gcs_a_copied_index_is_checked_against_the_stores_crc(emulator, tmp_p
     reader._LAYOUTS.clear()
     with pytest.warns(sidecar.StaleIndexWarning, match="CRC-32C"):
         assert sidecar.read_index(url, options) is None
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 3])
+def test_a_crash_while_merging_never_leaves_a_file_without_its_keys(faulty, crash_at):
+    """`dina merge` publishes like the writer: the merged file is never there without the
+    keys of its records, whichever rename fails."""
+    from dina_datasets.generation.merge import concatenate
+
+    parts = ["faulty://p/0.tfrecord", "faulty://p/1.tfrecord"]
+    write_cell(parts[0], IDS[:6])
+    write_cell(parts[1], IDS[6:], seed=6)
+    url = "faulty://m/explanations.tfrecord"
+    FaultyFS.plan = {"mv": [None] * (crash_at - 1) + [OSError("crash")]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            concatenate(parts, url)
+        except OSError as err:
+            assert "crash" in str(err)
+        FaultyFS.plan = {}
+        reader._LAYOUTS.clear()
+        if not faulty.exists(url):
+            return
+        info = reader.inspect(url)
+    assert info.keys is not None and list(info.keys["image_id"]) == IDS, \
+        "the merged file was published without its keys"

@@ -58,6 +58,11 @@ def concatenate(sources: Sequence[str], url: str, *, expected: int | None = None
                 while chunk := handle.read(CHUNK):
                     crc = crc32c.crc32c(chunk, crc)
                     out.write(chunk)
+        # the index before the file (as `RecordWriter.close`): a crash after the file is
+        # published never leaves it without its keys; unstamped, a reader checks it against
+        # a sample of records until the stamped one below replaces it
+        joined = dataclasses.replace(joined, crc32c=f"{crc:08x}")
+        index.write(url, joined, storage_options, stamp=False)
     fs, path = storage.filesystem(url, storage_options)
     written = int(fs.info(path)["size"])
     if written != joined.file_size:
@@ -65,7 +70,7 @@ def concatenate(sources: Sequence[str], url: str, *, expected: int | None = None
             fs.rm(path)
         raise RecordError(f"merged file holds {written} bytes, expected {joined.file_size} "
                           "(the parts changed while merging?); it was removed", url=url)
-    index.write(url, dataclasses.replace(joined, crc32c=f"{crc:08x}"), storage_options)
+    index.write(url, joined, storage_options)
     return joined.num_records
 
 
