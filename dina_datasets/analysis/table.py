@@ -25,7 +25,6 @@ from dina_datasets.analysis.filters import (
     Filter,
     condition,
     isin,
-    literal,  # noqa: F401  (its old path: the explorer's)
 )
 from dina_datasets.analysis.scores import COLUMNS as TABLE_COLUMNS
 from dina_datasets.errors import AlignmentError, ConfigError, FormatError, LayoutError

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog
-from dina_datasets.analysis.table import literal
 from dina_datasets.errors import ConfigError, DinaError, LayoutError, RecordIndexError
 from dina_datasets.explore.controls import position, record_index
 from dina_datasets.layout import DEFAULT_ACTIVATION
@@ -79,8 +78,8 @@ def sample(explorer: Any, name: str, index: Any, activation: str = DEFAULT_ACTIV
 
 def index_of(explorer: Any, model: str, image_id: str) -> int:
     """The record index of an image id (from the scores table)."""
-    got = explorer.table().frame(f"SELECT min(index) AS i FROM scores WHERE model = "
-                                 f"{literal(model)} AND image_id = {literal(image_id)}")
+    got = explorer.table().frame("SELECT min(index) AS i FROM scores WHERE model = $model "
+                                 "AND image_id = $id", {"model": model, "id": image_id})
     value = got["i"].iloc[0]
     if missing(value):
         raise ConfigError(f"no image {image_id!r} for {model} in the scores table "
@@ -95,10 +94,10 @@ def _keys(explorer: Any, cells: list[tuple[str, str]], index: int, activation: s
     map_only = [m for m, spec in catalog.METRICS.items() if not spec.needs_model]
     frame = explorer.table([f"activation={activation},{DEFAULT_ACTIVATION}"]).frame(
         "SELECT model, explainer, metric, image_id, label, prediction, score FROM scores "
-        f"WHERE index = {int(index)} AND (activation = {literal(activation)} OR "
-        f"metric IN ({', '.join(map(literal, map_only))})) "
-        f"AND model IN ({', '.join(map(literal, models))}) "
-        f"AND explainer IN ({', '.join(map(literal, explainers))})")
+        "WHERE index = $index AND (activation = $activation OR list_contains($map_only, "
+        "metric)) AND list_contains($models, model) AND list_contains($explainers, "
+        "explainer)", {"index": int(index), "activation": activation, "map_only": map_only,
+                       "models": models, "explainers": explainers})
     metrics = list(catalog.METRICS)
     scores: dict[str, dict[str, float]] = {}
     for r in sorted(frame.itertuples(), key=lambda r: position(r.metric, metrics)):
