@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dina_datasets.cli import options
 from dina_datasets.layout import DEFAULT_DATA_URL
 
 FILES = ("leaderboard.csv", "leaderboard_pairs.csv", "leaderboard.md", "leaderboard.png")
@@ -17,8 +18,6 @@ SIGNATURES = {"leaderboard.csv": b"model,explainer,metric,", "leaderboard_pairs.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dina_datasets.analysis.filters import FILTER_HELP
-    from dina_datasets.analysis.stats.equivalence import MARGIN, UNITS
-    from dina_datasets.analysis.stats.sanity import MAP_SAMPLE
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder holding {Model}/{Explainer}/"
@@ -36,21 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"with AND): {FILTER_HELP}")
     parser.add_argument("--alpha", type=float, default=0.01,
                         help="significance level of the verdicts (default 0.01)")
-    parser.add_argument("--maps-url", metavar="URL",
-                        help="bucket-shaped folder of the cells' maps, checked for "
-                        "degenerate maps (all-zero, constant, near zero; default: --data-url "
-                        "when the scores are read from there)")
-    parser.add_argument("--map-sample", type=int, default=MAP_SAMPLE, metavar="K",
-                        help=f"maps read per cell for that check (default {MAP_SAMPLE}, "
-                        "evenly spread; 0: no check)")
-    parser.add_argument("--equivalence-margin", type=float, default=MARGIN, metavar="F",
-                        help="equivalence margin of the TOST verdicts: a fraction of the "
-                        "metric's per-image spread (pooled standard deviation of the "
-                        f"explainers' scores; default {MARGIN}), or a score difference "
-                        "with --margin-units score")
-    parser.add_argument("--margin-units", choices=UNITS, default="sd",
-                        help="sd (default): --equivalence-margin is a fraction of the "
-                        "spread; score: it is in the metric's own units")
+    options.add_map_check(parser)
+    options.add_verdicts(parser)
     parser.add_argument("--ci", choices=("normal", "bootstrap"), default="normal",
                         help="95 %% interval: normal approximation (default, instant) or "
                         "percentile bootstrap")
@@ -62,10 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"folder (or URL) for {', '.join(FILES)} (default ./leaderboard)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files of --out that are not previous leaderboard outputs")
-    parser.add_argument("--allow-mixed-settings", action="store_true",
-                        help="compare scores of one model and metric computed with different "
-                        "settings (other metric parameters, seed, weights, or published vs "
-                        "evaluated here); refused by default, naming what differs")
+    options.add_mixed_settings(parser)
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -75,12 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from dina_datasets.analysis import leaderboard
     from dina_datasets.analysis.stats.equivalence import check_margin
     from dina_datasets.cli import check_outputs, write_outputs
-    from dina_datasets.errors import ConfigError
 
     check_margin(args.equivalence_margin, args.margin_units)
-    if args.map_sample < 0:
-        raise ConfigError(f"--map-sample must be 0 (no check) or a positive number of maps, "
-                          f"got {args.map_sample}")
+    options.check_map_sample(args)
     if not args.json:  # before the work and any printing
         names = [n for n in FILES if not (args.no_plot and n.endswith(".png"))]
         check_outputs({storage.join(args.out, n): SIGNATURES[n] for n in names},

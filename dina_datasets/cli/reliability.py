@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 
+from dina_datasets.cli import options
 from dina_datasets.layout import DEFAULT_DATA_URL
 
 FILES = ("reliability.csv", "reliability_validity.csv", "reliability.md", "reliability.png")
@@ -24,7 +25,6 @@ SIGNATURES = {"reliability.csv": b"model,activation,metric,",
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dina_datasets.analysis.filters import FILTER_HELP
     from dina_datasets.analysis.stats.consistency import N_SPLITS
-    from dina_datasets.analysis.stats.sanity import MAP_SAMPLE
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder of score files (any fsspec URL; "
@@ -55,13 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "`dina evaluate`'s, 42 by default: use another)")
     parser.add_argument("--weights", default="pretrained",
                         help="model weights of the re-run: pretrained, none or a file")
-    parser.add_argument("--maps-url", metavar="URL",
-                        help="bucket-shaped folder of the cells' maps, checked for degenerate "
-                        "maps (all-zero, constant, near zero; default: --data-url when the "
-                        "scores are read from there)")
-    parser.add_argument("--map-sample", type=int, default=MAP_SAMPLE, metavar="K",
-                        help=f"maps read per cell for that check (default {MAP_SAMPLE}, evenly "
-                        "spread; 0: no check)")
+    options.add_map_check(parser)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document (cards, validity) and write nothing")
     parser.add_argument("--out", default="reliability", metavar="DIR",
@@ -87,7 +81,7 @@ def _work(args: argparse.Namespace, table: str):
     from dina_datasets.analysis import stats
     from dina_datasets.demo.validity import planted_if_present
 
-    maps_url = args.maps_url or (None if args.scores else args.data_url)
+    maps_url = options.maps_url(args)
     maps = stats.table_maps(stats.open_scores(table, args.filters, None, args.storage_options),
                             maps_url, args.map_sample, args.storage_options)
     return stats.reliability(table, filters=args.filters, activation=args.activation,
@@ -106,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from dina_datasets.errors import ConfigError, check_positive_int
 
     check_positive_int("--splits", args.splits)
-    if args.map_sample < 0:
-        raise ConfigError(f"--map-sample must be 0 (no check) or a positive number of maps, "
-                          f"got {args.map_sample}")
+    options.check_map_sample(args)
     for name in ("planted", "retest"):
         if getattr(args, name) < 0:
             raise ConfigError(f"--{name} takes a number of images >= 0, got "

@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 
+from dina_datasets.cli import options
 from dina_datasets.layout import DEFAULT_DATA_URL
 
 
@@ -26,8 +27,6 @@ def _sizes(text: str) -> tuple[int, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dina_datasets.analysis.filters import FILTER_HELP
     from dina_datasets.analysis.stats import SIZES
-    from dina_datasets.analysis.stats.equivalence import MARGIN, UNITS
-    from dina_datasets.analysis.stats.sanity import MAP_SAMPLE
 
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",
                         help="root of a bucket-shaped folder of score files (any fsspec URL; "
@@ -44,21 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{FILTER_HELP}")
     parser.add_argument("--alpha", type=float, default=0.01,
                         help="significance level of the paired verdicts (default 0.01)")
-    parser.add_argument("--maps-url", metavar="URL",
-                        help="bucket-shaped folder of the cells' maps, checked for "
-                        "degenerate maps (all-zero, constant, near zero; default: --data-url "
-                        "when the scores are read from there)")
-    parser.add_argument("--map-sample", type=int, default=MAP_SAMPLE, metavar="K",
-                        help=f"maps read per cell for that check (default {MAP_SAMPLE}, "
-                        "evenly spread; 0: no check)")
-    parser.add_argument("--equivalence-margin", type=float, default=MARGIN, metavar="F",
-                        help="equivalence margin of the TOST verdicts: a fraction of the "
-                        "metric's per-image spread (pooled standard deviation of the "
-                        f"explainers' scores; default {MARGIN}), or a score difference "
-                        "with --margin-units score")
-    parser.add_argument("--margin-units", choices=UNITS, default="sd",
-                        help="sd (default): --equivalence-margin is a fraction of the "
-                        "spread; score: it is in the metric's own units")
+    options.add_map_check(parser)
+    options.add_verdicts(parser)
     parser.add_argument("--alpha-cd", type=float, default=0.05,
                         help="significance level of the Nemenyi critical difference "
                         "(default 0.05, as in Demšar 2006)")
@@ -76,10 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files of --out that are not an earlier report's")
-    parser.add_argument("--allow-mixed-settings", action="store_true",
-                        help="compare scores of one model and metric computed with different "
-                        "settings (other metric parameters, seed, weights, or published vs "
-                        "evaluated here); refused by default, naming what differs")
+    options.add_mixed_settings(parser)
 
 
 # How the report's files start: an existing file that starts otherwise is a user's, not
@@ -125,12 +108,10 @@ def run(args: argparse.Namespace) -> int:
     from dina_datasets.analysis import cost, scores
     from dina_datasets.analysis.report import write_report
     from dina_datasets.analysis.stats.equivalence import check_margin
-    from dina_datasets.errors import ConfigError, check_positive_int
+    from dina_datasets.errors import check_positive_int
 
     check_margin(args.equivalence_margin, args.margin_units)
-    if args.map_sample < 0:
-        raise ConfigError(f"--map-sample must be 0 (no check) or a positive number of maps, "
-                          f"got {args.map_sample}")
+    options.check_map_sample(args)
     for name in ("n_boot", "stability_boot"):
         check_positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     check_out(args.out, overwrite=args.overwrite, storage_options=args.storage_options)
@@ -145,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
         planted = planted_if_present(table, args.filters,  # when Planted configs are there
                                      storage_options=args.storage_options)
-        maps_url = args.maps_url or (None if args.scores else args.data_url)
+        maps_url = options.maps_url(args)
         return write_report(table, args.out, filters=args.filters, alpha=args.alpha,
                             margin=args.equivalence_margin, margin_units=args.margin_units,
                             maps_url=maps_url, map_sample=args.map_sample,
