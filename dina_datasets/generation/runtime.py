@@ -7,12 +7,21 @@ looks for GPUs, then runs on the CPU as asked. `tensorflow()` initialises the de
 the process's stderr passed through a filter that drops that one line when no driver is
 installed; every other line (and the cuInit line itself when a driver is there: then it is a
 real error) passes unchanged.
+
+TensorFlow also warns "N out of the last N calls to <function ...> triggered tf.function
+retracing" when one process builds several models: each config builds its own model, so its
+prediction function and xplique's gradient functions (`GradCAM._gradient`,
+`get_gradient_of_operator`, traced per model) are traced once per model, which is expected
+and not the repeated tracing the warning is about. Our own functions are traced once per
+model and input shape (`metrics.base.Forward`); `RetracingFilter` drops that one warning
+from the `tensorflow` logger, every other message passes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sys
 import threading
@@ -60,6 +69,14 @@ def dropping(text: bytes) -> Iterator[None]:
         os.close(saved)
 
 
+class RetracingFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning (see the module
+    docstring); every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 @functools.lru_cache(maxsize=1)
 def tensorflow() -> Any:
     """The `tensorflow` module, its physical devices listed once (the GPU probe) with the
@@ -71,4 +88,7 @@ def tensorflow() -> Any:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+    logger = tf.get_logger()
+    if not any(isinstance(f, RetracingFilter) for f in logger.filters):
+        logger.addFilter(RetracingFilter())
     return tf
