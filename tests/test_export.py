@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import posixpath
 
 import datasets
 import numpy as np
@@ -486,3 +487,43 @@ def test_export_killed_with_sigkill_never_publishes_duplicates(tmp_path, target,
     export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000)  # tidies, completes
     assert [c.num_examples for c in check_export(out)] == [10, 59]
     assert sorted(os.listdir(out)) == ["DinoV2-Rise", "README.md", "scores"]
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_two_exports_at_once_never_publish_a_partial_set(tmp_path, monkeypatch, where):
+    # export B of the same config starts and ends while export A is between its first and
+    # second shard; B used to remove A's staging folder, and A then published 2 of 3 shards
+    from dina_datasets import storage
+    from dina_datasets.hf.source import Source
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=10, keys=True)
+    out = str(tmp_path / "out") if where == "local" else f"memory://two-{tmp_path.name}"
+    tables, calls, second = Source.tables, [], []
+
+    def during(self, *args, **kwargs):
+        calls.append(None)
+        if len(calls) == 2:
+            try:
+                second.append(export(["DinoV2-Rise"], out, data_url=root,
+                                     max_shard_bytes=830_000))
+            except Exception as error:  # what B met is asserted below
+                second.append(error)
+        return tables(self, *args, **kwargs)
+
+    monkeypatch.setattr(Source, "tables", during)
+    if where == "local":  # B is refused while A holds its staging folder; A completes
+        found = export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000)
+        assert [c.num_examples for c in found] == [10, 59]
+        assert isinstance(second[0], FileNotFoundError)
+        assert "another export of config 'DinoV2-Rise'" in str(second[0])
+    else:  # no lock on an object store: A sees that its staging folder lost shards
+        with pytest.raises(FileNotFoundError, match="holds 2 of the 3 shards written"):
+            export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000)
+        assert [c.num_examples for c in second[0]] == [10, 59]
+    fs, path = storage.filesystem(out)
+    files = sorted(posixpath.basename(f) for f in fs.find(posixpath.join(path, "DinoV2-Rise")))
+    assert files == [f"validation-{i:05d}-of-00003.parquet" for i in range(3)]
+    assert not fs.glob(posixpath.join(path, "*.tmp-*"))
+    if where == "memory":
+        fs.rm(path, recursive=True)
