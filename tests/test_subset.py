@@ -91,3 +91,40 @@ def test_parquet_subset_has_the_export_rows(partial, tmp_path, capsys):
 
     want = load(full)
     assert load(out) == [want[3], want[0], want[2]]
+
+
+@pytest.mark.parametrize("argv, want", [(["-2:"], [2, 3]), (["0:1", "-1:"], [0, 3]),
+                                        (["-3:-1"], [1, 2]), (["-1"], [3])])
+def test_negative_ranges_work_as_the_docs_write_them(partial, tmp_path, capsys, argv, want):
+    # docs/loading.md: `-10:` the last 10; argparse used to take "-2:" for an option
+    root, maps = partial
+    out = str(tmp_path / "out")
+    assert main(["subset", "--configs", "DinoV2-Rise", "--indices", *argv, "--data-url", root,
+                 "--out", out]) == 0, capsys.readouterr().err
+    got = np.stack(list(read_explanations(Layout(out).explanations("DinoV2", "Rise"))))
+    np.testing.assert_array_equal(got, maps["DinoV2-Rise"][want])
+
+
+def test_done_is_called_one_config_at_a_time(partial, tmp_path):
+    # `dina subset --jobs 2` printed "ResNet50-Saliency: 2 rows (written)DinoV2-Rise: ..." on
+    # one line: its `done` ran in two threads at once
+    import threading
+
+    from dina_datasets.hf.subset import subset
+
+    root, _ = partial
+    guard, both, active, peak = threading.Lock(), threading.Event(), [0], []
+
+    def done(result):
+        with guard:
+            active[0] += 1
+            peak.append(active[0])
+            if active[0] == 2:
+                both.set()
+        both.wait(timeout=3)  # the other config's call, if it may run now, enters meanwhile
+        with guard:
+            active[0] -= 1
+
+    results = subset(["all"], str(tmp_path / "out"), "0:2", data_url=root, jobs=2, done=done)
+    assert len(results) == 2
+    assert peak == [1, 1]

@@ -123,7 +123,7 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
            jobs: int = 2, done: Callable[[SubsetConfig], Any] | None = None,
            overwrite: bool = False) -> list[SubsetConfig]:
     """Write the records at `indices` of each config under `out` (see the module docstring);
-    `done(result)` is called as each config completes.
+    `done(result)` is called as each config completes, one call at a time.
 
     `configs`: names, patterns or "all", matched against the configs present under
     `data_url`. `indices`: an `Indices` (or its text, see `parse_indices`), resolved against
@@ -155,6 +155,8 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
         for cell in cells:
             _check_unused(Layout(out), cell, storage_options)
 
+    reporting = threading.Lock()  # `done` prints: one line at a time, whole
+
     def run(cell: catalog.Cell) -> SubsetConfig:
         if manifest.complete(cell.name):
             result = SubsetConfig(cell.name, len(wanted), True)
@@ -168,7 +170,8 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
             manifest.add(cell.name, len(wanted))
             result = SubsetConfig(cell.name, len(wanted), False)
         if done:
-            done(result)
+            with reporting:
+                done(result)
         return result
 
     with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="dina-subset") as pool:
