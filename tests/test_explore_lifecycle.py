@@ -119,3 +119,34 @@ def test_children_exit_when_the_explorer_is_killed(started):
     # the renderers also remove the explorer's own temporary folder on their way out
     _until(lambda: not [p for p in tmp.iterdir() if p.name.startswith("dina-explore-")],
            20, "temporary folder left after SIGKILL")
+    assert not (tmp / "gradio").exists()  # Gradio's cache was inside it
+
+
+def test_sigterm_during_a_render_leaves_nothing_in_the_temporary_folder(started):
+    # the maps the explorer served used to stay in $TMPDIR/gradio after it stopped (every
+    # picture of the session, Gradio's cache)
+    import threading
+
+    from gradio_client import Client
+
+    process, children, tmp = started
+    port = process.args[process.args.index("--port") + 1]
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    assert len(client.predict("ResNet50", 0, api_name="/sample")) == 4
+    replies = []
+    request = threading.Thread(target=lambda: replies.append(
+        _quietly(client.predict, "ResNet50", 1, api_name="/sample")))
+    request.start()
+    process.send_signal(signal.SIGTERM)  # while the second view is drawn, or just after
+    assert process.wait(timeout=60) == 0
+    request.join(60)
+    assert replies  # answered or cancelled, never left hanging
+    _until(lambda: not _alive(children), 30, f"children left: {_alive(children)}")
+    assert sorted(p.name for p in tmp.iterdir()) == []
+
+
+def _quietly(call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs)
+    except Exception as error:  # the server stopping cancels it: that is an answer too
+        return error
