@@ -527,3 +527,22 @@ def test_two_exports_at_once_never_publish_a_partial_set(tmp_path, monkeypatch, 
     assert not fs.glob(posixpath.join(path, "*.tmp-*"))
     if where == "memory":
         fs.rm(path, recursive=True)
+
+
+def test_an_export_of_another_config_recovers_a_killed_swap(tmp_path):
+    # DinoV2-Rise's re-export killed between the two moves of its swap, then ResNet50-Rise
+    # exported into the folder: its README used to drop DinoV2-Rise (left in
+    # DinoV2-Rise.tmp-old) and check_export asked to rerun the export just run
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise", "ResNet50-Rise"], n=4, keys=True)
+    out = str(tmp_path / "out")
+    export(["DinoV2-Rise"], out, data_url=root)
+    os.rename(os.path.join(out, "DinoV2-Rise"), os.path.join(out, "DinoV2-Rise.tmp-old"))
+    found = export(["ResNet50-Rise"], out, data_url=root)
+    assert [(c.name, c.num_examples) for c in found] == [
+        ("DinoV2-Rise", 4), ("ResNet50-Rise", 4), ("scores", 58)]
+    assert sorted(os.listdir(out)) == ["DinoV2-Rise", "README.md", "ResNet50-Rise", "scores"]
+    assert [c.num_examples for c in check_export(out)] == [4, 4, 58]
+    ds = datasets.load_dataset(out, "DinoV2-Rise", split="validation",
+                               cache_dir=str(tmp_path / "c"))
+    assert sorted(ds["index"]) == [0, 1, 2, 3]

@@ -128,3 +128,19 @@ def test_done_is_called_one_config_at_a_time(partial, tmp_path):
     results = subset(["all"], str(tmp_path / "out"), "0:2", data_url=root, jobs=2, done=done)
     assert len(results) == 2
     assert peak == [1, 1]
+
+
+def test_a_parquet_subset_recovers_a_config_left_mid_swap(partial, tmp_path, capsys):
+    # as `dina export` does: a config whose swap was killed is put back before the README
+    # is written, not left out of it
+    from dina_datasets.hf.audit import check_export
+
+    root, _ = partial
+    out = tmp_path / "out"
+    argv = ["subset", "--indices", "0:2", "--data-url", root, "--out", str(out), "--format",
+            "parquet", "--configs"]
+    assert main([*argv, "DinoV2-Rise"]) == 0, capsys.readouterr().err
+    os.rename(out / "DinoV2-Rise", out / "DinoV2-Rise.tmp-old")
+    assert main([*argv, "ResNet50-Saliency"]) == 0, capsys.readouterr().err
+    assert [(c.name, c.num_examples) for c in check_export(str(out))] == [
+        ("DinoV2-Rise", 2), ("ResNet50-Saliency", 2)]

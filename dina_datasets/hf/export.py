@@ -160,6 +160,7 @@ def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL
     sources = [Source.open(catalog.Cell.from_name(name), data_url, imagenet_json=imagenet_json,
                            preprocess_url=preprocess_url, storage_options=storage_options,
                            check_crc=check_crc) for name in names]
+    staging.recover_all(out, storage_options)  # other configs an earlier export left mid-way
     write = functools.partial(write_config, out=out, encoding=encoding, compression=compression,
                               max_shard_bytes=max_shard_bytes, storage_options=storage_options)
     if map_configs is not None:

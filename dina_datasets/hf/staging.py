@@ -90,6 +90,24 @@ def recover(out: str, name: str, storage_options: dict[str, Any] | None) -> None
         fs.rm(entry, recursive=True)
 
 
+def recover_all(out: str, storage_options: dict[str, Any] | None) -> list[str]:
+    """`recover` every config of the export `out` that a killed export left mid-way (not
+    those another export is writing now); the names of the configs recovered."""
+    fs, root = storage.filesystem(out, storage_options)
+    if not fs.isdir(root):
+        return []
+    names = sorted({posixpath.basename(p.rstrip("/")).split(storage.TMP_MARK)[0]
+                    for p in fs.ls(root, detail=False)
+                    if storage.TMP_MARK in posixpath.basename(p.rstrip("/")) and fs.isdir(p)})
+    done = []
+    with _guarded(fs, root):
+        for name in names:
+            if not _busy(fs, posixpath.join(root, name)):
+                recover(out, name, storage_options)
+                done.append(name)
+    return done
+
+
 def _flock(path: str, blocking: bool) -> int | None:
     """An exclusive `flock` on a local folder (its descriptor), None where it is held by
     another process (`blocking=False`) or where the platform has no `flock`."""

@@ -182,8 +182,9 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
             for future in futures:
                 future.cancel()
     if output == "parquet":
-        from dina_datasets.hf import card, export
+        from dina_datasets.hf import card, export, staging
 
+        staging.recover_all(out, storage_options)  # configs an earlier run left mid-swap
         export.write_readme(out, export.scan(out, storage_options),
                             card.read_template(None), storage_options)
     return results
