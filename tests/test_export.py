@@ -546,3 +546,15 @@ def test_an_export_of_another_config_recovers_a_killed_swap(tmp_path):
     ds = datasets.load_dataset(out, "DinoV2-Rise", split="validation",
                                cache_dir=str(tmp_path / "c"))
     assert sorted(ds["index"]) == [0, 1, 2, 3]
+
+
+def test_reexport_works_where_there_is_no_flock(tmp_path, monkeypatch):
+    # Windows has no fcntl: a re-export must not take the config's own folder for a lock held
+    from dina_datasets.hf import staging
+
+    monkeypatch.setattr(staging, "fcntl", None)
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=3, keys=True)
+    out = str(tmp_path / "out")
+    export(["DinoV2-Rise"], out, data_url=root)
+    assert [c.num_examples for c in export(["DinoV2-Rise"], out, data_url=root)] == [3, 24]

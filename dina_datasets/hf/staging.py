@@ -22,6 +22,11 @@ from dina_datasets import storage
 from dina_datasets.errors import LayoutError
 from dina_datasets.hf import card
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the shard count before the swap remains
+    fcntl = None
+
 OLD = f"{storage.TMP_MARK}old"  # the swapped-out folder, between the two moves
 
 
@@ -111,9 +116,7 @@ def recover_all(out: str, storage_options: dict[str, Any] | None) -> list[str]:
 def _flock(path: str, blocking: bool) -> int | None:
     """An exclusive `flock` on a local folder (its descriptor), None where it is held by
     another process (`blocking=False`) or where the platform has no `flock`."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; the shard count before the swap stays
+    if fcntl is None:
         return None
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -141,7 +144,7 @@ def _guarded(fs: Any, root: str) -> Iterator[None]:
 
 def _busy(fs: Any, target: str) -> list[str]:
     """The folders of config `target` (itself, staging ones) locked by a running export."""
-    if not storage.is_local(fs):
+    if not storage.is_local(fs) or fcntl is None:
         return []
     busy = []
     for path in [target, *fs.glob(f"{target}{storage.TMP_MARK}*")]:
