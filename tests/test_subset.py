@@ -144,3 +144,23 @@ def test_a_parquet_subset_recovers_a_config_left_mid_swap(partial, tmp_path, cap
     assert main([*argv, "ResNet50-Saliency"]) == 0, capsys.readouterr().err
     assert [(c.name, c.num_examples) for c in check_export(str(out))] == [
         ("DinoV2-Rise", 2), ("ResNet50-Saliency", 2)]
+
+
+def test_a_rerun_names_the_same_source_however_it_is_written(partial, tmp_path, capsys,
+                                                             monkeypatch):
+    # `--data-url bucket/` (a shell's completion), then `bucket` or its absolute path: the
+    # rerun used to be refused as "a subset of another source"
+    root, _ = partial
+    monkeypatch.chdir(os.path.dirname(root))
+    name = os.path.basename(root)
+    argv = ["subset", "--configs", "all", "--indices", "0:2", "--out", str(tmp_path / "out"),
+            "--data-url"]
+    assert main([*argv, f"{name}/"]) == 0, capsys.readouterr().err
+    for source in (name, root, f"file://{root}/"):
+        assert main([*argv, source]) == 0, capsys.readouterr().err
+        assert capsys.readouterr().out.count("already complete, skipped") == 2
+    import shutil
+
+    copy = shutil.copytree(root, tmp_path / "copy")
+    assert main([*argv, str(copy)]) == 2  # another folder is another source
+    assert "holds a subset of another source" in capsys.readouterr().err

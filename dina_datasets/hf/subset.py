@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import posixpath
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -276,6 +277,18 @@ def _check_unused(target: Layout, cell: catalog.Cell,
                           "or choose another --out")
 
 
+def _source(data_url: str) -> str:
+    """`data_url` as the manifest compares it (from its text alone): a local folder's
+    absolute path, a URL without a trailing slash (`bucket/`, `./bucket` and `/abs/bucket`
+    are one source)."""
+    from fsspec.core import split_protocol
+
+    protocol, path = split_protocol(data_url)
+    if protocol in (None, "file", "local"):
+        return os.path.abspath(os.path.expanduser(path))
+    return f"{protocol}://{path.rstrip('/')}"
+
+
 class _Manifest:
     """`subset.json`: the source, the indices, and the configs complete so far."""
 
@@ -284,7 +297,8 @@ class _Manifest:
         self.url = storage.join(out, MANIFEST)
         self.options = storage_options
         self.out, self.output = out, output
-        self.doc: dict[str, Any] = {"format": FORMAT, "version": 1, "data_url": data_url,
+        self.doc: dict[str, Any] = {"format": FORMAT, "version": 1,
+                                    "data_url": _source(data_url),
                                     "output": output, "indices": indices.tolist(),
                                     "configs": {}}
         self._lock = threading.Lock()
@@ -299,6 +313,8 @@ class _Manifest:
         except ValueError as err:
             raise FormatError(f"{self.url} is not JSON ({err}): pass --overwrite to "
                               "replace it, or use another --out") from None
+        if isinstance(found, dict) and isinstance(found.get("data_url"), str):
+            found["data_url"] = _source(found["data_url"])
         for key, what in (("data_url", "another source"), ("output", "another format"),
                           ("indices", "other indices")):
             if not isinstance(found, dict) or found.get(key) != self.doc[key]:
