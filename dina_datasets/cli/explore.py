@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+    check_port(args.host, args.port)  # before the scores table is built (minutes on the grid)
     explorer = Explorer(args.data_url, scores=args.scores, images=args.images,
                         imagenet_json=args.imagenet_json,
                         storage_options=args.storage_options)
@@ -75,6 +76,27 @@ def run(args: argparse.Namespace) -> int:
     finally:
         explorer.close()
     return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """ConfigError unless the server can listen on `host`:`port` now (as Gradio checks it)."""
+    import socket
+
+    from dina_datasets.errors import ConfigError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise ConfigError(f"--host {host!r} is not an address of this machine ({err})") from None
+    family, kind, _, _, address = infos[0]
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror or err}): is "
+                              "another program (an explorer?) using it? pass another --port"
+                              ) from None
 
 
 @contextlib.contextmanager
