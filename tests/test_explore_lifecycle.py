@@ -150,3 +150,40 @@ def _quietly(call, *args, **kwargs):
         return call(*args, **kwargs)
     except Exception as error:  # the server stopping cancels it: that is an answer too
         return error
+
+
+def test_one_worker_explorer_killed_leaves_no_temporary_folder(tmp_path):
+    # with one render worker (a 1-CPU machine) maps are drawn in-process: nobody was left to
+    # remove the temporary folder after a SIGKILL
+    folder = tmp_path / "dina-explore-x"
+    folder.mkdir()
+    (folder / "scores.parquet").write_bytes(b"PAR1")
+    code = ("import sys, time; from dina_datasets.explore.renderers import Renderers; "
+            f"r = Renderers(1, orphan_folder={str(folder)!r}); print('up', flush=True); "
+            "time.sleep(600)")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "up"
+        children = _descendants(process.pid)
+        assert len(children) == 1, children  # the watchdog
+        process.kill()
+        process.wait(timeout=60)
+        _until(lambda: not _alive(children), 20, f"watchdog left: {_alive(children)}")
+        assert not folder.exists()
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+        process.stdout.close()
+
+
+def test_a_closed_one_worker_renderer_stops_its_watchdog(tmp_path):
+    from dina_datasets.explore.renderers import Renderers
+
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    before = _descendants(os.getpid())
+    renderers = Renderers(1, orphan_folder=str(folder))
+    children = {p: t for p, t in _descendants(os.getpid()).items() if p not in before}
+    assert len(children) == 1, children
+    renderers.close()
+    assert not _alive(children) and folder.exists()  # closing is not dying: the caller's
