@@ -103,28 +103,8 @@ def started(tmp_path):
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_ends_children_and_removes_the_temporary_folder(started, stop):
-    process, children, tmp = started
-    process.send_signal(stop)
-    process.wait(timeout=60)
-    _until(lambda: not _alive(children), 30, f"children left: {_alive(children)}")
-    left = [p.name for p in tmp.iterdir() if p.name.startswith("dina-explore-")]
-    assert not left, f"temporary folder left by {stop!r}: {left}"
-
-
-def test_children_exit_when_the_explorer_is_killed(started):
-    process, children, tmp = started
-    process.kill()
-    process.wait(timeout=60)
-    _until(lambda: not _alive(children), 20, f"children left: {_alive(children)}")
-    # the renderers also remove the explorer's own temporary folder on their way out
-    _until(lambda: not [p for p in tmp.iterdir() if p.name.startswith("dina-explore-")],
-           20, "temporary folder left after SIGKILL")
-    assert not (tmp / "gradio").exists()  # Gradio's cache was inside it
-
-
-def test_sigterm_during_a_render_leaves_nothing_in_the_temporary_folder(started):
-    # the maps the explorer served used to stay in $TMPDIR/gradio after it stopped (every
-    # picture of the session, Gradio's cache)
+    # stopped while a view is drawn; the maps it served used to stay in $TMPDIR/gradio
+    # (Gradio's cache of every picture of the session)
     import threading
 
     from gradio_client import Client
@@ -137,12 +117,12 @@ def test_sigterm_during_a_render_leaves_nothing_in_the_temporary_folder(started)
     request = threading.Thread(target=lambda: replies.append(
         _quietly(client.predict, "ResNet50", 1, api_name="/sample")))
     request.start()
-    process.send_signal(signal.SIGTERM)  # while the second view is drawn, or just after
+    process.send_signal(stop)  # while the second view is drawn, or just after
     assert process.wait(timeout=60) == 0
     request.join(60)
     assert replies  # answered or cancelled, never left hanging
     _until(lambda: not _alive(children), 30, f"children left: {_alive(children)}")
-    assert sorted(p.name for p in tmp.iterdir()) == []
+    assert sorted(p.name for p in tmp.iterdir()) == [], f"left in TMPDIR by {stop!r}"
 
 
 def _quietly(call, *args, **kwargs):
@@ -150,6 +130,17 @@ def _quietly(call, *args, **kwargs):
         return call(*args, **kwargs)
     except Exception as error:  # the server stopping cancels it: that is an answer too
         return error
+
+
+def test_children_exit_when_the_explorer_is_killed(started):
+    process, children, tmp = started
+    process.kill()
+    process.wait(timeout=60)
+    _until(lambda: not _alive(children), 20, f"children left: {_alive(children)}")
+    # the renderers also remove the explorer's own temporary folder on their way out
+    _until(lambda: not [p for p in tmp.iterdir() if p.name.startswith("dina-explore-")],
+           20, "temporary folder left after SIGKILL")
+    assert not (tmp / "gradio").exists()  # Gradio's cache was inside it
 
 
 def test_one_worker_explorer_killed_leaves_no_temporary_folder(tmp_path):
