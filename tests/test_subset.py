@@ -11,7 +11,7 @@ from conftest import make_bucket
 
 from dina_datasets import Layout, read_explanations
 from dina_datasets.cli import main
-from dina_datasets.hf.export import export
+from dina_datasets.hf.export import export, scan
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +166,21 @@ def test_a_rerun_names_the_same_source_however_it_is_written(partial, tmp_path, 
     copy = shutil.copytree(root, tmp_path / "copy")
     assert main([*argv, str(copy)]) == 2  # another folder is another source
     assert "holds a subset of another source" in capsys.readouterr().err
+
+
+def test_a_parquet_subset_does_not_replace_an_export_of_all_rows(partial, tmp_path, capsys):
+    # `dina subset --format parquet --out hub/` into a full export replaced its 4 rows by 1,
+    # exit 0, without --overwrite
+    root, _ = partial
+    out = str(tmp_path / "hub")
+    assert main(["export", "DinoV2-Rise", "--data-url", root, "--out", out]) == 0
+    capsys.readouterr()
+    argv = ["subset", "--configs", "DinoV2-Rise", "--indices", "0:1", "--data-url", root,
+            "--out", out, "--format", "parquet"]
+    assert main(argv) == 2
+    assert "already holds 1 Parquet shard(s) of DinoV2-Rise" in capsys.readouterr().err
+    assert [c.num_examples for c in scan(out) if c.name == "DinoV2-Rise"] == [4]
+    assert main([*argv, "--overwrite"]) == 0
+    assert [c.num_examples for c in scan(out) if c.name == "DinoV2-Rise"] == [1]
+    assert main(argv) == 0  # its own subset now: resumed
+    assert "already complete, skipped" in capsys.readouterr().out

@@ -152,9 +152,12 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
     else:
         wanted = check_indices(indices, shortest.num_records, shortest.url)
     manifest = _Manifest(out, data_url, output, wanted, storage_options, fresh=overwrite)
-    if manifest.fresh and not overwrite and output == "records":
+    if manifest.fresh and not overwrite:
         for cell in cells:
-            _check_unused(Layout(out), cell, storage_options)
+            if output == "records":
+                _check_unused(Layout(out), cell, storage_options)
+            else:
+                _check_no_shards(out, cell, storage_options)
 
     reporting = threading.Lock()  # `done` prints: one line at a time, whole
 
@@ -275,6 +278,22 @@ def _check_unused(target: Layout, cell: catalog.Cell,
                           f"and {target.root} has no {MANIFEST} of this subset: refusing to "
                           "replace them; pass --overwrite (overwrite=True) to replace them, "
                           "or choose another --out")
+
+
+def _check_no_shards(out: str, cell: catalog.Cell,
+                     storage_options: dict[str, Any] | None) -> None:
+    """ConfigError when a new Parquet subset's `out` already holds shards of the cell (an
+    export of all its rows, say)."""
+    from dina_datasets.hf import card
+
+    fs, path = storage.filesystem(storage.join(out, cell.name), storage_options)
+    found = [f for f in (fs.glob(posixpath.join(path, "*.parquet")) if fs.isdir(path) else [])
+             if posixpath.basename(f).startswith(f"{card.SPLIT}-")]
+    if found:
+        raise ConfigError(f"{out} already holds {len(found)} Parquet shard(s) of {cell.name} "
+                          f"(an export?) and no {MANIFEST} of this subset: refusing to replace "
+                          "them; pass --overwrite (overwrite=True) to replace them, or choose "
+                          "another --out")
 
 
 def _source(data_url: str) -> str:
