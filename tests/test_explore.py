@@ -263,6 +263,30 @@ def test_cli_rejects_a_bad_port(capsys):
     assert "--port must be between" in capsys.readouterr().err
 
 
+def test_cli_says_the_port_is_taken_before_building_anything(tmp_path, capsys, monkeypatch):
+    # the scores table (minutes on the full grid) used to be built first, then Gradio said
+    # "Cannot find empty port ... setting the GRADIO_SERVER_PORT environment variable"
+    import socket
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["ResNet50-Rise"], n=2)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["explore", "--port", str(port), "--data-url", root]) == 2
+    captured = capsys.readouterr()
+    assert f"cannot listen on 127.0.0.1:{port}" in captured.err
+    assert "pass another --port" in captured.err
+    assert "building the scores table" not in captured.out
+    assert os.listdir(tmp_path / "tmp") == []
+    assert main(["explore", "--host", "no-such-host.invalid", "--data-url", root]) == 2
+    assert "--host 'no-such-host.invalid' is not an address" in capsys.readouterr().err
+
+
 def test_activation_filter_shows_the_rows_of_that_activation(site, tmp_path):
     """Choosing logits gives the logits rows (the default softmax filter is replaced, not
     added), and a sample's captions hold the logits scores (map-only metrics: softmax's)."""

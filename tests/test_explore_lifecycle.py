@@ -103,12 +103,33 @@ def started(tmp_path):
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_ends_children_and_removes_the_temporary_folder(started, stop):
+    # stopped while a view is drawn; the maps it served used to stay in $TMPDIR/gradio
+    # (Gradio's cache of every picture of the session)
+    import threading
+
+    from gradio_client import Client
+
     process, children, tmp = started
-    process.send_signal(stop)
-    process.wait(timeout=60)
+    port = process.args[process.args.index("--port") + 1]
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    assert len(client.predict("ResNet50", 0, api_name="/sample")) == 4
+    replies = []
+    request = threading.Thread(target=lambda: replies.append(
+        _quietly(client.predict, "ResNet50", 1, api_name="/sample")))
+    request.start()
+    process.send_signal(stop)  # while the second view is drawn, or just after
+    assert process.wait(timeout=60) == 0
+    request.join(60)
+    assert replies  # answered or cancelled, never left hanging
     _until(lambda: not _alive(children), 30, f"children left: {_alive(children)}")
-    left = [p.name for p in tmp.iterdir() if p.name.startswith("dina-explore-")]
-    assert not left, f"temporary folder left by {stop!r}: {left}"
+    assert sorted(p.name for p in tmp.iterdir()) == [], f"left in TMPDIR by {stop!r}"
+
+
+def _quietly(call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs)
+    except Exception as error:  # the server stopping cancels it: that is an answer too
+        return error
 
 
 def test_children_exit_when_the_explorer_is_killed(started):
@@ -119,3 +140,41 @@ def test_children_exit_when_the_explorer_is_killed(started):
     # the renderers also remove the explorer's own temporary folder on their way out
     _until(lambda: not [p for p in tmp.iterdir() if p.name.startswith("dina-explore-")],
            20, "temporary folder left after SIGKILL")
+    assert not (tmp / "gradio").exists()  # Gradio's cache was inside it
+
+
+def test_one_worker_explorer_killed_leaves_no_temporary_folder(tmp_path):
+    # with one render worker (a 1-CPU machine) maps are drawn in-process: nobody was left to
+    # remove the temporary folder after a SIGKILL
+    folder = tmp_path / "dina-explore-x"
+    folder.mkdir()
+    (folder / "scores.parquet").write_bytes(b"PAR1")
+    code = ("import sys, time; from dina_datasets.explore.renderers import Renderers; "
+            f"r = Renderers(1, orphan_folder={str(folder)!r}); print('up', flush=True); "
+            "time.sleep(600)")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "up"
+        children = _descendants(process.pid)
+        assert len(children) == 1, children  # the watchdog
+        process.kill()
+        process.wait(timeout=60)
+        _until(lambda: not _alive(children), 20, f"watchdog left: {_alive(children)}")
+        assert not folder.exists()
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+        process.stdout.close()
+
+
+def test_a_closed_one_worker_renderer_stops_its_watchdog(tmp_path):
+    from dina_datasets.explore.renderers import Renderers
+
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    before = _descendants(os.getpid())
+    renderers = Renderers(1, orphan_folder=str(folder))
+    children = {p: t for p, t in _descendants(os.getpid()).items() if p not in before}
+    assert len(children) == 1, children
+    renderers.close()
+    assert not _alive(children) and folder.exists()  # closing is not dying: the caller's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import posixpath
 
 import datasets
 import numpy as np
@@ -486,3 +487,106 @@ def test_export_killed_with_sigkill_never_publishes_duplicates(tmp_path, target,
     export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000)  # tidies, completes
     assert [c.num_examples for c in check_export(out)] == [10, 59]
     assert sorted(os.listdir(out)) == ["DinoV2-Rise", "README.md", "scores"]
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_two_exports_at_once_never_publish_a_partial_set(tmp_path, monkeypatch, where):
+    # export B of the same config starts and ends while export A is between its first and
+    # second shard; B used to remove A's staging folder, and A then published 2 of 3 shards
+    from dina_datasets import storage
+    from dina_datasets.hf.source import Source
+
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=10, keys=True)
+    out = str(tmp_path / "out") if where == "local" else f"memory://two-{tmp_path.name}"
+    tables, calls, second = Source.tables, [], []
+
+    def during(self, *args, **kwargs):
+        calls.append(None)
+        if len(calls) == 2:
+            try:
+                second.append(export(["DinoV2-Rise"], out, data_url=root,
+                                     max_shard_bytes=830_000))
+            except Exception as error:  # what B met is asserted below
+                second.append(error)
+        return tables(self, *args, **kwargs)
+
+    monkeypatch.setattr(Source, "tables", during)
+    if where == "local":  # B is refused while A holds its staging folder; A completes
+        found = export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000)
+        assert [c.num_examples for c in found] == [10, 59]
+        assert isinstance(second[0], FileNotFoundError)
+        assert "another export of config 'DinoV2-Rise'" in str(second[0])
+    else:  # no lock on an object store: A sees that its staging folder lost shards
+        with pytest.raises(FileNotFoundError, match="holds 2 of the 3 shards written"):
+            export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000)
+        assert [c.num_examples for c in second[0]] == [10, 59]
+    fs, path = storage.filesystem(out)
+    files = sorted(posixpath.basename(f) for f in fs.find(posixpath.join(path, "DinoV2-Rise")))
+    assert files == [f"validation-{i:05d}-of-00003.parquet" for i in range(3)]
+    assert not fs.glob(posixpath.join(path, "*.tmp-*"))
+    if where == "memory":
+        fs.rm(path, recursive=True)
+
+
+def test_an_export_of_another_config_recovers_a_killed_swap(tmp_path):
+    # DinoV2-Rise's re-export killed between the two moves of its swap, then ResNet50-Rise
+    # exported into the folder: its README used to drop DinoV2-Rise (left in
+    # DinoV2-Rise.tmp-old) and check_export asked to rerun the export just run
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise", "ResNet50-Rise"], n=4, keys=True)
+    out = str(tmp_path / "out")
+    export(["DinoV2-Rise"], out, data_url=root)
+    os.rename(os.path.join(out, "DinoV2-Rise"), os.path.join(out, "DinoV2-Rise.tmp-old"))
+    found = export(["ResNet50-Rise"], out, data_url=root)
+    assert [(c.name, c.num_examples) for c in found] == [
+        ("DinoV2-Rise", 4), ("ResNet50-Rise", 4), ("scores", 58)]
+    assert sorted(os.listdir(out)) == ["DinoV2-Rise", "README.md", "ResNet50-Rise", "scores"]
+    assert [c.num_examples for c in check_export(out)] == [4, 4, 58]
+    ds = datasets.load_dataset(out, "DinoV2-Rise", split="validation",
+                               cache_dir=str(tmp_path / "c"))
+    assert sorted(ds["index"]) == [0, 1, 2, 3]
+
+
+def test_reexport_works_where_there_is_no_flock(tmp_path, monkeypatch):
+    # Windows has no fcntl: a re-export must not take the config's own folder for a lock held
+    from dina_datasets.hf import staging
+
+    monkeypatch.setattr(staging, "fcntl", None)
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=3, keys=True)
+    out = str(tmp_path / "out")
+    export(["DinoV2-Rise"], out, data_url=root)
+    assert [c.num_examples for c in export(["DinoV2-Rise"], out, data_url=root)] == [3, 24]
+
+
+def test_reexport_to_gcs_swaps_and_recovers_on_the_object_store(emulator, tmp_path,
+                                                                  fast_retries):
+    # gs:// (a real GCS server): the swap moves objects one by one. An export killed while
+    # the old shards were being removed (all copied to `.tmp-old`, 2 of 5 already gone) is
+    # tidied by the next one, which publishes exactly its own shards.
+    from conftest import BUCKET
+
+    from dina_datasets import storage
+
+    server, _, _ = emulator
+    options = {"endpoint_url": server.endpoint}
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=10, keys=True)
+    out = f"{BUCKET}/export-{tmp_path.name}"
+    fs, path = storage.filesystem(out, options)
+    export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=420_000,
+           storage_options=options)
+    target = f"{path}/DinoV2-Rise"
+    fs.copy(target, f"{target}.tmp-old", recursive=True)
+    fs.rm([f"{target}/validation-0000{i}-of-00005.parquet" for i in (0, 3)])
+    found = export(["DinoV2-Rise"], out, data_url=root, max_shard_bytes=830_000,
+                   storage_options=options)
+    assert [c.num_examples for c in found] == [10, 59]
+    fs.invalidate_cache()
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.find(target)) == [
+        f"validation-{i:05d}-of-00003.parquet" for i in range(3)]
+    assert not [p for p in fs.find(path) if ".tmp-" in p]
+    shards = fs.glob(f"{target}/validation-*.parquet")  # the docs' glob (HF is offline here)
+    rows = [i for s in shards for i in pq.read_table(s, filesystem=fs)["index"].to_pylist()]
+    assert sorted(rows) == list(range(10))

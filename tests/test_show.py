@@ -289,3 +289,26 @@ def test_numerically_zero_maps_say_so():
     assert notes == [["max |a| = 2e\N{MINUS SIGN}16: numerically zero"], []]
     assert scales.near_zero(np.full((224, 224, 3), 1e-12)) is not None  # total 5e-8
     assert scales.near_zero(np.full((224, 224, 1), 1e-9)) is None  # total 5e-5
+
+
+def test_out_is_checked_before_anything_is_read(shown, tmp_path, capsys):
+    # `dina show --out mine.pdf` replaced a user's file; a folder at --out failed after the
+    # work with the temporary's name
+    root, _ = shown
+    argv = ["show", "ResNet50-Rise", "--index", "0", "--data-url", root, "--out"]
+    mine = tmp_path / "mine.pdf"
+    mine.write_bytes(b"my own notes")
+    assert main([*argv, str(mine)]) == 2
+    assert "exists and is not an output of this command" in capsys.readouterr().err
+    assert mine.read_bytes() == b"my own notes"
+    folder = tmp_path / "grid.png"
+    folder.mkdir()
+    missing = str(tmp_path / "no-bucket")  # not even looked at: the output fails first
+    assert main(["show", "ResNet50-Rise", "--index", "0", "--data-url", missing, "--out",
+                 str(folder)]) == 2
+    assert f"cannot write {folder}: it is a folder" in capsys.readouterr().err
+    for name in ("grid.svg", "grid.jpg", "mine.pdf"):  # an earlier picture is replaced
+        out = tmp_path / name
+        assert main([*argv, str(out)] + (["--overwrite"] if name == "mine.pdf" else [])) == 0
+        assert main([*argv, str(out)]) == 0
+    assert mine.read_bytes()[:5] == b"%PDF-"

@@ -1,12 +1,15 @@
 """`dina explore`: a local web app to see maps beside their images and scores (Gradio).
 
 SIGTERM and SIGHUP stop it as Ctrl+C does (containers and service managers stop with
-SIGTERM): the server, the renderer processes and the temporary folder all go."""
+SIGTERM): the server, the renderer processes and the temporary folder all go, with Gradio's
+copies of the pictures it served (its cache is put in that folder unless GRADIO_TEMP_DIR is
+set)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -33,21 +36,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from dina_datasets.errors import ConfigError
 
-    try:
-        from dina_datasets.explore.app import launch
-    except ImportError as err:
-        raise ConfigError(f"dina explore needs the 'explore' extra ({err.name} is missing): "
-                          "pip install 'dina-datasets[explore]'") from None
+    extra = "dina explore needs the 'explore' extra ({} is missing): " \
+        "pip install 'dina-datasets[explore]'"
+    if importlib.util.find_spec("gradio") is None:
+        raise ConfigError(extra.format("gradio"))
     from dina_datasets.explore.data import Explorer
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+    check_port(args.host, args.port)  # before the scores table is built (minutes on the grid)
     explorer = Explorer(args.data_url, scores=args.scores, images=args.images,
                         imagenet_json=args.imagenet_json,
                         storage_options=args.storage_options)
+    if explorer.owns_cache:  # Gradio's files (every map served) go with the explorer's own;
+        # set before Gradio is imported, which reads it then
+        os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(explorer.cache_dir, "gradio"))
     try:
+        try:
+            from dina_datasets.explore.app import launch
+        except ImportError as err:
+            raise ConfigError(extra.format(err.name)) from None
         with stop_signals_interrupt():
             explorer.open()
             if explorer.problem:
@@ -64,6 +76,27 @@ def run(args: argparse.Namespace) -> int:
     finally:
         explorer.close()
     return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """ConfigError unless the server can listen on `host`:`port` now (as Gradio checks it)."""
+    import socket
+
+    from dina_datasets.errors import ConfigError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise ConfigError(f"--host {host!r} is not an address of this machine ({err})") from None
+    family, kind, _, _, address = infos[0]
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror or err}): is "
+                              "another program (an explorer?) using it? pass another --port"
+                              ) from None
 
 
 @contextlib.contextmanager

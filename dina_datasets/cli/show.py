@@ -24,12 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="dina-show.png", metavar="FILE",
                         help="picture to write: .png, .jpg, .pdf or .svg (default: "
                         "%(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it is not a picture of its format (a "
+                        "user's file of another kind)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dina_datasets.cli import check_outputs
     from dina_datasets.viz import figures
 
-    figures.image_format(args.out)  # a bad suffix fails before anything is read
+    kind = figures.image_format(args.out)  # a bad suffix fails before anything is read
+    check_outputs({args.out: figures.SIGNATURES[kind]}, overwrite=args.overwrite,
+                  storage_options=None)  # so does an output that may not be written
     rows = figures.load_panels(args.configs, args.index, data_url=args.data_url,
                                images=args.images, assume_order=args.assume_order,
                                storage_options=args.storage_options)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from dina_datasets.layout import DEFAULT_DATA_URL
 
+# What argparse takes for a value, not an option, though it starts with "-": negative numbers
+# (its own rule) and negative ranges ("-10:", "-5:-1", "-1::-1"), so that `--indices -10:`
+# works as written in the docs.
+NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d*:[-\d:,]*$")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser._negative_number_matcher = NEGATIVE_VALUE  # argparse's own hook for this
     parser.add_argument("--configs", nargs="+", required=True, metavar="CONFIG",
                         help="config names (e.g. DinoV2-Rise), patterns (DinoV2-*) or 'all', "
                              "matched against the configs present under --data-url")
     parser.add_argument("--indices", nargs="+", required=True, metavar="SPEC",
                         help="record indices: START:STOP[:STEP] ranges (Python slice rules: "
                              "past the end clamps) or integers, e.g. 0:1000 (the first 1,000 "
-                             "images) or 0:50000:50 or 3,17,42")
+                             "images) or 0:50000:50 or 3,17,42 or -10: (the last 10)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="the folder to write (any fsspec URL)")
     parser.add_argument("--data-url", default=DEFAULT_DATA_URL, metavar="URL",

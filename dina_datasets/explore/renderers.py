@@ -6,13 +6,17 @@ A renderer never outlives the explorer: `close` stops them, and each one watches
 and exits when it is gone (killed outright: SIGKILL, the OOM killer), removing on its way the
 explorer's temporary folder, which nobody else is left to remove. (A watchdog rather than
 Linux's `PR_SET_PDEATHSIG`: that signal follows the thread that started the process, and the
-pool starts renderers from whichever thread needs one.)
+pool starts renderers from whichever thread needs one.) With one worker the panels are drawn
+in-process and a small watchdog process (no imports beyond the standard library) does only
+that: it removes the folder when the explorer is gone.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -43,6 +47,17 @@ def _watch(parent: int, folder: str | None) -> None:
     threading.Thread(target=watch, name="dina-parent-watch", daemon=True).start()
 
 
+# The watchdog of an in-process renderer: argv = parent pid, folder. It ends with its parent
+# (removing the folder) or when `Renderers.close` stops it.
+WATCHDOG = f"""
+import os, shutil, sys, time
+parent, folder = int(sys.argv[1]), sys.argv[2]
+while os.getppid() == parent:
+    time.sleep({WATCH_SECONDS!r})
+shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
 def _warm(_: int = 0) -> int:
     import matplotlib
 
@@ -61,6 +76,11 @@ class Renderers:
         self.workers = workers
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        self._watchdog: subprocess.Popen | None = None
+        if workers <= 1 and orphan_folder:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-I", "-c", WATCHDOG, str(os.getpid()), orphan_folder],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if workers > 1:
             import multiprocessing
 
@@ -84,3 +104,6 @@ class Renderers:
         """Stop the processes and wait for them (work not started is cancelled)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()

@@ -172,6 +172,7 @@ def export(configs: Iterable[str], out: str, *, data_url: str = DEFAULT_DATA_URL
     sources = [Source.open(catalog.Cell.from_name(name), data_url, imagenet_json=imagenet_json,
                            preprocess_url=preprocess_url, storage_options=storage_options,
                            check_crc=check_crc) for name in names]
+    staging.recover_all(out, storage_options)  # other configs an earlier export left mid-way
     write = functools.partial(write_config, out=out, encoding=encoding, compression=compression,
                               max_shard_bytes=max_shard_bytes, storage_options=storage_options)
     if map_configs is not None:
@@ -201,7 +202,9 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
     An interruption leaves the previous shards as they were (the staging folder is removed,
     or a later export or `check_export` finds it); readers never see old and new shards
     together. On an object store the swap moves the shards one by one: a reader during it
-    may miss some shards, never get a row twice.
+    may miss some shards, never get a row twice. Two exports of one config into one folder
+    at once: the second is refused (local disks), or the one whose staging folder lost shards
+    fails before its swap (`hf.staging`).
     """
     name = source.cell.name
     per = rows_per_shard(source.cell, max_shard_bytes)
@@ -210,16 +213,13 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
     schema = source.schema(encoding)
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    PROVENANCE_KEY: json.dumps(provenance(source)).encode()})
-    fs, _ = storage.filesystem(out, storage_options)
-    folder = storage.join(out, name)
-    staging.recover(out, name, storage_options)
-    stage = staging.staging_folder(out, name)
-    try:
+    names = [posixpath.basename(card.shard_name(name, i, count)) for i in range(count)]
+    with staging.staged(out, name, storage_options) as stage:
         for i in range(count):
             start, stop = i * per, min(total, (i + 1) * per)
             tables = source.tables(start, stop, encoding) if rows is None else \
                 source.tables_at(rows[start:stop], encoding)
-            url = storage.join(stage, posixpath.basename(card.shard_name(name, i, count)))
+            url = storage.join(stage, names[i])
             with storage.atomic_write(url, "wb", storage_options) as handle, pq.ParquetWriter(
                     handle, schema, compression={c: compression if c == "explanation" else
                                                  "zstd" for c in schema.names},
@@ -230,10 +230,7 @@ def write_config(source: Source, out: str, *, encoding: str = "array",
                     writer.write_table(table, row_group_size=max(1, len(table)))
                     if update:
                         update(len(table))
-    except BaseException:
-        staging.remove(fs, stage, storage_options)
-        raise
-    staging.swap_in(stage, folder, storage_options)
+        staging.check_staged(stage, names, storage_options)
     return [storage.join(out, card.shard_name(name, i, count)) for i in range(count)]
 
 

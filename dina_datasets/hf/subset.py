@@ -31,7 +31,6 @@ folder holding a subset of another source or of other indices is refused (Config
 from __future__ import annotations
 
 import itertools
-import json
 import posixpath
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -42,15 +41,20 @@ from typing import Any
 import numpy as np
 
 from dina_datasets import catalog, formats, storage
-from dina_datasets.errors import ConfigError, FormatError
+from dina_datasets.errors import ConfigError
+from dina_datasets.hf.subset_manifest import (  # noqa: F401 - MANIFEST, FORMAT: named here
+    FORMAT,
+    MANIFEST,
+    Manifest,
+    check_no_shards,
+    check_unused,
+)
 from dina_datasets.layout import ACTIVATIONS, DEFAULT_DATA_URL, Layout
 from dina_datasets.readahead import Window
 from dina_datasets.recordio import planner
 from dina_datasets.recordio.reader import inspect
 from dina_datasets.recordio.records import check_indices, write_explanations
 
-MANIFEST = "subset.json"
-FORMAT = "dina-subset"
 OUTPUTS = ("records", "parquet")
 
 
@@ -124,7 +128,7 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
            jobs: int = 2, done: Callable[[SubsetConfig], Any] | None = None,
            overwrite: bool = False) -> list[SubsetConfig]:
     """Write the records at `indices` of each config under `out` (see the module docstring);
-    `done(result)` is called as each config completes.
+    `done(result)` is called as each config completes, one call at a time.
 
     `configs`: names, patterns or "all", matched against the configs present under
     `data_url`. `indices`: an `Indices` (or its text, see `parse_indices`), resolved against
@@ -151,10 +155,15 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
         wanted = indices.resolve(shortest.num_records, shortest.url)
     else:
         wanted = check_indices(indices, shortest.num_records, shortest.url)
-    manifest = _Manifest(out, data_url, output, wanted, storage_options, fresh=overwrite)
-    if manifest.fresh and not overwrite and output == "records":
+    manifest = Manifest(out, data_url, output, wanted, storage_options, fresh=overwrite)
+    if manifest.fresh and not overwrite:
         for cell in cells:
-            _check_unused(Layout(out), cell, storage_options)
+            if output == "records":
+                check_unused(Layout(out), cell, storage_options)
+            else:
+                check_no_shards(out, cell, storage_options)
+
+    reporting = threading.Lock()  # `done` prints: one line at a time, whole
 
     def run(cell: catalog.Cell) -> SubsetConfig:
         if manifest.complete(cell.name):
@@ -169,7 +178,8 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
             manifest.add(cell.name, len(wanted))
             result = SubsetConfig(cell.name, len(wanted), False)
         if done:
-            done(result)
+            with reporting:
+                done(result)
         return result
 
     with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="dina-subset") as pool:
@@ -180,8 +190,9 @@ def subset(configs: Iterable[str], out: str, indices: Indices | str | Iterable[i
             for future in futures:
                 future.cancel()
     if output == "parquet":
-        from dina_datasets.hf import card, export
+        from dina_datasets.hf import card, export, staging
 
+        staging.recover_all(out, storage_options)  # configs an earlier run left mid-swap
         export.write_readme(out, export.scan(out, storage_options),
                             card.read_template(None), storage_options)
     return results
@@ -254,71 +265,3 @@ def _write_parquet(cell: catalog.Cell, data_url: str, out: str, indices: np.ndar
     source = Source.open(cell, data_url, storage_options=storage_options, **options)
     export.write_config(source, out, encoding=encoding, storage_options=storage_options,
                         rows=indices)
-
-
-def _check_unused(target: Layout, cell: catalog.Cell,
-                  storage_options: dict[str, Any] | None) -> None:
-    """ConfigError when the cell's folder under a new subset's `out` already holds files."""
-    folder = posixpath.dirname(target.explanations(cell.model, cell.explainer))
-    fs, path = storage.filesystem(folder, storage_options)
-    try:
-        found = fs.ls(path, detail=False) if fs.isdir(path) else []
-    except FileNotFoundError:
-        found = []
-    if found:
-        names = ", ".join(posixpath.basename(f) for f in found[:3])
-        raise ConfigError(f"{folder} already holds files ({names}) "
-                          f"and {target.root} has no {MANIFEST} of this subset: refusing to "
-                          "replace them; pass --overwrite (overwrite=True) to replace them, "
-                          "or choose another --out")
-
-
-class _Manifest:
-    """`subset.json`: the source, the indices, and the configs complete so far."""
-
-    def __init__(self, out: str, data_url: str, output: str, indices: np.ndarray,
-                 storage_options: dict[str, Any] | None, fresh: bool = False) -> None:
-        self.url = storage.join(out, MANIFEST)
-        self.options = storage_options
-        self.out, self.output = out, output
-        self.doc: dict[str, Any] = {"format": FORMAT, "version": 1, "data_url": data_url,
-                                    "output": output, "indices": indices.tolist(),
-                                    "configs": {}}
-        self._lock = threading.Lock()
-        self.fresh = True  # no manifest found (or `fresh`: one to start over)
-        if fresh:
-            return
-        fs, path = storage.filesystem(self.url, storage_options)
-        try:
-            found = json.loads(fs.cat_file(path))
-        except FileNotFoundError:
-            return
-        except ValueError as err:
-            raise FormatError(f"{self.url} is not JSON ({err}): pass --overwrite to "
-                              "replace it, or use another --out") from None
-        for key, what in (("data_url", "another source"), ("output", "another format"),
-                          ("indices", "other indices")):
-            if not isinstance(found, dict) or found.get(key) != self.doc[key]:
-                have = found.get(key) if isinstance(found, dict) else found
-                shown = f"{len(have)} other indices" if key == "indices" and \
-                    isinstance(have, list) else repr(have)
-                raise ConfigError(f"{out} holds a subset of {what} ({shown}); "
-                                  "use another --out, or pass --overwrite to start over")
-        self.doc["configs"] = dict(found.get("configs") or {})
-        self.fresh = False
-
-    def complete(self, name: str) -> bool:
-        if self.doc["configs"].get(name) != len(self.doc["indices"]):
-            return False
-        if self.output == "records":
-            cell = catalog.Cell.from_name(name)
-            return storage.exists(Layout(self.out).explanations(cell.model, cell.explainer),
-                                  self.options)
-        fs, path = storage.filesystem(storage.join(self.out, name), self.options)
-        return bool(fs.glob(posixpath.join(path, "*.parquet")))
-
-    def add(self, name: str, rows: int) -> None:
-        with self._lock:
-            self.doc["configs"][name] = rows
-            with storage.atomic_write(self.url, "w", self.options) as handle:
-                json.dump(self.doc, handle)

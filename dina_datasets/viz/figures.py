@@ -20,6 +20,10 @@ CENTRAL_CROP = 0.95  # kecam's evaluation crop, so that the picture lines up wit
 # --out suffix -> matplotlib format
 DPI = 110
 FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+# How a picture of each format starts (matplotlib's SVG opens with its XML declaration): an
+# existing file at --out is replaced only when it starts so (an earlier picture).
+SIGNATURES = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff", "pdf": b"%PDF-",
+              "svg": b"<?xml"}
 
 
 @dataclass(frozen=True)
