@@ -1,4 +1,4 @@
-"""Contributed models and explainers from a small TOML file (`dina --registry FILE`).
+"""Contributed models and explainers from a small TOML file (`dina COMMAND --registry FILE`).
 
 ```toml
 [models.TinyNet]
@@ -53,7 +53,7 @@ _EXPLAINER_KEYS = {"method": str, "channels": int, "needs_conv": bool, "params":
 def load_registry(path: str) -> list[str]:
     """Register the models and explainers of a TOML registry file; returns their names.
 
-    The same as `dina --registry FILE`: afterwards every `Model-Explainer` pair with a
+    The same as `dina COMMAND --registry FILE`: afterwards every `Model-Explainer` pair with a
     registered name is a config everywhere (`dina configs`, generation, the builder, the
     metrics). The file's folder is appended to `sys.path` for the modules it names.
     """
@@ -202,7 +202,7 @@ def registry_text(models: Iterable[str] = (), explainers: Iterable[str] = ()) ->
 def write_registry(path: str, models: Iterable[str] = (), explainers: Iterable[str] = ()
                    ) -> str:
     """Write (atomically) a registry file for these registered contributed models and
-    explainers (see `registry_text`); returns `path`. `dina --registry PATH` loads it."""
+    explainers (see `registry_text`); returns `path`. `dina COMMAND --registry PATH` loads it."""
     text = registry_text(models, explainers)
     with storage.atomic_write(path, "wb") as handle:
         handle.write(text.encode())

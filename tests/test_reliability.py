@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 
 import krippendorff
 import numpy as np
@@ -352,8 +353,14 @@ def test_retest_of_a_stochastic_metric(tf, tmp_path, capsys):
         assert main(["reliability", "--data-url", root, "--retest", "3", "--weights", "none",
                      "--splits", "10", "--json"]) == 0
         cards = {r["metric"]: r for r in json.loads(capsys.readouterr().out)["cards"]}
+        # no preprocess file: the images themselves (`--images`), as `dina evaluate` takes
+        os.remove(Layout(root).preprocess("RetestToy"))
+        assert main(["reliability", "--data-url", root, "--retest", "3", "--weights", "none",
+                     "--splits", "10", "--json", "--images", str(tmp_path / "images")]) == 0
+        by_images = {r["metric"]: r for r in json.loads(capsys.readouterr().out)["cards"]}
     finally:
         catalog.unregister("RetestToy")
+    assert by_images["MuFidelity"]["retest"] == cards["MuFidelity"]["retest"]
     assert list(same["metric"]) == ["MuFidelity"]  # Insertion is deterministic: not re-run
     assert same["n"].iloc[0] == 4
     assert same["icc"].iloc[0] == pytest.approx(1.0)  # the same seed repeats the scores
@@ -497,3 +504,17 @@ def test_beats_control_in_the_table_agrees_with_the_card():
     alone = validity.against_controls(values[:, [0, 3]], ["Saliency", "RandomExp"],
                                       "Insertion", "ResNet50")
     assert alone[0][9] is True and validity.separates(alone) is True
+
+
+def test_too_few_images_or_explainers_to_tell_are_never_reliable():
+    """A perfectly consistent ordering on 6 images, or of only 2 explainers on 300, says
+    nothing yet: no paired verdict can reach alpha 0.01 on 6 images (the leaderboard says
+    "too few images to tell"), and 2 explainers' split-half is +1 or -1 by construction."""
+    rng = np.random.default_rng(2)
+    few = {("ResNet50", e, "Insertion"): k + rng.normal(0, 0.01, 6)
+           for k, e in enumerate(("Saliency", "GradCAM", "Rise", "RandomExp"))}
+    two = {("ResNet50", e, "Insertion"): k + rng.normal(0, 0.01, 300)
+           for k, e in enumerate(("Saliency", "RandomExp"))}
+    for cells, why in ((few, "too few images"), (two, "at least 3 are needed")):
+        c = stats.reliability(_frame(cells), n_splits=20).cards.iloc[0]
+        assert c["grade"] == "questionable" and why in c["reasons"], c["reasons"]

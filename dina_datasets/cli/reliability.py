@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retest-seed", type=int, default=1042, metavar="S",
                         help="seed of the re-run (default 1042; the scores' own seed is "
                         "`dina evaluate`'s, 42 by default: use another)")
+    parser.add_argument("--images", metavar="SRC",
+                        help="with --retest: the images of the maps (a folder or kecam's "
+                        "imagenet_data.json), when the bucket holds no preprocess file")
+    parser.add_argument("--preprocess-url", metavar="URL",
+                        help="with --retest: the model's preprocessed inputs (default "
+                        "{Model}/preprocess_dataset.tfrecord under --data-url)")
     parser.add_argument("--weights", default="pretrained",
                         help="model weights of the re-run: pretrained, none or a file")
     options.add_map_check(parser)
@@ -74,6 +80,7 @@ def _retest(args: argparse.Namespace, table: str):
 
     return retest(args.data_url, table, images=args.retest, seed=args.retest_seed,
                   weights=args.weights, filters=args.filters, activation=args.activation,
+                  images_source=args.images, preprocess_url=args.preprocess_url,
                   storage_options=args.storage_options)
 
 

@@ -31,7 +31,7 @@ def register_planted(demo: Demo) -> None:
     demo.result.registry = write_registry(demo.registry, models=[planted.NAME])
     load_registry(demo.result.registry)
     demo.say(f"  the planted model is a contributed one: {demo.result.registry} registers it "
-             "in any process (`dina --registry FILE`; every command below passes it)")
+             "in any process (`dina COMMAND --registry FILE`; every command below passes it)")
 
 
 def generate_maps(demo: Demo) -> None:

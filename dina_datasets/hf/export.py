@@ -78,7 +78,7 @@ def present_configs(data_url: str, storage_options: dict[str, Any] | None = None
         warnings.warn(f"left out {len(unknown)} config(s) under {data_url} that this process "
                       f"does not know: {', '.join(unknown[:10])}"
                       f"{' ...' if len(unknown) > 10 else ''} (maps of contributed models or "
-                      "explainers: pass their registry file, `dina --registry FILE`, to "
+                      "explainers: pass their registry file, `dina COMMAND --registry FILE`, to "
                       "include them)", DinaWarning, stacklevel=2)
     return names
 

@@ -26,10 +26,13 @@ COLUMNS = ["model", "activation", "metric", "n", "icc"]
 def retest(data_url: str, scores: Any, *, images: int, seed: int = SEED,
            weights: str = "pretrained", filters=(), activation: str | None = None,
            batch_size: int = 32, metric_params: dict[str, dict[str, Any]] | None = None,
+           images_source: str | None = None, preprocess_url: str | None = None,
            storage_options: dict[str, Any] | None = None) -> Any:
     """One row per (model, activation, metric) of a stochastic metric in `scores` (a table
     of the score files under `data_url`): `COLUMNS` (a pandas frame). `metric_params`: the
-    parameters the scores were made with, when not the published ones."""
+    parameters the scores were made with, when not the published ones. The model's inputs:
+    `images_source` (a folder or kecam json of the images) or `preprocess_url`, else
+    `{Model}/preprocess_dataset.tfrecord` under `data_url`."""
     import pandas as pd
 
     from dina_datasets.metrics.evaluation import evaluate
@@ -51,6 +54,7 @@ def retest(data_url: str, scores: Any, *, images: int, seed: int = SEED,
             metrics = sorted(set(rows["metric"]))
             params = {m: p for m, p in (metric_params or {}).items() if m in metrics}
             evaluate(model, explainer, metrics, data_url=data_url, out=out, limit=images,
+                     images=images_source, preprocess_url=preprocess_url,
                      subsample=images, seed=seed, weights=weights, activation=act,
                      batch_size=batch_size, progress=False, metric_params=params or None,
                      storage_options=storage_options)

@@ -17,8 +17,8 @@ interval, as done here for `reliable`):
   the metric's epsilons decide their scores);
 - `questionable`: the split-half interval reaches below 0.75, or the metric does not
   separate from random (`validity`), or 10 % or more of the scores undefined (or of the
-  sampled maps degenerate), or a test-retest ICC below 0.75, or too few images (4) or
-  ranked explainers (2) to tell, or the explainers tie on every half (nothing ranked);
+  sampled maps degenerate), or a test-retest ICC below 0.75, or too few images (under 8)
+  or ranked explainers (under 3) to tell, or the explainers tie on every half (nothing ranked);
 - `reliable`: none of these.
 
 Krippendorff's alpha is shown, not graded: it says whether single images agree, which a
@@ -44,7 +44,11 @@ GRADES = ("reliable", "questionable", "unreliable")
 GOOD = 0.75  # Koo & Li 2016: "good" from 0.75
 POOR = 0.5  # Koo & Li 2016: "poor" below 0.5
 UNDEFINED_QUESTIONABLE = 0.1
-MIN_IMAGES, MIN_EXPLAINERS = 4, 2
+# Fewer images than 8: no paired verdict can reach alpha 0.01 (the smallest two-sided
+# Wilcoxon p is 2 / 2**n, as the leaderboard's "too few images to tell"); fewer than 3
+# ranked explainers: one split's Spearman is +1 or -1, so the split-half says nothing
+# about how well the ranking repeats.
+MIN_IMAGES, MIN_EXPLAINERS = 8, 3
 CARD_COLUMNS = ["model", "activation", "metric", "n", "explainers", "split_half",
                 "split_half_low", "split_half_high", "alpha", "alpha_raw", "separates_random",
                 "best_vs_random", "degenerate_share", "degenerate_explainers",
