@@ -527,3 +527,20 @@ def test_evaluate_scores_an_aligned_cell_with_unmatched_records(world, tmp_path)
     foreign = np.array([p in set(world.foreign) for p in expected])
     assert len(values) == len(expected) and foreign.sum() == FOREIGN
     assert np.isnan(values[foreign]).all() and np.isfinite(values[~foreign]).all()
+
+
+def test_constant_maps_are_named_not_blamed_on_the_images(world, tmp_path, capsys):
+    """A cell whose maps are all zero (e.g. GradCAM of a saturated model) matches no image:
+    the command says so, instead of blaming the images, the model or the weights."""
+    data, expected = world.bucket("zeros", ("base",))
+    url = Layout(data).explanations("AlignToy", "Saliency")
+    shape = np.asarray(next(iter(read_records(url, 0, 1)))["explanations"]).shape
+    os.remove(url)
+    with RecordWriter(url) as writer:
+        for _ in expected:
+            writer.write({"explanations": np.zeros(shape, np.float32)})
+    out = tmp_path / "aligned.json"
+    assert align(world, data, out, str(world.root / "base")) == 2
+    err = capsys.readouterr().err
+    assert "constant maps" in err and "not the images of this file" not in err
+    assert not out.exists()

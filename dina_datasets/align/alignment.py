@@ -287,6 +287,13 @@ def _records(job: Job, progress: bool) -> np.ndarray:
 def _early_check(job: Job, records: np.ndarray, sample: int, left: int,
                  say: Callable[[str], Any]) -> None:
     """Stop when too few of a sample of images match a record; print the estimate."""
+    flat = ~np.any(records, axis=1)  # a constant map's fingerprint is the zero vector
+    if flat.mean() >= 0.5:
+        raise AlignmentError(
+            f"{int(flat.sum()):,} of {len(records):,} records of {job.published.url} are "
+            "constant maps (all zero or flat): they match no image. Align this model through "
+            "another of its cells (--explainer Saliency reads its Saliency file), or with "
+            "--route preprocess")
     rng = np.random.default_rng(0)
     picked = np.sort(rng.choice(len(job.entries), min(sample, len(job.entries)),
                                 replace=False))
@@ -295,6 +302,11 @@ def _early_check(job: Job, records: np.ndarray, sample: int, left: int,
     clock = time.perf_counter()
     found = job.maker.fingerprints(entries)
     seconds = (time.perf_counter() - clock) / len(entries)
+    if (~np.any(found, axis=1)).mean() >= 0.5:
+        raise AlignmentError(
+            f"the maps recomputed here are constant on most sampled images (weights: "
+            f"{job.manifest['weights']}): they match nothing. Choose another --explainer "
+            "(Saliency, GradientInput) or the weights that made the file")
     near = matching.top2(found, records)
     hits = int((near.similarity >= matching.MIN_SIMILARITY).sum())
     expected = min(1.0, job.published.num_records / len(job.entries)) * len(entries)
