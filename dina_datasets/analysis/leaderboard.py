@@ -64,6 +64,12 @@ class Entry:
     ci_high: float
     rank: float
     marker: str
+    tied: bool = False  # its rank is shared: at #1, no leader
+
+    @property
+    def leads(self) -> bool:
+        """Whether it is the one explainer at rank 1 (a tie at #1 has no leader)."""
+        return self.rank == 1 and not self.tied
 
     @property
     def config(self) -> str:
@@ -120,7 +126,8 @@ class Leaderboard:
         self.ci = ci
         self.entries = {(r.model, r.explainer, r.metric): Entry(
             r.model, r.explainer, r.metric, int(r.n), float(r.mean), float(r.ci_low),
-            float(r.ci_high), float(r.rank), r.marker) for r in self.summary.itertuples()}
+            float(r.ci_high), float(r.rank), r.marker, bool(getattr(r, "tied", False)))
+            for r in self.summary.itertuples()}
         self.metrics = order(self.summary["metric"], catalog.METRICS)
         models, explainers = list(catalog.MODELS), list(catalog.EXPLAINERS)
         cells = {(r.model, r.explainer) for r in self.summary.itertuples()}
@@ -178,12 +185,13 @@ class Leaderboard:
                 f"{r.n_needed:,} images)" for r in few.itertuples()]
 
     def markdown(self) -> str:
-        """The board in Markdown (`DataFrame.to_markdown`), leaders in bold."""
+        """The board in Markdown (`DataFrame.to_markdown`), leaders in bold (a tie at #1:
+        none)."""
         import pandas as pd
 
         rows = self._grid()
         body = [[row[0], *[f"**{v}**" if (e := self.get(config, m)) is not None
-                           and e.rank == 1 else v
+                           and e.leads else v
                            for m, v in zip(self.metrics, row[1:], strict=True)]]
                 for config, row in zip(self.configs, rows[1:], strict=True)]
         frame = pd.DataFrame(body, columns=rows[0]).astype(object)
