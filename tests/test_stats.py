@@ -593,3 +593,24 @@ def test_pairs_refuse_a_mix_of_ids_and_positions(tmp_path, capsys):
                  n_boot=20, sizes=(10,), stability_boot=5, figures=False)
     assert "Pairing key: `image_id` for 1 (model, metric)." in (
         tmp_path / "r" / "report.md").read_text()
+
+
+def test_the_report_crowns_no_explainer_of_a_tie_at_the_top(tmp_path):
+    """Saliency and Rise tie at #1: the report named Saliency the leader, Rise the runner-up
+    and printed Saliency's verdict over RandomExp as `vs_next`; now it names the tie, shows
+    no verdict over the next, and the runner-up is the explainer `vs_next` is about."""
+    from dina_datasets.analysis.report import write_report
+
+    n = 40
+    base = np.linspace(0.5, 0.9, n)
+    values = {"Saliency": base, "Rise": base.copy(), "RandomExp": base - 0.4}
+    made = write_report(frame(values), str(tmp_path / "tie"), n_boot=20, sizes=(10,),
+                        stability_boot=5, figures=False)
+    top = made.frames["leaders"].iloc[0]
+    assert top["leader"] == "tie: Saliency, Rise" and top["vs_next"] == "tie at #1: no leader"
+    assert top["runner_up"] == "RandomExp" and top["vs_RandomExp"] == "better"
+    values["Saliency"] = base + 0.2  # a lone leader: its verdict over the next one
+    made = write_report(frame(values), str(tmp_path / "lead"), n_boot=20, sizes=(10,),
+                        stability_boot=5, figures=False)
+    top = made.frames["leaders"].iloc[0]
+    assert (top["leader"], top["runner_up"], top["vs_next"]) == ("Saliency", "Rise", "better")
