@@ -138,3 +138,28 @@ def test_the_leaderboard_refuses_mixed_settings_unless_allowed(tmp_path, capsys)
     assert "published vs evaluated here" in err and "--allow-mixed-settings" in err
     assert main([*board, "--allow-mixed-settings"]) == 0
     assert json.loads(capsys.readouterr().out)
+
+
+def test_rows_without_a_settings_id_are_published_and_not_mixed_silently():
+    """A frame (or joined tables) whose `settings` is null on some rows: those rows were
+    compared with evaluated ones without a word (SQL min/max skip nulls); they are
+    published scores, so the mix is refused, and `settings=published` keeps them."""
+    pd = pytest.importorskip("pandas")
+    from dina_datasets.analysis import stats
+
+    n = 30
+    rng = np.random.default_rng(1)
+
+    def rows(explainer, setting):
+        return pd.DataFrame({"model": "ResNet50", "explainer": explainer,
+                             "metric": "Deletion", "activation": "softmax",
+                             "index": np.arange(n), "image_id": [f"i{i}" for i in range(n)],
+                             "label": -1, "prediction": -1, "score": rng.random(n),
+                             "settings": setting})
+
+    for missing in (None, ""):
+        table = pd.concat([rows("Saliency", "abc123"), rows("Rise", missing)])
+        with pytest.raises(ConfigError, match=r"abc123 \(Saliency\), published \(Rise\)"):
+            stats.pairs(table)
+        kept = stats.summary(table, ci="normal", filters=["settings=published"])
+        assert list(kept["explainer"]) == ["Rise"]
