@@ -614,3 +614,14 @@ def test_the_report_crowns_no_explainer_of_a_tie_at_the_top(tmp_path):
                         stability_boot=5, figures=False)
     top = made.frames["leaders"].iloc[0]
     assert (top["leader"], top["runner_up"], top["vs_next"]) == ("Saliency", "Rise", "better")
+
+
+def test_a_margin_that_overflows_is_refused():
+    """--equivalence-margin 1e308 on Complexity-sized scores (spread ~5): the margin became
+    infinite, every pair read "equivalent" and the JSON margin null; now refused."""
+    rng = np.random.default_rng(0)
+    values = {e: rng.normal(mu, 5, 50) for e, mu in (("Saliency", 5), ("Rise", 10))}
+    with pytest.raises(ConfigError, match=r"equivalence margin 1e\+308 x the metric's "
+                       r"spread .* is not a finite number"):
+        stats.pairs(frame(values, metric="Complexity"), margin=1e308)
+    assert stats.pairs(frame(values, metric="Complexity"), margin=2.0)["margin"].iloc[0] > 5
