@@ -160,3 +160,16 @@ def test_softmax_named_explicitly_is_a_stray_file(bucket, tmp_path):
     assert alone.rows == clean.rows - 5
     assert not any(f.config == "ResNet50-Saliency" and f.metric == "Insertion"
                    for f in alone.files)
+
+
+def test_a_folder_named_like_a_score_file_is_stray(bucket, tmp_path):
+    """A folder `Foo_scores.json/` in a cell stopped the whole bucket (IsADirectoryError);
+    now it is skipped with the warning naming it."""
+    import os
+
+    clean = scores.build(bucket, str(tmp_path / "clean.parquet"))
+    os.makedirs(f"{bucket}/ResNet50/Saliency/Foo_scores.json")
+    os.makedirs(f"{bucket}/ResNet50/Saliency/Foo_scores.logits.json")
+    with pytest.warns(DinaWarning, match=r"skipped 2 unknown file\(s\).*Foo_scores\.json"):
+        built = scores.build(bucket, str(tmp_path / "scores.parquet"))
+    assert built.rows == clean.rows

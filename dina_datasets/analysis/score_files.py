@@ -85,10 +85,11 @@ def find_score_files(data_url: str, storage_options: dict[str, Any] | None = Non
                             (layout.scores_activation_template, None)):
         pattern = _pattern(template)
         glob = template.format(model="*", explainer="*", metric="*", activation="*")
-        for path in fs.glob(posixpath.join(base, glob)):
+        for path, info in fs.glob(posixpath.join(base, glob), detail=True).items():
             relative = posixpath.relpath(path, base or "/")
             candidates.add(relative)
-            match = pattern.match(relative)
+            # a folder named like a score file is no score file: stray, named in the warning
+            match = pattern.match(relative) if info.get("type") != "directory" else None
             activation = fixed or (match["activation"] if match else "")
             # the published activation has one name only: `{metric}_scores.softmax.json`
             # is never written (`Layout.scores`), so it is a stray file, not a score file
