@@ -163,3 +163,24 @@ def test_rows_without_a_settings_id_are_published_and_not_mixed_silently():
             stats.pairs(table)
         kept = stats.summary(table, ci="normal", filters=["settings=published"])
         assert list(kept["explainer"]) == ["Rise"]
+
+
+def test_a_score_file_replaced_since_its_settings_is_not_taken_as_written(tmp_path, capsys):
+    """The score file was replaced (2 scores) after `dina evaluate` wrote it and its
+    settings (4): a re-run said "already written with these settings (4 scores)" and kept
+    it; now refused without --overwrite, naming the counts, and rescored with it."""
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=4, scores=False, size=8)
+    common = ["evaluate", *CELL, "--data-url", root, "--metrics", "Sparseness"]
+    assert main(common) == 0
+    url = Layout(root).scores("DinoV2", "Rise", "Sparseness")
+    first = read(url)
+    with open(url, "w") as handle:
+        json.dump([0.5, 0.5], handle)
+    capsys.readouterr()
+    assert main(common) == 2
+    err = capsys.readouterr().err
+    assert "describes 4 scores, the file holds 2" in err and "--overwrite" in err
+    assert read(url) == [0.5, 0.5]
+    assert main([*common, "--overwrite"]) == 0
+    assert read(url) == first
