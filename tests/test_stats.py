@@ -625,3 +625,27 @@ def test_a_margin_that_overflows_is_refused():
                        r"spread .* is not a finite number"):
         stats.pairs(frame(values, metric="Complexity"), margin=1e308)
     assert stats.pairs(frame(values, metric="Complexity"), margin=2.0)["margin"].iloc[0] > 5
+
+
+def test_the_same_scores_in_another_record_order_tie():
+    """Rise holds Saliency's scores, its records in another order (paired by image_id): the
+    means differ in the last bits (a sum in another order), and Saliency was ranked #1 with
+    a leader mark over an identical explainer; now they share #1 and neither leads."""
+    from dina_datasets.analysis import leaderboard
+
+    rng = np.random.default_rng(3)
+    n = 1000
+    x, perm = rng.random(n), rng.permutation(n)
+    ids = np.array([f"i{i:04d}" for i in range(n)])
+    values = {"Saliency": x, "Rise": x[perm], "RandomExp": x * 0.5}
+    table = frame(values).assign(image_id=np.r_[ids, ids[perm], ids])
+    board = leaderboard.from_table(table)
+    top = [board.get(f"ResNet50-{e}", "Insertion") for e in ("Saliency", "Rise")]
+    assert top[0].mean != top[1].mean  # a few ulps apart
+    assert [t.rank for t in top] == [1, 1] and [t.leads for t in top] == [False, False]
+    assert board.get("ResNet50-RandomExp", "Insertion").rank == 3
+    from dina_datasets.analysis.stats.summaries import shared_ranks
+
+    got = shared_ranks(np.array([0.5, 0.7, 0.5 + 1e-12, 0.1]), True)
+    assert got.tolist() == [2, 1, 2, 4]
+    assert shared_ranks(np.array([0.5, 0.7, 0.1]), False).tolist() == [2, 3, 1]
