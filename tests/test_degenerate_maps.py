@@ -73,6 +73,11 @@ def test_degenerate_published_maps_are_never_ranked(bucket, tmp_path, capsys):
     assert board.best("ResNet50", "Insertion") == "Rise"
     unchecked = leaderboard.collect(bucket, map_sample=0)
     assert unchecked.best("ResNet50", "Complexity") == "GradCAM"
+    # ... and the board says its maps were not checked (it said nothing)
+    assert "maps not checked" in unchecked.text() and "--maps-url" in unchecked.markdown()
+    assert "maps not" not in board.text()
+    elsewhere = leaderboard.collect(bucket, maps_url=str(tmp_path / "none"))
+    assert "maps not found" in elsewhere.text()
     assert main(["leaderboard", "--data-url", bucket, "--json"]) == 0
     flags = json.loads(capsys.readouterr().out)["flags"]
     assert {(f["explainer"], f["metric"]) for f in flags if f["flag"] == "degenerate"} == {

@@ -138,3 +138,49 @@ def test_the_leaderboard_refuses_mixed_settings_unless_allowed(tmp_path, capsys)
     assert "published vs evaluated here" in err and "--allow-mixed-settings" in err
     assert main([*board, "--allow-mixed-settings"]) == 0
     assert json.loads(capsys.readouterr().out)
+
+
+def test_rows_without_a_settings_id_are_published_and_not_mixed_silently():
+    """A frame (or joined tables) whose `settings` is null on some rows: those rows were
+    compared with evaluated ones without a word (SQL min/max skip nulls); they are
+    published scores, so the mix is refused, and `settings=published` keeps them."""
+    pd = pytest.importorskip("pandas")
+    from dina_datasets.analysis import stats
+
+    n = 30
+    rng = np.random.default_rng(1)
+
+    def rows(explainer, setting):
+        return pd.DataFrame({"model": "ResNet50", "explainer": explainer,
+                             "metric": "Deletion", "activation": "softmax",
+                             "index": np.arange(n), "image_id": [f"i{i}" for i in range(n)],
+                             "label": -1, "prediction": -1, "score": rng.random(n),
+                             "settings": setting})
+
+    for missing in (None, ""):
+        table = pd.concat([rows("Saliency", "abc123"), rows("Rise", missing)])
+        with pytest.raises(ConfigError, match=r"abc123 \(Saliency\), published \(Rise\)"):
+            stats.pairs(table)
+        kept = stats.summary(table, ci="normal", filters=["settings=published"])
+        assert list(kept["explainer"]) == ["Rise"]
+
+
+def test_a_score_file_replaced_since_its_settings_is_not_taken_as_written(tmp_path, capsys):
+    """The score file was replaced (2 scores) after `dina evaluate` wrote it and its
+    settings (4): a re-run said "already written with these settings (4 scores)" and kept
+    it; now refused without --overwrite, naming the counts, and rescored with it."""
+    root = str(tmp_path / "bucket")
+    make_bucket(root, ["DinoV2-Rise"], n=4, scores=False, size=8)
+    common = ["evaluate", *CELL, "--data-url", root, "--metrics", "Sparseness"]
+    assert main(common) == 0
+    url = Layout(root).scores("DinoV2", "Rise", "Sparseness")
+    first = read(url)
+    with open(url, "w") as handle:
+        json.dump([0.5, 0.5], handle)
+    capsys.readouterr()
+    assert main(common) == 2
+    err = capsys.readouterr().err
+    assert "describes 4 scores, the file holds 2" in err and "--overwrite" in err
+    assert read(url) == [0.5, 0.5]
+    assert main([*common, "--overwrite"]) == 0
+    assert read(url) == first

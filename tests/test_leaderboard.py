@@ -261,3 +261,34 @@ def test_equivalence_margin_option(planted, capsys):
     assert tight["verdict"] == "inconclusive" and tight["margin"] == 1e-9
     assert main(["leaderboard", "--data-url", planted, "--equivalence-margin", "0"]) == 2
     assert "equivalence margin must be a positive number" in capsys.readouterr().err
+
+
+def test_a_tie_at_the_top_is_neither_framed_nor_bold():
+    """The picture and the Markdown said "leader" of every #1 (a red frame, bold) though a
+    tie at #1 has none: now neither; the lone leader keeps both."""
+    import io
+
+    from PIL import Image
+
+    n = 40
+    base = np.linspace(0.5, 0.9, n)
+
+    def board(top: float):
+        rows = [pd.DataFrame({"model": "ResNet50", "explainer": e, "metric": "Insertion",
+                              "activation": "softmax", "index": np.arange(n),
+                              "image_id": [f"img_{i}" for i in range(n)], "label": 1,
+                              "prediction": 1, "score": s})
+                for e, s in (("Saliency", base + top), ("Rise", base),
+                             ("GradCAM", base - 0.4))]
+        return leaderboard.from_table(pd.concat(rows))
+
+    def red_pixels(png: bytes) -> int:
+        rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+        return int(((rgb[..., 0] > 200) & (rgb[..., 1] < 60) & (rgb[..., 2] < 60)).sum())
+
+    tied, led = board(0.0), board(0.1)
+    assert [tied.get(f"ResNet50-{e}", "Insertion").leads for e in ("Saliency", "Rise")] == \
+        [False, False]
+    assert "**" not in tied.markdown() and red_pixels(tied.png()) == 0
+    assert led.get("ResNet50-Saliency", "Insertion").leads
+    assert "**" in led.markdown() and red_pixels(led.png()) > 50

@@ -139,3 +139,37 @@ def test_outputs_checked_on_gcs(emulator, capsys):
                  "--out", notes]) == 2
     captured = capsys.readouterr()
     assert "is a file, not a folder" in captured.err and "ResNet50" not in captured.out
+
+
+def test_softmax_named_explicitly_is_a_stray_file(bucket, tmp_path):
+    """Softmax scores have one name (`{metric}_scores.json`): a `.softmax.json` file beside it
+    was silently dropped, and alone it stopped the whole bucket ("vanished while reading" of
+    a file never there); now it is skipped with the warning naming it."""
+    import os
+
+    cell = "ResNet50/Saliency"
+    clean = scores.build(bucket, str(tmp_path / "clean.parquet"))
+    add_stray(bucket, f"{cell}/Insertion_scores.softmax.json")
+    with pytest.warns(DinaWarning, match=r"Insertion_scores\.softmax\.json.*"
+                      r"softmax scores are \{model\}/\{explainer\}/\{metric\}_scores\.json"):
+        built = scores.build(bucket, str(tmp_path / "beside.parquet"))
+    assert built.rows == clean.rows
+    os.remove(f"{bucket}/{cell}/Insertion_scores.json")
+    with pytest.warns(DinaWarning, match=r"Insertion_scores\.softmax\.json"):
+        alone = scores.build(bucket, str(tmp_path / "alone.parquet"))
+    assert alone.rows == clean.rows - 5
+    assert not any(f.config == "ResNet50-Saliency" and f.metric == "Insertion"
+                   for f in alone.files)
+
+
+def test_a_folder_named_like_a_score_file_is_stray(bucket, tmp_path):
+    """A folder `Foo_scores.json/` in a cell stopped the whole bucket (IsADirectoryError);
+    now it is skipped with the warning naming it."""
+    import os
+
+    clean = scores.build(bucket, str(tmp_path / "clean.parquet"))
+    os.makedirs(f"{bucket}/ResNet50/Saliency/Foo_scores.json")
+    os.makedirs(f"{bucket}/ResNet50/Saliency/Foo_scores.logits.json")
+    with pytest.warns(DinaWarning, match=r"skipped 2 unknown file\(s\).*Foo_scores\.json"):
+        built = scores.build(bucket, str(tmp_path / "scores.parquet"))
+    assert built.rows == clean.rows

@@ -593,3 +593,59 @@ def test_pairs_refuse_a_mix_of_ids_and_positions(tmp_path, capsys):
                  n_boot=20, sizes=(10,), stability_boot=5, figures=False)
     assert "Pairing key: `image_id` for 1 (model, metric)." in (
         tmp_path / "r" / "report.md").read_text()
+
+
+def test_the_report_crowns_no_explainer_of_a_tie_at_the_top(tmp_path):
+    """Saliency and Rise tie at #1: the report named Saliency the leader, Rise the runner-up
+    and printed Saliency's verdict over RandomExp as `vs_next`; now it names the tie, shows
+    no verdict over the next, and the runner-up is the explainer `vs_next` is about."""
+    from dina_datasets.analysis.report import write_report
+
+    n = 40
+    base = np.linspace(0.5, 0.9, n)
+    values = {"Saliency": base, "Rise": base.copy(), "RandomExp": base - 0.4}
+    made = write_report(frame(values), str(tmp_path / "tie"), n_boot=20, sizes=(10,),
+                        stability_boot=5, figures=False)
+    top = made.frames["leaders"].iloc[0]
+    assert top["leader"] == "tie: Saliency, Rise" and top["vs_next"] == "tie at #1: no leader"
+    assert top["runner_up"] == "RandomExp" and top["vs_RandomExp"] == "better"
+    values["Saliency"] = base + 0.2  # a lone leader: its verdict over the next one
+    made = write_report(frame(values), str(tmp_path / "lead"), n_boot=20, sizes=(10,),
+                        stability_boot=5, figures=False)
+    top = made.frames["leaders"].iloc[0]
+    assert (top["leader"], top["runner_up"], top["vs_next"]) == ("Saliency", "Rise", "better")
+
+
+def test_a_margin_that_overflows_is_refused():
+    """--equivalence-margin 1e308 on Complexity-sized scores (spread ~5): the margin became
+    infinite, every pair read "equivalent" and the JSON margin null; now refused."""
+    rng = np.random.default_rng(0)
+    values = {e: rng.normal(mu, 5, 50) for e, mu in (("Saliency", 5), ("Rise", 10))}
+    with pytest.raises(ConfigError, match=r"equivalence margin 1e\+308 x the metric's "
+                       r"spread .* is not a finite number"):
+        stats.pairs(frame(values, metric="Complexity"), margin=1e308)
+    assert stats.pairs(frame(values, metric="Complexity"), margin=2.0)["margin"].iloc[0] > 5
+
+
+def test_the_same_scores_in_another_record_order_tie():
+    """Rise holds Saliency's scores, its records in another order (paired by image_id): the
+    means differ in the last bits (a sum in another order), and Saliency was ranked #1 with
+    a leader mark over an identical explainer; now they share #1 and neither leads."""
+    from dina_datasets.analysis import leaderboard
+
+    rng = np.random.default_rng(3)
+    n = 1000
+    x, perm = rng.random(n), rng.permutation(n)
+    ids = np.array([f"i{i:04d}" for i in range(n)])
+    values = {"Saliency": x, "Rise": x[perm], "RandomExp": x * 0.5}
+    table = frame(values).assign(image_id=np.r_[ids, ids[perm], ids])
+    board = leaderboard.from_table(table)
+    top = [board.get(f"ResNet50-{e}", "Insertion") for e in ("Saliency", "Rise")]
+    assert top[0].mean != top[1].mean  # a few ulps apart
+    assert [t.rank for t in top] == [1, 1] and [t.leads for t in top] == [False, False]
+    assert board.get("ResNet50-RandomExp", "Insertion").rank == 3
+    from dina_datasets.analysis.stats.summaries import shared_ranks
+
+    got = shared_ranks(np.array([0.5, 0.7, 0.5 + 1e-12, 0.1]), True)
+    assert got.tolist() == [2, 1, 2, 4]
+    assert shared_ranks(np.array([0.5, 0.7, 0.1]), False).tolist() == [2, 3, 1]

@@ -64,6 +64,12 @@ class Entry:
     ci_high: float
     rank: float
     marker: str
+    tied: bool = False  # its rank is shared: at #1, no leader
+
+    @property
+    def leads(self) -> bool:
+        """Whether it is the one explainer at rank 1 (a tie at #1 has no leader)."""
+        return self.rank == 1 and not self.tied
 
     @property
     def config(self) -> str:
@@ -108,7 +114,7 @@ class Leaderboard:
     """The annotated summary (one row per model, metric, explainer) and the pairs."""
 
     def __init__(self, summary: Any, pairs: Any, *, alpha: float, ci: str,
-                 grades: dict[str, str] | None = None) -> None:
+                 grades: dict[str, str] | None = None, maps: Any = None) -> None:
         from dina_datasets.analysis.stats.power import COLUMNS, detectability
 
         self.grades = dict(grades or {})  # {metric: reliability grade}, beside its name
@@ -118,9 +124,11 @@ class Leaderboard:
             columns=COLUMNS)
         self.alpha = alpha
         self.ci = ci
+        self.maps = maps  # the `stats.check_maps` frame; None: maps not checked
         self.entries = {(r.model, r.explainer, r.metric): Entry(
             r.model, r.explainer, r.metric, int(r.n), float(r.mean), float(r.ci_low),
-            float(r.ci_high), float(r.rank), r.marker) for r in self.summary.itertuples()}
+            float(r.ci_high), float(r.rank), r.marker, bool(getattr(r, "tied", False)))
+            for r in self.summary.itertuples()}
         self.metrics = order(self.summary["metric"], catalog.METRICS)
         models, explainers = list(catalog.MODELS), list(catalog.EXPLAINERS)
         cells = {(r.model, r.explainer) for r in self.summary.itertuples()}
@@ -170,20 +178,28 @@ class Leaderboard:
         return "\n".join([*lines, *self.notes(), LEGEND.format(alpha=self.alpha)])
 
     def notes(self) -> list[str]:
-        """One line per (model, metric) whose images are too few for any verdict."""
+        """One line per (model, metric) whose images are too few for any verdict, and one
+        when the maps were not checked (or none were found)."""
         from dina_datasets.analysis.stats.power import FEW
 
         few = self.power[self.power["status"] == FEW]
-        return [f"{r.model} {r.metric}: {FEW} (n={r.n}; a verdict needs about "
-                f"{r.n_needed:,} images)" for r in few.itertuples()]
+        lines = [f"{r.model} {r.metric}: {FEW} (n={r.n}; a verdict needs about "
+                 f"{r.n_needed:,} images)" for r in few.itertuples()]
+        checked = 0 if self.maps is None else int((self.maps["sampled"] > 0).sum())
+        if not checked:
+            lines.append(f"maps {'not checked' if self.maps is None else 'not found'}: only "
+                         "undefined scores reveal degenerate maps (published all-zero maps "
+                         "score a defined Complexity 0.0, the best); pass --maps-url")
+        return lines
 
     def markdown(self) -> str:
-        """The board in Markdown (`DataFrame.to_markdown`), leaders in bold."""
+        """The board in Markdown (`DataFrame.to_markdown`), leaders in bold (a tie at #1:
+        none)."""
         import pandas as pd
 
         rows = self._grid()
         body = [[row[0], *[f"**{v}**" if (e := self.get(config, m)) is not None
-                           and e.rank == 1 else v
+                           and e.leads else v
                            for m, v in zip(self.metrics, row[1:], strict=True)]]
                 for config, row in zip(self.configs, rows[1:], strict=True)]
         frame = pd.DataFrame(body, columns=rows[0]).astype(object)
@@ -270,7 +286,7 @@ def from_table(scores: Any, *, filters: Iterable[str] = (), alpha: float = 0.01,
         cards = stats.reliability(table, n_splits=GRADE_SPLITS, maps=maps).cards
         labels = metric_labels(cards, str(cards["activation"].iloc[0])) if len(cards) else {}
     return Leaderboard(stats.annotate(summary, pairs, alpha), pairs, alpha=alpha, ci=ci,
-                       grades=labels)
+                       grades=labels, maps=maps)
 
 
 def collect(data_url: str | None = None, *, scores: Any = None,

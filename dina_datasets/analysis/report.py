@@ -73,12 +73,17 @@ def _leaders(annotated: Any) -> Any:
         if ranked.empty:
             continue
         top = ranked.iloc[0]
-        runner = ranked["explainer"].iloc[1] if len(ranked) > 1 else ""
-        rows.append({"model": model, "metric": metric, "leader": top["explainer"],
+        shared = ranked[ranked["rank"] == top["rank"]]
+        # a tie at #1 has no leader: the tied explainers are named, no verdict is shown
+        leader = top["explainer"] if len(shared) == 1 else \
+            f"tie: {', '.join(shared['explainer'])}"
+        said = ("tie at #1: no leader" if len(shared) > 1 else top["vs_next"]) \
+            if top["tell"] else FEW
+        versus = sorted({str(v) for v in shared["vs_random"] if isinstance(v, str)})
+        rows.append({"model": model, "metric": metric, "leader": leader,
                      "mean": top["mean"], "ci_low": top["ci_low"], "ci_high": top["ci_high"],
-                     "n": top["n"], "runner_up": runner,
-                     "vs_next": top["vs_next"] if top["tell"] else FEW,
-                     "vs_RandomExp": top["vs_random"] if top["tell"] else FEW})
+                     "n": top["n"], "runner_up": top["next"] or "", "vs_next": said,
+                     "vs_RandomExp": (" / ".join(versus) or None) if top["tell"] else FEW})
     return pd.DataFrame(rows)
 
 

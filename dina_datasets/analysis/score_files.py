@@ -21,6 +21,8 @@ from dina_datasets.layout import ACTIVATIONS, DEFAULT_ACTIVATION, Layout
 
 CONCURRENCY = 16
 NAMED = 10  # unknown files named in the warning; the rest are counted
+# the activations written as `{metric}_scores.{activation}.json` (softmax is the published name)
+NAMED_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a != DEFAULT_ACTIVATION)
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,9 @@ def find_score_files(data_url: str, storage_options: dict[str, Any] | None = Non
     "softmax") and per activation (`{Metric}_scores.{activation}.json`), sorted.
 
     A file named like a score file that is none (`Insertion_scores.backup.json`: an unknown
-    activation) is skipped with one `DinaWarning` naming every such file; with `strict`, a
-    LayoutError naming them instead."""
+    activation; `Insertion_scores.softmax.json`: softmax scores are published as
+    `Insertion_scores.json`) is skipped with one `DinaWarning` naming every such file; with
+    `strict`, a LayoutError naming them instead."""
     layout = layout or Layout(data_url)
     fs, root = storage.filesystem(data_url, storage_options)
     if not fs.exists(root):
@@ -82,12 +85,15 @@ def find_score_files(data_url: str, storage_options: dict[str, Any] | None = Non
                             (layout.scores_activation_template, None)):
         pattern = _pattern(template)
         glob = template.format(model="*", explainer="*", metric="*", activation="*")
-        for path in fs.glob(posixpath.join(base, glob)):
+        for path, info in fs.glob(posixpath.join(base, glob), detail=True).items():
             relative = posixpath.relpath(path, base or "/")
             candidates.add(relative)
-            match = pattern.match(relative)
+            # a folder named like a score file is no score file: stray, named in the warning
+            match = pattern.match(relative) if info.get("type") != "directory" else None
             activation = fixed or (match["activation"] if match else "")
-            if not match or activation not in ACTIVATIONS:
+            # the published activation has one name only: `{metric}_scores.softmax.json`
+            # is never written (`Layout.scores`), so it is a stray file, not a score file
+            if not match or activation not in (ACTIVATIONS if fixed else NAMED_ACTIVATIONS):
                 continue
             key = (match["model"], match["explainer"], match["metric"], activation)
             found[key] = ScoreFile(*key, layout.scores(*key))
@@ -151,7 +157,8 @@ def _report_unknown(unknown: list[str], data_url: str, layout: Layout, strict: b
                                           if len(unknown) > NAMED else "")
     valid = (f"score files are named {layout.scores_template} or "
              f"{layout.scores_activation_template} with activation one of "
-             f"{', '.join(ACTIVATIONS)}")
+             f"{', '.join(NAMED_ACTIVATIONS)}; {DEFAULT_ACTIVATION} scores are "
+             f"{layout.scores_template}")
     if strict:
         raise LayoutError(f"{len(unknown)} unknown file(s) under {data_url}: {names} ({valid});"
                           " move them away, or drop --strict to skip them")

@@ -113,7 +113,10 @@ class Scores:
                               f"expected {', '.join(COLUMNS)} (build it with `dina scores`)")
         self.allow_mixed_settings = bool(allow_mixed_settings)
         self._checked = False
-        self.settings_column = '"settings"' if "settings" in base.columns else \
+        # a row without a settings id (null or "": a frame, a table of older builds joined
+        # to a new one) holds published scores, like a table without the column
+        self.settings_column = (f"coalesce(nullif(\"settings\", ''), '{mixing.PUBLISHED}') "
+                                "AS settings") if "settings" in base.columns else \
             f"'{mixing.PUBLISHED}' AS settings"
         self.requested = list(filters)
         chosen = [condition(f) for f in self.requested]

@@ -12,6 +12,7 @@ from typing import Any
 
 from dina_datasets import catalog, storage
 from dina_datasets.errors import ConfigError
+from dina_datasets.formats import read_scores
 from dina_datasets.layout import Layout
 from dina_datasets.metrics import metric_class
 from dina_datasets.metrics.plan import Evaluation, _needs_dataset_mean
@@ -55,7 +56,8 @@ def check_written(run: Evaluation, wanted: dict[str, dict[str, Any]], overwrite:
                    ) -> set[str]:
     """The metrics whose score file is already written with exactly these settings and
     length (nothing to do; noted). ConfigError, unless `overwrite`, when a score file to
-    write was computed with other settings (`runs.settings.COMPARED`), naming them."""
+    write was computed with other settings (`runs.settings.COMPARED`), or holds another
+    number of scores than its settings file describes, naming them."""
     done, refused = set(), []
     layout, cell, options = Layout(run.out), run.cell, run.storage_options
     for name, record in wanted.items():
@@ -65,6 +67,13 @@ def check_written(run: Evaluation, wanted: dict[str, dict[str, Any]], overwrite:
         old = score_settings.read(layout.settings(cell.model, cell.explainer, name,
                                                   run.activation), options)
         differ = score_settings.differences(old, record)
+        if old is not None and not differ:
+            # the settings file vouches for the file it was written with: a score file
+            # replaced since (another length) is not described by it
+            held = read_scores(url, options)
+            if held is not None and len(held) != old.get("count"):
+                differ = [f"count: the settings file describes {old.get('count')} scores, "
+                          f"the file holds {len(held)} (replaced since it was written)"]
         if differ and not overwrite:
             refused.append(f"{url} ({'; '.join(differ)})")
         elif old is not None and not overwrite and _same_run(old, record, run.stops[name]):

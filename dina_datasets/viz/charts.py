@@ -160,7 +160,7 @@ def cost_quality(frame: Any, *, metric: str) -> Any:
 def leaderboard_heatmap(board: Any) -> bytes:
     """A heat map of a `Leaderboard`: colour = rank within (model, metric) (brighter =
     better), grey = degenerate, red frame = leader (dashed: not shown better than the
-    next)."""
+    next; none where explainers tie at #1)."""
     try:
         import matplotlib
     except ImportError:
@@ -188,7 +188,7 @@ def leaderboard_heatmap(board: Any) -> bytes:
             ax.text(j, i, f"{label}\n{e.marker}".rstrip(), ha="center", va="center",
                     fontsize=7, color="black" if np.isnan(shade[i, j]) or shade[i, j] > 0.5
                     else "white")
-            if e.rank == 1:
+            if e.leads:  # a tie at #1 has no leader: no frame
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
                                        edgecolor="red", linewidth=2,
                                        linestyle="-" if "*" in e.marker else "--"))
@@ -199,7 +199,8 @@ def leaderboard_heatmap(board: Any) -> bytes:
     ax.set_yticks(range(rows), board.configs, fontsize=8)
     ax.set_title("DINA leaderboard: mean per model and metric\ncolour = rank (brighter = "
                  "better); red frame = leader (solid: better than the\nnext; dashed: "
-                 "equivalent, inconclusive or too few images); grey = degenerate", fontsize=8)
+                 "equivalent, inconclusive or too few images; none: a tie at #1);\n"
+                 "grey = degenerate", fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

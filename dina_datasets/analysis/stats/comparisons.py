@@ -193,7 +193,8 @@ def verdicts(pairs_frame: Any) -> dict[tuple[str, str, str, str], str]:
 
 
 def annotate(summary: Any, pairs_frame: Any, alpha: float = ALPHA) -> Any:
-    """The summary with `vs_next` (the verdict of each ranked explainer over the next one),
+    """The summary with `next` (the first explainer ranked below each ranked one), `vs_next`
+    (the verdict of each ranked explainer over it),
     `vs_random` (its verdict over RandomExp, where that model has it), `tied` (its rank is
     shared with another explainer of equal mean) and `tell` (False where the images of its
     (model, metric) are too few for any verdict at `alpha`: `detectability`) added."""
@@ -208,14 +209,15 @@ def annotate(summary: Any, pairs_frame: Any, alpha: float = ALPHA) -> Any:
                 following[model, metric, rank] = names[later[0]]
     tell = {key: can_tell(int(group["n"].max()), len(group), alpha)
             for key, group in pairs_frame.groupby(["model", "metric"], sort=False)}
-    vs_next, vs_random = [], []
+    vs_next, vs_random, nexts = [], [], []
     for r in summary.itertuples():
         nxt = following.get((r.model, r.metric, r.rank))
+        nexts.append(nxt)
         vs_next.append(None if nxt is None else found.get((r.model, r.metric, r.explainer,
                                                             nxt)))
         vs_random.append(found.get((r.model, r.metric, r.explainer, RANDOM)))
     out = summary.copy()
-    out["vs_next"], out["vs_random"] = vs_next, vs_random
+    out["next"], out["vs_next"], out["vs_random"] = nexts, vs_next, vs_random
     # explainers with equal means share their rank: `tied` says so (no leader among them)
     shared = out.groupby(["model", "metric", "rank"])["explainer"].transform("size")
     out["tied"] = np.isfinite(out["rank"]) & (shared > 1)

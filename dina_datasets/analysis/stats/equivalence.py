@@ -51,8 +51,15 @@ def spread(stds: Any) -> float:
 
 def margin_of(stds: Any, fraction: float = MARGIN, units: str = "sd") -> float:
     """The equivalence margin of a (model, metric) whose explainers have these standard
-    deviations (see the module docstring)."""
-    return float(fraction) if units == "score" else fraction * spread(stds)
+    deviations (see the module docstring); ConfigError when it overflows to infinity
+    (every pair would read "equivalent" within no bound at all)."""
+    size = spread(stds)
+    margin = float(fraction) if units == "score" else fraction * size
+    if math.isinf(margin):
+        raise ConfigError(f"the equivalence margin {fraction!r} x the metric's spread "
+                          f"{size:.4g} is not a finite number; give a margin of a few tenths "
+                          f"of the spread at most (default {MARGIN})")
+    return margin
 
 
 def tost(d: np.ndarray, margin: float) -> float:

@@ -4,8 +4,8 @@ The interval is the percentile bootstrap of the mean (`scipy.stats.bootstrap`), 
 images: the explainers of a (model, metric) are resampled on the same images, as they were
 scored on the same images. `ci="normal"` gives mean ± z s / sqrt(n) instead (instant; at
 DINA's sizes, 1,024 and 50,000 images, the two agree closely). Rank 1 is the best mean in the
-catalog's direction; degenerate explainers (see `degenerate`) and metrics of unknown
-direction get no rank.
+catalog's direction, equal means (to `TIE`, relative) sharing the smallest rank;
+degenerate explainers (see `degenerate`) and metrics of unknown direction get no rank.
 """
 
 from __future__ import annotations
@@ -60,8 +60,26 @@ def _rank(frame: Any) -> Any:
         usable = group[~group["degenerate"] & np.isfinite(group["mean"])]
         if direction is None or usable.empty:
             continue
-        ranked = usable["mean"].rank(method="min", ascending=not direction)
-        ranks[frame.index.get_indexer(usable.index)] = ranked.to_numpy()
+        ranks[frame.index.get_indexer(usable.index)] = shared_ranks(
+            usable["mean"].to_numpy(np.float64), direction)
+    return ranks
+
+
+TIE = 1e-9  # relative: means this close are equal (one set of scores summed in two orders)
+
+
+def shared_ranks(means: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Ranks 1.. of finite means (1 = best), equal means sharing the smallest: means within
+    `TIE` (relative) of the previous one count as equal, so the same scores read in another
+    record order (a sum in another order: a few ulps apart) tie instead of one leading."""
+    order = np.argsort(-means if higher_is_better else means, kind="stable")
+    ranks = np.empty(len(means))
+    for position, i in enumerate(order):
+        if position and abs(means[i] - means[order[position - 1]]) <= TIE * max(
+                abs(means[i]), abs(means[order[position - 1]])):
+            ranks[i] = ranks[order[position - 1]]
+        else:
+            ranks[i] = position + 1
     return ranks
 
 
