@@ -649,3 +649,15 @@ def test_the_same_scores_in_another_record_order_tie():
     got = shared_ranks(np.array([0.5, 0.7, 0.5 + 1e-12, 0.1]), True)
     assert got.tolist() == [2, 1, 2, 4]
     assert shared_ranks(np.array([0.5, 0.7, 0.1]), False).tolist() == [2, 3, 1]
+
+
+def test_a_matrix_of_no_explainer_is_empty():
+    """A model whose explainers are all flagged (degenerate maps) asks for a matrix of no
+    explainer: an empty one, not a DuckDB error."""
+    import pandas as pd
+
+    frame = pd.DataFrame([("M", "Saliency", "Insertion", "softmax", 0, "a", 1, 1, 0.3)],
+                         columns=["model", "explainer", "metric", "activation", "index",
+                                  "image_id", "label", "prediction", "score"])
+    matrix = stats.open_scores(frame).matrix("M", "Insertion", [])
+    assert matrix.values.shape == (0, 0) and matrix.explainers == []

@@ -41,9 +41,12 @@ class Filter:
 
 
 def isin(column: str, values: Sequence[Any]) -> Any:
-    """The expression `column IN (values)`, the values bound as constants."""
+    """The expression `column IN (values)`, the values bound as constants (no value: no
+    row)."""
     from duckdb import ColumnExpression, ConstantExpression
 
+    if not len(values):
+        return ConstantExpression(False)
     return ColumnExpression(column).isin(*[ConstantExpression(v) for v in values])
 
 
