@@ -167,6 +167,27 @@ def test_an_index_that_stays_unreachable_is_a_transfer_error(faulty):
         reader.inspect(url)
 
 
+def test_a_short_read_of_the_index_is_retried_and_the_index_kept(faulty):
+    url = "faulty://bucket/cell/explanations.tfrecord"
+    write_cell(url, IDS)
+    FaultyFS.plan = {"cat_file": [(".index.json", "short")]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not "ignoring the corrupt index"
+        info = reader.inspect(url)
+    assert info.keys is not None and list(info.keys["image_id"]) == IDS
+
+
+def test_reads_that_stay_short_of_a_whole_file_are_a_transfer_error_not_a_truncation(faulty):
+    url = "faulty://bucket/cell/explanations.tfrecord"
+    maps = write_cell(url, IDS)
+    reader.inspect(url)  # the layout, from the index
+    FaultyFS.plan = {"cat_file": [(".tfrecord", "short")] * 50}
+    with pytest.raises(dd.TransferError, match=r"explanations.tfrecord.*short"):
+        records.read_record(url, 3)
+    FaultyFS.plan = {}
+    assert np.array_equal(records.read_record(url, 3)["explanations"], maps[3])
+
+
 # Issue 22 item 2: an index beside a file it does not describe, signatures of other kinds
 
 
