@@ -225,6 +225,26 @@ def test_a_copied_index_is_not_used_for_a_replaced_file_of_the_same_size(faulty,
     assert info.keys is None and info.num_records == len(IDS)
 
 
+def test_maps_rewritten_with_the_same_images_change_their_signature_under_a_copied_index(
+        faulty, tmp_path):
+    """A sample of records vouches for the index's keys, not for its CRC: the maps' stamp
+    (what tells an evaluation's old parts from new maps) must not come from it."""
+    from dina_datasets.runs import settings
+
+    write_cell(str(tmp_path / "explanations.tfrecord"), IDS, seed=0)
+    copy_to(faulty, tmp_path, ["explanations.tfrecord", "explanations.tfrecord.index.json"])
+    url = "faulty://copied/explanations.tfrecord"
+    before = settings.maps_signature(url)
+    other = tmp_path / "other"
+    other.mkdir()
+    write_cell(str(other / "explanations.tfrecord"), IDS, seed=100)  # new maps, same images
+    copy_to(faulty, other, ["explanations.tfrecord"])  # the file replaced, not its index
+    reader._LAYOUTS.clear()
+    assert settings.maps_signature(url) != before
+    found = sidecar.read_index(url)  # its keys still hold
+    assert found is not None and list(found.keys["image_id"]) == IDS
+
+
 # Issue 22 item 9: a crash while a writer publishes its file and its index
 
 
