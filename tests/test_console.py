@@ -56,6 +56,21 @@ def test_a_tensorflow_evaluation_prints_no_cuinit_error_and_logs_its_progress(to
     assert "Deletion: 12 scores" in done.stdout
 
 
+def test_progress_lines_come_from_the_clock_not_from_the_updates(capsys):
+    """With stderr not a terminal a line is printed every interval by a clock: an update
+    must not print one too (two lines a moment apart in each interval, as seen before)."""
+    from dina_datasets.runs.progress import progress
+
+    with progress(3600.0, 100, "cell", "map") as bar:
+        bar.start_t -= 7200  # as if two intervals had passed since the first line
+        bar.last_print_t -= 7200
+        bar.update(1)
+        bar.update(1)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines  # the first and the last, none from the updates
+    assert "0/100" in lines[0] and "2/100" in lines[1], lines
+
+
 def test_the_stderr_filter_drops_only_the_line_it_names():
     code = ("import os\nfrom dina_datasets.generation.runtime import dropping\n"
             "with dropping(b'failed call to cuInit'):\n"

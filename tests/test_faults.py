@@ -167,6 +167,27 @@ def test_an_index_that_stays_unreachable_is_a_transfer_error(faulty):
         reader.inspect(url)
 
 
+def test_a_short_read_of_the_index_is_retried_and_the_index_kept(faulty):
+    url = "faulty://bucket/cell/explanations.tfrecord"
+    write_cell(url, IDS)
+    FaultyFS.plan = {"cat_file": [(".index.json", "short")]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not "ignoring the corrupt index"
+        info = reader.inspect(url)
+    assert info.keys is not None and list(info.keys["image_id"]) == IDS
+
+
+def test_reads_that_stay_short_of_a_whole_file_are_a_transfer_error_not_a_truncation(faulty):
+    url = "faulty://bucket/cell/explanations.tfrecord"
+    maps = write_cell(url, IDS)
+    reader.inspect(url)  # the layout, from the index
+    FaultyFS.plan = {"cat_file": [(".tfrecord", "short")] * 50}
+    with pytest.raises(dd.TransferError, match=r"explanations.tfrecord.*short"):
+        records.read_record(url, 3)
+    FaultyFS.plan = {}
+    assert np.array_equal(records.read_record(url, 3)["explanations"], maps[3])
+
+
 # Issue 22 item 2: an index beside a file it does not describe, signatures of other kinds
 
 
@@ -202,6 +223,26 @@ def test_a_copied_index_is_not_used_for_a_replaced_file_of_the_same_size(faulty,
     with pytest.warns(sidecar.StaleIndexWarning):
         info = reader.inspect(url)
     assert info.keys is None and info.num_records == len(IDS)
+
+
+def test_maps_rewritten_with_the_same_images_change_their_signature_under_a_copied_index(
+        faulty, tmp_path):
+    """A sample of records vouches for the index's keys, not for its CRC: the maps' stamp
+    (what tells an evaluation's old parts from new maps) must not come from it."""
+    from dina_datasets.runs import settings
+
+    write_cell(str(tmp_path / "explanations.tfrecord"), IDS, seed=0)
+    copy_to(faulty, tmp_path, ["explanations.tfrecord", "explanations.tfrecord.index.json"])
+    url = "faulty://copied/explanations.tfrecord"
+    before = settings.maps_signature(url)
+    other = tmp_path / "other"
+    other.mkdir()
+    write_cell(str(other / "explanations.tfrecord"), IDS, seed=100)  # new maps, same images
+    copy_to(faulty, other, ["explanations.tfrecord"])  # the file replaced, not its index
+    reader._LAYOUTS.clear()
+    assert settings.maps_signature(url) != before
+    found = sidecar.read_index(url)  # its keys still hold
+    assert found is not None and list(found.keys["image_id"]) == IDS
 
 
 # Issue 22 item 9: a crash while a writer publishes its file and its index

@@ -16,13 +16,15 @@ on the same kind of store: a folder copied to a bucket keeps a valid index) matc
 When the signatures cannot be compared (another kind of store, or an index written before
 its file was published, without one), the index's `crc32c` must be the file's when the store
 keeps one (GCS), else a sample of the records (`SAMPLE`, first and last included) must lie
-where the index puts them and carry its keys. Any other index is ignored
-with a warning, and the file is inspected as if it had none.
+where the index puts them and carry its keys (the index is then used without its
+`crc32c`, which a sample does not vouch for). Any other index is ignored with a warning,
+and the file is inspected as if it had none.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import warnings
 from collections.abc import Mapping
@@ -142,27 +144,43 @@ def lookup(url: str, fs: Any, path: str, info: Mapping[str, Any]) -> tuple[Index
                       f"{url} has {info['size']} bytes (signature {signature}); the file "
                       "changed after the index was written", StaleIndexWarning, stacklevel=4)
         return None, True
-    if not comparable and (differs := _differs(found, fs, path, url, info)):
-        warnings.warn(f"ignoring the index {where}: the signatures cannot be compared "
-                      f"({found.signature} for {signature}) and {differs}: the file changed "
-                      "after the index was written", StaleIndexWarning, stacklevel=4)
-        return None, True
+    if not comparable:
+        if differs := _differs(found, fs, path, url, info):
+            warnings.warn(f"ignoring the index {where}: the signatures cannot be compared "
+                          f"({found.signature} for {signature}) and {differs}: the file "
+                          "changed after the index was written", StaleIndexWarning,
+                          stacklevel=4)
+            return None, True
+        if not _crc_checked(found, info):  # a sample vouches for the records, not the CRC
+            found = dataclasses.replace(found, crc32c=None)
     return found, True
+
+
+def _store_crc(info: Mapping[str, Any]) -> str | None:
+    """The file's CRC-32C (hex) when the store keeps one (GCS), else None."""
+    kept = info.get("crc32c")
+    if not isinstance(kept, str):
+        return None
+    try:
+        crc = base64.b64decode(kept, validate=True).hex()
+    except ValueError:
+        return None
+    return crc if len(crc) == 8 else None
+
+
+def _crc_checked(found: Index, info: Mapping[str, Any]) -> bool:
+    crc = _store_crc(info)
+    return bool(found.crc32c) and crc is not None and crc == str(found.crc32c).lower()
 
 
 def _differs(found: Index, fs: Any, path: str, url: str, info: Mapping[str, Any]
              ) -> str | None:
     """What says that the index does not describe the file, or None: the file's CRC-32C
     when the store keeps one (GCS does: no byte is read), else a sample of its records."""
-    kept = info.get("crc32c")
-    if found.crc32c and isinstance(kept, str):
-        try:
-            crc = base64.b64decode(kept, validate=True).hex()
-        except ValueError:
-            crc = None
-        if crc is not None and len(crc) == 8:
-            return None if crc == found.crc32c.lower() else \
-                f"the file's CRC-32C is {crc}, the index's {found.crc32c}"
+    crc = _store_crc(info)
+    if found.crc32c and crc is not None:
+        return None if crc == found.crc32c.lower() else \
+            f"the file's CRC-32C is {crc}, the index's {found.crc32c}"
     return _sample_differs(found, fs, path, url)
 
 

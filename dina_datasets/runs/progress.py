@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 LOG_INTERVAL = 30.0  # seconds between two lines when stderr is not a terminal
+QUIET = 1e9  # tqdm's own printing intervals when the lines come from the ticker
 
 
 class _Lines:
@@ -55,8 +56,10 @@ def progress(show: bool | float, total: int, desc: str, unit: str) -> Iterator[A
         return
     interval = max(float(show), 0.01)
     stop = threading.Event()
+    # Lines come from the clock alone (the ticker), never from an update: an update that
+    # printed too would add a second line at a random moment of each interval.
     with tqdm(total=total, unit=unit, desc=desc, file=_Lines(sys.stderr), ascii=True,
-              ncols=100, mininterval=interval, maxinterval=interval) as bar:
+              ncols=100, mininterval=QUIET, maxinterval=QUIET) as bar:
         def tick() -> None:
             while not stop.wait(interval):
                 bar.refresh()

@@ -123,8 +123,9 @@ def read_range(fs: AbstractFileSystem, path: str, start: int, end: int, *, url: 
     more attempts, back-off from `BACKOFF` s; `TransferError` when they run out).
 
     A read that returns fewer bytes than asked is retried (the file's size, asked to tell a
-    short read from a short file, is part of the attempt and retried with it), and reported
-    as a truncated file when the file really is shorter.
+    short read from a short file, is part of the attempt and retried with it): returned
+    short when the file really is shorter (the caller reports a truncated file), a
+    `TransferError` when it stays short of a file that holds the bytes.
     """
     def attempt() -> bytes:
         data = fs.cat_file(path, start=start, end=end)
@@ -138,11 +139,16 @@ def read_range(fs: AbstractFileSystem, path: str, start: int, end: int, *, url: 
 
 def read_file(fs: AbstractFileSystem, path: str, *, url: str, retries: int | None = None
               ) -> bytes:
-    """The whole of a (small) file, with `read_range`'s retries; FileNotFoundError when it
-    does not exist."""
-    return _retried(lambda: fs.cat_file(path), fs, path, url,
-                    RETRIES if retries is None else retries, f"reading {url}",
-                    missing=FileNotFoundError)
+    """The whole of a (small) file, with `read_range`'s retries (a read shorter than the
+    file's size is retried); FileNotFoundError when it does not exist."""
+    def attempt() -> bytes:
+        data = fs.cat_file(path)
+        if len(data) < fs.size(path):
+            raise _ShortRead(data)
+        return data
+
+    return _retried(attempt, fs, path, url, RETRIES if retries is None else retries,
+                    f"reading {url}", missing=FileNotFoundError)
 
 
 def read_ranges(fs: AbstractFileSystem, path: str, starts: list[int], ends: list[int], *,
@@ -167,8 +173,10 @@ def _retried(attempt: Any, fs: AbstractFileSystem, path: str, url: str, retries:
              what: str, missing: type[Exception] = LayoutError) -> bytes:
     try:
         return _retrying(retries, fs, path)(attempt)
-    except _ShortRead as short:  # still short after the retries: the caller reports it
-        return short.data
+    except _ShortRead as short:  # the file holds the bytes, the link kept cutting them
+        raise TransferError(f"{what} failed after {retries + 1} attempts: every read came "
+                            f"back short ({len(short.data)} bytes) of a file that holds "
+                            "them") from None
     except FileNotFoundError as err:
         if missing is FileNotFoundError:
             raise
