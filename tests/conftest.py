@@ -249,7 +249,8 @@ def fast_retries(monkeypatch):
 # The modules that take longest (Ray actors, real architectures, killed runs, the browser)
 # are collected first, so that `make test`'s two workers (pytest-xdist, a module per worker)
 # do not end on one of them alone.
-SLOW_FIRST = ("test_ray.py", "test_models.py", "test_explore_browser.py", "test_demo.py",
+SLOW_FIRST = ("test_ray.py", "test_align.py", "test_demo.py", "test_models.py",
+              "test_remote.py", "test_explore_browser.py",
               "test_gcs_pipeline.py", "test_evaluate_parts.py", "test_generation_resume.py",
               "test_generation.py")
 
