@@ -123,7 +123,15 @@ def test_stream_survives_faults_exactly_once_in_order(emulator, proxy, fast_retr
 
 def test_stream_fails_clearly_when_retries_run_out(emulator, proxy, fast_retries):
     maps = emulator[2]["ResNet50-Saliency"]
-    proxy.plan = lambda n, r: "503" if n >= 3 else None
+    data_reads = []
+
+    def plan(n, r):  # two reads of records pass (index reads aside), every later one fails
+        if r.media and SALIENCY.split("/", 3)[-1] in r.target.replace("%2F", "/"):
+            data_reads.append(n)
+            return "503" if len(data_reads) > 2 else None
+        return None
+
+    proxy.plan = plan
     got = []
     with pytest.raises(dd.TransferError) as info:  # docs/reliability.md's claim
         for array in dd.read_explanations(SALIENCY, chunk_bytes=2 * RECORD,
