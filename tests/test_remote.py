@@ -220,8 +220,10 @@ def test_torch_random_sampler_with_two_workers_over_gs(emulator, builder_rows, m
                                 storage_options=opts(server))
     want = builder_rows["ResNet50-Saliency"]
     sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(0))
+    # workers from a fork server: forking this process, which may hold TensorFlow's threads
+    # from another test module, can crash the child (seen once); the dataset is pickled
     loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2,
-                        multiprocessing_context="fork")
+                        multiprocessing_context="forkserver")
     orders = []
     for _ in range(2):  # two epochs
         seen = []
