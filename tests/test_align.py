@@ -212,6 +212,27 @@ def align(world: World, data: str, out, images: str | None = None, *extra: str,
                  *extra])
 
 
+def test_near_distances_are_exact_so_duplicates_stay_ambiguous():
+    """A record 1e-3 away from its image is at cosine distance ~5e-7: a few float32 steps
+    below 1, and the float32 product's rounding differed between two columns holding the
+    same image (a copy was 'matched' on a fresh machine). Distances are exact in float64."""
+    rng = np.random.default_rng(1)
+    images = fingerprints.fingerprints(rng.standard_normal((300, 20, 24, 3)))
+    images = np.vstack([images, images[[7, 123, 250]]])  # exact copies in other columns
+    noisy = images + 1e-3 * rng.standard_normal(images.shape) / 16  # 1e-3 of the values' sd
+    records = (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+    near = matching.top2(records, images)
+    q, c = records.astype(np.float64), images[near.best].astype(np.float64)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    np.testing.assert_allclose(1 - near.similarity, 0.5 * ((q - c) ** 2).sum(axis=1),
+                               rtol=1e-6, atol=1e-12)
+    found = matching.assign(near)
+    twins = {7, 123, 250, 300, 301, 302}
+    assert {k for k, s in enumerate(found.status) if s == "ambiguous"} == twins
+    assert all(found.image[k] == k for k in range(300) if k not in twins)
+
+
 def test_matching_never_guesses():
     rng = np.random.default_rng(0)
     images = fingerprints.fingerprints(rng.standard_normal((6, 20, 24, 3)))

@@ -1,8 +1,11 @@
 """Matching records to images by their fingerprints, one to one, never guessing.
 
 Nearest neighbours are exact: blocked matrix products in numpy (`BLOCK` records at a time
-against every image), keeping for each record its best image, the best similarity and the
-second best (`top2`). 50,000 x 50,000 fingerprints of 256 values take about a minute and
+against every image) find each record's two nearest images (`top2`); their distances are
+then computed again in float64 from the difference of the fingerprints, because a float32
+dot product near 1 rounds distances of ~1e-7 (a map matched through float noise of 1e-3) to
+0 or to the next float, which would make exact duplicate images look separable.
+50,000 x 50,000 fingerprints of 256 values take about a minute and
 under 1 GB on 2 cores (`benchmarks/align.py`), so no approximate index is needed.
 
 A record's status (`assign`):
@@ -35,7 +38,7 @@ NO_IMAGE = -1
 @dataclass
 class Neighbours:
     """Per query: the index of its best candidate, the best similarity and the second best
-    (-1 when there is one candidate only)."""
+    (-1 when there is one candidate only); similarities are 1 - cosine distance."""
 
     best: np.ndarray
     similarity: np.ndarray
@@ -44,6 +47,19 @@ class Neighbours:
     @property
     def margin(self) -> np.ndarray:
         return self.similarity - self.second
+
+
+def _distances(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Cosine distance of each query row to the candidate row beside it, in float64 from
+    their difference (no cancellation near 0); 1 where either row is all zero."""
+    q = queries.astype(np.float64)
+    c = candidates.astype(np.float64)
+    nq = np.linalg.norm(q, axis=1, keepdims=True)
+    nc = np.linalg.norm(c, axis=1, keepdims=True)
+    ok = (nq[:, 0] > 0) & (nc[:, 0] > 0)
+    q = np.divide(q, nq, out=np.zeros_like(q), where=nq > 0)
+    c = np.divide(c, nc, out=np.zeros_like(c), where=nc > 0)
+    return np.where(ok, 0.5 * ((q - c) ** 2).sum(axis=1), 1.0)
 
 
 def top2(queries: np.ndarray, candidates: np.ndarray, block: int = BLOCK) -> Neighbours:
@@ -57,19 +73,24 @@ def top2(queries: np.ndarray, candidates: np.ndarray, block: int = BLOCK) -> Nei
         raise ConfigError("no candidate fingerprints to match against")
     n = len(queries)
     best = np.empty(n, np.int64)
-    similarity = np.empty(n, np.float32)
-    second = np.full(n, -1.0, np.float32)
+    runner_up = np.full(n, -1, np.int64)
     transposed = np.ascontiguousarray(candidates.T)
     for start in range(0, n, block):
         scores = queries[start:start + block] @ transposed
         rows = np.arange(len(scores))
         top = scores.argmax(axis=1)
         best[start:start + len(scores)] = top
-        similarity[start:start + len(scores)] = scores[rows, top]
         if candidates.shape[0] > 1:
             scores[rows, top] = -np.inf
-            second[start:start + len(scores)] = scores.max(axis=1)
-    return Neighbours(best, similarity, second)
+            runner_up[start:start + len(scores)] = scores.argmax(axis=1)
+    distance = _distances(queries, candidates[best])
+    if candidates.shape[0] < 2:
+        return Neighbours(best, 1.0 - distance, np.full(n, -1.0))
+    second = _distances(queries, candidates[runner_up])
+    swap = second < distance  # the float32 products ordered two near-equal candidates wrongly
+    best = np.where(swap, runner_up, best)
+    distance, second = np.where(swap, second, distance), np.where(swap, distance, second)
+    return Neighbours(best, 1.0 - distance, 1.0 - second)
 
 
 @dataclass
@@ -92,7 +113,7 @@ def assign(neighbours: Neighbours, min_similarity: float = MIN_SIMILARITY,
     """Statuses and one-to-one images of records from their neighbours (module docstring)."""
     sim = neighbours.similarity.astype(np.float64)
     distance = np.maximum(0.0, 1.0 - sim)
-    second = np.maximum(0.0, 1.0 - neighbours.second.astype(np.float64))
+    second = np.maximum(0.0, 1.0 - neighbours.second.astype(np.float64))  # -1: distance 2
     status = np.full(len(sim), MATCHED, dtype=object)
     near = distance >= max_ratio * second  # equal distances (0 too) are ambiguous
     status[near] = AMBIGUOUS
