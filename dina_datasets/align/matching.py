@@ -49,9 +49,14 @@ class Neighbours:
         return self.similarity - self.second
 
 
-def _distances(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Cosine distance of each query row to the candidate row beside it, in float64 from
-    their difference (no cancellation near 0); 1 where either row is all zero."""
+def _distances(queries: np.ndarray, candidates: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Cosine distance of each query row to candidate `rows[i]`, in float64 from their
+    difference (no cancellation near 0); 1 where either row is all zero."""
+    return np.concatenate([_pairs(queries[k:k + BLOCK], candidates[rows[k:k + BLOCK]])
+                           for k in range(0, len(queries), BLOCK)] or [np.empty(0)])
+
+
+def _pairs(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     q = queries.astype(np.float64)
     c = candidates.astype(np.float64)
     nq = np.linalg.norm(q, axis=1, keepdims=True)
@@ -83,10 +88,10 @@ def top2(queries: np.ndarray, candidates: np.ndarray, block: int = BLOCK) -> Nei
         if candidates.shape[0] > 1:
             scores[rows, top] = -np.inf
             runner_up[start:start + len(scores)] = scores.argmax(axis=1)
-    distance = _distances(queries, candidates[best])
+    distance = _distances(queries, candidates, best)
     if candidates.shape[0] < 2:
         return Neighbours(best, 1.0 - distance, np.full(n, -1.0))
-    second = _distances(queries, candidates[runner_up])
+    second = _distances(queries, candidates, runner_up)
     swap = second < distance  # the float32 products ordered two near-equal candidates wrongly
     best = np.where(swap, runner_up, best)
     distance, second = np.where(swap, second, distance), np.where(swap, distance, second)
