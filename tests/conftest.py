@@ -255,6 +255,16 @@ SLOW_FIRST = ("test_ray.py", "test_align.py", "test_demo.py", "test_models.py",
               "test_generation.py")
 
 
+def pytest_configure(config) -> None:
+    """Processes that the tests start without naming a start method (torch DataLoader
+    workers) come from a fork server, not from a fork of this process: a test process that
+    has run TensorFlow and Ray (other modules of the same worker) crashed children forked
+    from it (-11, seen in test runs). Fork itself is tested from fresh interpreters."""
+    import multiprocessing
+
+    multiprocessing.set_start_method("forkserver", force=True)
+
+
 def pytest_collection_modifyitems(items: list) -> None:
     rank = {name: k for k, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
