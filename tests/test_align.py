@@ -225,12 +225,43 @@ def test_near_distances_are_exact_so_duplicates_stay_ambiguous():
     q, c = records.astype(np.float64), images[near.best].astype(np.float64)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     c /= np.linalg.norm(c, axis=1, keepdims=True)
-    np.testing.assert_allclose(1 - near.similarity, 0.5 * ((q - c) ** 2).sum(axis=1),
-                               rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(near.distance, 0.5 * ((q - c) ** 2).sum(axis=1), rtol=1e-9,
+                               atol=0)
     found = matching.assign(near)
     twins = {7, 123, 250, 300, 301, 302}
     assert {k for k, s in enumerate(found.status) if s == "ambiguous"} == twins
     assert all(found.image[k] == k for k in range(300) if k not in twins)
+
+
+def test_near_copies_tied_in_float32_are_ordered_exactly():
+    """Three images within float32 rounding of a record (adversarial review): an exact copy
+    left out of the float32 top two was 'matched'; a near copy was matched instead of the
+    record's own image; distances of ~5e-17 turned into similarities and back became 0."""
+    rng = np.random.default_rng(0)
+    base = fingerprints.fingerprints(rng.standard_normal((6, 20, 24)))
+
+    def copy(scale):
+        near = base[0] + scale / 16 * rng.standard_normal(fingerprints.DIM)
+        return near / np.linalg.norm(near)
+
+    exact_copy = np.vstack([base[0], copy(1e-4), base[0], base[1:]]).astype(np.float32)
+    found = matching.assign(matching.top2(exact_copy[[0]], exact_copy))
+    assert list(found.status) == ["ambiguous"]  # columns 0 and 2 are the same image
+    own = np.vstack([copy(1e-4), copy(3e-4), base[0], base[1:]]).astype(np.float32)
+    found = matching.assign(matching.top2(base[[0]].astype(np.float32), own))
+    assert list(found.status) == ["matched"] and list(found.image) == [2]
+    # a record and two copies one float32 step apart at 2 and at 3 values of one spacing:
+    # distances ~1e-17, ratio 2/3 (ambiguous); as similarities and back they were 0 and not
+    record = base[0].astype(np.float32)
+    spacing = np.spacing(np.abs(record))
+    values, counts = np.unique(spacing, return_counts=True)
+    same = np.flatnonzero(spacing == values[counts >= 5][0])[:5]
+    first, second = record.copy(), record.copy()
+    first[same[:2]] = np.nextafter(first[same[:2]], np.float32(2))
+    second[same[2:]] = np.nextafter(second[same[2:]], np.float32(2))
+    near = matching.top2(record[None], np.vstack([first, second, base[1:]]))
+    assert 0 < near.distance[0] < near.second_distance[0] < 1e-16
+    assert list(matching.assign(near).status) == ["ambiguous"]
 
 
 def test_matching_never_guesses():

@@ -1,10 +1,12 @@
 """Matching records to images by their fingerprints, one to one, never guessing.
 
 Nearest neighbours are exact: blocked matrix products in numpy (`BLOCK` records at a time
-against every image) find each record's two nearest images (`top2`); their distances are
-then computed again in float64 from the difference of the fingerprints, because a float32
-dot product near 1 rounds distances of ~1e-7 (a map matched through float noise of 1e-3) to
-0 or to the next float, which would make exact duplicate images look separable.
+against every image) find each record's `RECHECK` (8) nearest images, whose distances are
+then computed again in float64 from the difference of the fingerprints, and the best two
+kept (`top2`): a float32 dot product near 1 rounds distances of ~1e-7 (a map matched through
+float noise of 1e-3) to 0 or to the next float, which would make exact duplicate images
+look separable, or rank a near copy above the image itself. Distances stay float64 up to
+the statuses. More than 8 images within float32 rounding of a record is beyond this check.
 50,000 x 50,000 fingerprints of 256 values take about a minute and
 under 1 GB on 2 cores (`benchmarks/align.py`), so no approximate index is needed.
 
@@ -31,44 +33,50 @@ from dina_datasets.errors import ConfigError
 MIN_SIMILARITY = 0.9
 MAX_RATIO = 0.5
 BLOCK = 1024
+RECHECK = 8
 MATCHED, AMBIGUOUS, UNMATCHED = "matched", "ambiguous", "unmatched"
 NO_IMAGE = -1
 
 
 @dataclass
 class Neighbours:
-    """Per query: the index of its best candidate, the best similarity and the second best
-    (-1 when there is one candidate only); similarities are 1 - cosine distance."""
+    """Per query: the index of its best candidate and the cosine distances (float64) to the
+    best and to the second best (2.0 when there is one candidate only)."""
 
     best: np.ndarray
-    similarity: np.ndarray
-    second: np.ndarray
+    distance: np.ndarray
+    second_distance: np.ndarray
+
+    @property
+    def similarity(self) -> np.ndarray:
+        return 1.0 - self.distance
+
+    @property
+    def second(self) -> np.ndarray:
+        return 1.0 - self.second_distance
 
     @property
     def margin(self) -> np.ndarray:
-        return self.similarity - self.second
+        return self.second_distance - self.distance
 
 
-def _distances(queries: np.ndarray, candidates: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Cosine distance of each query row to candidate `rows[i]`, in float64 from their
-    difference (no cancellation near 0); 1 where either row is all zero."""
-    return np.concatenate([_pairs(queries[k:k + BLOCK], candidates[rows[k:k + BLOCK]])
-                           for k in range(0, len(queries), BLOCK)] or [np.empty(0)])
-
-
-def _pairs(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    q = queries.astype(np.float64)
+def _exact(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Cosine distances of each query row (n, dim) to its k candidate rows (n, k, dim), in
+    float64 from their difference (no cancellation near 0); 1 where either row is zero."""
+    q = queries.astype(np.float64)[:, None, :]
     c = candidates.astype(np.float64)
-    nq = np.linalg.norm(q, axis=1, keepdims=True)
-    nc = np.linalg.norm(c, axis=1, keepdims=True)
-    ok = (nq[:, 0] > 0) & (nc[:, 0] > 0)
+    nq = np.linalg.norm(q, axis=2, keepdims=True)
+    nc = np.linalg.norm(c, axis=2, keepdims=True)
+    ok = (nq[..., 0] > 0) & (nc[..., 0] > 0)
     q = np.divide(q, nq, out=np.zeros_like(q), where=nq > 0)
     c = np.divide(c, nc, out=np.zeros_like(c), where=nc > 0)
-    return np.where(ok, 0.5 * ((q - c) ** 2).sum(axis=1), 1.0)
+    return np.where(ok, 0.5 * ((q - c) ** 2).sum(axis=2), 1.0)
 
 
-def top2(queries: np.ndarray, candidates: np.ndarray, block: int = BLOCK) -> Neighbours:
-    """The best and second best candidate of every query (fingerprint rows, dot product)."""
+def top2(queries: np.ndarray, candidates: np.ndarray, block: int = BLOCK,
+         recheck: int = RECHECK) -> Neighbours:
+    """The best and second best candidate of every query: the `recheck` best by a float32
+    dot product, ordered again by their exact float64 distances."""
     queries = np.ascontiguousarray(queries, np.float32)
     candidates = np.ascontiguousarray(candidates, np.float32)
     if queries.ndim != 2 or candidates.ndim != 2 or queries.shape[1] != candidates.shape[1]:
@@ -76,26 +84,24 @@ def top2(queries: np.ndarray, candidates: np.ndarray, block: int = BLOCK) -> Nei
                           f"{candidates.shape}")
     if not len(candidates):
         raise ConfigError("no candidate fingerprints to match against")
-    n = len(queries)
+    n, k = len(queries), min(recheck, len(candidates))
     best = np.empty(n, np.int64)
-    runner_up = np.full(n, -1, np.int64)
+    distance = np.empty(n, np.float64)
+    second = np.full(n, 2.0)
     transposed = np.ascontiguousarray(candidates.T)
     for start in range(0, n, block):
-        scores = queries[start:start + block] @ transposed
+        scores = np.nan_to_num(queries[start:start + block] @ transposed, nan=-np.inf)
+        near = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
+                else np.broadcast_to(np.arange(k), scores.shape).copy())
+        exact = _exact(queries[start:start + block], candidates[near])
+        order = np.argsort(exact, axis=1, kind="stable")
         rows = np.arange(len(scores))
-        top = scores.argmax(axis=1)
-        best[start:start + len(scores)] = top
-        if candidates.shape[0] > 1:
-            scores[rows, top] = -np.inf
-            runner_up[start:start + len(scores)] = scores.argmax(axis=1)
-    distance = _distances(queries, candidates, best)
-    if candidates.shape[0] < 2:
-        return Neighbours(best, 1.0 - distance, np.full(n, -1.0))
-    second = _distances(queries, candidates, runner_up)
-    swap = second < distance  # the float32 products ordered two near-equal candidates wrongly
-    best = np.where(swap, runner_up, best)
-    distance, second = np.where(swap, second, distance), np.where(swap, distance, second)
-    return Neighbours(best, 1.0 - distance, 1.0 - second)
+        stop = start + len(scores)
+        best[start:stop] = near[rows, order[:, 0]]
+        distance[start:stop] = exact[rows, order[:, 0]]
+        if k > 1:
+            second[start:stop] = exact[rows, order[:, 1]]
+    return Neighbours(best, distance, second)
 
 
 @dataclass
@@ -116,9 +122,9 @@ class Assignment:
 def assign(neighbours: Neighbours, min_similarity: float = MIN_SIMILARITY,
            max_ratio: float = MAX_RATIO) -> Assignment:
     """Statuses and one-to-one images of records from their neighbours (module docstring)."""
-    sim = neighbours.similarity.astype(np.float64)
-    distance = np.maximum(0.0, 1.0 - sim)
-    second = np.maximum(0.0, 1.0 - neighbours.second.astype(np.float64))  # -1: distance 2
+    distance = np.maximum(0.0, neighbours.distance)
+    second = np.maximum(0.0, neighbours.second_distance)
+    sim = 1.0 - distance
     status = np.full(len(sim), MATCHED, dtype=object)
     near = distance >= max_ratio * second  # equal distances (0 too) are ambiguous
     status[near] = AMBIGUOUS
