@@ -1,9 +1,10 @@
 """Matching records to images by their fingerprints, one to one, never guessing.
 
 Nearest neighbours are exact: blocked matrix products in numpy (`BLOCK` records at a time
-against every image) find each record's `RECHECK` (8) nearest images, whose distances are
-then computed again in float64 from the difference of the fingerprints, and the best two
-kept (`top2`): a float32 dot product near 1 rounds distances of ~1e-7 (a map matched through
+against every image) find each record's two nearest images, or its `RECHECK` (8) nearest
+where the first two are within `TIE` of each other; their distances are computed again in
+float64 from the difference of the fingerprints and the best two kept (`top2`): a float32
+dot product near 1 rounds distances of ~1e-7 (a map matched through
 float noise of 1e-3) to 0 or to the next float, which would make exact duplicate images
 look separable, or rank a near copy above the image itself. Distances stay float64 up to
 the statuses. More than 8 images within float32 rounding of a record is beyond this check.
@@ -34,6 +35,7 @@ MIN_SIMILARITY = 0.9
 MAX_RATIO = 0.5
 BLOCK = 1024
 RECHECK = 8
+TIE = 1e-4  # float32 products of 256 unit values err by ~1e-6 (at most ~1.5e-5)
 MATCHED, AMBIGUOUS, UNMATCHED = "matched", "ambiguous", "unmatched"
 NO_IMAGE = -1
 
@@ -73,12 +75,23 @@ def _exact(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return np.where(ok, 0.5 * ((q - c) ** 2).sum(axis=2), 1.0)
 
 
+def _finite(fingerprints: np.ndarray) -> np.ndarray:
+    """float32 rows; a row holding a NaN or an infinity becomes zero (it matches nothing)."""
+    rows = np.ascontiguousarray(fingerprints, np.float32)
+    bad = ~np.isfinite(rows).all(axis=-1) if rows.ndim == 2 else None
+    if bad is not None and bad.any():
+        rows = rows.copy()
+        rows[bad] = 0.0
+    return rows
+
+
 def top2(queries: np.ndarray, candidates: np.ndarray, block: int = BLOCK,
          recheck: int = RECHECK) -> Neighbours:
-    """The best and second best candidate of every query: the `recheck` best by a float32
-    dot product, ordered again by their exact float64 distances."""
-    queries = np.ascontiguousarray(queries, np.float32)
-    candidates = np.ascontiguousarray(candidates, np.float32)
+    """The best and second best candidate of every query, by exact float64 distances: the
+    float32 top two, or where they are within `TIE` of each other (a near tie the float32
+    product cannot order), the `recheck` best by the product."""
+    queries = _finite(queries)
+    candidates = _finite(candidates)
     if queries.ndim != 2 or candidates.ndim != 2 or queries.shape[1] != candidates.shape[1]:
         raise ConfigError(f"fingerprints of different sizes: {queries.shape} and "
                           f"{candidates.shape}")
@@ -90,17 +103,31 @@ def top2(queries: np.ndarray, candidates: np.ndarray, block: int = BLOCK,
     second = np.full(n, 2.0)
     transposed = np.ascontiguousarray(candidates.T)
     for start in range(0, n, block):
-        scores = np.nan_to_num(queries[start:start + block] @ transposed, nan=-np.inf)
-        near = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
-                else np.broadcast_to(np.arange(k), scores.shape).copy())
-        exact = _exact(queries[start:start + block], candidates[near])
-        order = np.argsort(exact, axis=1, kind="stable")
-        rows = np.arange(len(scores))
-        stop = start + len(scores)
-        best[start:stop] = near[rows, order[:, 0]]
-        distance[start:stop] = exact[rows, order[:, 0]]
+        q = queries[start:start + block]
+        scores = q @ transposed
+        rows = np.arange(len(q))
+        near = scores.argmax(axis=1)[:, None]
         if k > 1:
-            second[start:stop] = exact[rows, order[:, 1]]
+            top = scores[rows, near[:, 0]]
+            scores[rows, near[:, 0]] = -np.inf
+            near = np.hstack([near, scores.argmax(axis=1)[:, None]])
+            tied = np.flatnonzero((top - scores[rows, near[:, 1]] < TIE) & q.any(axis=1))
+        exact = _exact(q, candidates[near])
+        order = np.argsort(exact, axis=1, kind="stable")
+        picked = [near[rows, order[:, 0]], exact[rows, order[:, 0]]]
+        if k > 1:
+            picked.append(exact[rows, order[:, 1]])
+            if len(tied) and k > 2:  # the best is -inf in `scores` now: add it back
+                many = np.hstack([near[tied, :1], np.argpartition(
+                    -scores[tied], k - 2, axis=1)[:, :k - 1]])
+                close = _exact(q[tied], candidates[many])
+                ranked = np.argsort(close, axis=1, kind="stable")
+                at = np.arange(len(tied))
+                picked[0][tied] = many[at, ranked[:, 0]]
+                picked[1][tied] = close[at, ranked[:, 0]]
+                picked[2][tied] = close[at, ranked[:, 1]]
+            second[start:start + len(q)] = picked[2]
+        best[start:start + len(q)], distance[start:start + len(q)] = picked[0], picked[1]
     return Neighbours(best, distance, second)
 
 
