@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,10 +261,6 @@ def test_gs_stream_through_forked_dataloader_workers(emulator, tmp_path):
     The parent is a fresh interpreter that has used gcsfs, as a user's training script is:
     this test process may hold TensorFlow's threads from other modules, and a fork of it
     can crash the child for reasons that are TensorFlow's, not ours."""
-    import hashlib
-    import os
-    from pathlib import Path
-
     server, _, maps = emulator
     script = tmp_path / "forked.py"
     script.write_text(FORKED)

@@ -3,13 +3,13 @@
 Nearest neighbours are exact: blocked matrix products in numpy (`BLOCK` records at a time
 against every image) find each record's two nearest images, or its `RECHECK` (8) nearest
 where the first two are within `TIE` of each other; their distances are computed again in
-float64 from the difference of the fingerprints and the best two kept (`top2`): a float32
-dot product near 1 rounds distances of ~1e-7 (a map matched through
-float noise of 1e-3) to 0 or to the next float, which would make exact duplicate images
-look separable, or rank a near copy above the image itself. Distances stay float64 up to
-the statuses. More than 8 images within float32 rounding of a record is beyond this check.
-50,000 x 50,000 fingerprints of 256 values take about a minute and
-under 1 GB on 2 cores (`benchmarks/align.py`), so no approximate index is needed.
+float64 from the difference of the fingerprints and the best two kept (`top2`). A float32
+dot product near 1 rounds distances of ~1e-7 (a map matched through float noise of 1e-3)
+to 0 or to the next float, which would make exact duplicate images look separable, or rank
+a near copy above the image itself; distances stay float64 up to the statuses. More than 8
+images within float32 rounding of one record is beyond this check. 50,000 x 50,000
+fingerprints of 256 values take 10-20 s and under 1 GB on 2 cores (`benchmarks/align.py`),
+so no approximate index is needed.
 
 A record's status (`assign`):
 
@@ -75,60 +75,64 @@ def _exact(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return np.where(ok, 0.5 * ((q - c) ** 2).sum(axis=2), 1.0)
 
 
-def _finite(fingerprints: np.ndarray) -> np.ndarray:
-    """float32 rows; a row holding a NaN or an infinity becomes zero (it matches nothing)."""
-    rows = np.ascontiguousarray(fingerprints, np.float32)
-    bad = ~np.isfinite(rows).all(axis=-1) if rows.ndim == 2 else None
-    if bad is not None and bad.any():
-        rows = rows.copy()
-        rows[bad] = 0.0
-    return rows
+def _closest(queries: np.ndarray, candidates: np.ndarray, near: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of each query's candidates `near[i]`: the closest one, its exact distance and the
+    second smallest distance (2.0 with one candidate)."""
+    exact = _exact(queries, candidates[near])
+    order = np.argsort(exact, axis=1, kind="stable")
+    rows = np.arange(len(queries))
+    second = exact[rows, order[:, 1]] if near.shape[1] > 1 else np.full(len(queries), 2.0)
+    return near[rows, order[:, 0]], exact[rows, order[:, 0]], second
 
 
 def top2(queries: np.ndarray, candidates: np.ndarray, block: int = BLOCK,
          recheck: int = RECHECK) -> Neighbours:
     """The best and second best candidate of every query, by exact float64 distances: the
     float32 top two, or where they are within `TIE` of each other (a near tie the float32
-    product cannot order), the `recheck` best by the product."""
-    queries = _finite(queries)
-    candidates = _finite(candidates)
+    product cannot order), the `recheck` best by the product. A row holding a NaN or an
+    infinity is taken as zero (it matches nothing)."""
+    queries = np.ascontiguousarray(queries, np.float32)
+    candidates = np.ascontiguousarray(candidates, np.float32)
     if queries.ndim != 2 or candidates.ndim != 2 or queries.shape[1] != candidates.shape[1]:
         raise ConfigError(f"fingerprints of different sizes: {queries.shape} and "
                           f"{candidates.shape}")
     if not len(candidates):
         raise ConfigError("no candidate fingerprints to match against")
+    queries, candidates = _finite(queries), _finite(candidates)
     n, k = len(queries), min(recheck, len(candidates))
     best = np.empty(n, np.int64)
     distance = np.empty(n, np.float64)
-    second = np.full(n, 2.0)
+    second = np.empty(n, np.float64)
     transposed = np.ascontiguousarray(candidates.T)
     for start in range(0, n, block):
         q = queries[start:start + block]
+        out = slice(start, start + len(q))
         scores = q @ transposed
         rows = np.arange(len(q))
         near = scores.argmax(axis=1)[:, None]
+        tied = np.empty(0, np.int64)
         if k > 1:
             top = scores[rows, near[:, 0]]
             scores[rows, near[:, 0]] = -np.inf
             near = np.hstack([near, scores.argmax(axis=1)[:, None]])
             tied = np.flatnonzero((top - scores[rows, near[:, 1]] < TIE) & q.any(axis=1))
-        exact = _exact(q, candidates[near])
-        order = np.argsort(exact, axis=1, kind="stable")
-        picked = [near[rows, order[:, 0]], exact[rows, order[:, 0]]]
-        if k > 1:
-            picked.append(exact[rows, order[:, 1]])
-            if len(tied) and k > 2:  # the best is -inf in `scores` now: add it back
-                many = np.hstack([near[tied, :1], np.argpartition(
-                    -scores[tied], k - 2, axis=1)[:, :k - 1]])
-                close = _exact(q[tied], candidates[many])
-                ranked = np.argsort(close, axis=1, kind="stable")
-                at = np.arange(len(tied))
-                picked[0][tied] = many[at, ranked[:, 0]]
-                picked[1][tied] = close[at, ranked[:, 0]]
-                picked[2][tied] = close[at, ranked[:, 1]]
-            second[start:start + len(q)] = picked[2]
-        best[start:start + len(q)], distance[start:start + len(q)] = picked[0], picked[1]
+            scores[rows, near[:, 0]] = top
+        best[out], distance[out], second[out] = _closest(q, candidates, near)
+        if k > 2 and len(tied):
+            many = np.argpartition(-scores[tied], k - 1, axis=1)[:, :k]
+            at = start + tied
+            best[at], distance[at], second[at] = _closest(q[tied], candidates, many)
     return Neighbours(best, distance, second)
+
+
+def _finite(rows: np.ndarray) -> np.ndarray:
+    """The rows, those holding a NaN or an infinity set to zero (a copy only then)."""
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():
+        rows = rows.copy()
+        rows[bad] = 0.0
+    return rows
 
 
 @dataclass
