@@ -91,3 +91,48 @@ def test_read_path_imports_no_heavy_library(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+GENERATION = """
+import sys
+from dina_datasets import catalog
+from dina_datasets.generation.explainers import _method
+from dina_datasets.generation.runtime import tensorflow
+
+tf = tensorflow()
+method = _method(catalog.explainer("Saliency"))
+assert method.__module__.startswith("xplique.") and tf.constant(1.0).numpy() == 1.0
+assert "torch" not in sys.modules and "jax" not in sys.modules
+import jax.numpy as jnp
+import torch
+assert float(torch.ones(2).sum()) == 2.0 and float(jnp.ones(2).sum()) == 2.0
+"""
+
+
+def test_generation_skips_the_optional_torch_and_jax_imports_of_tensorflow_and_xplique():
+    """TensorFlow and xplique load without the PyTorch and JAX that they would import when
+    installed (seconds of start-up for every generating process); both import afterwards."""
+    import pytest
+
+    pytest.importorskip("tensorflow")
+    done = subprocess.run([sys.executable, "-c", GENERATION], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_without_fails_an_import_only_inside_the_block(tmp_path, monkeypatch):
+    import pytest
+
+    from dina_datasets.generation.runtime import without
+
+    (tmp_path / "dina_probe_module.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with without("dina_probe_module", "json"):
+        with pytest.raises(ImportError):
+            import dina_probe_module  # noqa: F401
+        import json  # already imported: left alone
+        assert json.dumps(1) == "1"
+    import dina_probe_module
+
+    assert dina_probe_module.VALUE == 1
+    sys.modules.pop("dina_probe_module")

@@ -51,7 +51,10 @@ def explainer_params(explainer: str, *, baseline: np.ndarray | None = None,
 def _method(spec: catalog.ExplainerSpec) -> Any:
     method = spec.method
     if isinstance(method, str) and ":" not in method:
-        import xplique.attributions
+        from dina_datasets.generation.runtime import without
+
+        with without("torch"):  # xplique's optional PyTorch import (see runtime)
+            import xplique.attributions
 
         if not hasattr(xplique.attributions, method):
             raise ConfigError(f"explainer {spec.name!r}: xplique has no attribution method "

@@ -77,6 +77,22 @@ class RetracingFilter(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
+@contextlib.contextmanager
+def without(*names: str) -> Iterator[None]:
+    """Inside the block, `import name` fails with ImportError for each of `names` that the
+    process has not imported yet (an optional import skipped); afterwards they import as usual.
+    """
+    hidden = [name for name in names if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  (the import system's "absent")
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]
+
+
 @functools.lru_cache(maxsize=1)
 def tensorflow() -> Any:
     """The `tensorflow` module, its physical devices listed once (the GPU probe) with the
@@ -84,7 +100,7 @@ def tensorflow() -> Any:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     quiet = dropping(CUINIT) if not has_nvidia_driver() else contextlib.nullcontext()
-    with quiet:
+    with quiet, without("jax"):
         import tensorflow as tf
 
         tf.config.list_physical_devices()
