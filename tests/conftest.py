@@ -263,6 +263,9 @@ def pytest_configure(config) -> None:
     import multiprocessing
 
     multiprocessing.set_start_method("forkserver", force=True)
+    # imported once by the fork server (a fresh process), not by each worker forked from it
+    multiprocessing.set_forkserver_preload(["torch", "datasets", "dina_datasets.hf.batches",
+                                            "dina_datasets.hf.random_access"])
 
 
 def pytest_collection_modifyitems(items: list) -> None:
