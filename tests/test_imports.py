@@ -129,7 +129,7 @@ def test_without_fails_an_import_only_inside_the_block(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with without("dina_probe_module", "json"):
         with pytest.raises(ImportError):
-            import dina_probe_module  # noqa: F401
+            import dina_probe_module
         import json  # already imported: left alone
         assert json.dumps(1) == "1"
     import dina_probe_module
